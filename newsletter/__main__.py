@@ -1,0 +1,3 @@
+from newsletter.cli import app
+
+app(prog_name="newsletter")

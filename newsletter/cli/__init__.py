@@ -1,0 +1,37 @@
+"""The `newsletter` command line: a thin layer that translates arguments into domain calls."""
+
+from __future__ import annotations
+
+import typer
+
+from . import db as db_cmds
+from . import events as event_cmds
+from . import sample as sample_cmds
+from . import topics as topic_cmds
+from .common import State, load_state
+
+app = typer.Typer(
+    help="AI-industry newsletter and alert delivery.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    database_url: str | None = typer.Option(
+        None, "--database-url", envvar="NEWSLETTER_DATABASE_URL", help="SQLAlchemy database URL."
+    ),
+) -> None:
+    """Build the settings once here and hand them to every command."""
+    ctx.obj = load_state(database_url)
+
+
+app.add_typer(db_cmds.app, name="db")
+app.add_typer(topic_cmds.app, name="topics")
+app.add_typer(event_cmds.app, name="events")
+app.add_typer(sample_cmds.app, name="sample")
+
+__all__ = ["app", "State"]

@@ -1,0 +1,223 @@
+"""Event import from files: JSON (array), JSON Lines, YAML and CSV.
+
+Each record is validated and stored on its own (a savepoint each), so one bad record
+never stops the good ones, and a re-import finds every record a duplicate.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from sqlmodel import Session
+
+from .events import EventIn, add_event
+from .topics import TopicError, compiled_rules
+
+FORMATS = ("json", "jsonl", "yaml", "csv")
+SUFFIXES = {
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".csv": "csv",
+}
+MAX_BYTES = 50 * 1024 * 1024
+
+
+class ImportFileError(ValueError):
+    """The file as a whole cannot be read (unknown format, not UTF-8, not parseable)."""
+
+
+@dataclass
+class Problem:
+    where: str  # "line 3" or "record 2"
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    new: int = 0
+    duplicate: int = 0
+    invalid: list[Problem] = field(default_factory=list)
+    new_ids: list[int] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.invalid
+
+
+# A record source yields (where, record-or-error) pairs.
+Records = Iterator[tuple[str, Any]]
+
+
+def detect_format(path: Path, explicit: str | None = None) -> str:
+    if explicit:
+        if explicit not in FORMATS:
+            raise ImportFileError(f"unknown format {explicit!r}; use one of {', '.join(FORMATS)}")
+        return explicit
+    fmt = SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise ImportFileError(
+            f"cannot tell the format of {path.name!r} from its extension; "
+            f"use .json, .jsonl, .yaml or .csv, or pass --format"
+        )
+    return fmt
+
+
+def decode(data: bytes) -> str:
+    if len(data) > MAX_BYTES:
+        raise ImportFileError(f"file is larger than {MAX_BYTES // (1024 * 1024)} MB")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ImportFileError(f"file is not UTF-8 text (byte {exc.start}): {exc.reason}") from exc
+
+
+def _records_from_list(items: Any, what: str) -> Records:
+    if isinstance(items, dict) and isinstance(items.get("events"), list):
+        items = items["events"]
+    if not isinstance(items, list):
+        raise ImportFileError(f"{what} must hold a list of events (or {{events: [...]}})")
+    for n, item in enumerate(items, start=1):
+        yield f"record {n}", item
+
+
+def read_json(text: str) -> Records:
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ImportFileError(f"invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    yield from _records_from_list(items, "a JSON file")
+
+
+def read_jsonl(text: str) -> Records:
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield f"line {n}", json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield f"line {n}", Problem(f"line {n}", f"invalid JSON: {exc.msg}")
+
+
+def read_yaml(text: str) -> Records:
+    try:
+        items = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ImportFileError(f"invalid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+    if items is None:
+        return
+    yield from _records_from_list(items, "a YAML file")
+
+
+CSV_LOCALISED = ("title", "summary")
+
+
+def read_csv(text: str) -> Records:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames:
+        return
+    names = [(n or "").strip().lower() for n in reader.fieldnames]
+    reader.fieldnames = names
+    if not any(n.startswith("title") for n in names):
+        raise ImportFileError("CSV header needs a title column (title, title_zh or title_en)")
+    line = 1
+    for row in reader:
+        where = f"line {line + 1}"
+        line = reader.line_num
+        if None in row:
+            yield where, Problem(where, "more fields than the header has")
+            continue
+        record: dict[str, Any] = {}
+        for key, value in row.items():
+            value = (value or "").strip()
+            base, _, lang = key.partition("_")
+            if base in CSV_LOCALISED and lang:
+                if value:
+                    record.setdefault(base, {})
+                    if isinstance(record[base], dict):
+                        record[base][lang] = value
+            elif key in CSV_LOCALISED:
+                if value:
+                    record[key] = value if key not in record else record[key]
+            elif value:
+                record[key] = value
+        yield where, record
+
+
+READERS: dict[str, Callable[[str], Records]] = {
+    "json": read_json,
+    "jsonl": read_jsonl,
+    "yaml": read_yaml,
+    "csv": read_csv,
+}
+
+
+def _reason(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "record"
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+def import_records(
+    *, session: Session, records: Records, progress: Callable[[], None] | None = None
+) -> ImportReport:
+    report = ImportReport()
+    rules = compiled_rules(session=session)
+    for where, record in records:
+        if progress:
+            progress()
+        if isinstance(record, Problem):
+            report.invalid.append(record)
+            continue
+        try:
+            event_in = EventIn.model_validate(record)
+        except ValidationError as exc:
+            report.invalid.append(Problem(where, _reason(exc)))
+            continue
+        except ValueError as exc:
+            report.invalid.append(Problem(where, str(exc)))
+            continue
+        try:
+            with session.begin_nested():
+                result = add_event(session=session, event_in=event_in, rules=rules)
+        except TopicError as exc:
+            report.invalid.append(Problem(where, str(exc)))
+            continue
+        if result.created:
+            report.new += 1
+            report.new_ids.append(result.event.id)
+        else:
+            report.duplicate += 1
+    return report
+
+
+def import_file(
+    *,
+    session: Session,
+    path: Path,
+    fmt: str | None = None,
+    progress: Callable[[], None] | None = None,
+) -> ImportReport:
+    """Import one file; raises ImportFileError if the file as a whole is unreadable."""
+    fmt = detect_format(path, fmt)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImportFileError(f"cannot read {path}: {exc.strerror}") from exc
+    text = decode(data)
+    return import_records(session=session, records=READERS[fmt](text), progress=progress)

@@ -1,0 +1,259 @@
+"""The tables: what the service stores, from topics and events to deliveries.
+
+The data flows one way: an Event gets EventTopic matches; a plan turns recipients
+(Subscriber, WebhookEndpoint) into Delivery rows that point at an immutable Edition;
+the outbox records each DeliveryAttempt.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# --- topics and events -------------------------------------------------------------------
+
+
+class Topic(SQLModel, table=True):
+    """A subject readers follow. `rules` decide which events it gets."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(index=True, unique=True, max_length=64)
+    name_en: str = Field(max_length=200)
+    name_zh: str = Field(max_length=200)
+    description: str = Field(default="", sa_type=Text)
+    # {"include": [...], "exclude": [...], "regex": "..." | null}
+    rules: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    position: int = Field(default=0)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Event(SQLModel, table=True):
+    """Something that happened, stored as plain text in one or more languages."""
+
+    __table_args__ = (
+        UniqueConstraint("url", name="uq_event_url"),
+        UniqueConstraint("title_key", "occurred_on", name="uq_event_title_day"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    # {"zh": "...", "en": "..."}: at least one language present
+    title: dict[str, str] = Field(sa_type=JSON)
+    summary: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
+    url: str = Field(max_length=2000)
+    source: str = Field(default="", max_length=200)
+    region: str = Field(default="global", index=True, max_length=32)
+    occurred_on: dt.date = Field(index=True)
+    language: str = Field(default="en", max_length=8)
+    importance: int | None = Field(default=None)
+    # normalised title used to find duplicates reported under another URL
+    title_key: str = Field(max_length=600)
+    # True when an admin chose the topics; rules then leave it alone
+    manual_topics: bool = Field(default=False)
+    feed_id: int | None = Field(default=None, foreign_key="feed.id", index=True)
+    created_at: dt.datetime = Field(default_factory=utcnow, index=True)
+
+
+class EventTopic(SQLModel, table=True):
+    """An event's topic, and why it has it (the rule that matched, or manual)."""
+
+    event_id: int = Field(foreign_key="event.id", primary_key=True, ondelete="CASCADE")
+    topic_id: int = Field(foreign_key="topic.id", primary_key=True, ondelete="CASCADE", index=True)
+    source: str = Field(default="rule", max_length=16)  # "rule" | "manual"
+    reason: str = Field(default="", max_length=500)
+    matched_at: dt.datetime = Field(default_factory=utcnow)
+
+
+# --- recipients -----------------------------------------------------------------------------
+
+
+class Subscriber(SQLModel, table=True):
+    """A person who receives email digests."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True, index=True, max_length=320)
+    name: str = Field(default="", max_length=200)
+    language: str = Field(default="en", max_length=8)
+    timezone: str = Field(default="UTC", max_length=64)
+    frequency: str = Field(default="monthly", max_length=16)  # instant|daily|weekly|monthly
+    status: str = Field(default="active", index=True, max_length=16)  # pending|active|unsubscribed
+    source: str = Field(default="admin", max_length=32)  # admin|import|roster|web
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    confirmed_at: dt.datetime | None = None
+    unsubscribed_at: dt.datetime | None = None
+
+
+class Subscription(SQLModel, table=True):
+    """A subscriber follows a topic."""
+
+    subscriber_id: int = Field(foreign_key="subscriber.id", primary_key=True, ondelete="CASCADE")
+    topic_id: int = Field(foreign_key="topic.id", primary_key=True, ondelete="CASCADE", index=True)
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """A team's chat channel or signed generic webhook."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=100)
+    platform: str = Field(max_length=16)  # slack|discord|teams|feishu|dingtalk|wecom|generic
+    url: str = Field(max_length=2000)
+    secret: str | None = Field(default=None, max_length=500)
+    secret_env: str | None = Field(default=None, max_length=100)  # roster: secret from env var
+    mode: str = Field(default="instant", max_length=16)  # instant|daily|weekly|monthly
+    language: str = Field(default="en", max_length=8)
+    timezone: str = Field(default="UTC", max_length=64)
+    enabled: bool = Field(default=True)
+    disabled_reason: str | None = Field(default=None, max_length=500)
+    consecutive_failures: int = Field(default=0)
+    first_failure_at: dt.datetime | None = None
+    source: str = Field(default="admin", max_length=32)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class WebhookTopic(SQLModel, table=True):
+    """A webhook endpoint follows a topic."""
+
+    endpoint_id: int = Field(
+        foreign_key="webhookendpoint.id", primary_key=True, ondelete="CASCADE"
+    )
+    topic_id: int = Field(foreign_key="topic.id", primary_key=True, ondelete="CASCADE", index=True)
+
+
+class Suppression(SQLModel, table=True):
+    """An address that must never be mailed again; kept after personal data is deleted."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    # sha256 of the normalised address: lets us refuse it without keeping it
+    address_hash: str = Field(unique=True, index=True, max_length=64)
+    reason: str = Field(max_length=200)  # unsubscribed|removed|bounced|complaint
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+# --- editorial ------------------------------------------------------------------------------
+
+
+class SharpTake(SQLModel, table=True):
+    """The editor's monthly comment, in Markdown, per language."""
+
+    __table_args__ = (UniqueConstraint("period", "language", name="uq_sharptake_period_lang"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    period: str = Field(max_length=7)  # YYYY-MM
+    language: str = Field(max_length=8)
+    body_markdown: str = Field(sa_type=Text)
+    updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Feed(SQLModel, table=True):
+    """An RSS/Atom source polled for events."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(unique=True, max_length=2000)
+    name: str = Field(unique=True, max_length=200)
+    region: str = Field(default="global", max_length=32)
+    language: str = Field(default="en", max_length=8)
+    etag: str | None = Field(default=None, max_length=500)
+    last_modified: str | None = Field(default=None, max_length=100)
+    last_polled_at: dt.datetime | None = None
+    last_ok_at: dt.datetime | None = None
+    last_error: str | None = Field(default=None, sa_type=Text)
+    consecutive_failures: int = Field(default=0)
+    next_poll_at: dt.datetime | None = None
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+# --- delivery -------------------------------------------------------------------------------
+
+
+class Edition(SQLModel, table=True):
+    """One rendered segment (topics, language, frequency, period, format); never changed."""
+
+    __table_args__ = (UniqueConstraint("segment_key", name="uq_edition_segment"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # "<format>|<frequency>|<period>|<language>|<topic,topic>"
+    segment_key: str = Field(max_length=500)
+    format: str = Field(max_length=16)  # email|slack|discord|...|generic
+    frequency: str = Field(max_length=16)
+    period: str = Field(max_length=32, index=True)
+    language: str = Field(max_length=8)
+    topic_slugs: list[str] = Field(default_factory=list, sa_type=JSON)
+    event_ids: list[int] = Field(default_factory=list, sa_type=JSON)
+    subject: str = Field(default="", max_length=500)
+    body_html: str | None = Field(default=None, sa_type=Text)
+    body_text: str | None = Field(default=None, sa_type=Text)
+    # chat payloads: a JSON list of messages (a digest may need several)
+    payload: list[Any] | None = Field(default=None, sa_type=JSON)
+    content_hash: str = Field(max_length=64)
+    public: bool = Field(default=True)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Delivery(SQLModel, table=True):
+    """One message to send: the outbox row. Only the outbox writes its status."""
+
+    __table_args__ = (
+        UniqueConstraint("idempotency_key", name="uq_delivery_key"),
+        Index(
+            "ix_delivery_due",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text("status = 'queued'"),
+            sqlite_where=text("status = 'queued'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    # "<recipient>|<kind>|<period>", e.g. "subscriber:42|digest-monthly|2025-07"
+    idempotency_key: str = Field(max_length=500)
+    channel: str = Field(max_length=16, index=True)  # smtp|slack|discord|...|generic
+    kind: str = Field(max_length=32)  # digest-monthly|alert|confirm|test ...
+    period: str = Field(default="", max_length=32)
+    subscriber_id: int | None = Field(default=None, foreign_key="subscriber.id", index=True)
+    endpoint_id: int | None = Field(default=None, foreign_key="webhookendpoint.id", index=True)
+    edition_id: int | None = Field(default=None, foreign_key="edition.id", index=True)
+    # queued|sending|sent|failed|suppressed|cancelled
+    status: str = Field(default="queued", max_length=16, index=True)
+    attempts: int = Field(default=0)
+    next_attempt_at: dt.datetime = Field(default_factory=utcnow)
+    claimed_by: str | None = Field(default=None, max_length=200)
+    claimed_at: dt.datetime | None = None
+    last_error: str | None = Field(default=None, sa_type=Text)
+    message_id: str | None = Field(default=None, max_length=500)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    sent_at: dt.datetime | None = None
+
+
+class DeliveryAttempt(SQLModel, table=True):
+    """What happened on one try to send a delivery."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(foreign_key="delivery.id", index=True, ondelete="CASCADE")
+    started_at: dt.datetime = Field(default_factory=utcnow)
+    finished_at: dt.datetime | None = None
+    outcome: str = Field(max_length=16)  # sent|temporary|permanent
+    status_code: int | None = None
+    error: str | None = Field(default=None, sa_type=Text)
+    worker: str | None = Field(default=None, max_length=200)
+
+
+# --- admin ----------------------------------------------------------------------------------
+
+
+class AdminToken(SQLModel, table=True):
+    """A bearer token for the admin API, stored as a hash."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=100)
+    token_hash: str = Field(unique=True, max_length=64)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    last_used_at: dt.datetime | None = None
+    revoked_at: dt.datetime | None = None

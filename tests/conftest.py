@@ -1,0 +1,112 @@
+"""Shared fixtures: a migrated database per test (SQLite file, or PostgreSQL when given)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlmodel import Session, SQLModel
+from typer.testing import CliRunner
+
+from newsletter.db import make_engine, upgrade
+
+BACKEND = os.environ.get("NEWSLETTER_TEST_BACKEND", "sqlite")
+PG_URL = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL")
+
+
+def pytest_report_header(config):
+    return f"database backend: {BACKEND}" + (f" ({PG_URL})" if BACKEND == "postgres" else "")
+
+
+def pytest_collection_modifyitems(config, items):
+    if PG_URL:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL: set NEWSLETTER_TEST_POSTGRES_URL")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+def _admin_url(url: str) -> str:
+    return url.rsplit("/", 1)[0] + "/postgres"
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this run, dropped afterwards."""
+    if not PG_URL:
+        pytest.skip("needs PostgreSQL: set NEWSLETTER_TEST_POSTGRES_URL")
+    name = f"newsletter_test_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(_admin_url(PG_URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with admin.connect() as conn:
+        conn.execute(
+            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+            {"n": name},
+        )
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture
+def db_url(request, tmp_path) -> str:
+    """URL of an empty, migrated database for one test."""
+    if BACKEND == "postgres":
+        url = request.getfixturevalue("pg_database")
+        engine = make_engine(url)
+        upgrade(engine)
+        tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        engine.dispose()
+        return url
+    path = tmp_path / "test.db"
+    shutil.copy(request.getfixturevalue("sqlite_template"), path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def engine(db_url) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(engine) -> Iterator[Session]:
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+
+
+@pytest.fixture
+def cli(db_url, monkeypatch, tmp_path):
+    """Run `newsletter ...` in-process against the test database; returns the result."""
+    from newsletter.cli import app
+
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", db_url)
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None):
+        return runner.invoke(app, list(args), input=input, catch_exceptions=False)
+
+    return run

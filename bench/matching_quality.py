@@ -1,6 +1,6 @@
 """Print precision and recall of the default topic rules on the labelled July 2025 set.
 
-    python bench/matching_quality.py [--mistakes]
+python bench/matching_quality.py [--mistakes]
 """
 
 import sys
@@ -10,7 +10,9 @@ from newsletter.evaluation import evaluate, load_labelled
 from newsletter.matching import TopicRules
 from newsletter.topics import DEFAULT_TOPICS
 
-LABELLED = Path(__file__).resolve().parent.parent / "tests" / "data" / "labelled_events_2025_07.yaml"
+LABELLED = (
+    Path(__file__).resolve().parent.parent / "tests" / "data" / "labelled_events_2025_07.yaml"
+)
 
 
 def main() -> None:

@@ -194,7 +194,8 @@ def tag_event(*, session: Session, event: Event, rules: list[TopicRules]) -> set
 
 def _replace_topics(session: Session, event: Event, wanted: dict[int, tuple[str, str]]) -> None:
     current = {
-        m.topic_id: m for m in session.exec(select(EventTopic).where(EventTopic.event_id == event.id))
+        m.topic_id: m
+        for m in session.exec(select(EventTopic).where(EventTopic.event_id == event.id))
     }
     for topic_id, row in current.items():
         if topic_id not in wanted:
@@ -202,7 +203,9 @@ def _replace_topics(session: Session, event: Event, wanted: dict[int, tuple[str,
     for topic_id, (source, reason) in wanted.items():
         row = current.get(topic_id)
         if row is None:
-            session.add(EventTopic(event_id=event.id, topic_id=topic_id, source=source, reason=reason))
+            session.add(
+                EventTopic(event_id=event.id, topic_id=topic_id, source=source, reason=reason)
+            )
         elif (row.source, row.reason) != (source, reason):
             row.source, row.reason = source, reason
             session.add(row)

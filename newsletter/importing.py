@@ -150,7 +150,7 @@ def read_csv(text: str) -> Records:
                         record[base][lang] = value
             elif key in CSV_LOCALISED:
                 if value:
-                    record[key] = value if key not in record else record[key]
+                    record.setdefault(key, value)
             elif value:
                 record[key] = value
         yield where, record

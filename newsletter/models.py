@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -121,9 +121,7 @@ class WebhookEndpoint(SQLModel, table=True):
 class WebhookTopic(SQLModel, table=True):
     """A webhook endpoint follows a topic."""
 
-    endpoint_id: int = Field(
-        foreign_key="webhookendpoint.id", primary_key=True, ondelete="CASCADE"
-    )
+    endpoint_id: int = Field(foreign_key="webhookendpoint.id", primary_key=True, ondelete="CASCADE")
     topic_id: int = Field(foreign_key="topic.id", primary_key=True, ondelete="CASCADE", index=True)
 
 

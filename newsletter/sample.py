@@ -30,7 +30,9 @@ def load_sample(*, session: Session) -> SampleResult:
     for path in sorted(SAMPLE_DIR.glob("sharp_take_2025_07.*.md")):
         language = path.suffixes[0].lstrip(".")
         exists = session.exec(
-            select(SharpTake).where(SharpTake.period == SAMPLE_PERIOD, SharpTake.language == language)
+            select(SharpTake).where(
+                SharpTake.period == SAMPLE_PERIOD, SharpTake.language == language
+            )
         ).first()
         if exists is None:
             session.add(

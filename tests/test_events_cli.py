@@ -40,8 +40,16 @@ def test_list_json_has_every_field_and_filters(cli):
     rows = json.loads(cli("events", "list", "--format", "json").output)
     assert len(rows) >= 20
     assert set(rows[0]) >= {
-        "id", "title", "summary", "url", "source", "region", "occurred_on", "language",
-        "importance", "topics",
+        "id",
+        "title",
+        "summary",
+        "url",
+        "source",
+        "region",
+        "occurred_on",
+        "language",
+        "importance",
+        "topics",
     }
     china = json.loads(cli("events", "list", "--region", "china", "--format", "json").output)
     assert china and all(r["region"] == "china" for r in china)
@@ -58,7 +66,9 @@ def test_show_explains_each_topic(cli, tmp_path):
     rec = event_record(
         title={"en": "Chipmaker raises $1B"}, summary={}, url="https://e.com/show", topics=None
     )
-    manual = event_record(title={"en": "Something else"}, url="https://e.com/m", topics=["governance"])
+    manual = event_record(
+        title={"en": "Something else"}, url="https://e.com/m", topics=["governance"]
+    )
     path.write_text(json.dumps([rec, manual]), encoding="utf-8")
     cli("events", "import", str(path))
     rows = json.loads(cli("events", "list", "--format", "json").output)
@@ -77,24 +87,44 @@ def test_retag_applies_rule_changes_and_keeps_manual(cli, tmp_path):
     path.write_text(
         json.dumps(
             [
-                event_record(title={"en": "Unitree shows a new humanoid"}, summary={}, url="https://e.com/u"),
-                event_record(title={"en": "Unitree wins award"}, summary={}, url="https://e.com/w",
-                             topics=["governance"]),
+                event_record(
+                    title={"en": "Unitree shows a new humanoid"}, summary={}, url="https://e.com/u"
+                ),
+                event_record(
+                    title={"en": "Unitree wins award"},
+                    summary={},
+                    url="https://e.com/w",
+                    topics=["governance"],
+                ),
             ]
         ),
         encoding="utf-8",
     )
     cli("sample", "load")
     cli("events", "import", str(path))
-    cli("topics", "add", "robotics", "--name-en", "Robotics", "--name-zh", "机器人", "--include", "unitree")
+    cli(
+        "topics",
+        "add",
+        "robotics",
+        "--name-en",
+        "Robotics",
+        "--name-zh",
+        "机器人",
+        "--include",
+        "unitree",
+    )
     result = cli("events", "retag")
     assert result.exit_code == 0
     assert "1 with manual topics kept" in result.output
-    rows = {r["url"]: r["topics"] for r in json.loads(cli("events", "list", "--format", "json").output)}
+    rows = {
+        r["url"]: r["topics"] for r in json.loads(cli("events", "list", "--format", "json").output)
+    }
     assert "robotics" in rows["https://e.com/u"]
     assert rows["https://e.com/w"] == ["governance"]
     cli("events", "retag", "--all")
-    rows = {r["url"]: r["topics"] for r in json.loads(cli("events", "list", "--format", "json").output)}
+    rows = {
+        r["url"]: r["topics"] for r in json.loads(cli("events", "list", "--format", "json").output)
+    }
     assert rows["https://e.com/w"] == ["robotics"]
 
 
@@ -102,7 +132,11 @@ def test_real_process_exit_codes(db_url, tmp_path):
     """The installed entry point, as a shell user runs it."""
     env = {"NEWSLETTER_DATABASE_URL": db_url, "PATH": "/usr/bin:/bin"}
     run = lambda *a: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "newsletter", *a], env=env, capture_output=True, text=True, cwd=tmp_path
+        [sys.executable, "-m", "newsletter", *a],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert run("sample", "load").returncode == 0
     bad = run("events", "show", "abc")

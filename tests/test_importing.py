@@ -158,6 +158,6 @@ def test_unreadable_files_fail_as_a_whole(db, tmp_path, name, content, message):
 
 def test_non_utf8_file_is_rejected(db, tmp_path):
     path = tmp_path / "e.json"
-    path.write_bytes("[{\"title\": \"café\"}]".encode("latin-1"))
+    path.write_bytes('[{"title": "café"}]'.encode("latin-1"))
     with pytest.raises(ImportFileError, match="not UTF-8"):
         import_file(session=db, path=path)

@@ -25,18 +25,40 @@ def test_defaults_are_shipped_by_sample_load(cli):
 
 def test_add_edit_remove_topic(cli):
     result = cli(
-        "topics", "add", "robotics", "--name-en", "Robotics", "--name-zh", "机器人",
-        "--include", "机器人,humanoid*", "--include", "robot*", "--exclude", "robotic process",
+        "topics",
+        "add",
+        "robotics",
+        "--name-en",
+        "Robotics",
+        "--name-zh",
+        "机器人",
+        "--include",
+        "机器人,humanoid*",
+        "--include",
+        "robot*",
+        "--exclude",
+        "robotic process",
     )
     assert result.exit_code == 0, result.output
     rules = topics_json(cli)["robotics"]["rules"]
     assert rules == {
-        "include": ["机器人", "humanoid*", "robot*"], "exclude": ["robotic process"], "regex": None
+        "include": ["机器人", "humanoid*", "robot*"],
+        "exclude": ["robotic process"],
+        "regex": None,
     }
 
     result = cli(
-        "topics", "edit", "robotics", "--add-include", "具身智能", "--remove-include", "robot*",
-        "--regex", r"(?i)\bunitree\b", "--name-en", "Robots",
+        "topics",
+        "edit",
+        "robotics",
+        "--add-include",
+        "具身智能",
+        "--remove-include",
+        "robot*",
+        "--regex",
+        r"(?i)\bunitree\b",
+        "--name-en",
+        "Robots",
     )
     assert result.exit_code == 0, result.output
     assert "retag" in result.output
@@ -55,7 +77,10 @@ def test_bad_topic_input_fails_cleanly_and_changes_nothing(cli):
     cases = [
         (["topics", "add", "Bad Slug", "--name-en", "x", "--name-zh", "y"], "slug"),
         (["topics", "add", "ai-safety", "--name-en", "x", "--name-zh", "y"], "already exists"),
-        (["topics", "add", "x1", "--name-en", "x", "--name-zh", "y", "--regex", "(oops"], "invalid regex"),
+        (
+            ["topics", "add", "x1", "--name-en", "x", "--name-zh", "y", "--regex", "(oops"],
+            "invalid regex",
+        ),
         (["topics", "edit", "ai-safety", "--regex", "[z-a]"], "invalid regex"),
         (["topics", "edit", "ai-safety", "--remove-include", "nothing"], "has no term"),
         (["topics", "edit", "nope", "--name-en", "x"], "no topic 'nope'"),

@@ -7,7 +7,9 @@ import typer
 from ..db import current_revision, head_revision, upgrade
 from .common import console, state
 
-app = typer.Typer(help="Database schema: apply migrations and show the revision.", no_args_is_help=True)
+app = typer.Typer(
+    help="Database schema: apply migrations and show the revision.", no_args_is_help=True
+)
 
 
 @app.command("upgrade")

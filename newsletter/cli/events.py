@@ -20,7 +20,9 @@ from ..importing import ImportFileError, import_file
 from ..topics import TopicError, list_topics
 from .common import console, err_console, fail, state
 
-app = typer.Typer(help="Events: import them, list them, see why they match topics.", no_args_is_help=True)
+app = typer.Typer(
+    help="Events: import them, list them, see why they match topics.", no_args_is_help=True
+)
 
 
 def print_import_report(report, label: str) -> None:
@@ -35,7 +37,9 @@ def print_import_report(report, label: str) -> None:
 def import_cmd(
     ctx: typer.Context,
     files: list[Path] = typer.Argument(..., help="JSON, JSON Lines, YAML or CSV files."),
-    fmt: str | None = typer.Option(None, "--format", help="json, jsonl, yaml or csv (default: by extension)."),
+    fmt: str | None = typer.Option(
+        None, "--format", help="json, jsonl, yaml or csv (default: by extension)."
+    ),
 ) -> None:
     """Import events; exits non-zero if any record was invalid (the valid ones are kept)."""
     st = state(ctx)
@@ -80,7 +84,9 @@ def list_cmd(
             groups = [(t.slug, f"{t.name_en} / {t.name_zh}") for t in list_topics(session=session)]
             groups.append(("", "No topic"))
             for slug, name in groups:
-                members = [r for r in rows if (slug in r["topics"]) or (not slug and not r["topics"])]
+                members = [
+                    r for r in rows if (slug in r["topics"]) or (not slug and not r["topics"])
+                ]
                 if members:
                     console.print(_table(members, language, title=f"{name} ({len(members)})"))
             return
@@ -107,13 +113,17 @@ def show_cmd(ctx: typer.Context, event_id: int = typer.Argument(..., help="Event
         event = get_event(session=session, event_id=event_id)
         if event is None:
             fail(f"no event with id {event_id}")
-        console.print(f"Event {event.id}  {event.occurred_on}  region={event.region}  language={event.language}")
+        console.print(
+            f"Event {event.id}  {event.occurred_on}  region={event.region}  language={event.language}"
+        )
         for lang, text in event.title.items():
             console.print(f"  title[{lang}]: {text}", markup=False)
         for lang, text in event.summary.items():
             console.print(f"  summary[{lang}]: {text}", markup=False)
         console.print(f"  url: {event.url}", markup=False)
-        console.print(f"  source: {event.source}  importance: {event.importance or '-'}", markup=False)
+        console.print(
+            f"  source: {event.source}  importance: {event.importance or '-'}", markup=False
+        )
         matches = topic_matches(session=session, event=event)
         if not matches:
             console.print("  topics: none (no rule matched)")

@@ -24,7 +24,9 @@ from ..topics import (
 )
 from .common import console, fail, state
 
-app = typer.Typer(help="Topics readers follow, and the rules that match events to them.", no_args_is_help=True)
+app = typer.Typer(
+    help="Topics readers follow, and the rules that match events to them.", no_args_is_help=True
+)
 
 
 def split_terms(values: list[str] | None) -> list[str]:
@@ -50,7 +52,9 @@ def list_cmd(
     """Show every topic with its rules and how many events it has."""
     with state(ctx).session() as session:
         counts = dict(
-            session.exec(select(EventTopic.topic_id, func.count()).group_by(EventTopic.topic_id)).all()
+            session.exec(
+                select(EventTopic.topic_id, func.count()).group_by(EventTopic.topic_id)
+            ).all()
         )
         topics = list_topics(session=session)
         if fmt == "json":
@@ -89,7 +93,9 @@ def add_cmd(
     name_en: str = typer.Option(..., "--name-en", help="English name."),
     name_zh: str = typer.Option(..., "--name-zh", help="Chinese name."),
     description: str = typer.Option("", "--description", help="One line shown to readers."),
-    include: list[str] = typer.Option(None, "--include", help="Keywords or phrases (repeat or comma-separate)."),
+    include: list[str] = typer.Option(
+        None, "--include", help="Keywords or phrases (repeat or comma-separate)."
+    ),
     exclude: list[str] = typer.Option(None, "--exclude", help="Keywords that veto the topic."),
     regex: str | None = typer.Option(None, "--regex", help="Optional regular expression."),
 ) -> None:
@@ -100,7 +106,11 @@ def add_cmd(
             name_en=name_en,
             name_zh=name_zh,
             description=description,
-            rules={"include": split_terms(include), "exclude": split_terms(exclude), "regex": regex},
+            rules={
+                "include": split_terms(include),
+                "exclude": split_terms(exclude),
+                "regex": regex,
+            },
         )
     except ValidationError as exc:
         fail(validation_message(exc))
@@ -109,7 +119,9 @@ def add_cmd(
             topic = create_topic(session=session, topic_in=topic_in)
         except TopicError as exc:
             fail(str(exc))
-        console.print(f"Added topic {topic.slug}. Run `newsletter events retag` to tag stored events.")
+        console.print(
+            f"Added topic {topic.slug}. Run `newsletter events retag` to tag stored events."
+        )
 
 
 @app.command("edit")
@@ -180,5 +192,9 @@ def remove_cmd(
             delete_topic(session=session, topic=topic, force=force)
         except TopicError as exc:
             fail(str(exc))
-        extra = f" ({subs} subscriber(s) and {hooks} webhook(s) no longer follow it)" if subs or hooks else ""
+        extra = (
+            f" ({subs} subscriber(s) and {hooks} webhook(s) no longer follow it)"
+            if subs or hooks
+            else ""
+        )
         console.print(f"Removed topic {slug}{extra}.")

@@ -33,6 +33,31 @@ class Settings(BaseSettings):
     )
     default_timezone: str = Field(default="UTC", description="Time zone for new subscribers.")
 
+    # email
+    mail_from: str = Field(
+        default="AI Industry Brief <brief@localhost>", description="From header of every email."
+    )
+    smtp_url: str | None = Field(
+        default=None,
+        description="smtp://user:pass@host:587?starttls=true or smtps://host:465; unset = files in outbox_dir.",
+    )
+    smtp_connections: int = Field(default=4, ge=1, le=64, description="SMTP connections kept open.")
+    smtp_timeout: float = Field(default=30.0, gt=0, description="Seconds per SMTP command.")
+    send_rate: float = Field(default=0.0, ge=0, description="Messages per second; 0 = unlimited.")
+    outbox_dir: Path = Field(default=Path("outbox"), description="Where .eml files go without SMTP.")
+    dkim_key_file: Path | None = Field(default=None, description="PEM private key for DKIM.")
+    dkim_selector: str | None = Field(default=None, description="DKIM selector (s=).")
+    dkim_domain: str | None = Field(default=None, description="DKIM domain (d=); default From's.")
+
+    # outbox
+    max_attempts: int = Field(default=8, ge=1, description="Tries before a message is dead.")
+    retry_base_seconds: float = Field(default=30.0, gt=0, description="First retry delay.")
+    retry_max_seconds: float = Field(default=6 * 3600.0, gt=0, description="Longest retry delay.")
+    lease_seconds: float = Field(
+        default=300.0, gt=0, description="A claimed row is reclaimable after this long."
+    )
+    worker_batch: int = Field(default=100, ge=1, le=10_000, description="Rows claimed at once.")
+
 
 def load_settings(**overrides) -> Settings:
     return Settings(**overrides)

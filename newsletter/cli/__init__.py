@@ -5,8 +5,12 @@ from __future__ import annotations
 import typer
 
 from . import db as db_cmds
+from . import delivery as delivery_cmds
+from . import digest as digest_cmds
 from . import events as event_cmds
 from . import sample as sample_cmds
+from . import subscribers as subscriber_cmds
+from . import takes as take_cmds
 from . import topics as topic_cmds
 from .common import State, load_state
 
@@ -33,5 +37,10 @@ app.add_typer(db_cmds.app, name="db")
 app.add_typer(topic_cmds.app, name="topics")
 app.add_typer(event_cmds.app, name="events")
 app.add_typer(sample_cmds.app, name="sample")
+app.add_typer(subscriber_cmds.app, name="subscribers")
+app.add_typer(take_cmds.app, name="take")
+app.add_typer(digest_cmds.app, name="digest")
+app.add_typer(delivery_cmds.outbox_app, name="outbox")
+app.command("worker")(delivery_cmds.worker_cmd)
 
 __all__ = ["app", "State"]

@@ -41,6 +41,12 @@ class State:
             fail(f"cannot open the database: {exc.orig}")
         return self.engine
 
+    @property
+    def env(self):
+        from ..rendering import make_environment
+
+        return make_environment(self.settings.templates_dir)
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         with session_scope(self.checked_engine()) as session:

@@ -1,0 +1,37 @@
+"""The one seam for outgoing I/O: a channel sends, or raises one of two errors."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class DeliveryError(Exception):
+    def __init__(self, message: str, *, code: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.code = code
+        self.retry_after = retry_after
+
+
+class TemporaryDeliveryError(DeliveryError):
+    """Try again later (4xx, connection trouble, rate limits)."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Do not retry this message. `suppress` says the address itself is bad (hard bounce)."""
+
+    def __init__(self, message: str, *, code: int | None = None, suppress: bool = False):
+        super().__init__(message, code=code)
+        self.suppress = suppress
+
+
+class EmailChannel(Protocol):
+    name: str
+
+    async def send(self, *, sender: str, recipient: str, message: bytes) -> str:
+        """Deliver one message; returns the server's answer."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+Channel = EmailChannel

@@ -1,0 +1,126 @@
+"""SMTP over aiosmtplib: a small pool of reused connections, replies mapped to errors."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiosmtplib
+
+from .base import PermanentDeliveryError, TemporaryDeliveryError
+
+_ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    use_tls: bool = False  # implicit TLS (smtps://)
+    start_tls: bool | None = None  # None: use it when the server offers it
+    verify: bool = True
+    timeout: float = 30.0
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float = 30.0) -> SmtpConfig:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps"):
+            raise ValueError("NEWSLETTER_SMTP_URL must start with smtp:// or smtps://")
+        if not parts.hostname:
+            raise ValueError("NEWSLETTER_SMTP_URL has no host")
+        query = {k: v[-1].lower() for k, v in parse_qs(parts.query).items()}
+        start_tls = None
+        if "starttls" in query:
+            start_tls = query["starttls"] in _TRUE
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (465 if parts.scheme == "smtps" else 25),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            use_tls=parts.scheme == "smtps",
+            start_tls=False if parts.scheme == "smtps" else start_tls,
+            verify=query.get("verify", "true") in _TRUE,
+            timeout=timeout,
+        )
+
+
+def classify(code: int, message: str) -> Exception:
+    """Map an SMTP reply to the outbox's two kinds of failure."""
+    text = f"{code} {message}".strip()
+    if 400 <= code < 500:
+        return TemporaryDeliveryError(text, code=code)
+    enhanced = _ENHANCED.search(message or "")
+    detail = enhanced.group(0) if enhanced else ""
+    # policy/auth rejections and oversize messages say nothing about the address
+    address_is_bad = not (detail.startswith("5.7.") or detail in ("5.3.4", "5.2.3") or code == 552)
+    return PermanentDeliveryError(text, code=code, suppress=address_is_bad)
+
+
+class SmtpChannel:
+    name = "smtp"
+
+    def __init__(self, config: SmtpConfig, *, connections: int = 4):
+        self.config = config
+        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
+        self._slots = asyncio.Semaphore(connections)
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        c = self.config
+        tls_context = None
+        if not c.verify:
+            tls_context = ssl.create_default_context()
+            tls_context.check_hostname = False
+            tls_context.verify_mode = ssl.CERT_NONE
+        client = aiosmtplib.SMTP(
+            hostname=c.host,
+            port=c.port,
+            use_tls=c.use_tls,
+            start_tls=c.start_tls,
+            validate_certs=c.verify,
+            tls_context=tls_context,
+            timeout=c.timeout,
+            username=c.username,
+            password=c.password,
+        )
+        await client.connect()
+        return client
+
+    async def send(self, *, sender: str, recipient: str, message: bytes, key: str = "") -> str:
+        async with self._slots:
+            client = None
+            try:
+                client = self._idle.get_nowait() if not self._idle.empty() else None
+                if client is None or not client.is_connected:
+                    client = await self._connect()
+                _errors, reply = await client.sendmail(sender, [recipient], message)
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                await _drop(client)
+                refused = exc.recipients[0]
+                raise classify(refused.code, refused.message) from exc
+            except aiosmtplib.SMTPResponseException as exc:
+                await _drop(client)
+                raise classify(exc.code, exc.message) from exc
+            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+                await _drop(client)
+                raise TemporaryDeliveryError(f"connection problem: {exc!r}") from exc
+            self._idle.put_nowait(client)
+            return reply
+
+    async def aclose(self) -> None:
+        while not self._idle.empty():
+            client = self._idle.get_nowait()
+            try:
+                await client.quit()
+            except Exception:  # noqa: BLE001 - closing anyway
+                client.close()
+
+
+async def _drop(client: aiosmtplib.SMTP | None) -> None:
+    if client is not None:
+        client.close()

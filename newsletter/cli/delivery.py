@@ -1,0 +1,60 @@
+"""`newsletter worker` and `newsletter outbox status`: draining and watching the outbox."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .. import outbox
+from ..worker import run_worker
+from .common import console, fail, state
+
+outbox_app = typer.Typer(help="The outbox of messages to send.", no_args_is_help=True)
+
+
+def worker_cmd(
+    ctx: typer.Context,
+    until_empty: bool = typer.Option(False, "--until-empty", help="Exit when nothing is left to send."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every delivery."),
+) -> None:
+    """Send queued messages: claim, send, record, retry with backoff. Stops on SIGTERM."""
+    st = state(ctx)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    engine = st.checked_engine()
+    try:
+        if until_empty:
+            with Progress(
+                TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=console, transient=True, disable=not console.is_terminal,
+            ) as bar:
+                task = bar.add_task("send", total=outbox.pending_count(engine))
+                stats = run_worker(engine, st.settings, until_empty=True, progress=lambda n: bar.advance(task, n))
+        else:
+            stats = run_worker(engine, st.settings, until_empty=False)
+    except ValueError as exc:
+        fail(str(exc))
+    done = ", ".join(f"{n} {s}" for s, n in sorted(stats.by_status.items())) or "nothing to send"
+    console.print(f"Worker finished: {done}.")
+
+
+@outbox_app.command("status")
+def status_cmd(ctx: typer.Context) -> None:
+    """Counts by channel and status, and the most recent errors."""
+    engine = state(ctx).checked_engine()
+    counts = outbox.status_counts(engine)
+    table = Table("channel", *outbox.STATUSES, title="Outbox", title_justify="left")
+    for channel, by_status in sorted(counts.items()):
+        table.add_row(channel, *(str(by_status.get(s, 0)) for s in outbox.STATUSES))
+    if not counts:
+        console.print("The outbox is empty.")
+    else:
+        console.print(table)
+    errors = outbox.last_errors(engine)
+    if errors:
+        console.print("Last errors:")
+        for delivery_id, key, kind, error in errors:
+            console.print(f"  #{delivery_id} {key} [{kind}] {error}", markup=False)

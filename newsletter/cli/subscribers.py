@@ -1,0 +1,141 @@
+"""`newsletter subscribers ...`: people who get email digests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from ..rosters import RosterError, sync_rosters
+from ..subscribers import (
+    SubscriberError,
+    SubscriberIn,
+    add_subscriber,
+    export_subscribers,
+    get_subscriber,
+    import_subscribers,
+    list_subscribers,
+    remove_subscriber,
+    subscriber_topics,
+)
+from ..topics import TopicError
+from .common import console, err_console, fail, state
+from .topics import validation_message
+
+app = typer.Typer(help="Email subscribers: add, import, export, list, remove, sync rosters.", no_args_is_help=True)
+
+
+@app.command("add")
+def add_cmd(
+    ctx: typer.Context,
+    email: str = typer.Argument(..., help="Email address."),
+    topics: str = typer.Option(..., "--topics", help="Comma-separated topic slugs."),
+    frequency: str = typer.Option("monthly", "--frequency", help="instant, daily, weekly or monthly."),
+    language: str = typer.Option("en", "--language", help="zh or en."),
+    timezone: str = typer.Option("UTC", "--timezone", help="IANA time zone, e.g. Asia/Shanghai."),
+    name: str = typer.Option("", "--name", help="Name used in the greeting."),
+) -> None:
+    """Add an active subscriber (you vouch for their consent)."""
+    try:
+        sub_in = SubscriberIn(
+            email=email, topics=topics, frequency=frequency, language=language, timezone=timezone, name=name
+        )
+    except ValidationError as exc:
+        fail(validation_message(exc))
+    with state(ctx).session() as session:
+        try:
+            sub = add_subscriber(session=session, sub_in=sub_in)
+        except (SubscriberError, TopicError) as exc:
+            fail(str(exc))
+        console.print(f"Added {sub.email} ({sub.frequency}, {sub.language}): {', '.join(sub_in.topics)}", markup=False)
+
+
+@app.command("import")
+def import_cmd(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="CSV with email[,name,language,timezone,frequency,topics]."),
+    topics: str | None = typer.Option(None, "--topics", help="Topics for rows that name none."),
+) -> None:
+    """Import subscribers from CSV; reports each invalid row and exits 1 if there were any."""
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {file}: {exc}")
+    with state(ctx).session() as session:
+        try:
+            report = import_subscribers(
+                session=session, text=text, default_topics=topics.split(",") if topics else None
+            )
+        except SubscriberError as exc:
+            fail(str(exc))
+    console.print(f"{file}: {report.added} added, {report.duplicate} duplicate, {len(report.invalid)} invalid")
+    for p in report.invalid:
+        err_console.print(f"  invalid {p.where}: {p.reason}", markup=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command("export")
+def export_cmd(ctx: typer.Context) -> None:
+    """Print every subscriber as CSV (the import format)."""
+    with state(ctx).session() as session:
+        print(export_subscribers(session=session), end="")
+
+
+@app.command("list")
+def list_cmd(
+    ctx: typer.Context,
+    status: str | None = typer.Option(None, "--status", help="pending, active or unsubscribed."),
+    fmt: str = typer.Option("table", "--format", help="table or json."),
+) -> None:
+    """List subscribers with their topics."""
+    with state(ctx).session() as session:
+        rows = [
+            {
+                "email": s.email, "name": s.name, "status": s.status, "frequency": s.frequency,
+                "language": s.language, "timezone": s.timezone,
+                "topics": [t.slug for t in subscriber_topics(session=session, subscriber=s)],
+            }
+            for s in list_subscribers(session=session, status=status)
+        ]
+    if fmt == "json":
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table("email", "name", "status", "frequency", "lang", "tz", "topics", title=f"{len(rows)} subscriber(s)", title_justify="left")
+    for r in rows:
+        table.add_row(r["email"], r["name"], r["status"], r["frequency"], r["language"], r["timezone"], ", ".join(r["topics"]))
+    console.print(table)
+
+
+@app.command("remove")
+def remove_cmd(ctx: typer.Context, email: str = typer.Argument(..., help="Address to forget.")) -> None:
+    """Delete a subscriber's personal data; the address stays suppressed forever."""
+    with state(ctx).session() as session:
+        sub = get_subscriber(session=session, email=email)
+        if sub is None:
+            fail(f"no subscriber {email}")
+        remove_subscriber(session=session, subscriber=sub)
+    console.print(f"Removed {email}; the address is suppressed and will never be mailed again.", markup=False)
+
+
+@app.command("sync")
+def sync_cmd(
+    ctx: typer.Context,
+    path: Path = typer.Argument(Path("subscribers"), help="Roster folder or file."),
+) -> None:
+    """Apply the declarative rosters (create / update; never deletes)."""
+    with state(ctx).session() as session:
+        try:
+            report = sync_rosters(session=session, path=path)
+        except RosterError as exc:
+            fail(str(exc))
+    for e in report.entries:
+        line = f"  {e.action:<9} {e.who}  ({e.where})" + (f": {e.reason}" if e.reason else "")
+        (err_console if e.action == "invalid" else console).print(line, markup=False)
+    counts = ", ".join(f"{report.count(a)} {a}" for a in ("created", "updated", "unchanged", "skipped", "invalid"))
+    console.print(f"Roster sync: {counts}")
+    if not report.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,49 @@
+"""`newsletter take ...`: the editor's monthly sharp take."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from ..takes import get_take, set_take
+from .common import console, fail, state
+
+app = typer.Typer(help="The monthly sharp take (Markdown), per language.", no_args_is_help=True)
+
+
+@app.command("set")
+def set_cmd(
+    ctx: typer.Context,
+    period: str = typer.Argument(..., help="Month, YYYY-MM."),
+    language: str = typer.Option(..., "--language", help="zh or en."),
+    file: Path = typer.Option(..., "--file", help="Markdown file, or - for standard input."),
+) -> None:
+    """Store (or replace) the sharp take of a month in one language."""
+    try:
+        body = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {file}: {exc}")
+    with state(ctx).session() as session:
+        try:
+            take = set_take(session=session, period=period, language=language, body=body)
+        except ValueError as exc:
+            fail(str(exc))
+        console.print(f"Stored the {take.language} sharp take for {take.period} ({len(take.body_markdown)} characters).")
+
+
+@app.command("show")
+def show_cmd(
+    ctx: typer.Context,
+    period: str = typer.Argument(..., help="Month, YYYY-MM."),
+    language: str = typer.Option("en", "--language", help="zh or en (falls back to the other)."),
+) -> None:
+    """Print the sharp take of a month."""
+    with state(ctx).session() as session:
+        take = get_take(session=session, period=period, language=language)
+        if take is None:
+            fail(f"no sharp take for {period}")
+        if take.language != language:
+            console.print(f"(no {language} version; showing {take.language})")
+        print(take.body_markdown)

@@ -1,0 +1,218 @@
+"""The outbox: durable, idempotent delivery rows; claims, leases, retries, attempts.
+
+Only this module writes a delivery's status. A claim is one short transaction; the
+send happens outside any transaction; the result is recorded in another.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
+
+from .models import Delivery, DeliveryAttempt, utcnow
+
+STATUSES = ("queued", "sending", "sent", "failed", "suppressed", "cancelled")
+
+
+def enqueue(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert delivery rows; rows whose idempotency key exists are skipped. Returns inserted."""
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    now = utcnow()
+    values = [
+        {"status": "queued", "attempts": 0, "next_attempt_at": now, "created_at": now, **r}
+        for r in rows
+    ]
+    if dialect == "postgresql":
+        stmt = pg_insert(Delivery).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    elif dialect == "sqlite":
+        stmt = sqlite_insert(Delivery).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    else:  # pragma: no cover - other databases: check first, then insert
+        keys = [r["idempotency_key"] for r in values]
+        have = set(
+            session.execute(select(Delivery.idempotency_key).where(Delivery.idempotency_key.in_(keys))).scalars()
+        )
+        values = [v for v in values if v["idempotency_key"] not in have]
+        stmt = insert(Delivery)
+        if not values:
+            return 0
+    # RETURNING counts what was really inserted, on every driver
+    return len(session.connection().execute(stmt.returning(Delivery.id), values).all())
+
+
+def claim(engine: Engine, *, worker: str, limit: int, lease_seconds: float) -> list[int]:
+    """Atomically take up to `limit` due rows for this worker.
+
+    Rows left in `sending` by a worker that died become due again once their lease ends.
+    On PostgreSQL concurrent claimers skip each other's rows (SKIP LOCKED); SQLite
+    serialises writers, so the UPDATE ... RETURNING is atomic there.
+    """
+    now = utcnow()
+    cutoff = now - dt.timedelta(seconds=lease_seconds)
+    with engine.begin() as conn:
+        conn.execute(
+            update(Delivery)
+            .where(Delivery.status == "sending", Delivery.claimed_at < cutoff)
+            .values(status="queued", claimed_by=None)
+        )
+        due = (
+            select(Delivery.id)
+            .where(Delivery.status == "queued", Delivery.next_attempt_at <= now)
+            .order_by(Delivery.next_attempt_at, Delivery.id)
+            .limit(limit)
+        )
+        if engine.dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        rows = conn.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(due.scalar_subquery()), Delivery.status == "queued")
+            .values(status="sending", claimed_by=worker, claimed_at=now)
+            .returning(Delivery.id)
+        ).all()
+    return sorted(r[0] for r in rows)
+
+
+def release(engine: Engine, *, worker: str, ids: Sequence[int]) -> int:
+    """Give back rows this worker claimed but did not try (e.g. on shutdown)."""
+    if not ids:
+        return 0
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(list(ids)), Delivery.claimed_by == worker, Delivery.status == "sending")
+            .values(status="queued", claimed_by=None, claimed_at=None)
+        )
+    return result.rowcount or 0
+
+
+@dataclass
+class Outcome:
+    """What one try to send produced."""
+
+    delivery_id: int
+    result: str  # sent | temporary | permanent | suppressed | cancelled
+    error: str | None = None
+    status_code: int | None = None
+    message_id: str | None = None
+    retry_after: float | None = None
+    started_at: dt.datetime | None = None
+    suppress: bool = False  # a hard bounce: never mail this address again
+
+
+def backoff_seconds(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with 'equal jitter': half fixed, half random."""
+    delay = min(cap, base * (2 ** max(attempt - 1, 0)))
+    return delay / 2 + (rng or random).uniform(0, delay / 2)
+
+
+def record(
+    engine: Engine,
+    outcomes: Sequence[Outcome],
+    *,
+    worker: str,
+    max_attempts: int,
+    retry_base: float,
+    retry_max: float,
+) -> dict[str, int]:
+    """Write each try's result and attempt row in one transaction; returns counts by status."""
+    counts: dict[str, int] = {}
+    if not outcomes:
+        return counts
+    now = utcnow()
+    with Session(engine) as session:
+        rows = {
+            d.id: d
+            for d in session.execute(
+                select(Delivery).where(Delivery.id.in_([o.delivery_id for o in outcomes]))
+            ).scalars()
+        }
+        for o in outcomes:
+            d = rows.get(o.delivery_id)
+            if d is None:
+                continue
+            d.attempts += o.result in ("sent", "temporary", "permanent")
+            d.last_error = o.error
+            d.claimed_by, d.claimed_at = None, None
+            if o.result == "sent":
+                d.status, d.sent_at, d.message_id = "sent", now, o.message_id
+            elif o.result == "temporary" and d.attempts < max_attempts:
+                delay = backoff_seconds(d.attempts, base=retry_base, cap=retry_max)
+                if o.retry_after:
+                    delay = max(delay, o.retry_after)
+                d.status, d.next_attempt_at = "queued", now + dt.timedelta(seconds=delay)
+            elif o.result in ("temporary", "permanent"):
+                d.status = "failed"
+            else:
+                d.status = o.result  # suppressed | cancelled
+            counts[d.status] = counts.get(d.status, 0) + 1
+            session.add(d)
+            if o.result in ("sent", "temporary", "permanent"):
+                session.add(
+                    DeliveryAttempt(
+                        delivery_id=d.id,
+                        started_at=o.started_at or now,
+                        finished_at=now,
+                        outcome=o.result,
+                        status_code=o.status_code,
+                        error=o.error,
+                        worker=worker,
+                    )
+                )
+        session.commit()
+    return counts
+
+
+def pending_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(func.count()).select_from(Delivery).where(Delivery.status.in_(["queued", "sending"]))
+        ).scalar_one()
+
+
+def next_due_in(engine: Engine) -> float | None:
+    """Seconds until the next queued row is due (0 if one is due now), None if none queued."""
+    with engine.connect() as conn:
+        when = conn.execute(
+            select(func.min(Delivery.next_attempt_at)).where(Delivery.status == "queued")
+        ).scalar()
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - utcnow()).total_seconds())
+
+
+def status_counts(engine: Engine) -> dict[str, dict[str, int]]:
+    """{channel: {status: count}}"""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Delivery.channel, Delivery.status, func.count()).group_by(
+                Delivery.channel, Delivery.status
+            )
+        ).all()
+    out: dict[str, dict[str, int]] = {}
+    for channel, status, n in rows:
+        out.setdefault(channel, {})[status] = n
+    return out
+
+
+def last_errors(engine: Engine, limit: int = 10) -> list[tuple[int, str, str, str]]:
+    """(delivery id, key, outcome, error) of the most recent failed attempts."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(DeliveryAttempt.delivery_id, Delivery.idempotency_key, DeliveryAttempt.outcome, DeliveryAttempt.error)
+            .join(Delivery, Delivery.id == DeliveryAttempt.delivery_id)
+            .where(DeliveryAttempt.outcome != "sent")
+            .order_by(DeliveryAttempt.id.desc())
+            .limit(limit)
+        ).all()
+    return [tuple(r) for r in rows]

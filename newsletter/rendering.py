@@ -1,0 +1,156 @@
+"""Rendering: one Jinja2 environment; a digest segment rendered once into an Edition.
+
+Per-recipient parts (greeting, signed links) are left as slots in the stored edition
+and filled at send time by `personalise`, so a retry sends the same bytes and the
+database holds one copy per segment. Slots are delimited by a control character that
+the text cleaning strips from every user-supplied string, so content cannot forge one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import css_inline
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from . import i18n
+from .events import localised
+from .models import Event, Topic
+from .periods import Period
+from .takes import markdown_to_html
+
+SLOT = "\x1e"
+SLOTS = ("greeting", "unsubscribe_url", "preferences_url", "email")
+
+
+def slot(name: str) -> Markup:
+    if name not in SLOTS:
+        raise ValueError(f"unknown slot {name!r}")
+    return Markup(f"{SLOT}{name}{SLOT}")
+
+
+def make_environment(templates_dir: Path) -> Environment:
+    """The one environment for email, webhook payloads and pages."""
+    env = Environment(
+        loader=FileSystemLoader(str(templates_dir)),
+        autoescape=select_autoescape(["html", "htm", "xml", "html.j2", "xml.j2"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["localised"] = localised
+    env.filters["date_label"] = i18n.format_date
+    env.globals["slot"] = slot
+    return env
+
+
+def personalise(body: str, values: dict[str, str], *, html: bool) -> str:
+    """Fill the slots of a stored edition for one recipient."""
+    for name in SLOTS:
+        marker = f"{SLOT}{name}{SLOT}"
+        if marker in body:
+            value = values.get(name, "")
+            body = body.replace(marker, escape(value, quote=True) if html else value)
+    return body
+
+
+@dataclass
+class Segment:
+    """What a group of recipients share: everything a digest body depends on."""
+
+    format: str
+    frequency: str
+    period: Period
+    language: str
+    topic_slugs: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return "|".join(
+            [self.format, self.frequency, self.period.key, self.language, ",".join(self.topic_slugs)]
+        )
+
+
+@dataclass
+class Rendered:
+    subject: str
+    body_html: str
+    body_text: str
+    content_hash: str
+
+
+def digest_context(
+    *,
+    segment: Segment,
+    topics: list[Topic],
+    events: list[tuple[Event, list[str]]],
+    take_markdown: str | None,
+    base_url: str,
+) -> dict[str, Any]:
+    """Group events under the first of the segment's topics they have."""
+    lang = segment.language
+    t = i18n.labels(lang)
+    kind = t[f"digest.{segment.frequency}"]
+    period_label = segment.period.label(lang)
+    by_slug = {topic.slug: topic for topic in topics}
+    order = [s for s in segment.topic_slugs if s in by_slug]
+    sections: dict[str, list[dict[str, Any]]] = {s: [] for s in order}
+    for event, slugs in events:
+        home = next((s for s in order if s in slugs), None)
+        if home is None:
+            continue
+        sections[home].append(
+            {
+                "title": localised(event.title, lang),
+                "summary": localised(event.summary, lang) if event.summary else "",
+                "url": event.url,
+                "source": event.source,
+                "date": i18n.format_date(event.occurred_on, lang),
+                "region": t.get(f"region.{event.region}", event.region),
+                "importance": event.importance or 0,
+            }
+        )
+    topic_name = (lambda s: by_slug[s].name_zh) if lang == "zh" else (lambda s: by_slug[s].name_en)
+    section_list = [
+        {"slug": s, "name": topic_name(s), "events": items} for s, items in sections.items() if items
+    ]
+    count = sum(len(s["events"]) for s in section_list)
+    subject = t["subject"].format(brand=t["brand"], kind=kind, period=period_label)
+    first_titles = " · ".join(e["title"] for s in section_list for e in s["events"][:1])
+    return {
+        "lang": lang,
+        "t": t,
+        "kind": kind,
+        "frequency": segment.frequency,
+        "period_label": period_label,
+        "subject": subject,
+        "preheader": f"{t['events_count'].format(n=count)} — {first_titles}"[:180],
+        "sections": section_list,
+        "event_count": count,
+        "take_html": Markup(markdown_to_html(take_markdown)) if take_markdown else None,
+        "take_text": take_markdown,
+        "topic_names": ("、" if lang == "zh" else ", ").join(topic_name(s) for s in order),
+        "intro": t["intro"].format(period=period_label),
+        "why": t["why"].format(
+            kind_lower=kind if lang == "zh" else kind.lower(),
+            topics=("、" if lang == "zh" else ", ").join(topic_name(s) for s in order),
+        ),
+        "archive_url": base_url.rstrip("/") + "/archive",
+    }
+
+
+def render_digest(env: Environment, context: dict[str, Any]) -> Rendered:
+    html = env.get_template("email/digest.html.j2").render(context)
+    html = css_inline.inline(html)
+    text = env.get_template("email/digest.txt.j2").render(context)
+    digest = hashlib.sha256(
+        json.dumps([context["subject"], html, text], ensure_ascii=False).encode()
+    ).hexdigest()
+    return Rendered(subject=context["subject"], body_html=html, body_text=text, content_hash=digest)

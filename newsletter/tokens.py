@@ -1,0 +1,42 @@
+"""Signed per-subscriber tokens for unsubscribe and preference links (itsdangerous)."""
+
+from __future__ import annotations
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+PURPOSES = ("unsubscribe", "preferences", "confirm")
+# unsubscribe links must keep working for as long as old emails exist
+MAX_AGE = {"unsubscribe": None, "preferences": 400 * 86400, "confirm": 7 * 86400}
+
+
+class TokenError(ValueError):
+    """A token that is forged, tampered with, expired or meant for something else."""
+
+
+def _serializer(secret: str, purpose: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt=f"newsletter.{purpose}")
+
+
+def make_token(secret: str, purpose: str, subscriber_id: int, email: str) -> str:
+    """Binds the subscriber id to a hash prefix of the address, so a reused id fails."""
+    from .subscribers import address_hash
+
+    return _serializer(secret, purpose).dumps([subscriber_id, address_hash(email)[:16]])
+
+
+def read_token(secret: str, purpose: str, token: str) -> tuple[int, str]:
+    """Returns (subscriber_id, address-hash prefix) or raises TokenError."""
+    try:
+        data = _serializer(secret, purpose).loads(token, max_age=MAX_AGE[purpose])
+    except SignatureExpired as exc:
+        raise TokenError("this link has expired") from exc
+    except BadSignature as exc:
+        raise TokenError("this link is not valid") from exc
+    if (
+        not isinstance(data, list)
+        or len(data) != 2
+        or not isinstance(data[0], int)
+        or not isinstance(data[1], str)
+    ):
+        raise TokenError("this link is not valid")
+    return data[0], data[1]

@@ -1,0 +1,206 @@
+"""The worker: claims due outbox rows, builds each message, sends it, records the result.
+
+One loop per process; several processes (on several machines, with PostgreSQL) can
+drain the same outbox. A batch is claimed in one transaction, sent with no
+transaction open, and recorded in another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine, select
+from sqlmodel import Session
+
+from . import outbox
+from .channels.base import PermanentDeliveryError, TemporaryDeliveryError
+from .channels.filedrop import FileDropChannel
+from .channels.smtp import SmtpChannel, SmtpConfig
+from .messages import MessageError, build_digest_email
+from .models import Delivery, Edition, Subscriber, utcnow
+from .settings import Settings
+from .subscribers import is_suppressed, suppress
+
+log = logging.getLogger("newsletter.worker")
+
+
+def email_channel(settings: Settings):
+    """SMTP when configured, else .eml files in the outbox folder."""
+    if settings.smtp_url:
+        config = SmtpConfig.from_url(settings.smtp_url, timeout=settings.smtp_timeout)
+        return SmtpChannel(config, connections=settings.smtp_connections)
+    return FileDropChannel(settings.outbox_dir)
+
+
+class RateLimiter:
+    """Token bucket shared by all sends of this worker; rate 0 means no limit."""
+
+    def __init__(self, rate: float, burst: int = 1):
+        self.rate, self.capacity = rate, max(burst, 1)
+        self.tokens, self.updated = float(self.capacity), time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        if self.rate <= 0:
+            return
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+@dataclass
+class WorkerStats:
+    claimed: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+    def add(self, counts: dict[str, int]) -> None:
+        for k, v in counts.items():
+            self.by_status[k] = self.by_status.get(k, 0) + v
+
+
+class Worker:
+    def __init__(self, *, engine: Engine, settings: Settings, channel=None, name: str | None = None):
+        self.engine, self.settings = engine, settings
+        self.channel = channel or email_channel(settings)
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.limiter = RateLimiter(settings.send_rate, burst=settings.smtp_connections)
+        self.stats = WorkerStats()
+        self._editions: dict[int, Edition] = {}
+        self.stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Stop claiming; what is in flight is finished and recorded."""
+        self.stopping.set()
+
+    async def run(self, *, until_empty: bool = False, poll_seconds: float = 2.0, progress=None) -> WorkerStats:
+        try:
+            while not self.stopping.is_set():
+                done = await self.run_batch()
+                if progress and done:
+                    progress(done)
+                if done:
+                    continue
+                wait = outbox.next_due_in(self.engine)
+                if until_empty and wait is None and outbox.pending_count(self.engine) == 0:
+                    break
+                delay = poll_seconds if wait is None else min(max(wait, 0.05), poll_seconds)
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), timeout=delay)
+                except TimeoutError:
+                    pass
+        finally:
+            await self.channel.aclose()
+        return self.stats
+
+    async def run_batch(self) -> int:
+        ids = outbox.claim(
+            self.engine,
+            worker=self.name,
+            limit=self.settings.worker_batch,
+            lease_seconds=self.settings.lease_seconds,
+        )
+        if not ids:
+            return 0
+        self.stats.claimed += len(ids)
+        jobs, ready = self._prepare(ids)
+        results = await asyncio.gather(*(self._send(delivery_id, built) for delivery_id, built in jobs))
+        outcomes = ready + list(results)
+        counts = outbox.record(
+            self.engine,
+            outcomes,
+            worker=self.name,
+            max_attempts=self.settings.max_attempts,
+            retry_base=self.settings.retry_base_seconds,
+            retry_max=self.settings.retry_max_seconds,
+        )
+        self._suppress_bounces(outcomes, jobs)
+        self.stats.add(counts)
+        return len(ids)
+
+    def _prepare(self, ids: list[int]):
+        """Build every claimed message; rows that must not be sent get their outcome now."""
+        jobs, ready = [], []
+        with Session(self.engine, expire_on_commit=False) as session:
+            deliveries = session.execute(select(Delivery).where(Delivery.id.in_(ids))).scalars().all()
+            for d in deliveries:
+                subscriber = session.get(Subscriber, d.subscriber_id) if d.subscriber_id else None
+                if subscriber is None or d.edition_id is None:
+                    ready.append(outbox.Outcome(d.id, "cancelled", "recipient or edition is gone"))
+                    continue
+                if subscriber.status != "active" or is_suppressed(session=session, email=subscriber.email):
+                    ready.append(outbox.Outcome(d.id, "suppressed", f"subscriber is {subscriber.status} or suppressed"))
+                    continue
+                edition = self._edition(session, d.edition_id)
+                try:
+                    built = build_digest_email(settings=self.settings, delivery=d, edition=edition, subscriber=subscriber)
+                except MessageError as exc:
+                    ready.append(outbox.Outcome(d.id, "permanent", str(exc)))
+                    continue
+                jobs.append((d.id, built))
+            session.expunge_all()
+        return jobs, ready
+
+    def _edition(self, session: Session, edition_id: int) -> Edition:
+        edition = self._editions.get(edition_id)
+        if edition is None:
+            if len(self._editions) > 256:
+                self._editions.clear()
+            edition = session.get(Edition, edition_id)
+            self._editions[edition_id] = edition
+        return edition
+
+    async def _send(self, delivery_id: int, built) -> outbox.Outcome:
+        await self.limiter.acquire()
+        started = utcnow()
+        try:
+            reply = await self.channel.send(
+                sender=built.sender, recipient=built.recipient, message=built.data, key=str(delivery_id)
+            )
+        except TemporaryDeliveryError as exc:
+            log.info("delivery %s: temporary failure: %s", delivery_id, exc)
+            return outbox.Outcome(delivery_id, "temporary", str(exc), exc.code, retry_after=exc.retry_after, started_at=started)
+        except PermanentDeliveryError as exc:
+            log.warning("delivery %s: permanent failure: %s", delivery_id, exc)
+            return outbox.Outcome(
+                delivery_id, "permanent", str(exc), exc.code, started_at=started, suppress=exc.suppress
+            )
+        log.debug("delivery %s sent: %s", delivery_id, reply)
+        return outbox.Outcome(delivery_id, "sent", None, 250, message_id=built.message_id, started_at=started)
+
+    def _suppress_bounces(self, outcomes, jobs) -> None:
+        bounced = {o.delivery_id for o in outcomes if o.suppress}
+        if not bounced:
+            return
+        addresses = [built.recipient for delivery_id, built in jobs if delivery_id in bounced]
+        with Session(self.engine) as session:
+            for address in addresses:
+                suppress(session=session, email=address, reason="bounced")
+            session.commit()
+
+
+def run_worker(engine: Engine, settings: Settings, *, until_empty: bool, progress=None) -> WorkerStats:
+    """Run a worker until the outbox is empty (or forever), stopping cleanly on SIGTERM/SIGINT."""
+    import signal
+
+    async def main() -> WorkerStats:
+        worker = Worker(engine=engine, settings=settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, worker.stop)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread
+                pass
+        return await worker.run(until_empty=until_empty, progress=progress)
+
+    return asyncio.run(main())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.policy import default as default_policy
 
 from jinja2 import Environment
 from sqlalchemy import select
@@ -96,9 +98,13 @@ class DigestRenderer:
             insert = pg_insert if dialect == "postgresql" else sqlite_insert
             # another planner may store the same segment at the same time: first one wins
             self.session.execute(
-                insert(Edition).values(**values).on_conflict_do_nothing(index_elements=["segment_key"])
+                insert(Edition)
+                .values(**values)
+                .on_conflict_do_nothing(index_elements=["segment_key"])
             )
-            found = self.session.execute(select(Edition.id).where(Edition.segment_key == key)).scalar_one()
+            found = self.session.execute(
+                select(Edition.id).where(Edition.segment_key == key)
+            ).scalar_one()
         self._editions[key] = found
         return found
 
@@ -143,7 +149,9 @@ def send_digest(
             segment = Segment("email", frequency, period, r.language, r.topic_slugs)
             summary.recipients += 1
             summary.segments[segment.key] = len(events)
-            summary.segment_recipients[segment.key] = summary.segment_recipients.get(segment.key, 0) + 1
+            summary.segment_recipients[segment.key] = (
+                summary.segment_recipients.get(segment.key, 0) + 1
+            )
             if not dry_run:
                 rows.append(_delivery_row(r, segment, renderer.edition_id(segment, events)))
         if rows:
@@ -175,12 +183,15 @@ class Preview:
 
 
 def preview_digest(
-    *, session: Session, env: Environment, settings: Settings, frequency: str, period_key: str, email: str
+    *,
+    session: Session,
+    env: Environment,
+    settings: Settings,
+    frequency: str,
+    period_key: str,
+    email: str,
 ) -> Preview:
     """Exactly what one reader would receive, rendered fresh and stored nowhere."""
-    import email as email_lib
-    import email.policy
-
     period = check_frequency(frequency, period_key)
     subscriber = get_subscriber(session=session, email=email)
     if subscriber is None:
@@ -189,20 +200,33 @@ def preview_digest(
     renderer = DigestRenderer(session=session, env=env, settings=settings, period=period)
     events = events_for(renderer.events, slugs)
     if not events:
-        raise DigestError(f"{subscriber.email} has no events in {period.key}: nothing would be sent")
+        raise DigestError(
+            f"{subscriber.email} has no events in {period.key}: nothing would be sent"
+        )
     segment = Segment("email", frequency, period, subscriber.language, slugs)
     rendered = renderer.render(segment, events)
     edition = Edition(
-        segment_key=segment.key, format="email", frequency=frequency, period=period.key,
-        language=subscriber.language, subject=rendered.subject, body_html=rendered.body_html,
-        body_text=rendered.body_text, content_hash=rendered.content_hash,
+        segment_key=segment.key,
+        format="email",
+        frequency=frequency,
+        period=period.key,
+        language=subscriber.language,
+        subject=rendered.subject,
+        body_html=rendered.body_html,
+        body_text=rendered.body_text,
+        content_hash=rendered.content_hash,
     )
     delivery = Delivery(
-        id=0, idempotency_key=idempotency_key(subscriber.id, frequency, period), channel="email",
-        kind=digest_kind(frequency), created_at=utcnow(),
+        id=0,
+        idempotency_key=idempotency_key(subscriber.id, frequency, period),
+        channel="email",
+        kind=digest_kind(frequency),
+        created_at=utcnow(),
     )
-    built = build_digest_email(settings=settings, delivery=delivery, edition=edition, subscriber=subscriber)
-    parsed = email_lib.message_from_bytes(built.data, policy=email.policy.default)
+    built = build_digest_email(
+        settings=settings, delivery=delivery, edition=edition, subscriber=subscriber
+    )
+    parsed = message_from_bytes(built.data, policy=default_policy)
     html = parsed.get_body(("html",)).get_content()
     text = parsed.get_body(("plain",)).get_content()
     return Preview(rendered.subject, html, text, len(events), built.data)

@@ -45,7 +45,11 @@ def links_for(settings: Settings, subscriber: Subscriber) -> dict[str, str]:
     base = settings.base_url.rstrip("/")
     unsub = make_token(settings.secret_key, "unsubscribe", subscriber.id, subscriber.email)
     prefs = make_token(settings.secret_key, "preferences", subscriber.id, subscriber.email)
-    return {"unsubscribe_url": f"{base}/u/{unsub}", "preferences_url": f"{base}/p/{prefs}", "unsubscribe_token": unsub}
+    return {
+        "unsubscribe_url": f"{base}/u/{unsub}",
+        "preferences_url": f"{base}/p/{prefs}",
+        "unsubscribe_token": unsub,
+    }
 
 
 def greeting(subscriber: Subscriber, labels: dict[str, str]) -> str:
@@ -73,7 +77,9 @@ def build_digest_email(
     msg = EmailMessage(policy=POLICY)
     try:
         msg["From"] = Address(display_name=from_name, addr_spec=from_addr)
-        msg["To"] = Address(display_name=one_line(subscriber.name or ""), addr_spec=subscriber.email)
+        msg["To"] = Address(
+            display_name=one_line(subscriber.name or ""), addr_spec=subscriber.email
+        )
         msg["Subject"] = one_line(edition.subject)
     except (ValueError, IndexError) as exc:
         raise MessageError(f"cannot build headers: {exc}") from exc
@@ -86,18 +92,32 @@ def build_digest_email(
     )
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg["Content-Language"] = edition.language
-    msg.set_content(personalise(edition.body_text or "", values, html=False), cte="quoted-printable")
+    msg.set_content(
+        personalise(edition.body_text or "", values, html=False), cte="quoted-printable"
+    )
     msg.add_alternative(
-        personalise(edition.body_html or "", values, html=True), subtype="html", cte="quoted-printable"
+        personalise(edition.body_html or "", values, html=True),
+        subtype="html",
+        cte="quoted-printable",
     )
     data = msg.as_bytes(policy=POLICY)
     data = dkim_sign(settings, data, domain)
-    return BuiltMessage(sender=from_addr, recipient=subscriber.email, message_id=message_id, data=data)
+    return BuiltMessage(
+        sender=from_addr, recipient=subscriber.email, message_id=message_id, data=data
+    )
 
 
 SIGNED_HEADERS = [
-    b"From", b"To", b"Subject", b"Date", b"Message-ID", b"List-Id",
-    b"List-Unsubscribe", b"List-Unsubscribe-Post", b"MIME-Version", b"Content-Type",
+    b"From",
+    b"To",
+    b"Subject",
+    b"Date",
+    b"Message-ID",
+    b"List-Id",
+    b"List-Unsubscribe",
+    b"List-Unsubscribe-Post",
+    b"MIME-Version",
+    b"Content-Type",
 ]
 
 

@@ -39,7 +39,9 @@ def enqueue(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     else:  # pragma: no cover - other databases: check first, then insert
         keys = [r["idempotency_key"] for r in values]
         have = set(
-            session.execute(select(Delivery.idempotency_key).where(Delivery.idempotency_key.in_(keys))).scalars()
+            session.execute(
+                select(Delivery.idempotency_key).where(Delivery.idempotency_key.in_(keys))
+            ).scalars()
         )
         values = [v for v in values if v["idempotency_key"] not in have]
         stmt = insert(Delivery)
@@ -71,10 +73,15 @@ def claim(engine: Engine, *, worker: str, limit: int, lease_seconds: float) -> l
             .limit(limit)
         )
         if engine.dialect.name == "postgresql":
-            due = due.with_for_update(skip_locked=True)
+            # a materialised CTE runs the locking subquery exactly once; inside IN (...)
+            # PostgreSQL may re-run it and return more than `limit` rows
+            due = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+            target = select(due.c.id)
+        else:
+            target = due
         rows = conn.execute(
             update(Delivery)
-            .where(Delivery.id.in_(due.scalar_subquery()), Delivery.status == "queued")
+            .where(Delivery.id.in_(target.scalar_subquery()), Delivery.status == "queued")
             .values(status="sending", claimed_by=worker, claimed_at=now)
             .returning(Delivery.id)
         ).all()
@@ -88,7 +95,11 @@ def release(engine: Engine, *, worker: str, ids: Sequence[int]) -> int:
     with engine.begin() as conn:
         result = conn.execute(
             update(Delivery)
-            .where(Delivery.id.in_(list(ids)), Delivery.claimed_by == worker, Delivery.status == "sending")
+            .where(
+                Delivery.id.in_(list(ids)),
+                Delivery.claimed_by == worker,
+                Delivery.status == "sending",
+            )
             .values(status="queued", claimed_by=None, claimed_at=None)
         )
     return result.rowcount or 0
@@ -108,7 +119,9 @@ class Outcome:
     suppress: bool = False  # a hard bounce: never mail this address again
 
 
-def backoff_seconds(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
+def backoff_seconds(
+    attempt: int, *, base: float, cap: float, rng: random.Random | None = None
+) -> float:
     """Exponential backoff with 'equal jitter': half fixed, half random."""
     delay = min(cap, base * (2 ** max(attempt - 1, 0)))
     return delay / 2 + (rng or random).uniform(0, delay / 2)
@@ -174,7 +187,9 @@ def record(
 def pending_count(engine: Engine) -> int:
     with engine.connect() as conn:
         return conn.execute(
-            select(func.count()).select_from(Delivery).where(Delivery.status.in_(["queued", "sending"]))
+            select(func.count())
+            .select_from(Delivery)
+            .where(Delivery.status.in_(["queued", "sending"]))
         ).scalar_one()
 
 
@@ -209,7 +224,12 @@ def last_errors(engine: Engine, limit: int = 10) -> list[tuple[int, str, str, st
     """(delivery id, key, outcome, error) of the most recent failed attempts."""
     with engine.connect() as conn:
         rows = conn.execute(
-            select(DeliveryAttempt.delivery_id, Delivery.idempotency_key, DeliveryAttempt.outcome, DeliveryAttempt.error)
+            select(
+                DeliveryAttempt.delivery_id,
+                Delivery.idempotency_key,
+                DeliveryAttempt.outcome,
+                DeliveryAttempt.error,
+            )
             .join(Delivery, Delivery.id == DeliveryAttempt.delivery_id)
             .where(DeliveryAttempt.outcome != "sent")
             .order_by(DeliveryAttempt.id.desc())

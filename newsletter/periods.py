@@ -60,7 +60,9 @@ def parse_period(frequency: str, key: str) -> Period:
         except ValueError:
             start = None
         if start is None:
-            raise PeriodError(f"a weekly period is an ISO week YYYY-Www, e.g. 2025-W31, not {key!r}")
+            raise PeriodError(
+                f"a weekly period is an ISO week YYYY-Www, e.g. 2025-W31, not {key!r}"
+            )
         return Period(frequency, key, start, start + dt.timedelta(days=7))
     if frequency == "daily":
         try:
@@ -70,7 +72,9 @@ def parse_period(frequency: str, key: str) -> Period:
         if day is None:
             raise PeriodError(f"a daily period is YYYY-MM-DD, e.g. 2025-07-31, not {key!r}")
         return Period(frequency, key, day, day + dt.timedelta(days=1))
-    raise PeriodError(f"frequency must be one of {', '.join(DIGEST_FREQUENCIES)}, not {frequency!r}")
+    raise PeriodError(
+        f"frequency must be one of {', '.join(DIGEST_FREQUENCIES)}, not {frequency!r}"
+    )
 
 
 def period_containing(frequency: str, day: dt.date) -> Period:
@@ -84,4 +88,6 @@ def period_containing(frequency: str, day: dt.date) -> Period:
 
 def previous_period(frequency: str, today: dt.date) -> Period:
     """The last complete period before `today` (what a digest sent today covers)."""
-    return period_containing(frequency, period_containing(frequency, today).start - dt.timedelta(days=1))
+    return period_containing(
+        frequency, period_containing(frequency, today).start - dt.timedelta(days=1)
+    )

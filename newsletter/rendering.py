@@ -74,7 +74,13 @@ class Segment:
     @property
     def key(self) -> str:
         return "|".join(
-            [self.format, self.frequency, self.period.key, self.language, ",".join(self.topic_slugs)]
+            [
+                self.format,
+                self.frequency,
+                self.period.key,
+                self.language,
+                ",".join(self.topic_slugs),
+            ]
         )
 
 
@@ -119,7 +125,9 @@ def digest_context(
         )
     topic_name = (lambda s: by_slug[s].name_zh) if lang == "zh" else (lambda s: by_slug[s].name_en)
     section_list = [
-        {"slug": s, "name": topic_name(s), "events": items} for s, items in sections.items() if items
+        {"slug": s, "name": topic_name(s), "events": items}
+        for s, items in sections.items()
+        if items
     ]
     count = sum(len(s["events"]) for s in section_list)
     subject = t["subject"].format(brand=t["brand"], kind=kind, period=period_label)

@@ -66,7 +66,10 @@ def read_roster(path: Path) -> dict[str, list[Any]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise RosterError(f"{path.name}: cannot read: {exc}") from exc
     if path.suffix.lower() == ".csv":
-        rows = [{k.strip().lower(): (v or "").strip() for k, v in r.items() if k} for r in csv.DictReader(io.StringIO(text))]
+        rows = [
+            {k.strip().lower(): (v or "").strip() for k, v in r.items() if k}
+            for r in csv.DictReader(io.StringIO(text))
+        ]
         return {"subscribers": rows, "teams": []}
     try:
         data = yaml.safe_load(text) or {}
@@ -109,7 +112,9 @@ def sync_subscriber(session: Session, where: str, entry: Any) -> EntryResult:
                 add_subscriber(session=session, sub_in=sub_in, source="roster")
                 return EntryResult(where, sub_in.email, "created")
             if existing.status != "active":
-                return EntryResult(where, sub_in.email, "skipped", f"subscriber is {existing.status}")
+                return EntryResult(
+                    where, sub_in.email, "skipped", f"subscriber is {existing.status}"
+                )
             changed = update_subscriber(session=session, subscriber=existing, sub_in=sub_in)
             return EntryResult(where, sub_in.email, "updated" if changed else "unchanged")
     except (ValidationError, SubscriberError, TopicError) as exc:
@@ -126,7 +131,9 @@ def sync_rosters(*, session: Session, path: Path, team_sync=None) -> SyncReport:
             where = f"{file.name} subscribers[{n}]"
             email = str(entry.get("email", "")).strip().lower() if isinstance(entry, dict) else ""
             if email and email in seen:
-                report.entries.append(EntryResult(where, email, "invalid", f"also listed at {seen[email]}"))
+                report.entries.append(
+                    EntryResult(where, email, "invalid", f"also listed at {seen[email]}")
+                )
                 continue
             seen[email] = where
             report.entries.append(sync_subscriber(session, where, entry))
@@ -134,7 +141,11 @@ def sync_rosters(*, session: Session, path: Path, team_sync=None) -> SyncReport:
             where = f"{file.name} teams[{n}]"
             if team_sync is None:
                 name = entry.get("name", "?") if isinstance(entry, dict) else "?"
-                report.entries.append(EntryResult(where, str(name), "skipped", "chat webhooks are not enabled in this version"))
+                report.entries.append(
+                    EntryResult(
+                        where, str(name), "skipped", "chat webhooks are not enabled in this version"
+                    )
+                )
             else:
                 report.entries.append(team_sync(session, where, entry))
     return report

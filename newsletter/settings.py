@@ -44,7 +44,9 @@ class Settings(BaseSettings):
     smtp_connections: int = Field(default=4, ge=1, le=64, description="SMTP connections kept open.")
     smtp_timeout: float = Field(default=30.0, gt=0, description="Seconds per SMTP command.")
     send_rate: float = Field(default=0.0, ge=0, description="Messages per second; 0 = unlimited.")
-    outbox_dir: Path = Field(default=Path("outbox"), description="Where .eml files go without SMTP.")
+    outbox_dir: Path = Field(
+        default=Path("outbox"), description="Where .eml files go without SMTP."
+    )
     dkim_key_file: Path | None = Field(default=None, description="PEM private key for DKIM.")
     dkim_selector: str | None = Field(default=None, description="DKIM selector (s=).")
     dkim_domain: str | None = Field(default=None, description="DKIM domain (d=); default From's.")

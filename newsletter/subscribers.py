@@ -45,7 +45,9 @@ def check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)") from exc
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)"
+        ) from exc
     return value
 
 
@@ -102,7 +104,9 @@ class SubscriberIn(BaseModel):
 
 def is_suppressed(*, session: Session, email: str) -> bool:
     h = address_hash(email)
-    return session.exec(select(Suppression).where(Suppression.address_hash == h)).first() is not None
+    return (
+        session.exec(select(Suppression).where(Suppression.address_hash == h)).first() is not None
+    )
 
 
 def suppress(*, session: Session, email: str, reason: str) -> None:
@@ -134,7 +138,9 @@ def subscriber_topics(*, session: Session, subscriber: Subscriber) -> list[Topic
 def set_topics(*, session: Session, subscriber: Subscriber, topics: list[Topic]) -> None:
     current = {
         s.topic_id: s
-        for s in session.exec(select(Subscription).where(Subscription.subscriber_id == subscriber.id))
+        for s in session.exec(
+            select(Subscription).where(Subscription.subscriber_id == subscriber.id)
+        )
     }
     wanted = {t.id for t in topics}
     for topic_id, row in current.items():
@@ -193,7 +199,9 @@ def remove_subscriber(*, session: Session, subscriber: Subscriber, reason: str =
     from .models import Delivery
 
     suppress(session=session, email=subscriber.email, reason=reason)
-    for row in session.exec(select(Subscription).where(Subscription.subscriber_id == subscriber.id)):
+    for row in session.exec(
+        select(Subscription).where(Subscription.subscriber_id == subscriber.id)
+    ):
         session.delete(row)
     for delivery in session.exec(select(Delivery).where(Delivery.subscriber_id == subscriber.id)):
         delivery.subscriber_id = None

@@ -8,8 +8,10 @@ transaction open, and recorded in another.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import socket
 import time
 from dataclasses import dataclass, field
@@ -70,7 +72,9 @@ class WorkerStats:
 
 
 class Worker:
-    def __init__(self, *, engine: Engine, settings: Settings, channel=None, name: str | None = None):
+    def __init__(
+        self, *, engine: Engine, settings: Settings, channel=None, name: str | None = None
+    ):
         self.engine, self.settings = engine, settings
         self.channel = channel or email_channel(settings)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
@@ -83,7 +87,9 @@ class Worker:
         """Stop claiming; what is in flight is finished and recorded."""
         self.stopping.set()
 
-    async def run(self, *, until_empty: bool = False, poll_seconds: float = 2.0, progress=None) -> WorkerStats:
+    async def run(
+        self, *, until_empty: bool = False, poll_seconds: float = 2.0, progress=None
+    ) -> WorkerStats:
         try:
             while not self.stopping.is_set():
                 done = await self.run_batch()
@@ -95,10 +101,8 @@ class Worker:
                 if until_empty and wait is None and outbox.pending_count(self.engine) == 0:
                     break
                 delay = poll_seconds if wait is None else min(max(wait, 0.05), poll_seconds)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), timeout=delay)
-                except TimeoutError:
-                    pass
         finally:
             await self.channel.aclose()
         return self.stats
@@ -114,7 +118,9 @@ class Worker:
             return 0
         self.stats.claimed += len(ids)
         jobs, ready = self._prepare(ids)
-        results = await asyncio.gather(*(self._send(delivery_id, built) for delivery_id, built in jobs))
+        results = await asyncio.gather(
+            *(self._send(delivery_id, built) for delivery_id, built in jobs)
+        )
         outcomes = ready + list(results)
         counts = outbox.record(
             self.engine,
@@ -132,18 +138,28 @@ class Worker:
         """Build every claimed message; rows that must not be sent get their outcome now."""
         jobs, ready = [], []
         with Session(self.engine, expire_on_commit=False) as session:
-            deliveries = session.execute(select(Delivery).where(Delivery.id.in_(ids))).scalars().all()
+            deliveries = (
+                session.execute(select(Delivery).where(Delivery.id.in_(ids))).scalars().all()
+            )
             for d in deliveries:
                 subscriber = session.get(Subscriber, d.subscriber_id) if d.subscriber_id else None
                 if subscriber is None or d.edition_id is None:
                     ready.append(outbox.Outcome(d.id, "cancelled", "recipient or edition is gone"))
                     continue
-                if subscriber.status != "active" or is_suppressed(session=session, email=subscriber.email):
-                    ready.append(outbox.Outcome(d.id, "suppressed", f"subscriber is {subscriber.status} or suppressed"))
+                if subscriber.status != "active" or is_suppressed(
+                    session=session, email=subscriber.email
+                ):
+                    ready.append(
+                        outbox.Outcome(
+                            d.id, "suppressed", f"subscriber is {subscriber.status} or suppressed"
+                        )
+                    )
                     continue
                 edition = self._edition(session, d.edition_id)
                 try:
-                    built = build_digest_email(settings=self.settings, delivery=d, edition=edition, subscriber=subscriber)
+                    built = build_digest_email(
+                        settings=self.settings, delivery=d, edition=edition, subscriber=subscriber
+                    )
                 except MessageError as exc:
                     ready.append(outbox.Outcome(d.id, "permanent", str(exc)))
                     continue
@@ -165,18 +181,35 @@ class Worker:
         started = utcnow()
         try:
             reply = await self.channel.send(
-                sender=built.sender, recipient=built.recipient, message=built.data, key=str(delivery_id)
+                sender=built.sender,
+                recipient=built.recipient,
+                message=built.data,
+                key=str(delivery_id),
             )
         except TemporaryDeliveryError as exc:
             log.info("delivery %s: temporary failure: %s", delivery_id, exc)
-            return outbox.Outcome(delivery_id, "temporary", str(exc), exc.code, retry_after=exc.retry_after, started_at=started)
+            return outbox.Outcome(
+                delivery_id,
+                "temporary",
+                str(exc),
+                exc.code,
+                retry_after=exc.retry_after,
+                started_at=started,
+            )
         except PermanentDeliveryError as exc:
             log.warning("delivery %s: permanent failure: %s", delivery_id, exc)
             return outbox.Outcome(
-                delivery_id, "permanent", str(exc), exc.code, started_at=started, suppress=exc.suppress
+                delivery_id,
+                "permanent",
+                str(exc),
+                exc.code,
+                started_at=started,
+                suppress=exc.suppress,
             )
         log.debug("delivery %s sent: %s", delivery_id, reply)
-        return outbox.Outcome(delivery_id, "sent", None, 250, message_id=built.message_id, started_at=started)
+        return outbox.Outcome(
+            delivery_id, "sent", None, 250, message_id=built.message_id, started_at=started
+        )
 
     def _suppress_bounces(self, outcomes, jobs) -> None:
         bounced = {o.delivery_id for o in outcomes if o.suppress}
@@ -189,18 +222,18 @@ class Worker:
             session.commit()
 
 
-def run_worker(engine: Engine, settings: Settings, *, until_empty: bool, progress=None) -> WorkerStats:
+def run_worker(
+    engine: Engine, settings: Settings, *, until_empty: bool, progress=None
+) -> WorkerStats:
     """Run a worker until the outbox is empty (or forever), stopping cleanly on SIGTERM/SIGINT."""
-    import signal
 
     async def main() -> WorkerStats:
         worker = Worker(engine=engine, settings=settings)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
+            # not available off the main thread; the caller stops the worker then
+            with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, worker.stop)
-            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread
-                pass
         return await worker.run(until_empty=until_empty, progress=progress)
 
     return asyncio.run(main())

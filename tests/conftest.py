@@ -110,3 +110,12 @@ def cli(db_url, monkeypatch, tmp_path):
         return runner.invoke(app, list(args), input=input, catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server on 127.0.0.1 recording every message it accepts."""
+    from .smtp_server import SmtpServer
+
+    with SmtpServer() as server:
+        yield server

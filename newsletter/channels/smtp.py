@@ -106,7 +106,7 @@ class SmtpChannel:
             except aiosmtplib.SMTPResponseException as exc:
                 await _drop(client)
                 raise classify(exc.code, exc.message) from exc
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
                 await _drop(client)
                 raise TemporaryDeliveryError(f"connection problem: {exc!r}") from exc
             self._idle.put_nowait(client)

@@ -17,22 +17,34 @@ outbox_app = typer.Typer(help="The outbox of messages to send.", no_args_is_help
 
 def worker_cmd(
     ctx: typer.Context,
-    until_empty: bool = typer.Option(False, "--until-empty", help="Exit when nothing is left to send."),
+    until_empty: bool = typer.Option(
+        False, "--until-empty", help="Exit when nothing is left to send."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every delivery."),
 ) -> None:
     """Send queued messages: claim, send, record, retry with backoff. Stops on SIGTERM."""
     st = state(ctx)
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     engine = st.checked_engine()
     try:
         if until_empty:
             with Progress(
-                TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                console=console, transient=True, disable=not console.is_terminal,
+                TextColumn("sending"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+                disable=not console.is_terminal,
             ) as bar:
                 task = bar.add_task("send", total=outbox.pending_count(engine))
-                stats = run_worker(engine, st.settings, until_empty=True, progress=lambda n: bar.advance(task, n))
+                stats = run_worker(
+                    engine, st.settings, until_empty=True, progress=lambda n: bar.advance(task, n)
+                )
         else:
             stats = run_worker(engine, st.settings, until_empty=False)
     except ValueError as exc:

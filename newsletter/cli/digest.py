@@ -13,7 +13,10 @@ from ..models import Subscriber
 from ..subscribers import SubscriberError
 from .common import console, fail, state
 
-app = typer.Typer(help="Email digests: preview what someone would get, plan and enqueue a send.", no_args_is_help=True)
+app = typer.Typer(
+    help="Email digests: preview what someone would get, plan and enqueue a send.",
+    no_args_is_help=True,
+)
 
 
 @app.command("preview")
@@ -22,14 +25,21 @@ def preview_cmd(
     frequency: str = typer.Option(..., "--frequency", help="daily, weekly or monthly."),
     period: str = typer.Option(..., "--period", help="2025-07, 2025-W31 or 2025-07-31."),
     email: str = typer.Option(..., "--email", help="Whose digest to show."),
-    out: Path | None = typer.Option(None, "--out", help="Write the HTML here (and the text beside it)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write the HTML here (and the text beside it)."
+    ),
 ) -> None:
     """Render exactly what one subscriber would receive, without sending or storing it."""
     st = state(ctx)
     with st.session() as session:
         try:
             p = preview_digest(
-                session=session, env=st.env, settings=st.settings, frequency=frequency, period_key=period, email=email
+                session=session,
+                env=st.env,
+                settings=st.settings,
+                frequency=frequency,
+                period_key=period,
+                email=email,
             )
         except (DigestError, SubscriberError) as exc:
             fail(str(exc))
@@ -37,7 +47,10 @@ def preview_cmd(
         out.write_text(p.html, encoding="utf-8")
         out.with_suffix(".txt").write_text(p.text, encoding="utf-8")
         out.with_suffix(".eml").write_bytes(p.message)
-        console.print(f"Subject: {p.subject}\n{p.event_count} events. Wrote {out}, {out.with_suffix('.txt')} and {out.with_suffix('.eml')}.", markup=False)
+        console.print(
+            f"Subject: {p.subject}\n{p.event_count} events. Wrote {out}, {out.with_suffix('.txt')} and {out.with_suffix('.eml')}.",
+            markup=False,
+        )
     else:
         console.print(f"Subject: {p.subject}\n", markup=False)
         print(p.text)
@@ -54,17 +67,29 @@ def send_cmd(
     st = state(ctx)
     with st.session() as session:
         total = session.execute(
-            select(func.count()).select_from(Subscriber).where(Subscriber.frequency == frequency, Subscriber.status == "active")
+            select(func.count())
+            .select_from(Subscriber)
+            .where(Subscriber.frequency == frequency, Subscriber.status == "active")
         ).scalar_one()
         with Progress(
-            TextColumn("planning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, transient=True, disable=not console.is_terminal,
+            TextColumn("planning"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
         ) as bar:
             task = bar.add_task("plan", total=total)
             try:
                 summary = send_digest(
-                    session=session, env=st.env, settings=st.settings, frequency=frequency,
-                    period_key=period, dry_run=dry_run, progress=lambda n: bar.advance(task, n),
+                    session=session,
+                    env=st.env,
+                    settings=st.settings,
+                    frequency=frequency,
+                    period_key=period,
+                    dry_run=dry_run,
+                    progress=lambda n: bar.advance(task, n),
                 )
             except DigestError as exc:
                 fail(str(exc))
@@ -78,6 +103,11 @@ def send_cmd(
     )
     if dry_run:
         for key, n in sorted(summary.segments.items()):
-            console.print(f"  {key}: {summary.segment_recipients[key]} recipient(s), {n} event(s)", markup=False)
+            console.print(
+                f"  {key}: {summary.segment_recipients[key]} recipient(s), {n} event(s)",
+                markup=False,
+            )
     else:
-        console.print(f"Enqueued {summary.enqueued} new message(s); {summary.already_enqueued} were already queued or sent.")
+        console.print(
+            f"Enqueued {summary.enqueued} new message(s); {summary.already_enqueued} were already queued or sent."
+        )

@@ -25,7 +25,9 @@ from ..topics import TopicError
 from .common import console, err_console, fail, state
 from .topics import validation_message
 
-app = typer.Typer(help="Email subscribers: add, import, export, list, remove, sync rosters.", no_args_is_help=True)
+app = typer.Typer(
+    help="Email subscribers: add, import, export, list, remove, sync rosters.", no_args_is_help=True
+)
 
 
 @app.command("add")
@@ -33,7 +35,9 @@ def add_cmd(
     ctx: typer.Context,
     email: str = typer.Argument(..., help="Email address."),
     topics: str = typer.Option(..., "--topics", help="Comma-separated topic slugs."),
-    frequency: str = typer.Option("monthly", "--frequency", help="instant, daily, weekly or monthly."),
+    frequency: str = typer.Option(
+        "monthly", "--frequency", help="instant, daily, weekly or monthly."
+    ),
     language: str = typer.Option("en", "--language", help="zh or en."),
     timezone: str = typer.Option("UTC", "--timezone", help="IANA time zone, e.g. Asia/Shanghai."),
     name: str = typer.Option("", "--name", help="Name used in the greeting."),
@@ -41,7 +45,12 @@ def add_cmd(
     """Add an active subscriber (you vouch for their consent)."""
     try:
         sub_in = SubscriberIn(
-            email=email, topics=topics, frequency=frequency, language=language, timezone=timezone, name=name
+            email=email,
+            topics=topics,
+            frequency=frequency,
+            language=language,
+            timezone=timezone,
+            name=name,
         )
     except ValidationError as exc:
         fail(validation_message(exc))
@@ -50,13 +59,18 @@ def add_cmd(
             sub = add_subscriber(session=session, sub_in=sub_in)
         except (SubscriberError, TopicError) as exc:
             fail(str(exc))
-        console.print(f"Added {sub.email} ({sub.frequency}, {sub.language}): {', '.join(sub_in.topics)}", markup=False)
+        console.print(
+            f"Added {sub.email} ({sub.frequency}, {sub.language}): {', '.join(sub_in.topics)}",
+            markup=False,
+        )
 
 
 @app.command("import")
 def import_cmd(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., help="CSV with email[,name,language,timezone,frequency,topics]."),
+    file: Path = typer.Argument(
+        ..., help="CSV with email[,name,language,timezone,frequency,topics]."
+    ),
     topics: str | None = typer.Option(None, "--topics", help="Topics for rows that name none."),
 ) -> None:
     """Import subscribers from CSV; reports each invalid row and exits 1 if there were any."""
@@ -71,7 +85,9 @@ def import_cmd(
             )
         except SubscriberError as exc:
             fail(str(exc))
-    console.print(f"{file}: {report.added} added, {report.duplicate} duplicate, {len(report.invalid)} invalid")
+    console.print(
+        f"{file}: {report.added} added, {report.duplicate} duplicate, {len(report.invalid)} invalid"
+    )
     for p in report.invalid:
         err_console.print(f"  invalid {p.where}: {p.reason}", markup=False)
     if not report.ok:
@@ -95,8 +111,12 @@ def list_cmd(
     with state(ctx).session() as session:
         rows = [
             {
-                "email": s.email, "name": s.name, "status": s.status, "frequency": s.frequency,
-                "language": s.language, "timezone": s.timezone,
+                "email": s.email,
+                "name": s.name,
+                "status": s.status,
+                "frequency": s.frequency,
+                "language": s.language,
+                "timezone": s.timezone,
                 "topics": [t.slug for t in subscriber_topics(session=session, subscriber=s)],
             }
             for s in list_subscribers(session=session, status=status)
@@ -104,21 +124,43 @@ def list_cmd(
     if fmt == "json":
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    table = Table("email", "name", "status", "frequency", "lang", "tz", "topics", title=f"{len(rows)} subscriber(s)", title_justify="left")
+    table = Table(
+        "email",
+        "name",
+        "status",
+        "frequency",
+        "lang",
+        "tz",
+        "topics",
+        title=f"{len(rows)} subscriber(s)",
+        title_justify="left",
+    )
     for r in rows:
-        table.add_row(r["email"], r["name"], r["status"], r["frequency"], r["language"], r["timezone"], ", ".join(r["topics"]))
+        table.add_row(
+            r["email"],
+            r["name"],
+            r["status"],
+            r["frequency"],
+            r["language"],
+            r["timezone"],
+            ", ".join(r["topics"]),
+        )
     console.print(table)
 
 
 @app.command("remove")
-def remove_cmd(ctx: typer.Context, email: str = typer.Argument(..., help="Address to forget.")) -> None:
+def remove_cmd(
+    ctx: typer.Context, email: str = typer.Argument(..., help="Address to forget.")
+) -> None:
     """Delete a subscriber's personal data; the address stays suppressed forever."""
     with state(ctx).session() as session:
         sub = get_subscriber(session=session, email=email)
         if sub is None:
             fail(f"no subscriber {email}")
         remove_subscriber(session=session, subscriber=sub)
-    console.print(f"Removed {email}; the address is suppressed and will never be mailed again.", markup=False)
+    console.print(
+        f"Removed {email}; the address is suppressed and will never be mailed again.", markup=False
+    )
 
 
 @app.command("sync")
@@ -135,7 +177,9 @@ def sync_cmd(
     for e in report.entries:
         line = f"  {e.action:<9} {e.who}  ({e.where})" + (f": {e.reason}" if e.reason else "")
         (err_console if e.action == "invalid" else console).print(line, markup=False)
-    counts = ", ".join(f"{report.count(a)} {a}" for a in ("created", "updated", "unchanged", "skipped", "invalid"))
+    counts = ", ".join(
+        f"{report.count(a)} {a}" for a in ("created", "updated", "unchanged", "skipped", "invalid")
+    )
     console.print(f"Roster sync: {counts}")
     if not report.ok:
         raise typer.Exit(1)

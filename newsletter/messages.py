@@ -6,12 +6,12 @@ sends exactly the same message (same Date and Message-ID).
 
 from __future__ import annotations
 
-import email.policy
+import base64
 import hashlib
 from dataclasses import dataclass
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from functools import lru_cache
+from email.header import Header
+from email.utils import format_datetime, formataddr, parseaddr
 
 from .models import Delivery, Edition, Subscriber
 from .rendering import personalise
@@ -19,7 +19,7 @@ from .settings import Settings
 from .text import one_line
 from .tokens import make_token
 
-POLICY = email.policy.SMTP.clone(max_line_length=78)
+CRLF = "\r\n"
 
 
 class MessageError(ValueError):
@@ -32,6 +32,50 @@ class BuiltMessage:
     recipient: str
     message_id: str
     data: bytes
+
+
+@lru_cache(maxsize=1024)
+def text_header(name: str, value: str) -> str:
+    """One line, RFC 2047-encoded when not ASCII: a CR/LF can never start a new header."""
+    value = one_line(value)
+    if value.isascii() and len(value) + len(name) < 76:
+        return value
+    return Header(value, "utf-8", header_name=name).encode(linesep=CRLF)
+
+
+def address_header(name: str, addr: str) -> str:
+    if any(c in addr for c in '\r\n\x00<>,;"') or "@" not in addr:
+        raise MessageError(f"refusing to put {addr!r} in an address header")
+    return formataddr((one_line(name), addr), charset="utf-8")
+
+
+def _base64_body(text: str) -> str:
+    body = base64.b64encode(text.replace("\r\n", "\n").replace("\n", CRLF).encode("utf-8"))
+    return CRLF.join(body[i : i + 76].decode("ascii") for i in range(0, len(body), 76))
+
+
+def assemble(headers: list[tuple[str, str]], text: str, html: str, *, boundary: str) -> bytes:
+    """multipart/alternative bytes: text first, HTML last (the preferred part).
+
+    Built directly rather than through email.message, which costs ~10x more per
+    message; the tests parse every message back with the standard library.
+    """
+    out = [f"{name}: {value}" for name, value in headers]
+    out += [
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/alternative; boundary="{boundary}"',
+        "",
+    ]
+    for subtype, body in (("plain", text), ("html", html)):
+        out += [
+            f"--{boundary}",
+            f'Content-Type: text/{subtype}; charset="utf-8"',
+            "Content-Transfer-Encoding: base64",
+            "",
+            _base64_body(body),
+        ]
+    out += [f"--{boundary}--", ""]
+    return CRLF.join(out).encode("ascii")
 
 
 def sender_parts(settings: Settings) -> tuple[str, str]:
@@ -74,33 +118,27 @@ def build_digest_email(
     digest = hashlib.sha256(delivery.idempotency_key.encode()).hexdigest()[:20]
     message_id = f"<{delivery.id}.{digest}@{domain}>"
 
-    msg = EmailMessage(policy=POLICY)
-    try:
-        msg["From"] = Address(display_name=from_name, addr_spec=from_addr)
-        msg["To"] = Address(
-            display_name=one_line(subscriber.name or ""), addr_spec=subscriber.email
-        )
-        msg["Subject"] = one_line(edition.subject)
-    except (ValueError, IndexError) as exc:
-        raise MessageError(f"cannot build headers: {exc}") from exc
-    msg["Date"] = format_datetime(delivery.created_at)
-    msg["Message-ID"] = message_id
-    list_id = f"{edition.frequency}.{domain}"
-    msg["List-Id"] = f"{one_line(edition.frequency.title())} digest <{list_id}>"
-    msg["List-Unsubscribe"] = (
-        f"<{links['unsubscribe_url']}>, <mailto:unsubscribe@{domain}?subject=unsubscribe%20{links['unsubscribe_token']}>"
+    list_unsubscribe = (
+        f"<{links['unsubscribe_url']}>, "
+        f"<mailto:unsubscribe@{domain}?subject=unsubscribe%20{links['unsubscribe_token']}>"
     )
-    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg["Content-Language"] = edition.language
-    msg.set_content(
-        personalise(edition.body_text or "", values, html=False), cte="quoted-printable"
-    )
-    msg.add_alternative(
+    headers = [
+        ("From", address_header(from_name, from_addr)),
+        ("To", address_header(one_line(subscriber.name or ""), subscriber.email)),
+        ("Subject", text_header("Subject", edition.subject)),
+        ("Date", format_datetime(delivery.created_at)),
+        ("Message-ID", message_id),
+        ("List-Id", f"{edition.frequency.title()} digest <{edition.frequency}.{domain}>"),
+        ("List-Unsubscribe", list_unsubscribe.replace(", ", ",\r\n ")),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ("Content-Language", edition.language),
+    ]
+    data = assemble(
+        headers,
+        personalise(edition.body_text or "", values, html=False),
         personalise(edition.body_html or "", values, html=True),
-        subtype="html",
-        cte="quoted-printable",
+        boundary=f"=_nl_{digest}",
     )
-    data = msg.as_bytes(policy=POLICY)
     data = dkim_sign(settings, data, domain)
     return BuiltMessage(
         sender=from_addr, recipient=subscriber.email, message_id=message_id, data=data

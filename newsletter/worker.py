@@ -24,9 +24,9 @@ from .channels.base import PermanentDeliveryError, TemporaryDeliveryError
 from .channels.filedrop import FileDropChannel
 from .channels.smtp import SmtpChannel, SmtpConfig
 from .messages import MessageError, build_digest_email
-from .models import Delivery, Edition, Subscriber, utcnow
+from .models import Delivery, Edition, Subscriber, Suppression, utcnow
 from .settings import Settings
-from .subscribers import is_suppressed, suppress
+from .subscribers import address_hash, suppress
 
 log = logging.getLogger("newsletter.worker")
 
@@ -141,19 +141,34 @@ class Worker:
             deliveries = (
                 session.execute(select(Delivery).where(Delivery.id.in_(ids))).scalars().all()
             )
+            sub_ids = {d.subscriber_id for d in deliveries if d.subscriber_id}
+            subscribers = {
+                s.id: s
+                for s in session.execute(
+                    select(Subscriber).where(Subscriber.id.in_(sub_ids))
+                ).scalars()
+            }
+            hashes = {address_hash(s.email): s.id for s in subscribers.values()}
+            suppressed = {
+                hashes[h]
+                for h in session.execute(
+                    select(Suppression.address_hash).where(
+                        Suppression.address_hash.in_(list(hashes))
+                    )
+                ).scalars()
+            }
             for d in deliveries:
-                subscriber = session.get(Subscriber, d.subscriber_id) if d.subscriber_id else None
+                subscriber = subscribers.get(d.subscriber_id)
                 if subscriber is None or d.edition_id is None:
                     ready.append(outbox.Outcome(d.id, "cancelled", "recipient or edition is gone"))
                     continue
-                if subscriber.status != "active" or is_suppressed(
-                    session=session, email=subscriber.email
-                ):
-                    ready.append(
-                        outbox.Outcome(
-                            d.id, "suppressed", f"subscriber is {subscriber.status} or suppressed"
-                        )
+                if subscriber.status != "active" or subscriber.id in suppressed:
+                    reason = (
+                        f"subscriber is {subscriber.status}"
+                        if subscriber.status != "active"
+                        else "address is suppressed"
                     )
+                    ready.append(outbox.Outcome(d.id, "suppressed", reason))
                     continue
                 edition = self._edition(session, d.edition_id)
                 try:

@@ -296,3 +296,35 @@ def test_two_worker_processes_send_every_message_once(engine, db_url, smtp_serve
     rcpts = [r.rcpt_tos[0] for r in smtp_server.recorder.received]
     assert len(rcpts) == 120 and len(set(rcpts)) == 120
     assert all(b"sent" in out for out, _ in outs)  # both workers did some of the work
+
+
+def test_dkim_signature_covers_one_click_headers(world, db_url, smtp_server, tmp_path):
+    import base64
+    import subprocess
+
+    import dkim
+
+    key = tmp_path / "dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    der = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
+    settings = settings_for(db_url, smtp_server.url, dkim_key_file=key, dkim_selector="nl2025")
+    plan(world, settings)
+    drain(world, settings)
+    got = smtp_server.recorder.to("li@example.com")[0]
+    signature = got.message["DKIM-Signature"]
+    assert "d=news.example.org" in signature and "s=nl2025" in signature
+    signed = (
+        signature.split("h=", 1)[1].split(";", 1)[0].lower().replace(" ", "").replace("\r\n", "")
+    )
+    assert "list-unsubscribe" in signed.split(":") and "list-unsubscribe-post" in signed.split(":")
+    dns = {b"nl2025._domainkey.news.example.org.": record}
+    assert dkim.verify(got.data, dnsfunc=lambda name, timeout=5: dns.get(name))
+    tampered = got.data.replace(
+        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", b"List-Unsubscribe-Post: nope"
+    )
+    assert not dkim.verify(tampered, dnsfunc=lambda name, timeout=5: dns.get(name))

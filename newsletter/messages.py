@@ -9,9 +9,9 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
+from functools import lru_cache
 
 from .models import Delivery, Edition, Subscriber
 from .rendering import personalise

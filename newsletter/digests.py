@@ -114,6 +114,8 @@ class SendSummary:
     frequency: str
     period: str
     recipients: int = 0
+    endpoints: int = 0
+    endpoint_rows: int = 0
     skipped_empty: int = 0
     enqueued: int = 0
     segments: dict[str, int] = field(default_factory=dict)  # segment key -> event count
@@ -159,6 +161,12 @@ def send_digest(
             session.commit()
         if progress:
             progress(len(batch))
+    from .alerts import enqueue_webhook_digests
+
+    summary.endpoints, summary.endpoint_rows = enqueue_webhook_digests(
+        session=session, env=env, settings=settings, renderer=renderer, dry_run=dry_run
+    )
+    session.commit()
     return summary
 
 

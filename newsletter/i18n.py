@@ -25,6 +25,9 @@ LABELS: dict[str, dict[str, str]] = {
         "region.global": "International",
         "region.china": "China",
         "other": "Other",
+        "alert_title": "{brand} · new in {topics}",
+        "alert_title_many": "{brand} · {n} new events",
+        "test_title": "{brand} · test message",
     },
     "zh": {
         "brand": "AI 产业简报",
@@ -46,6 +49,9 @@ LABELS: dict[str, dict[str, str]] = {
         "region.global": "国际",
         "region.china": "国内",
         "other": "其他",
+        "alert_title": "{brand} · {topics}新动态",
+        "alert_title_many": "{brand} · {n} 条新动态",
+        "test_title": "{brand} · 测试消息",
     },
 }
 

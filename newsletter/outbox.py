@@ -19,7 +19,7 @@ from sqlmodel import Session
 
 from .models import Delivery, DeliveryAttempt, utcnow
 
-STATUSES = ("queued", "sending", "sent", "failed", "suppressed", "cancelled")
+STATUSES = ("queued", "sending", "sent", "failed", "held", "suppressed", "cancelled")
 
 
 def enqueue(session: Session, rows: Sequence[dict[str, Any]]) -> int:
@@ -110,13 +110,15 @@ class Outcome:
     """What one try to send produced."""
 
     delivery_id: int
-    result: str  # sent | temporary | permanent | suppressed | cancelled
+    result: str  # sent | temporary | permanent | deferred | held | suppressed | cancelled
     error: str | None = None
     status_code: int | None = None
     message_id: str | None = None
     retry_after: float | None = None
     started_at: dt.datetime | None = None
     suppress: bool = False  # a hard bounce: never mail this address again
+    disable: bool = False  # the webhook endpoint is gone
+    endpoint_id: int | None = None
 
 
 def backoff_seconds(
@@ -152,6 +154,12 @@ def record(
             d = rows.get(o.delivery_id)
             if d is None:
                 continue
+            if o.result == "deferred":  # rate-limited before trying: not an attempt
+                d.status, d.claimed_by, d.claimed_at = "queued", None, None
+                d.next_attempt_at = now + dt.timedelta(seconds=o.retry_after or 1)
+                counts["deferred"] = counts.get("deferred", 0) + 1
+                session.add(d)
+                continue
             d.attempts += o.result in ("sent", "temporary", "permanent")
             d.last_error = o.error
             d.claimed_by, d.claimed_at = None, None
@@ -182,6 +190,25 @@ def record(
                 )
         session.commit()
     return counts
+
+
+def hold_endpoint(session: Session, endpoint_id: int) -> int:
+    """A disabled endpoint's queued messages wait, unclaimable, until it is enabled."""
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.endpoint_id == endpoint_id, Delivery.status == "queued")
+        .values(status="held")
+    )
+    return result.rowcount or 0
+
+
+def resume_endpoint(session: Session, endpoint_id: int) -> int:
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.endpoint_id == endpoint_id, Delivery.status == "held")
+        .values(status="queued", next_attempt_at=utcnow())
+    )
+    return result.rowcount or 0
 
 
 def pending_count(engine: Engine) -> int:

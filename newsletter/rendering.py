@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -46,9 +47,47 @@ def make_environment(templates_dir: Path) -> Environment:
         keep_trailing_newline=True,
     )
     env.filters["localised"] = localised
+    env.filters["clip"] = clip
+    env.filters["slack"] = slack_escape
+    env.filters["slack_url"] = slack_url
+    env.filters["md"] = markdown_escape
+    env.filters["md_url"] = markdown_url
     env.filters["date_label"] = i18n.format_date
     env.globals["slot"] = slot
     return env
+
+
+def clip(value: str | None, limit: int) -> str:
+    """At most `limit` characters, cut at a word where possible, with an ellipsis."""
+    value = value or ""
+    if len(value) <= limit:
+        return value
+    cut = value[: max(limit - 1, 0)]
+    space = cut.rfind(" ")
+    if space > limit * 0.7:
+        cut = cut[:space]
+    return cut.rstrip() + "…"
+
+
+def slack_escape(value: str | None) -> str:
+    """Slack mrkdwn: &, < and > are control characters."""
+    return (value or "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_url(value: str) -> str:
+    return slack_escape(value).replace("|", "%7C")
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]()#>~|<!])")
+
+
+def markdown_escape(value: str | None) -> str:
+    """Chat markdown (Feishu, DingTalk, WeCom, Teams): user text never becomes markup."""
+    return _MD_SPECIAL.sub(r"\\\1", value or "")
+
+
+def markdown_url(value: str) -> str:
+    return value.replace("(", "%28").replace(")", "%29").replace(" ", "%20")
 
 
 def personalise(body: str, values: dict[str, str], *, html: bool) -> str:

@@ -51,6 +51,26 @@ class Settings(BaseSettings):
     dkim_selector: str | None = Field(default=None, description="DKIM selector (s=).")
     dkim_domain: str | None = Field(default=None, description="DKIM domain (d=); default From's.")
 
+    # webhooks
+    webhook_allow_http: bool = Field(
+        default=False, description="Allow http:// webhook URLs (https only by default)."
+    )
+    webhook_allow_networks: list[str] = Field(
+        default_factory=list,
+        description='CIDRs webhooks may reach although not public, e.g. ["127.0.0.0/8"].',
+    )
+    webhook_timeout: float = Field(default=15.0, gt=0, description="Total seconds per webhook POST.")
+    webhook_connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to connect.")
+    webhook_disable_after_failures: int = Field(
+        default=10, ge=1, description="Consecutive failures before an endpoint is disabled..."
+    )
+    webhook_disable_after_hours: float = Field(
+        default=24.0, ge=0, description="...once it has been failing for at least this long."
+    )
+    alert_batch_seconds: float = Field(
+        default=30.0, ge=0, description="Instant alerts arriving within this window share a message."
+    )
+
     # outbox
     max_attempts: int = Field(default=8, ge=1, description="Tries before a message is dead.")
     retry_base_seconds: float = Field(default=30.0, gt=0, description="First retry delay.")

@@ -27,6 +27,7 @@ from .messages import MessageError, build_digest_email
 from .models import Delivery, Edition, Subscriber, Suppression, utcnow
 from .settings import Settings
 from .subscribers import address_hash, suppress
+from .webhooks_send import EndpointPacer
 
 log = logging.getLogger("newsletter.worker")
 
@@ -81,7 +82,15 @@ class Worker:
         self.limiter = RateLimiter(settings.send_rate, burst=settings.smtp_connections)
         self.stats = WorkerStats()
         self._editions: dict[int, Edition] = {}
+        self._jinja = None
+        self._webhooks = None
+        self.pacer = EndpointPacer()
         self.stopping = asyncio.Event()
+
+    async def aclose(self) -> None:
+        await self.channel.aclose()
+        if self._webhooks is not None:
+            await self._webhooks.aclose()
 
     def stop(self) -> None:
         """Stop claiming; what is in flight is finished and recorded."""
@@ -104,7 +113,7 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), timeout=delay)
         finally:
-            await self.channel.aclose()
+            await self.aclose()
         return self.stats
 
     async def run_batch(self) -> int:
@@ -117,11 +126,11 @@ class Worker:
         if not ids:
             return 0
         self.stats.claimed += len(ids)
-        jobs, ready = self._prepare(ids)
-        results = await asyncio.gather(
-            *(self._send(delivery_id, built) for delivery_id, built in jobs)
-        )
-        outcomes = ready + list(results)
+        jobs, groups, ready = self._prepare(ids)
+        sends = [self._send(delivery_id, built) for delivery_id, built in jobs]
+        sends += [self._send_webhook(group) for group in groups]
+        results = await asyncio.gather(*sends)
+        outcomes = ready + [o for r in results for o in (r if isinstance(r, list) else [r])]
         counts = outbox.record(
             self.engine,
             outcomes,
@@ -131,6 +140,7 @@ class Worker:
             retry_max=self.settings.retry_max_seconds,
         )
         self._suppress_bounces(outcomes, jobs)
+        self._note_endpoints(outcomes)
         self.stats.add(counts)
         return len(ids)
 
@@ -138,26 +148,22 @@ class Worker:
         """Build every claimed message; rows that must not be sent get their outcome now."""
         jobs, ready = [], []
         with Session(self.engine, expire_on_commit=False) as session:
-            deliveries = (
-                session.execute(select(Delivery).where(Delivery.id.in_(ids))).scalars().all()
-            )
-            sub_ids = {d.subscriber_id for d in deliveries if d.subscriber_id}
+            deliveries = session.execute(select(Delivery).where(Delivery.id.in_(ids))).scalars().all()
+            groups, ready = self._prepare_webhooks(session, [d for d in deliveries if d.endpoint_id])
+            emails = [d for d in deliveries if not d.endpoint_id]
+            sub_ids = {d.subscriber_id for d in emails if d.subscriber_id}
             subscribers = {
                 s.id: s
-                for s in session.execute(
-                    select(Subscriber).where(Subscriber.id.in_(sub_ids))
-                ).scalars()
+                for s in session.execute(select(Subscriber).where(Subscriber.id.in_(sub_ids))).scalars()
             }
             hashes = {address_hash(s.email): s.id for s in subscribers.values()}
             suppressed = {
                 hashes[h]
                 for h in session.execute(
-                    select(Suppression.address_hash).where(
-                        Suppression.address_hash.in_(list(hashes))
-                    )
+                    select(Suppression.address_hash).where(Suppression.address_hash.in_(list(hashes)))
                 ).scalars()
             }
-            for d in deliveries:
+            for d in emails:
                 subscriber = subscribers.get(d.subscriber_id)
                 if subscriber is None or d.edition_id is None:
                     ready.append(outbox.Outcome(d.id, "cancelled", "recipient or edition is gone"))
@@ -180,7 +186,53 @@ class Worker:
                     continue
                 jobs.append((d.id, built))
             session.expunge_all()
-        return jobs, ready
+        return jobs, groups, ready
+
+    def _prepare_webhooks(self, session: Session, deliveries: list[Delivery]):
+        """Group an endpoint's alerts into one send; each digest part is its own send."""
+        from .webhooks_send import prepare_groups
+
+        return prepare_groups(session, self.settings, self._env(), deliveries, self._edition)
+
+    def _env(self):
+        if self._jinja is None:
+            from .rendering import make_environment
+
+            self._jinja = make_environment(self.settings.templates_dir)
+        return self._jinja
+
+    async def _send_webhook(self, group) -> list[outbox.Outcome]:
+        from .webhooks_send import send_group
+
+        if self._webhooks is None:
+            from .channels.webhook import WebhookChannel
+
+            self._webhooks = WebhookChannel(
+                timeout=self.settings.webhook_timeout,
+                connect_timeout=self.settings.webhook_connect_timeout,
+                allow_http=self.settings.webhook_allow_http,
+                allow_networks=self.settings.webhook_allow_networks,
+            )
+        return await send_group(self._webhooks, self.pacer, group)
+
+    def _note_endpoints(self, outcomes) -> None:
+        from .webhooks import note_result
+
+        by_endpoint: dict[int, outbox.Outcome] = {}
+        for o in outcomes:
+            if o.endpoint_id and o.result in ("sent", "temporary", "permanent"):
+                by_endpoint[o.endpoint_id] = o
+        if not by_endpoint:
+            return
+        with Session(self.engine) as session:
+            for endpoint_id, o in by_endpoint.items():
+                disabled = note_result(
+                    session=session, settings=self.settings, endpoint_id=endpoint_id,
+                    ok=o.result == "sent", error=o.error, gone=o.disable,
+                )
+                if disabled:
+                    log.warning("webhook endpoint %s disabled: %s", endpoint_id, o.error)
+            session.commit()
 
     def _edition(self, session: Session, edition_id: int) -> Edition:
         edition = self._editions.get(edition_id)

@@ -17,11 +17,15 @@ class TemporaryDeliveryError(DeliveryError):
 
 
 class PermanentDeliveryError(DeliveryError):
-    """Do not retry this message. `suppress` says the address itself is bad (hard bounce)."""
+    """Do not retry this message. `suppress`: the email address is bad (hard bounce);
+    `disable`: the webhook endpoint is gone or revoked."""
 
-    def __init__(self, message: str, *, code: int | None = None, suppress: bool = False):
+    def __init__(
+        self, message: str, *, code: int | None = None, suppress: bool = False, disable: bool = False
+    ):
         super().__init__(message, code=code)
         self.suppress = suppress
+        self.disable = disable
 
 
 class EmailChannel(Protocol):

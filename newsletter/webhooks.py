@@ -1,0 +1,238 @@
+"""Team webhook endpoints: validation (with the SSRF guard), topics, enable/disable, health."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+import re
+import secrets as secrets_lib
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import select, update
+from sqlmodel import Session
+
+from .cards import PLATFORMS
+from .models import Delivery, Topic, WebhookEndpoint, WebhookTopic, utcnow
+from .periods import FREQUENCIES
+from .settings import Settings
+from .ssrf import UnsafeURLError, check_url
+from .subscribers import check_timezone
+from .topics import topics_by_slug
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+SIGNED = ("feishu", "dingtalk", "generic")
+
+
+class WebhookError(ValueError):
+    """A webhook request that cannot be carried out, with the reason."""
+
+
+class EndpointIn(BaseModel):
+    name: str
+    platform: str
+    url: str
+    secret: str | None = None
+    secret_env: str | None = None
+    topics: list[str] = Field(default_factory=list)
+    mode: str = "instant"
+    language: str = "en"
+    timezone: str = "UTC"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME.match(v.strip()):
+            raise ValueError("name may hold letters, digits, '.', '_' and '-' (max 100)")
+        return v.strip()
+
+    @field_validator("platform")
+    @classmethod
+    def _platform(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v not in PLATFORMS:
+            raise ValueError(f"platform must be one of {', '.join(PLATFORMS)}")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        v = v.strip()
+        if any(c.isspace() or ord(c) < 32 for c in v):
+            raise ValueError("url contains whitespace or control characters")
+        return v
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, v: str) -> str:
+        if v not in FREQUENCIES:
+            raise ValueError(f"mode must be one of {', '.join(FREQUENCIES)}")
+        return v
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str) -> str:
+        if v not in ("zh", "en"):
+            raise ValueError("language must be zh or en")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return check_timezone(v)
+
+    @field_validator("topics", mode="before")
+    @classmethod
+    def _topics(cls, v: Any) -> list[str]:
+        if isinstance(v, str):
+            v = v.split(",")
+        return [str(t).strip() for t in v or [] if str(t).strip()]
+
+
+def new_generic_secret() -> str:
+    """A Standard Webhooks secret: whsec_ + base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets_lib.token_bytes(32)).decode()
+
+
+def mask(secret: str | None) -> str:
+    if not secret:
+        return "-"
+    if len(secret) <= 8:
+        return "****"
+    return f"{secret[:4]}…{secret[-2:]} ({len(secret)} chars)"
+
+
+def endpoint_secret(endpoint: WebhookEndpoint) -> str | None:
+    if endpoint.secret_env:
+        return os.environ.get(endpoint.secret_env) or None
+    return endpoint.secret
+
+
+def check_endpoint_url(settings: Settings, url: str) -> None:
+    try:
+        check_url(url, allow_http=settings.webhook_allow_http, allow_networks=settings.webhook_allow_networks)
+    except UnsafeURLError as exc:
+        raise WebhookError(f"refusing webhook URL: {exc}") from exc
+
+
+def get_endpoint(*, session: Session, name: str) -> WebhookEndpoint:
+    ep = session.execute(select(WebhookEndpoint).where(WebhookEndpoint.name == name)).scalar()
+    if ep is None:
+        raise WebhookError(f"no webhook named {name!r}")
+    return ep
+
+
+def endpoint_topics(*, session: Session, endpoint: WebhookEndpoint) -> list[Topic]:
+    return list(
+        session.execute(
+            select(Topic).join(WebhookTopic, WebhookTopic.topic_id == Topic.id)
+            .where(WebhookTopic.endpoint_id == endpoint.id).order_by(Topic.position)
+        ).scalars()
+    )
+
+
+def set_endpoint_topics(*, session: Session, endpoint: WebhookEndpoint, slugs: list[str]) -> None:
+    topics = topics_by_slug(session=session, slugs=slugs)
+    for row in session.execute(select(WebhookTopic).where(WebhookTopic.endpoint_id == endpoint.id)).scalars():
+        session.delete(row)
+    session.flush()
+    for t in topics:
+        session.add(WebhookTopic(endpoint_id=endpoint.id, topic_id=t.id))
+    session.flush()
+
+
+def add_endpoint(*, session: Session, settings: Settings, ep_in: EndpointIn, source: str = "admin") -> WebhookEndpoint:
+    if not ep_in.topics:
+        raise WebhookError("choose at least one topic")
+    topics_by_slug(session=session, slugs=ep_in.topics)
+    if session.execute(select(WebhookEndpoint).where(WebhookEndpoint.name == ep_in.name)).scalar():
+        raise WebhookError(f"a webhook named {ep_in.name!r} exists already")
+    if ep_in.secret_env is None:
+        check_endpoint_url(settings, ep_in.url)
+    secret = ep_in.secret
+    if ep_in.platform == "generic" and not secret and not ep_in.secret_env:
+        secret = new_generic_secret()
+    if ep_in.platform == "generic" and secret and not secret.startswith("whsec_"):
+        raise WebhookError("a generic webhook secret must be a Standard Webhooks secret (whsec_...)")
+    ep = WebhookEndpoint(
+        name=ep_in.name, platform=ep_in.platform, url=ep_in.url, secret=secret, secret_env=ep_in.secret_env,
+        mode=ep_in.mode, language=ep_in.language, timezone=ep_in.timezone, source=source,
+    )
+    session.add(ep)
+    session.flush()
+    set_endpoint_topics(session=session, endpoint=ep, slugs=ep_in.topics)
+    return ep
+
+
+def disable_endpoint(*, session: Session, endpoint: WebhookEndpoint, reason: str) -> None:
+    """Stop sending; what is queued for it is held, not lost."""
+    from . import outbox
+
+    endpoint.enabled, endpoint.disabled_reason = False, reason[:500]
+    session.add(endpoint)
+    outbox.hold_endpoint(session, endpoint.id)
+    session.flush()
+
+
+def enable_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> int:
+    """Resume; held messages are queued again. Returns how many."""
+    from . import outbox
+
+    endpoint.enabled, endpoint.disabled_reason = True, None
+    endpoint.consecutive_failures, endpoint.first_failure_at = 0, None
+    session.add(endpoint)
+    n = outbox.resume_endpoint(session, endpoint.id)
+    session.flush()
+    return n
+
+
+def note_result(
+    *, session: Session, settings: Settings, endpoint_id: int, ok: bool, error: str | None = None, gone: bool = False
+) -> bool:
+    """Track consecutive failures; disable after too many for too long (or at once if gone).
+
+    Returns True when this call disabled the endpoint.
+    """
+    ep = session.get(WebhookEndpoint, endpoint_id)
+    if ep is None:
+        return False
+    if ok:
+        ep.consecutive_failures, ep.first_failure_at = 0, None
+        session.add(ep)
+        return False
+    now = utcnow()
+    ep.consecutive_failures += 1
+    ep.first_failure_at = ep.first_failure_at or now
+    session.add(ep)
+    failing_for = now - _aware(ep.first_failure_at)
+    too_many = ep.consecutive_failures >= settings.webhook_disable_after_failures and failing_for >= dt.timedelta(
+        hours=settings.webhook_disable_after_hours
+    )
+    if ep.enabled and (gone or too_many):
+        why = f"the platform says the webhook is gone: {error}" if gone else (
+            f"{ep.consecutive_failures} consecutive failures since {_aware(ep.first_failure_at):%Y-%m-%d %H:%M} UTC; last: {error}"
+        )
+        disable_endpoint(session=session, endpoint=ep, reason=why)
+        return True
+    return False
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def list_endpoints(*, session: Session) -> list[WebhookEndpoint]:
+    return list(session.execute(select(WebhookEndpoint).order_by(WebhookEndpoint.name)).scalars())
+
+
+def remove_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> None:
+    session.execute(
+        update(Delivery).where(Delivery.endpoint_id == endpoint.id, Delivery.status.in_(["queued", "held"]))
+        .values(status="cancelled")
+    )
+    session.execute(update(Delivery).where(Delivery.endpoint_id == endpoint.id).values(endpoint_id=None))
+    for row in session.execute(select(WebhookTopic).where(WebhookTopic.endpoint_id == endpoint.id)).scalars():
+        session.delete(row)
+    session.delete(endpoint)
+    session.flush()

@@ -27,7 +27,9 @@ from .rendering import Segment
 def endpoint_topic_slugs(session: Session) -> dict[int, tuple[str, ...]]:
     out: dict[int, list[str]] = {}
     for ep_id, slug in session.execute(
-        select(WebhookTopic.endpoint_id, Topic.slug).join(Topic, Topic.id == WebhookTopic.topic_id).order_by(Topic.position)
+        select(WebhookTopic.endpoint_id, Topic.slug)
+        .join(Topic, Topic.id == WebhookTopic.topic_id)
+        .order_by(Topic.position)
     ):
         out.setdefault(ep_id, []).append(slug)
     return {k: tuple(v) for k, v in out.items()}
@@ -40,7 +42,9 @@ def alert_title(lang: str, topic_names: list[str], n: int) -> str:
     return t["alert_title_many"].format(brand=t["brand"], n=n)
 
 
-def enqueue_alerts(*, session: Session, settings, event_ids: list[int], now: dt.datetime | None = None) -> int:
+def enqueue_alerts(
+    *, session: Session, settings, event_ids: list[int], now: dt.datetime | None = None
+) -> int:
     """One alert row per instant endpoint whose topics meet each event's."""
     if not event_ids:
         return 0
@@ -48,23 +52,33 @@ def enqueue_alerts(*, session: Session, settings, event_ids: list[int], now: dt.
     due = now + dt.timedelta(seconds=settings.alert_batch_seconds)
     event_slugs: dict[int, set[str]] = {}
     for event_id, slug in session.execute(
-        select(EventTopic.event_id, Topic.slug).join(Topic, Topic.id == EventTopic.topic_id)
+        select(EventTopic.event_id, Topic.slug)
+        .join(Topic, Topic.id == EventTopic.topic_id)
         .where(EventTopic.event_id.in_(event_ids))
     ):
         event_slugs.setdefault(event_id, set()).add(slug)
-    endpoints = session.execute(select(WebhookEndpoint).where(WebhookEndpoint.mode == "instant")).scalars().all()
+    endpoints = (
+        session.execute(select(WebhookEndpoint).where(WebhookEndpoint.mode == "instant"))
+        .scalars()
+        .all()
+    )
     follows = endpoint_topic_slugs(session)
     rows = []
     for ep in endpoints:
         wanted = set(follows.get(ep.id, ()))
         for event_id in event_ids:
             if wanted & event_slugs.get(event_id, set()):
-                rows.append({
-                    "idempotency_key": f"endpoint:{ep.id}|alert|event:{event_id}",
-                    "channel": ep.platform, "kind": "alert", "period": f"event:{event_id}",
-                    "endpoint_id": ep.id, "next_attempt_at": due,
-                    "status": "queued" if ep.enabled else "held",
-                })
+                rows.append(
+                    {
+                        "idempotency_key": f"endpoint:{ep.id}|alert|event:{event_id}",
+                        "channel": ep.platform,
+                        "kind": "alert",
+                        "period": f"event:{event_id}",
+                        "endpoint_id": ep.id,
+                        "next_attempt_at": due,
+                        "status": "queued" if ep.enabled else "held",
+                    }
+                )
     return enqueue(session, rows)
 
 
@@ -75,7 +89,9 @@ def enqueue_webhook_digests(
     period: Period = renderer.period
     follows = endpoint_topic_slugs(session)
     planned = enqueued = 0
-    for ep in session.execute(select(WebhookEndpoint).where(WebhookEndpoint.mode == period.frequency)).scalars():
+    for ep in session.execute(
+        select(WebhookEndpoint).where(WebhookEndpoint.mode == period.frequency)
+    ).scalars():
         slugs = follows.get(ep.id, ())
         events = events_for(renderer.events, slugs)
         if not events:
@@ -84,40 +100,74 @@ def enqueue_webhook_digests(
         if dry_run:
             continue
         segment = Segment(ep.platform, period.frequency, period, ep.language, slugs)
-        edition_ids = digest_editions(session=session, env=env, settings=settings, renderer=renderer,
-                                      segment=segment, events=events)
-        rows = [{
-            "idempotency_key": f"endpoint:{ep.id}|digest-{period.frequency}|{period.key}|part:{n}",
-            "channel": ep.platform, "kind": f"digest-{period.frequency}", "period": period.key,
-            "endpoint_id": ep.id, "edition_id": edition_id, "status": "queued" if ep.enabled else "held",
-        } for n, edition_id in enumerate(edition_ids, start=1)]
+        edition_ids = digest_editions(
+            session=session,
+            env=env,
+            settings=settings,
+            renderer=renderer,
+            segment=segment,
+            events=events,
+        )
+        rows = [
+            {
+                "idempotency_key": f"endpoint:{ep.id}|digest-{period.frequency}|{period.key}|part:{n}",
+                "channel": ep.platform,
+                "kind": f"digest-{period.frequency}",
+                "period": period.key,
+                "endpoint_id": ep.id,
+                "edition_id": edition_id,
+                "status": "queued" if ep.enabled else "held",
+            }
+            for n, edition_id in enumerate(edition_ids, start=1)
+        ]
         enqueued += enqueue(session, rows)
     return planned, enqueued
 
 
-def digest_editions(*, session, env, settings, renderer: DigestRenderer, segment: Segment, events) -> list[int]:
+def digest_editions(
+    *, session, env, settings, renderer: DigestRenderer, segment: Segment, events
+) -> list[int]:
     """The stored parts of a chat digest segment, rendering them the first time."""
     existing = session.execute(
-        select(Edition.id, Edition.segment_key).where(Edition.segment_key.like(segment.key + "|part:%"))
+        select(Edition.id, Edition.segment_key).where(
+            Edition.segment_key.like(segment.key + "|part:%")
+        )
     ).all()
     if existing:
-        return [i for i, _ in sorted(existing, key=lambda r: int(r[1].rsplit(":", 1)[1].split("/")[0]))]
+        return [
+            i for i, _ in sorted(existing, key=lambda r: int(r[1].rsplit(":", 1)[1].split("/")[0]))
+        ]
     lang = segment.language
     t = i18n.labels(lang)
-    title = t["subject"].format(brand=t["brand"], kind=t[f"digest.{segment.frequency}"], period=segment.period.label(lang))
+    title = t["subject"].format(
+        brand=t["brand"], kind=t[f"digest.{segment.frequency}"], period=segment.period.label(lang)
+    )
     messages = render_messages(
-        env, platform=segment.format, kind="digest", lang=lang, title=title,
-        items=event_items(events, renderer.topics, lang), take=renderer.take_for(lang),
-        period=segment.period.key, archive_url=settings.base_url.rstrip("/") + "/archive",
+        env,
+        platform=segment.format,
+        kind="digest",
+        lang=lang,
+        title=title,
+        items=event_items(events, renderer.topics, lang),
+        take=renderer.take_for(lang),
+        period=segment.period.key,
+        archive_url=settings.base_url.rstrip("/") + "/archive",
         timestamp=utcnow().isoformat(timespec="seconds"),
     )
     ids = []
     for n, payload in enumerate(messages, start=1):
         edition = Edition(
-            segment_key=f"{segment.key}|part:{n}/{len(messages)}", format=segment.format,
-            frequency=segment.frequency, period=segment.period.key, language=lang,
-            topic_slugs=list(segment.topic_slugs), event_ids=[e.id for e, _ in events], subject=title,
-            payload=[payload], content_hash="", public=False,
+            segment_key=f"{segment.key}|part:{n}/{len(messages)}",
+            format=segment.format,
+            frequency=segment.frequency,
+            period=segment.period.key,
+            language=lang,
+            topic_slugs=list(segment.topic_slugs),
+            event_ids=[e.id for e, _ in events],
+            subject=title,
+            payload=[payload],
+            content_hash="",
+            public=False,
         )
         session.add(edition)
         session.flush()

@@ -66,9 +66,16 @@ def _teams(p: dict) -> str | None:
         card = att["content"]
     except (KeyError, TypeError, ValueError):
         return "Teams payload needs a message envelope with one attachment"
-    if p.get("type") != "message" or att.get("contentType") != "application/vnd.microsoft.card.adaptive":
+    if (
+        p.get("type") != "message"
+        or att.get("contentType") != "application/vnd.microsoft.card.adaptive"
+    ):
         return "Teams envelope must be type=message with an Adaptive Card attachment"
-    if card.get("type") != "AdaptiveCard" or card.get("version") != "1.4" or not isinstance(card.get("body"), list):
+    if (
+        card.get("type") != "AdaptiveCard"
+        or card.get("version") != "1.4"
+        or not isinstance(card.get("body"), list)
+    ):
         return "Teams card must be an AdaptiveCard, version 1.4, with a body"
     if _size(p) > 26_000:
         return "Teams message is over 26 KB (the limit is 28 KB)"
@@ -102,25 +109,50 @@ def _generic(p: dict) -> str | None:
 
 
 CHECKS: dict[str, Callable[[dict], str | None]] = {
-    "slack": _slack, "discord": _discord, "teams": _teams, "feishu": _feishu,
-    "dingtalk": _dingtalk, "wecom": _wecom, "generic": _generic,
+    "slack": _slack,
+    "discord": _discord,
+    "teams": _teams,
+    "feishu": _feishu,
+    "dingtalk": _dingtalk,
+    "wecom": _wecom,
+    "generic": _generic,
 }
 
 
-def event_items(events: list[tuple[Event, list[str]]], topics: list[Topic], lang: str) -> list[dict[str, Any]]:
+def event_items(
+    events: list[tuple[Event, list[str]]], topics: list[Topic], lang: str
+) -> list[dict[str, Any]]:
     t = i18n.labels(lang)
     names = {tp.slug: (tp.name_zh if lang == "zh" else tp.name_en) for tp in topics}
     items = []
     for e, slugs in events:
         region = t.get(f"region.{e.region}", e.region)
         topic_names = [names.get(s, s) for s in slugs]
-        meta = " · ".join(x for x in [i18n.format_date(e.occurred_on, lang), region, e.source, " / ".join(topic_names)] if x)
-        items.append({
-            "id": e.id, "title": localised(e.title, lang), "summary": localised(e.summary, lang) if e.summary else "",
-            "url": e.url, "source": e.source, "region": region, "region_code": e.region,
-            "occurred_on": e.occurred_on.isoformat(), "date": i18n.format_date(e.occurred_on, lang),
-            "topics": list(slugs), "meta": meta,
-        })
+        meta = " · ".join(
+            x
+            for x in [
+                i18n.format_date(e.occurred_on, lang),
+                region,
+                e.source,
+                " / ".join(topic_names),
+            ]
+            if x
+        )
+        items.append(
+            {
+                "id": e.id,
+                "title": localised(e.title, lang),
+                "summary": localised(e.summary, lang) if e.summary else "",
+                "url": e.url,
+                "source": e.source,
+                "region": region,
+                "region_code": e.region,
+                "occurred_on": e.occurred_on.isoformat(),
+                "date": i18n.format_date(e.occurred_on, lang),
+                "topics": list(slugs),
+                "meta": meta,
+            }
+        )
     return items
 
 
@@ -134,7 +166,9 @@ def render_one(env: Environment, platform: str, kind: str, context: dict[str, An
     try:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise PayloadError(f"template {name} rendered invalid JSON (line {exc.lineno}: {exc.msg})") from exc
+        raise PayloadError(
+            f"template {name} rendered invalid JSON (line {exc.lineno}: {exc.msg})"
+        ) from exc
     if not isinstance(payload, dict):
         raise PayloadError(f"template {name} must render a JSON object")
     problem = CHECKS[platform](payload)
@@ -163,9 +197,19 @@ def render_messages(
         heading = title if parts == 1 else f"{title} ({part}/{parts})"
         fallback = heading + ": " + "; ".join(i["title"] for i in chunk)[:3000]
         return {
-            "platform": platform, "kind": kind, "lang": lang, "t": t, "title": heading, "fallback": fallback,
-            "events": chunk, "take": take if with_take else None, "period": period, "archive_url": archive_url,
-            "timestamp": timestamp, "part": part, "parts": parts,
+            "platform": platform,
+            "kind": kind,
+            "lang": lang,
+            "t": t,
+            "title": heading,
+            "fallback": fallback,
+            "events": chunk,
+            "take": take if with_take else None,
+            "period": period,
+            "archive_url": archive_url,
+            "timestamp": timestamp,
+            "part": part,
+            "parts": parts,
             "event_type": "digest.published" if kind == "digest" else "event.alert",
         }
 
@@ -185,4 +229,7 @@ def render_messages(
     if current or not chunks:
         chunks.append(current)
     total = len(chunks)
-    return [render_one(env, platform, kind, ctx(c, n, total, with_take=n == 1)) for n, c in enumerate(chunks, start=1)]
+    return [
+        render_one(env, platform, kind, ctx(c, n, total, with_take=n == 1))
+        for n, c in enumerate(chunks, start=1)
+    ]

@@ -59,7 +59,9 @@ class Settings(BaseSettings):
         default_factory=list,
         description='CIDRs webhooks may reach although not public, e.g. ["127.0.0.0/8"].',
     )
-    webhook_timeout: float = Field(default=15.0, gt=0, description="Total seconds per webhook POST.")
+    webhook_timeout: float = Field(
+        default=15.0, gt=0, description="Total seconds per webhook POST."
+    )
     webhook_connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to connect.")
     webhook_disable_after_failures: int = Field(
         default=10, ge=1, description="Consecutive failures before an endpoint is disabled..."
@@ -68,7 +70,9 @@ class Settings(BaseSettings):
         default=24.0, ge=0, description="...once it has been failing for at least this long."
     )
     alert_batch_seconds: float = Field(
-        default=30.0, ge=0, description="Instant alerts arriving within this window share a message."
+        default=30.0,
+        ge=0,
+        description="Instant alerts arriving within this window share a message.",
     )
 
     # outbox

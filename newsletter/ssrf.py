@@ -12,8 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-METADATA = [ipaddress.ip_network(n) for n in ("169.254.0.0/16", "fd00:ec2::254/128", "100.100.100.200/32")]
-ALWAYS_BLOCKED = [ipaddress.ip_network(n) for n in ("0.0.0.0/8", "100.64.0.0/10", "fc00::/7", "fe80::/10")]
+METADATA = [
+    ipaddress.ip_network(n) for n in ("169.254.0.0/16", "fd00:ec2::254/128", "100.100.100.200/32")
+]
+ALWAYS_BLOCKED = [
+    ipaddress.ip_network(n) for n in ("0.0.0.0/8", "100.64.0.0/10", "fc00::/7", "fe80::/10")
+]
 
 
 class UnsafeURLError(ValueError):
@@ -47,8 +51,14 @@ def check_address(ip: ipaddress._BaseAddress, allow: list[ipaddress._BaseNetwork
         raise UnsafeURLError(f"{ip} is a cloud metadata address")
     if any(ip in net for net in ALWAYS_BLOCKED) or not ip.is_global or ip.is_multicast:
         kind = (
-            "loopback" if ip.is_loopback else "private" if ip.is_private
-            else "link-local" if ip.is_link_local else "multicast" if ip.is_multicast
+            "loopback"
+            if ip.is_loopback
+            else "private"
+            if ip.is_private
+            else "link-local"
+            if ip.is_link_local
+            else "multicast"
+            if ip.is_multicast
             else "reserved"
         )
         raise UnsafeURLError(f"{ip} is a {kind} address; webhooks may only reach public addresses")
@@ -69,13 +79,17 @@ def _resolve(host: str, port: int, resolve) -> list[ipaddress._BaseAddress]:
     return addresses
 
 
-def check_url(url: str, *, allow_http: bool = False, allow_networks: Iterable[str] = (), resolve=None) -> Target:
+def check_url(
+    url: str, *, allow_http: bool = False, allow_networks: Iterable[str] = (), resolve=None
+) -> Target:
     """Validate scheme and host and resolve it; returns the address to connect to."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("https", "http"):
         raise UnsafeURLError("a webhook URL must start with https://")
     if parts.scheme == "http" and not allow_http:
-        raise UnsafeURLError("a webhook URL must use https (http is off: NEWSLETTER_WEBHOOK_ALLOW_HTTP)")
+        raise UnsafeURLError(
+            "a webhook URL must use https (http is off: NEWSLETTER_WEBHOOK_ALLOW_HTTP)"
+        )
     if parts.username or parts.password:
         raise UnsafeURLError("a webhook URL must not contain a user name or password")
     host = parts.hostname

@@ -111,7 +111,11 @@ def endpoint_secret(endpoint: WebhookEndpoint) -> str | None:
 
 def check_endpoint_url(settings: Settings, url: str) -> None:
     try:
-        check_url(url, allow_http=settings.webhook_allow_http, allow_networks=settings.webhook_allow_networks)
+        check_url(
+            url,
+            allow_http=settings.webhook_allow_http,
+            allow_networks=settings.webhook_allow_networks,
+        )
     except UnsafeURLError as exc:
         raise WebhookError(f"refusing webhook URL: {exc}") from exc
 
@@ -126,15 +130,19 @@ def get_endpoint(*, session: Session, name: str) -> WebhookEndpoint:
 def endpoint_topics(*, session: Session, endpoint: WebhookEndpoint) -> list[Topic]:
     return list(
         session.execute(
-            select(Topic).join(WebhookTopic, WebhookTopic.topic_id == Topic.id)
-            .where(WebhookTopic.endpoint_id == endpoint.id).order_by(Topic.position)
+            select(Topic)
+            .join(WebhookTopic, WebhookTopic.topic_id == Topic.id)
+            .where(WebhookTopic.endpoint_id == endpoint.id)
+            .order_by(Topic.position)
         ).scalars()
     )
 
 
 def set_endpoint_topics(*, session: Session, endpoint: WebhookEndpoint, slugs: list[str]) -> None:
     topics = topics_by_slug(session=session, slugs=slugs)
-    for row in session.execute(select(WebhookTopic).where(WebhookTopic.endpoint_id == endpoint.id)).scalars():
+    for row in session.execute(
+        select(WebhookTopic).where(WebhookTopic.endpoint_id == endpoint.id)
+    ).scalars():
         session.delete(row)
     session.flush()
     for t in topics:
@@ -142,7 +150,9 @@ def set_endpoint_topics(*, session: Session, endpoint: WebhookEndpoint, slugs: l
     session.flush()
 
 
-def add_endpoint(*, session: Session, settings: Settings, ep_in: EndpointIn, source: str = "admin") -> WebhookEndpoint:
+def add_endpoint(
+    *, session: Session, settings: Settings, ep_in: EndpointIn, source: str = "admin"
+) -> WebhookEndpoint:
     if not ep_in.topics:
         raise WebhookError("choose at least one topic")
     topics_by_slug(session=session, slugs=ep_in.topics)
@@ -154,10 +164,19 @@ def add_endpoint(*, session: Session, settings: Settings, ep_in: EndpointIn, sou
     if ep_in.platform == "generic" and not secret and not ep_in.secret_env:
         secret = new_generic_secret()
     if ep_in.platform == "generic" and secret and not secret.startswith("whsec_"):
-        raise WebhookError("a generic webhook secret must be a Standard Webhooks secret (whsec_...)")
+        raise WebhookError(
+            "a generic webhook secret must be a Standard Webhooks secret (whsec_...)"
+        )
     ep = WebhookEndpoint(
-        name=ep_in.name, platform=ep_in.platform, url=ep_in.url, secret=secret, secret_env=ep_in.secret_env,
-        mode=ep_in.mode, language=ep_in.language, timezone=ep_in.timezone, source=source,
+        name=ep_in.name,
+        platform=ep_in.platform,
+        url=ep_in.url,
+        secret=secret,
+        secret_env=ep_in.secret_env,
+        mode=ep_in.mode,
+        language=ep_in.language,
+        timezone=ep_in.timezone,
+        source=source,
     )
     session.add(ep)
     session.flush()
@@ -188,7 +207,13 @@ def enable_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> int:
 
 
 def note_result(
-    *, session: Session, settings: Settings, endpoint_id: int, ok: bool, error: str | None = None, gone: bool = False
+    *,
+    session: Session,
+    settings: Settings,
+    endpoint_id: int,
+    ok: bool,
+    error: str | None = None,
+    gone: bool = False,
 ) -> bool:
     """Track consecutive failures; disable after too many for too long (or at once if gone).
 
@@ -206,12 +231,17 @@ def note_result(
     ep.first_failure_at = ep.first_failure_at or now
     session.add(ep)
     failing_for = now - _aware(ep.first_failure_at)
-    too_many = ep.consecutive_failures >= settings.webhook_disable_after_failures and failing_for >= dt.timedelta(
-        hours=settings.webhook_disable_after_hours
+    too_many = (
+        ep.consecutive_failures >= settings.webhook_disable_after_failures
+        and failing_for >= dt.timedelta(hours=settings.webhook_disable_after_hours)
     )
     if ep.enabled and (gone or too_many):
-        why = f"the platform says the webhook is gone: {error}" if gone else (
-            f"{ep.consecutive_failures} consecutive failures since {_aware(ep.first_failure_at):%Y-%m-%d %H:%M} UTC; last: {error}"
+        why = (
+            f"the platform says the webhook is gone: {error}"
+            if gone
+            else (
+                f"{ep.consecutive_failures} consecutive failures since {_aware(ep.first_failure_at):%Y-%m-%d %H:%M} UTC; last: {error}"
+            )
         )
         disable_endpoint(session=session, endpoint=ep, reason=why)
         return True
@@ -228,11 +258,16 @@ def list_endpoints(*, session: Session) -> list[WebhookEndpoint]:
 
 def remove_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> None:
     session.execute(
-        update(Delivery).where(Delivery.endpoint_id == endpoint.id, Delivery.status.in_(["queued", "held"]))
+        update(Delivery)
+        .where(Delivery.endpoint_id == endpoint.id, Delivery.status.in_(["queued", "held"]))
         .values(status="cancelled")
     )
-    session.execute(update(Delivery).where(Delivery.endpoint_id == endpoint.id).values(endpoint_id=None))
-    for row in session.execute(select(WebhookTopic).where(WebhookTopic.endpoint_id == endpoint.id)).scalars():
+    session.execute(
+        update(Delivery).where(Delivery.endpoint_id == endpoint.id).values(endpoint_id=None)
+    )
+    for row in session.execute(
+        select(WebhookTopic).where(WebhookTopic.endpoint_id == endpoint.id)
+    ).scalars():
         session.delete(row)
     session.delete(endpoint)
     session.flush()

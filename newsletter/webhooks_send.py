@@ -66,8 +66,11 @@ def prepare_groups(session: Session, settings, env, deliveries: list[Delivery], 
     if not deliveries:
         return groups, ready
     endpoints = {
-        e.id: e for e in session.execute(
-            select(WebhookEndpoint).where(WebhookEndpoint.id.in_({d.endpoint_id for d in deliveries}))
+        e.id: e
+        for e in session.execute(
+            select(WebhookEndpoint).where(
+                WebhookEndpoint.id.in_({d.endpoint_id for d in deliveries})
+            )
         ).scalars()
     }
     alerts: dict[int, list[Delivery]] = {}
@@ -101,14 +104,22 @@ def _group(ep: WebhookEndpoint, ids: list[int], messages: list[dict]) -> Webhook
     return WebhookGroup(ep.id, ep.platform, ep.url, endpoint_secret(ep), ids, messages)
 
 
-def alert_messages(session: Session, settings, env, ep: WebhookEndpoint, event_ids: list[int]) -> list[dict]:
-    events = list(session.execute(select(Event).where(Event.id.in_(event_ids)).order_by(Event.occurred_on, Event.id)).scalars())
+def alert_messages(
+    session: Session, settings, env, ep: WebhookEndpoint, event_ids: list[int]
+) -> list[dict]:
+    events = list(
+        session.execute(
+            select(Event).where(Event.id.in_(event_ids)).order_by(Event.occurred_on, Event.id)
+        ).scalars()
+    )
     if not events:
         return []
     slugs: dict[int, list[str]] = {e.id: [] for e in events}
     for event_id, slug in session.execute(
-        select(EventTopic.event_id, Topic.slug).join(Topic, Topic.id == EventTopic.topic_id)
-        .where(EventTopic.event_id.in_(list(slugs))).order_by(Topic.position)
+        select(EventTopic.event_id, Topic.slug)
+        .join(Topic, Topic.id == EventTopic.topic_id)
+        .where(EventTopic.event_id.in_(list(slugs)))
+        .order_by(Topic.position)
     ):
         slugs[event_id].append(slug)
     topics = list(session.execute(select(Topic).order_by(Topic.position)).scalars())
@@ -116,28 +127,45 @@ def alert_messages(session: Session, settings, env, ep: WebhookEndpoint, event_i
     names = {t.slug: (t.name_zh if ep.language == "zh" else t.name_en) for t in topics}
     first_topics = [names[s] for s in slugs[events[0].id] if s in names]
     return render_messages(
-        env, platform=ep.platform, kind="alert", lang=ep.language,
-        title=alert_title(ep.language, first_topics, len(events)), items=items,
-        archive_url=settings.base_url.rstrip("/") + "/archive", timestamp=utcnow().isoformat(timespec="seconds"),
+        env,
+        platform=ep.platform,
+        kind="alert",
+        lang=ep.language,
+        title=alert_title(ep.language, first_topics, len(events)),
+        items=items,
+        archive_url=settings.base_url.rstrip("/") + "/archive",
+        timestamp=utcnow().isoformat(timespec="seconds"),
     )
 
 
-async def send_group(channel: WebhookChannel, pacer: EndpointPacer, group: WebhookGroup) -> list[Outcome]:
+async def send_group(
+    channel: WebhookChannel, pacer: EndpointPacer, group: WebhookGroup
+) -> list[Outcome]:
     wait = pacer.reserve(group.endpoint_id, group.platform, len(group.messages))
     if wait:
-        return [Outcome(i, "deferred", "rate limit", retry_after=wait, endpoint_id=group.endpoint_id) for i in group.delivery_ids]
+        return [
+            Outcome(i, "deferred", "rate limit", retry_after=wait, endpoint_id=group.endpoint_id)
+            for i in group.delivery_ids
+        ]
     started = utcnow()
 
     def each(result: str, error: str | None = None, code: int | None = None, **kw) -> list[Outcome]:
-        return [Outcome(i, result, error, code, started_at=started, endpoint_id=group.endpoint_id, **kw)
-                for i in group.delivery_ids]
+        return [
+            Outcome(i, result, error, code, started_at=started, endpoint_id=group.endpoint_id, **kw)
+            for i in group.delivery_ids
+        ]
 
     answer = ""
     try:
         for n, payload in enumerate(group.messages, start=1):
             # the same id on every retry lets a receiver drop duplicates
-            request = prepare(group.platform, group.url, payload, secret=group.secret,
-                              msg_id=f"msg_{group.delivery_ids[0]}_{n}")
+            request = prepare(
+                group.platform,
+                group.url,
+                payload,
+                secret=group.secret,
+                msg_id=f"msg_{group.delivery_ids[0]}_{n}",
+            )
             answer = await channel.post(group.platform, request)
     except TemporaryDeliveryError as exc:
         return each("temporary", str(exc), exc.code, retry_after=exc.retry_after)

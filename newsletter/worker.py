@@ -148,19 +148,27 @@ class Worker:
         """Build every claimed message; rows that must not be sent get their outcome now."""
         jobs, ready = [], []
         with Session(self.engine, expire_on_commit=False) as session:
-            deliveries = session.execute(select(Delivery).where(Delivery.id.in_(ids))).scalars().all()
-            groups, ready = self._prepare_webhooks(session, [d for d in deliveries if d.endpoint_id])
+            deliveries = (
+                session.execute(select(Delivery).where(Delivery.id.in_(ids))).scalars().all()
+            )
+            groups, ready = self._prepare_webhooks(
+                session, [d for d in deliveries if d.endpoint_id]
+            )
             emails = [d for d in deliveries if not d.endpoint_id]
             sub_ids = {d.subscriber_id for d in emails if d.subscriber_id}
             subscribers = {
                 s.id: s
-                for s in session.execute(select(Subscriber).where(Subscriber.id.in_(sub_ids))).scalars()
+                for s in session.execute(
+                    select(Subscriber).where(Subscriber.id.in_(sub_ids))
+                ).scalars()
             }
             hashes = {address_hash(s.email): s.id for s in subscribers.values()}
             suppressed = {
                 hashes[h]
                 for h in session.execute(
-                    select(Suppression.address_hash).where(Suppression.address_hash.in_(list(hashes)))
+                    select(Suppression.address_hash).where(
+                        Suppression.address_hash.in_(list(hashes))
+                    )
                 ).scalars()
             }
             for d in emails:
@@ -227,8 +235,12 @@ class Worker:
         with Session(self.engine) as session:
             for endpoint_id, o in by_endpoint.items():
                 disabled = note_result(
-                    session=session, settings=self.settings, endpoint_id=endpoint_id,
-                    ok=o.result == "sent", error=o.error, gone=o.disable,
+                    session=session,
+                    settings=self.settings,
+                    endpoint_id=endpoint_id,
+                    ok=o.result == "sent",
+                    error=o.error,
+                    gone=o.disable,
                 )
                 if disabled:
                     log.warning("webhook endpoint %s disabled: %s", endpoint_id, o.error)

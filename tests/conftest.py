@@ -119,3 +119,12 @@ def smtp_server():
 
     with SmtpServer() as server:
         yield server
+
+
+@pytest.fixture
+def chat_receiver():
+    """A real HTTP receiver on 127.0.0.1 playing every chat platform."""
+    from .chat_receiver import ChatReceiver
+
+    with ChatReceiver() as receiver:
+        yield receiver

@@ -21,7 +21,12 @@ class PermanentDeliveryError(DeliveryError):
     `disable`: the webhook endpoint is gone or revoked."""
 
     def __init__(
-        self, message: str, *, code: int | None = None, suppress: bool = False, disable: bool = False
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        suppress: bool = False,
+        disable: bool = False,
     ):
         super().__init__(message, code=code)
         self.suppress = suppress

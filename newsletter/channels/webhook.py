@@ -49,12 +49,22 @@ class PreparedRequest:
     headers: dict[str, str]
 
 
-def prepare(platform: str, url: str, payload: dict[str, Any], *, secret: str | None, msg_id: str,
-            now: float | None = None) -> PreparedRequest:
+def prepare(
+    platform: str,
+    url: str,
+    payload: dict[str, Any],
+    *,
+    secret: str | None,
+    msg_id: str,
+    now: float | None = None,
+) -> PreparedRequest:
     """The exact bytes and headers to send, signed as the platform documents."""
     now = time.time() if now is None else now
     payload = dict(payload)
-    headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "newsletter-webhooks/1"}
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "User-Agent": "newsletter-webhooks/1",
+    }
     if platform == "feishu" and secret:
         ts = int(now)
         payload["timestamp"], payload["sign"] = str(ts), feishu_sign(secret, ts)
@@ -106,12 +116,24 @@ def interpret(platform: str, response: httpx.Response) -> str:
     status = response.status_code
     summary = f"HTTP {status}: {text[:300]}".strip()
     if status == 429 or status in (502, 503, 504) or status >= 500:
-        raise TemporaryDeliveryError(summary, code=status, retry_after=retry_after_seconds(response, data))
+        raise TemporaryDeliveryError(
+            summary, code=status, retry_after=retry_after_seconds(response, data)
+        )
     if 300 <= status < 400:
         raise PermanentDeliveryError(f"{summary} (redirects are not followed)", code=status)
     if status >= 400:
-        gone = status in GONE_STATUS or (platform == "slack" and text.strip() in (
-            "no_service", "no_team", "channel_not_found", "channel_is_archived", "team_disabled", "no_active_hooks"))
+        gone = status in GONE_STATUS or (
+            platform == "slack"
+            and text.strip()
+            in (
+                "no_service",
+                "no_team",
+                "channel_not_found",
+                "channel_is_archived",
+                "team_disabled",
+                "no_active_hooks",
+            )
+        )
         raise PermanentDeliveryError(summary, code=status, disable=gone)
     if platform in BODY_CODES:
         field, temporary, gone = BODY_CODES[platform]
@@ -121,7 +143,9 @@ def interpret(platform: str, response: httpx.Response) -> str:
         if code != 0:
             message = f"{platform} {field} {code}: {data.get('msg') or data.get('errmsg') or ''}"
             if code in temporary:
-                raise TemporaryDeliveryError(message, code=status, retry_after=60 if platform != "feishu" else 5)
+                raise TemporaryDeliveryError(
+                    message, code=status, retry_after=60 if platform != "feishu" else 5
+                )
             raise PermanentDeliveryError(message, code=status, disable=code in gone)
     return summary
 
@@ -129,8 +153,14 @@ def interpret(platform: str, response: httpx.Response) -> str:
 class WebhookChannel:
     """Posts prepared payloads; one shared client, no redirects, no proxies from the environment."""
 
-    def __init__(self, *, timeout: float = 15.0, connect_timeout: float = 5.0, allow_http: bool = False,
-                 allow_networks: list[str] | None = None):
+    def __init__(
+        self,
+        *,
+        timeout: float = 15.0,
+        connect_timeout: float = 5.0,
+        allow_http: bool = False,
+        allow_networks: list[str] | None = None,
+    ):
         self.allow_http, self.allow_networks = allow_http, allow_networks or []
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
@@ -143,7 +173,10 @@ class WebhookChannel:
     async def post(self, platform: str, request: PreparedRequest) -> str:
         try:
             target = await asyncio.to_thread(
-                check_url, request.url, allow_http=self.allow_http, allow_networks=self.allow_networks
+                check_url,
+                request.url,
+                allow_http=self.allow_http,
+                allow_networks=self.allow_networks,
             )
         except UnsafeURLError as exc:
             raise PermanentDeliveryError(f"refused by the SSRF guard: {exc}") from exc
@@ -155,7 +188,9 @@ class WebhookChannel:
         try:
             response = await asyncio.wait_for(
                 self.client.post(
-                    pinned, content=request.body, headers={**request.headers, "Host": host},
+                    pinned,
+                    content=request.body,
+                    headers={**request.headers, "Host": host},
                     extensions={"sni_hostname": target.host},
                 ),
                 timeout=self.total_timeout,

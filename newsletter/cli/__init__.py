@@ -12,6 +12,7 @@ from . import sample as sample_cmds
 from . import subscribers as subscriber_cmds
 from . import takes as take_cmds
 from . import topics as topic_cmds
+from . import webhooks as webhook_cmds
 from .common import State, load_state
 
 app = typer.Typer(
@@ -41,6 +42,7 @@ app.add_typer(subscriber_cmds.app, name="subscribers")
 app.add_typer(take_cmds.app, name="take")
 app.add_typer(digest_cmds.app, name="digest")
 app.add_typer(delivery_cmds.outbox_app, name="outbox")
+app.add_typer(webhook_cmds.app, name="webhooks")
 app.command("worker")(delivery_cmds.worker_cmd)
 
 __all__ = ["app", "State"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from ..alerts import enqueue_alerts
 from ..events import (
     event_as_dict,
     get_event,
@@ -48,11 +49,16 @@ def import_cmd(
         try:
             with st.session() as session:
                 report = import_file(session=session, path=path, fmt=fmt)
+                alerts = enqueue_alerts(
+                    session=session, settings=st.settings, event_ids=report.new_ids
+                )
         except ImportFileError as exc:
             err_console.print(f"Error: {path}: {exc}", markup=False)
             failed = True
             continue
         print_import_report(report, str(path))
+        if alerts:
+            console.print(f"  {alerts} instant alert(s) queued for team webhooks")
         failed = failed or not report.ok
     if failed:
         raise typer.Exit(1)

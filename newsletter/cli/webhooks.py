@@ -1,0 +1,219 @@
+"""`newsletter webhooks ...`: team chat endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from ..topics import TopicError
+from ..webhooks import (
+    EndpointIn,
+    WebhookError,
+    add_endpoint,
+    check_endpoint_url,
+    disable_endpoint,
+    enable_endpoint,
+    endpoint_topics,
+    get_endpoint,
+    list_endpoints,
+    mask,
+    remove_endpoint,
+    set_endpoint_topics,
+)
+from .common import console, fail, state
+from .topics import validation_message
+
+app = typer.Typer(
+    help="Team chat webhooks: Slack, Discord, Teams, Feishu, DingTalk, WeCom, generic.",
+    no_args_is_help=True,
+)
+
+
+@app.command("add")
+def add_cmd(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="A name for this endpoint."),
+    platform: str = typer.Option(
+        ..., "--platform", help="slack|discord|teams|feishu|dingtalk|wecom|generic."
+    ),
+    url: str = typer.Option(..., "--url", help="The webhook URL (https)."),
+    secret: str | None = typer.Option(
+        None, "--secret", help="Signing secret (Feishu, DingTalk; generic: whsec_...)."
+    ),
+    topics: str = typer.Option(..., "--topics", help="Comma-separated topic slugs."),
+    mode: str = typer.Option("instant", "--mode", help="instant, daily, weekly or monthly."),
+    language: str = typer.Option("en", "--language", help="zh or en."),
+) -> None:
+    """Add an endpoint; its URL must resolve to public addresses only."""
+    st = state(ctx)
+    try:
+        ep_in = EndpointIn(
+            name=name,
+            platform=platform,
+            url=url,
+            secret=secret,
+            topics=topics,
+            mode=mode,
+            language=language,
+        )
+    except ValidationError as exc:
+        fail(validation_message(exc))
+    with st.session() as session:
+        try:
+            ep = add_endpoint(session=session, settings=st.settings, ep_in=ep_in)
+        except (WebhookError, TopicError) as exc:
+            fail(str(exc))
+        console.print(f"Added webhook {ep.name} ({ep.platform}, {ep.mode}).", markup=False)
+        if ep.platform == "generic" and not secret:
+            console.print(
+                f"Signing secret (shown once; give it to the receiver): {ep.secret}", markup=False
+            )
+
+
+@app.command("list")
+def list_cmd(
+    ctx: typer.Context, fmt: str = typer.Option("table", "--format", help="table or json.")
+) -> None:
+    """Every endpoint, with its state; secrets are masked."""
+    with state(ctx).session() as session:
+        rows = [
+            {
+                "name": e.name,
+                "platform": e.platform,
+                "mode": e.mode,
+                "language": e.language,
+                "topics": [t.slug for t in endpoint_topics(session=session, endpoint=e)],
+                "enabled": e.enabled,
+                "disabled_reason": e.disabled_reason,
+                "consecutive_failures": e.consecutive_failures,
+                "secret": mask(e.secret) if not e.secret_env else f"${e.secret_env}",
+                "url": e.url.split("?")[0][:40] + ("…" if len(e.url) > 40 else ""),
+            }
+            for e in list_endpoints(session=session)
+        ]
+    if fmt == "json":
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table(
+        "name",
+        "platform",
+        "mode",
+        "topics",
+        "state",
+        "failures",
+        "secret",
+        title=f"{len(rows)} webhook(s)",
+        title_justify="left",
+    )
+    for r in rows:
+        state_text = "enabled" if r["enabled"] else f"DISABLED: {r['disabled_reason']}"
+        table.add_row(
+            r["name"],
+            r["platform"],
+            r["mode"],
+            ", ".join(r["topics"]),
+            state_text,
+            str(r["consecutive_failures"]),
+            r["secret"],
+        )
+    console.print(table)
+
+
+@app.command("edit")
+def edit_cmd(
+    ctx: typer.Context,
+    name: str = typer.Argument(...),
+    url: str | None = typer.Option(None, "--url"),
+    secret: str | None = typer.Option(None, "--secret"),
+    topics: str | None = typer.Option(None, "--topics"),
+    mode: str | None = typer.Option(None, "--mode"),
+    language: str | None = typer.Option(None, "--language"),
+) -> None:
+    """Change an endpoint."""
+    st = state(ctx)
+    with st.session() as session:
+        try:
+            ep = get_endpoint(session=session, name=name)
+            current = EndpointIn(
+                name=ep.name,
+                platform=ep.platform,
+                url=url or ep.url,
+                secret=secret or ep.secret,
+                topics=topics or [t.slug for t in endpoint_topics(session=session, endpoint=ep)],
+                mode=mode or ep.mode,
+                language=language or ep.language,
+            )
+            if url:
+                check_endpoint_url(st.settings, current.url)
+            ep.url, ep.secret, ep.mode, ep.language = (
+                current.url,
+                current.secret,
+                current.mode,
+                current.language,
+            )
+            session.add(ep)
+            set_endpoint_topics(session=session, endpoint=ep, slugs=current.topics)
+        except ValidationError as exc:
+            fail(validation_message(exc))
+        except (WebhookError, TopicError) as exc:
+            fail(str(exc))
+    console.print(f"Updated webhook {name}.")
+
+
+@app.command("remove")
+def remove_cmd(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+    """Delete an endpoint (its queued messages are cancelled)."""
+    with state(ctx).session() as session:
+        try:
+            remove_endpoint(session=session, endpoint=get_endpoint(session=session, name=name))
+        except WebhookError as exc:
+            fail(str(exc))
+    console.print(f"Removed webhook {name}.")
+
+
+@app.command("disable")
+def disable_cmd(
+    ctx: typer.Context,
+    name: str = typer.Argument(...),
+    reason: str = typer.Option("disabled by an admin", "--reason"),
+) -> None:
+    """Stop sending to an endpoint; queued messages wait until it is enabled."""
+    with state(ctx).session() as session:
+        try:
+            disable_endpoint(
+                session=session, endpoint=get_endpoint(session=session, name=name), reason=reason
+            )
+        except WebhookError as exc:
+            fail(str(exc))
+    console.print(f"Disabled webhook {name}.")
+
+
+@app.command("enable")
+def enable_cmd(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+    """Resume an endpoint; held messages are sent."""
+    with state(ctx).session() as session:
+        try:
+            n = enable_endpoint(session=session, endpoint=get_endpoint(session=session, name=name))
+        except WebhookError as exc:
+            fail(str(exc))
+    console.print(f"Enabled webhook {name}; {n} held message(s) queued again.")
+
+
+@app.command("test")
+def test_cmd(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
+    """Send a sample card now and print the platform's answer."""
+    from ..webhooks_test import send_test
+
+    st = state(ctx)
+    with st.session() as session:
+        try:
+            answer = asyncio.run(
+                send_test(session=session, settings=st.settings, env=st.env, name=name)
+            )
+        except Exception as exc:  # noqa: BLE001 - every failure is reported to the admin
+            fail(f"test message to {name} failed: {exc}")
+    console.print(f"Sent. The platform answered: {answer}", markup=False)

@@ -271,3 +271,60 @@ def remove_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> None:
         session.delete(row)
     session.delete(endpoint)
     session.flush()
+
+
+def sync_team(session: Session, settings: Settings, where: str, entry: Any):
+    """Apply one `teams:` roster entry (upsert by name); secrets come from the environment."""
+    from .rosters import EntryResult
+
+    name = str(entry.get("name", "?")) if isinstance(entry, dict) else "?"
+    try:
+        if not isinstance(entry, dict):
+            raise WebhookError("entry must be a mapping")
+        data = dict(entry)
+        if "secret" in data:
+            raise WebhookError(
+                "write secret_env (an environment variable name), never the secret itself"
+            )
+        url_env = data.pop("url_env", None)
+        if url_env:
+            data["url"] = os.environ.get(url_env) or ""
+            if not data["url"]:
+                raise WebhookError(f"environment variable {url_env} (url_env) is not set")
+        if data.get("secret_env") and not os.environ.get(data["secret_env"]):
+            raise WebhookError(f"environment variable {data['secret_env']} (secret_env) is not set")
+        ep_in = EndpointIn.model_validate(data)
+        with session.begin_nested():
+            existing = session.execute(
+                select(WebhookEndpoint).where(WebhookEndpoint.name == ep_in.name)
+            ).scalar()
+            if existing is None:
+                add_endpoint(session=session, settings=settings, ep_in=ep_in, source="roster")
+                return EntryResult(where, ep_in.name, "created")
+            changed = False
+            if existing.url != ep_in.url:
+                check_endpoint_url(settings, ep_in.url)
+            for key in ("platform", "url", "secret_env", "mode", "language", "timezone"):
+                if getattr(existing, key) != getattr(ep_in, key):
+                    setattr(existing, key, getattr(ep_in, key))
+                    changed = True
+            if sorted(
+                t.slug for t in endpoint_topics(session=session, endpoint=existing)
+            ) != sorted(ep_in.topics):
+                set_endpoint_topics(session=session, endpoint=existing, slugs=ep_in.topics)
+                changed = True
+            session.add(existing)
+            return EntryResult(where, ep_in.name, "updated" if changed else "unchanged")
+    except Exception as exc:  # noqa: BLE001 - every entry reports its own reason
+        from pydantic import ValidationError
+
+        from .topics import TopicError
+
+        if not isinstance(exc, ValidationError | WebhookError | TopicError):
+            raise
+        reason = (
+            "; ".join(e["msg"] for e in exc.errors())
+            if isinstance(exc, ValidationError)
+            else str(exc)
+        )
+        return EntryResult(where, name, "invalid", reason)

@@ -319,11 +319,13 @@ def test_ssrf_guard(sample, db_url, chat_receiver):
             )
     fake_dns = lambda host, port, type=0: [(2, 1, 6, "", ("93.184.216.34", port))]  # noqa: E731
     assert check_url("https://hooks.example.com/x", resolve=fake_dns).address == "93.184.216.34"
+
     def rebinding(host, port, type=0):
         return [
             (2, 1, 6, "", ("93.184.216.34", port)),
             (2, 1, 6, "", ("127.0.0.1", port)),
         ]  # noqa: E731
+
     with pytest.raises(UnsafeURLError, match="loopback"):
         check_url("https://rebind.example.com/x", resolve=rebinding)
     # stored while allowed, refused at send time once the allow-list is gone
@@ -410,3 +412,31 @@ def _debug_errors(engine):
             for d in s.execute(select(Delivery)).scalars()
             if d.status != "sent"
         ]
+
+
+def test_teams_in_rosters_take_secrets_from_the_environment(
+    sample, db_url, chat_receiver, cli, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("NEWSLETTER_WEBHOOK_ALLOW_HTTP", "true")
+    monkeypatch.setenv("NEWSLETTER_WEBHOOK_ALLOW_NETWORKS", '["127.0.0.0/8"]')
+    monkeypatch.setenv("OPS_FEISHU_URL", chat_receiver.url("/feishu/ops"))
+    monkeypatch.setenv("OPS_FEISHU_SECRET", "feishu-secret")
+    chat_receiver.platforms.secrets["/feishu/ops"] = "feishu-secret"
+    roster = tmp_path / "teams.yaml"
+    roster.write_text(
+        "teams:\n"
+        "  - {name: ops, platform: feishu, url_env: OPS_FEISHU_URL, secret_env: OPS_FEISHU_SECRET,"
+        " topics: [hardware], mode: instant, language: zh}\n"
+        "  - {name: leaky, platform: dingtalk, url: https://oapi.dingtalk.com/robot/send, secret: SEC123, topics: [capital]}\n"
+        "  - {name: unset, platform: slack, url_env: NOT_SET_ANYWHERE, topics: [capital]}\n",
+        encoding="utf-8",
+    )
+    r = cli("subscribers", "sync", str(roster))
+    assert r.exit_code == 1
+    assert "1 created" in r.output and "2 invalid" in r.output
+    assert "never the secret itself" in r.stderr and "NOT_SET_ANYWHERE" in r.stderr
+    assert "feishu-secret" not in cli("webhooks", "list").output
+    assert (
+        cli("webhooks", "test", "ops").exit_code == 0
+    )  # signed with the secret from the environment
+    assert "0 created" in cli("subscribers", "sync", str(roster)).output

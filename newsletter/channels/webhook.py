@@ -160,14 +160,17 @@ class WebhookChannel:
         connect_timeout: float = 5.0,
         allow_http: bool = False,
         allow_networks: list[str] | None = None,
+        in_flight: int = 4,
     ):
         self.allow_http, self.allow_networks = allow_http, allow_networks or []
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
             follow_redirects=False,
             trust_env=False,
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+            limits=httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight),
         )
+        # httpx slows down as requests in flight grow (encode/httpx#3215): cap them
+        self._in_flight = asyncio.Semaphore(in_flight)
         self.total_timeout = timeout
 
     async def post(self, platform: str, request: PreparedRequest) -> str:
@@ -186,15 +189,16 @@ class WebhookChannel:
         pinned = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
         host = parts.netloc.rsplit("@", 1)[-1]
         try:
-            response = await asyncio.wait_for(
-                self.client.post(
-                    pinned,
-                    content=request.body,
-                    headers={**request.headers, "Host": host},
-                    extensions={"sni_hostname": target.host},
-                ),
-                timeout=self.total_timeout,
-            )
+            async with self._in_flight:
+                response = await asyncio.wait_for(
+                    self.client.post(
+                        pinned,
+                        content=request.body,
+                        headers={**request.headers, "Host": host},
+                        extensions={"sni_hostname": target.host},
+                    ),
+                    timeout=self.total_timeout,
+                )
         except (httpx.TimeoutException, TimeoutError) as exc:
             raise TemporaryDeliveryError(f"timed out: {exc!r}") from exc
         except httpx.HTTPError as exc:

@@ -22,6 +22,7 @@ from ..subscribers import (
     subscriber_topics,
 )
 from ..topics import TopicError
+from ..webhooks import sync_team
 from .common import console, err_console, fail, state
 from .topics import validation_message
 
@@ -169,9 +170,14 @@ def sync_cmd(
     path: Path = typer.Argument(Path("subscribers"), help="Roster folder or file."),
 ) -> None:
     """Apply the declarative rosters (create / update; never deletes)."""
-    with state(ctx).session() as session:
+    st = state(ctx)
+    with st.session() as session:
         try:
-            report = sync_rosters(session=session, path=path)
+            report = sync_rosters(
+                session=session,
+                path=path,
+                team_sync=lambda s, w, e: sync_team(s, st.settings, w, e),
+            )
         except RosterError as exc:
             fail(str(exc))
     for e in report.entries:

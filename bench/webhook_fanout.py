@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import free_port, fresh_database
+from common import ensure_wrk, free_port, fresh_database
 from sqlalchemy import select
 from sqlmodel import Session
 
@@ -88,6 +88,7 @@ def main() -> None:
     ap.add_argument("--database-url", default=None)
     args = ap.parse_args()
 
+    ensure_wrk()
     port = free_port()
     receiver = start_receiver(port)
     url, tmp = fresh_database(args.database_url)

@@ -17,7 +17,7 @@ from sqlmodel import Session
 from . import i18n
 from .cards import event_items, render_messages
 from .digests import DigestRenderer
-from .models import Edition, EventTopic, Topic, WebhookEndpoint, WebhookTopic, utcnow
+from .models import Edition, Event, EventTopic, Topic, WebhookEndpoint, WebhookTopic, utcnow
 from .outbox import enqueue
 from .periods import Period
 from .planning import events_for
@@ -63,10 +63,15 @@ def enqueue_alerts(
         .all()
     )
     follows = endpoint_topic_slugs(session)
+    created = dict(
+        session.execute(select(Event.id, Event.created_at).where(Event.id.in_(event_ids))).all()
+    )
     rows = []
     for ep in endpoints:
         wanted = set(follows.get(ep.id, ()))
         for event_id in event_ids:
+            if created.get(event_id) and created[event_id] < ep.created_at:
+                continue  # arrived before the endpoint existed
             if wanted & event_slugs.get(event_id, set()):
                 rows.append(
                     {
@@ -82,16 +87,35 @@ def enqueue_alerts(
     return enqueue(session, rows)
 
 
+def enqueue_recent_alerts(*, session: Session, settings, now: dt.datetime | None = None) -> int:
+    """Alerts for events that arrived recently; safe to run any number of times.
+
+    Only events stored after an endpoint was added reach it, so a new endpoint is not
+    flooded with the backlog.
+    """
+    now = now or utcnow()
+    since = now - dt.timedelta(hours=settings.alert_lookback_hours)
+    ids = list(session.execute(select(Event.id).where(Event.created_at >= since)).scalars())
+    return enqueue_alerts(session=session, settings=settings, event_ids=ids, now=now)
+
+
 def enqueue_webhook_digests(
-    *, session: Session, env: Environment, settings, renderer: DigestRenderer, dry_run: bool = False
+    *,
+    session: Session,
+    env: Environment,
+    settings,
+    renderer: DigestRenderer,
+    dry_run: bool = False,
+    timezone: str | None = None,
 ) -> tuple[int, int]:
     """(endpoints planned, rows enqueued) for every endpoint whose mode is this frequency."""
     period: Period = renderer.period
     follows = endpoint_topic_slugs(session)
     planned = enqueued = 0
-    for ep in session.execute(
-        select(WebhookEndpoint).where(WebhookEndpoint.mode == period.frequency)
-    ).scalars():
+    query = select(WebhookEndpoint).where(WebhookEndpoint.mode == period.frequency)
+    if timezone is not None:
+        query = query.where(WebhookEndpoint.timezone == timezone)
+    for ep in session.execute(query).scalars():
         slugs = follows.get(ep.id, ())
         events = events_for(renderer.events, slugs)
         if not events:

@@ -136,12 +136,15 @@ def send_digest(
     dry_run: bool = False,
     batch_size: int = 1000,
     progress: Callable[[int], None] | None = None,
+    timezone: str | None = None,
 ) -> SendSummary:
     """Plan and enqueue a digest for every reader; enqueueing twice adds nothing."""
     period = check_frequency(frequency, period_key)
     renderer = DigestRenderer(session=session, env=env, settings=settings, period=period)
     summary = SendSummary(frequency=frequency, period=period.key)
-    for batch in iter_recipients(session=session, frequency=frequency, batch_size=batch_size):
+    for batch in iter_recipients(
+        session=session, frequency=frequency, batch_size=batch_size, timezone=timezone
+    ):
         rows = []
         for r in batch:
             events = events_for(renderer.events, r.topic_slugs)
@@ -164,7 +167,12 @@ def send_digest(
     from .alerts import enqueue_webhook_digests
 
     summary.endpoints, summary.endpoint_rows = enqueue_webhook_digests(
-        session=session, env=env, settings=settings, renderer=renderer, dry_run=dry_run
+        session=session,
+        env=env,
+        settings=settings,
+        renderer=renderer,
+        dry_run=dry_run,
+        timezone=timezone,
     )
     session.commit()
     return summary

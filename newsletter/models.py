@@ -255,3 +255,27 @@ class AdminToken(SQLModel, table=True):
     created_at: dt.datetime = Field(default_factory=utcnow)
     last_used_at: dt.datetime | None = None
     revoked_at: dt.datetime | None = None
+
+
+class DigestRun(SQLModel, table=True):
+    """A digest period planned for the readers of one time zone: the scheduler's memory.
+
+    Its unique key makes catch-up safe: a period is planned once per zone, however many
+    schedulers run and however often they wake.
+    """
+
+    __table_args__ = (
+        UniqueConstraint("frequency", "period", "timezone", name="uq_digestrun_period_zone"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    frequency: str = Field(max_length=16)
+    period: str = Field(max_length=32)
+    timezone: str = Field(max_length=64)
+    due_at: dt.datetime
+    started_at: dt.datetime = Field(default_factory=utcnow)
+    finished_at: dt.datetime | None = None
+    recipients: int = Field(default=0)
+    enqueued: int = Field(default=0)
+    outcome: str = Field(default="running", max_length=16)  # running|done|skipped|failed
+    note: str | None = Field(default=None, max_length=500)

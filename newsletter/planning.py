@@ -42,7 +42,7 @@ def period_events(*, session: Session, period: Period) -> list[tuple[Event, list
 
 
 def iter_recipients(
-    *, session: Session, frequency: str, batch_size: int = 1000
+    *, session: Session, frequency: str, batch_size: int = 1000, timezone: str | None = None
 ) -> Iterator[list[Recipient]]:
     """Active, unsuppressed subscribers of a frequency, with their topics, in id order.
 
@@ -51,16 +51,14 @@ def iter_recipients(
     order = {slug: pos for slug, pos in session.execute(select(Topic.slug, Topic.position))}
     last_id = 0
     while True:
-        subs = session.execute(
-            select(Subscriber.id, Subscriber.email, Subscriber.language)
-            .where(
-                Subscriber.status == "active",
-                Subscriber.frequency == frequency,
-                Subscriber.id > last_id,
-            )
-            .order_by(Subscriber.id)
-            .limit(batch_size)
-        ).all()
+        query = select(Subscriber.id, Subscriber.email, Subscriber.language).where(
+            Subscriber.status == "active",
+            Subscriber.frequency == frequency,
+            Subscriber.id > last_id,
+        )
+        if timezone is not None:
+            query = query.where(Subscriber.timezone == timezone)
+        subs = session.execute(query.order_by(Subscriber.id).limit(batch_size)).all()
         if not subs:
             return
         last_id = subs[-1][0]

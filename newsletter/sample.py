@@ -16,6 +16,38 @@ SAMPLE_EVENTS = SAMPLE_DIR / "events_2025_07.yaml"
 SAMPLE_PERIOD = "2025-07"
 
 
+DEMO_READERS = [
+    {
+        "email": "reader.en@example.com",
+        "name": "Ada",
+        "language": "en",
+        "timezone": "Europe/London",
+        "frequency": "monthly",
+        "topics": ["governance", "capital", "hardware", "open-source"],
+    },
+    {
+        "email": "reader.zh@example.com",
+        "name": "李雷",
+        "language": "zh",
+        "timezone": "Asia/Shanghai",
+        "frequency": "monthly",
+        "topics": ["hardware", "open-source"],
+    },
+]
+
+
+def add_demo_readers(*, session: Session) -> int:
+    """Two sample subscribers (one per language), so a first run has someone to write to."""
+    from .subscribers import SubscriberIn, add_subscriber, get_subscriber
+
+    added = 0
+    for reader in DEMO_READERS:
+        if get_subscriber(session=session, email=reader["email"]) is None:
+            add_subscriber(session=session, sub_in=SubscriberIn(**reader), source="sample")
+            added += 1
+    return added
+
+
 @dataclass
 class SampleResult:
     topics_created: int

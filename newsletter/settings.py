@@ -75,6 +75,30 @@ class Settings(BaseSettings):
         description="Instant alerts arriving within this window share a message.",
     )
 
+    alert_lookback_hours: float = Field(
+        default=24.0, gt=0, description="The scheduler alerts on events stored this recently."
+    )
+
+    # scheduler
+    digest_send_time: str = Field(
+        default="08:00",
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+        description="Local time digests go out.",
+    )
+    catch_up_hours: float = Field(
+        default=72.0, ge=0, description="After downtime, send missed digests due this recently."
+    )
+    digest_check_seconds: float = Field(
+        default=300.0, gt=0, description="How often to look for due digests."
+    )
+    alert_check_seconds: float = Field(
+        default=20.0, gt=0, description="How often to queue new alerts."
+    )
+    feed_poll_minutes: float = Field(
+        default=15.0, gt=0, description="How often each feed is polled."
+    )
+    feed_max_bytes: int = Field(default=5_000_000, gt=0, description="Largest feed document read.")
+
     # outbox
     max_attempts: int = Field(default=8, ge=1, description="Tries before a message is dead.")
     retry_base_seconds: float = Field(default=30.0, gt=0, description="First retry delay.")

@@ -142,6 +142,9 @@ class Worker:
         self._suppress_bounces(outcomes, jobs)
         self._note_endpoints(outcomes)
         self.stats.add(counts)
+        log.info(
+            "batch of %d: %s", len(ids), ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        )
         return len(ids)
 
     def _prepare(self, ids: list[int]):

@@ -9,6 +9,7 @@ from . import delivery as delivery_cmds
 from . import digest as digest_cmds
 from . import events as event_cmds
 from . import sample as sample_cmds
+from . import service as service_cmds
 from . import subscribers as subscriber_cmds
 from . import takes as take_cmds
 from . import topics as topic_cmds
@@ -44,5 +45,9 @@ app.add_typer(digest_cmds.app, name="digest")
 app.add_typer(delivery_cmds.outbox_app, name="outbox")
 app.add_typer(webhook_cmds.app, name="webhooks")
 app.command("worker")(delivery_cmds.worker_cmd)
+app.command("serve")(service_cmds.serve_cmd)
+app.command("scheduler")(service_cmds.scheduler_cmd)
+app.add_typer(service_cmds.schedule_app, name="schedule")
+app.add_typer(service_cmds.feeds_app, name="feeds")
 
 __all__ = ["app", "State"]

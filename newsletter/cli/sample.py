@@ -4,19 +4,41 @@ from __future__ import annotations
 
 import typer
 
-from ..sample import load_sample
+from ..digests import send_digest
+from ..sample import SAMPLE_PERIOD, add_demo_readers, load_sample
 from .common import console, state
 
 app = typer.Typer(help="Sample data for a first look.", no_args_is_help=True)
 
 
 @app.command("load")
-def load_cmd(ctx: typer.Context) -> None:
+def load_cmd(
+    ctx: typer.Context,
+    with_readers: bool = typer.Option(
+        False,
+        "--with-readers",
+        help="Also add two demo subscribers and queue their July 2025 digest.",
+    ),
+) -> None:
     """Create the default topics and load the sample events (safe to run again)."""
-    with state(ctx).session() as session:
+    st = state(ctx)
+    with st.session() as session:
         result = load_sample(session=session)
+        readers = add_demo_readers(session=session) if with_readers else 0
+        if with_readers:
+            summary = send_digest(
+                session=session,
+                env=st.env,
+                settings=st.settings,
+                frequency="monthly",
+                period_key=SAMPLE_PERIOD,
+            )
     console.print(
         f"Sample data: {result.topics_created} topic(s) created, "
         f"{result.report.new} new event(s), {result.report.duplicate} already present, "
         f"{result.takes} sharp take(s) stored."
     )
+    if with_readers:
+        console.print(
+            f"Demo readers: {readers} added; {summary.enqueued} July 2025 digest(s) queued."
+        )

@@ -113,82 +113,70 @@ def _finish(session: Session, due: Due, **values) -> None:
 
 def run_due_digests(
     *, engine: Engine, env: Environment, settings, now: dt.datetime | None = None
-) -> list[DigestRun]:
+) -> list[tuple[Due, str]]:
     """Plan every digest whose local send time has passed and that no run has claimed.
 
     Looks back over the catch-up horizon (plus one period, to log what it skips).
+    Returns what this call did: (due, "done" | "skipped" | "failed").
     """
     now = now or utcnow()
     horizon = dt.timedelta(hours=settings.catch_up_hours)
     send_time = dt.time.fromisoformat(settings.digest_send_time)
-    lookback = {
-        "daily": dt.timedelta(days=2),
-        "weekly": dt.timedelta(days=8),
-        "monthly": dt.timedelta(days=32),
-    }
-    done = []
+    done: list[tuple[Due, str]] = []
     with Session(engine, expire_on_commit=False) as session:
         for frequency in DIGEST_FREQUENCIES:
+            start = now - horizon - LOOKBACK[frequency]
             for tz in zones(session, frequency):
-                for due in send_moments(
-                    frequency, tz, send_time, now - horizon - lookback[frequency], now
-                ):
-                    if not _claim_run(session, due, now):
-                        continue
-                    if due.due_at < now - horizon:
-                        log.warning(
-                            "skipping %s digest %s for %s: due %s, older than the catch-up horizon",
-                            frequency,
-                            due.period.key,
-                            tz,
-                            due.due_at.isoformat(),
-                        )
-                        _finish(
-                            session, due, outcome="skipped", note="older than the catch-up horizon"
-                        )
-                        continue
-                    try:
-                        summary = send_digest(
-                            session=session,
-                            env=env,
-                            settings=settings,
-                            frequency=frequency,
-                            period_key=due.period.key,
-                            timezone=tz,
-                        )
-                    except Exception as exc:
-                        session.rollback()
-                        # forget the claim so the next tick tries again; enqueueing is idempotent
-                        session.execute(
-                            delete(DigestRun).where(
-                                DigestRun.frequency == frequency,
-                                DigestRun.period == due.period.key,
-                                DigestRun.timezone == tz,
-                            )
-                        )
-                        session.commit()
-                        log.exception(
-                            "digest %s %s for %s failed: %s", frequency, due.period.key, tz, exc
-                        )
-                        continue
-                    _finish(
-                        session,
-                        due,
-                        outcome="done",
-                        recipients=summary.recipients + summary.endpoints,
-                        enqueued=summary.enqueued + summary.endpoint_rows,
-                    )
-                    log.info(
-                        "%s digest %s for %s: %d reader(s), %d new message(s)",
-                        frequency,
-                        due.period.key,
-                        tz,
-                        summary.recipients,
-                        summary.enqueued + summary.endpoint_rows,
-                    )
-        done = list(
-            session.execute(
-                select(DigestRun).where(DigestRun.started_at == now).order_by(DigestRun.id)
-            ).scalars()
-        )
+                for due in send_moments(frequency, tz, send_time, start, now):
+                    if _claim_run(session, due, now):
+                        done.append((due, _run_one(session, env, settings, due, now - horizon)))
     return done
+
+
+LOOKBACK = {
+    "daily": dt.timedelta(days=2),
+    "weekly": dt.timedelta(days=8),
+    "monthly": dt.timedelta(days=32),
+}
+
+
+def _run_one(session: Session, env: Environment, settings, due: Due, oldest: dt.datetime) -> str:
+    what = f"{due.frequency} digest {due.period.key} for {due.timezone}"
+    if due.due_at < oldest:
+        log.warning(
+            "skipping %s: due %s, older than the catch-up horizon", what, due.due_at.isoformat()
+        )
+        _finish(session, due, outcome="skipped", note="older than the catch-up horizon")
+        return "skipped"
+    try:
+        summary = send_digest(
+            session=session,
+            env=env,
+            settings=settings,
+            frequency=due.frequency,
+            period_key=due.period.key,
+            timezone=due.timezone,
+        )
+    except Exception:
+        session.rollback()
+        # forget the claim so the next tick tries again; enqueueing is idempotent
+        session.execute(
+            delete(DigestRun).where(
+                DigestRun.frequency == due.frequency,
+                DigestRun.period == due.period.key,
+                DigestRun.timezone == due.timezone,
+            )
+        )
+        session.commit()
+        log.exception("%s failed", what)
+        return "failed"
+    sent = summary.enqueued + summary.endpoint_rows
+    _finish(
+        session,
+        due,
+        outcome="done",
+        recipients=summary.recipients + summary.endpoints,
+        enqueued=sent,
+    )
+    log.info("%s: %d reader(s), %d new message(s)", what, summary.recipients, sent)
+    return "done"

@@ -1,0 +1,185 @@
+"""Feeds served from 127.0.0.1: RSS 2.0, Atom, a broken entry, 304, 500 and not-XML."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from sqlalchemy import select
+from sqlmodel import Session
+
+from newsletter.events import event_as_dict
+from newsletter.feeds import FeedError, add_feed, poll_feeds
+from newsletter.models import Event, Feed
+from newsletter.settings import Settings
+from newsletter.topics import ensure_default_topics
+
+RSS = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>AI Wire</title><link>https://wire.example.com/</link><description>x</description>
+<item><title>Chipmaker unveils a new AI accelerator</title><link>https://wire.example.com/a</link>
+<description>&lt;p&gt;The &lt;b&gt;chip&lt;/b&gt; targets inference.&lt;/p&gt;</description>
+<pubDate>Tue, 15 Jul 2025 09:00:00 GMT</pubDate></item>
+<item><title>Lab raises $2 billion in new funding</title><link>https://wire.example.com/b</link>
+<pubDate>Wed, 16 Jul 2025 09:00:00 GMT</pubDate></item>
+<item><title>An entry with no link at all</title></item>
+</channel></rss>"""
+
+ATOM = """<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>监管动态</title><id>urn:x</id><updated>2025-07-20T00:00:00Z</updated>
+<entry><title>欧盟发布通用人工智能模型指南</title><id>urn:1</id><link href="https://cn.example.com/1"/>
+<updated>2025-07-18T08:00:00Z</updated><summary>指南明确了合规义务。</summary></entry>
+</feed>"""
+
+
+class FeedServer:
+    def __init__(self):
+        self.hits: dict[str, int] = {}
+        routes = {
+            "/rss.xml": (200, {"Content-Type": "application/rss+xml", "ETag": '"v1"'}, RSS),
+            "/atom.xml": (200, {"Content-Type": "application/atom+xml"}, ATOM),
+            "/error": (500, {}, "boom"),
+            "/notxml": (200, {"Content-Type": "text/html"}, "<html><body>Hello {{</body>"),
+        }
+        hits = self.hits
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                hits[self.path] = hits.get(self.path, 0) + 1
+                status, headers, body = routes.get(self.path, (404, {}, "nope"))
+                if self.path == "/rss.xml" and self.headers.get("If-None-Match") == '"v1"':
+                    status, body = 304, ""
+                data = body.encode()
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def feed_server():
+    server = FeedServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def settings(db_url):
+    return Settings(database_url=db_url, webhook_allow_networks=["127.0.0.0/8"])
+
+
+def add_feeds(engine, settings, server):
+    with Session(engine) as s:
+        ensure_default_topics(session=s)
+        add_feed(
+            session=s,
+            settings=settings,
+            url=server.url + "/rss.xml",
+            name="wire",
+            region="global",
+            language="en",
+        )
+        add_feed(
+            session=s,
+            settings=settings,
+            url=server.url + "/atom.xml",
+            name="cn",
+            region="china",
+            language="zh",
+        )
+        add_feed(
+            session=s,
+            settings=settings,
+            url=server.url + "/error",
+            name="broken",
+            region="global",
+            language="en",
+        )
+        add_feed(
+            session=s,
+            settings=settings,
+            url=server.url + "/notxml",
+            name="html",
+            region="global",
+            language="en",
+        )
+        s.commit()
+
+
+def test_feeds_become_matched_events_and_bad_feeds_do_not_stop_others(
+    engine, settings, feed_server
+):
+    add_feeds(engine, settings, feed_server)
+    results = {r.feed: r for r in poll_feeds(engine=engine, settings=settings)}
+    assert (results["wire"].status, len(results["wire"].new_ids), results["wire"].invalid) == (
+        "new",
+        2,
+        1,
+    )
+    assert (results["cn"].status, len(results["cn"].new_ids)) == ("new", 1)
+    assert results["broken"].status == "error" and "HTTP 500" in results["broken"].error
+    assert results["html"].status == "error" and "not a feed" in results["html"].error
+    with Session(engine) as s:
+        events = {
+            e.url: event_as_dict(session=s, event=e) for e in s.execute(select(Event)).scalars()
+        }
+        feeds = {f.name: f for f in s.execute(select(Feed)).scalars()}
+    chip = events["https://wire.example.com/a"]
+    assert chip["summary"] == {"en": "The chip targets inference."}  # markup dropped
+    assert (
+        chip["occurred_on"] == "2025-07-15"
+        and chip["source"] == "wire"
+        and "hardware" in chip["topics"]
+    )
+    assert "capital" in events["https://wire.example.com/b"]["topics"]
+    zh = events["https://cn.example.com/1"]
+    assert (
+        zh["region"] == "china"
+        and zh["title"] == {"zh": "欧盟发布通用人工智能模型指南"}
+        and "governance" in zh["topics"]
+    )
+    assert feeds["wire"].etag == '"v1"' and feeds["broken"].consecutive_failures == 1
+    assert feeds["broken"].next_poll_at > feeds["wire"].next_poll_at  # backs off
+
+
+def test_conditional_get_and_repolls_add_nothing(engine, settings, feed_server):
+    add_feeds(engine, settings, feed_server)
+    poll_feeds(engine=engine, settings=settings)
+    again = {r.feed: r for r in poll_feeds(engine=engine, settings=settings, only="wire")}
+    assert again["wire"].status == "not-modified"
+    cn = poll_feeds(engine=engine, settings=settings, only="cn")[0]
+    assert cn.status == "new" and cn.new_ids == [] and cn.duplicates == 1
+
+
+def test_feed_cli_and_ssrf(engine, cli, feed_server, monkeypatch):
+    cli("sample", "load")
+    with pytest.raises(FeedError, match="loopback"), Session(engine) as s:
+        add_feed(
+            session=s,
+            settings=Settings(),
+            url="http://127.0.0.1:9/x",
+            name=None,
+            region="global",
+            language="en",
+        )
+    monkeypatch.setenv("NEWSLETTER_WEBHOOK_ALLOW_NETWORKS", json.dumps(["127.0.0.0/8"]))
+    assert cli("feeds", "add", feed_server.url + "/rss.xml", "--name", "wire").exit_code == 0
+    out = cli("feeds", "poll", "wire")
+    assert out.exit_code == 0 and "wire: new, 2 new, 0 duplicate, 1 invalid" in out.output
+    assert cli("feeds", "add", feed_server.url + "/error", "--name", "bad").exit_code == 0
+    bad = cli("feeds", "poll", "bad")
+    assert bad.exit_code == 1 and "HTTP 500" in bad.output
+    assert "wire" in cli("feeds", "list").output
+    assert cli("feeds", "remove", "bad").exit_code == 0

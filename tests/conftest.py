@@ -128,3 +128,70 @@ def chat_receiver():
 
     with ChatReceiver() as receiver:
         yield receiver
+
+
+@pytest.fixture
+def web_settings(db_url, tmp_path, smtp_server):
+    """Settings for a web app under test: mail goes to the local SMTP server."""
+    from newsletter.settings import Settings
+
+    return Settings(
+        database_url=db_url, smtp_url=smtp_server.url, secret_key="test-secret-key",
+        base_url="http://127.0.0.1", outbox_dir=tmp_path / "outbox", retry_base_seconds=0.02,
+    )
+
+
+@pytest.fixture
+def live_server(web_settings, engine):
+    """The app served by uvicorn on 127.0.0.1 (a real HTTP server, in a thread)."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from newsletter.web.app import create_app
+
+    from .smtp_server import free_port
+
+    port = free_port()
+    settings = web_settings.model_copy(update={"base_url": f"http://127.0.0.1:{port}"})
+    app = create_app(settings=settings, engine=engine)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.url = f"http://127.0.0.1:{port}"
+    server.settings = settings
+    yield server
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium driven by Playwright (no browser download)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("needs Debian's chromium (scripts/setup installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    yield page
+    context.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from . import admin as admin_cmds
 from . import db as db_cmds
 from . import delivery as delivery_cmds
 from . import digest as digest_cmds
@@ -49,5 +50,6 @@ app.command("serve")(service_cmds.serve_cmd)
 app.command("scheduler")(service_cmds.scheduler_cmd)
 app.add_typer(service_cmds.schedule_app, name="schedule")
 app.add_typer(service_cmds.feeds_app, name="feeds")
+app.add_typer(admin_cmds.app, name="admin")
 
 __all__ = ["app", "State"]

@@ -1,0 +1,68 @@
+"""The FastAPI application: public pages, `/api/v1` for admins, and the admin UI."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from sqlalchemy import Engine
+
+from ..db import make_engine
+from ..rendering import make_environment
+from ..settings import Settings
+
+
+def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
+    app = FastAPI(
+        title="AI Industry Brief",
+        version="1.0",
+        description="Admin API of the AI-industry newsletter and alert service. "
+        "Authenticate with `Authorization: Bearer <token>` (tokens: `newsletter admin token create`).",
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.engine = engine or make_engine(settings.database_url)
+    app.state.env = make_environment(settings.templates_dir)
+
+    from . import admin, api, public
+
+    app.include_router(public.router)
+    app.include_router(api.router, prefix="/api/v1")
+    app.include_router(admin.router, prefix="/admin")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        return error_page(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": "invalid input", "errors": errors}, status_code=422)
+        return error_page(request, 422, "; ".join(f"{e['field']}: {e['message']}" for e in errors))
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz():
+        return {"status": "ok"}
+
+    return app
+
+
+def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    env = request.app.state.env
+    lang = "zh" if request.query_params.get("lang") == "zh" else "en"
+    html = env.get_template("web/error.html.j2").render(status=status, message=message, lang=lang, t=labels(lang))
+    return HTMLResponse(html, status_code=status)
+
+
+def labels(lang: str) -> dict[str, str]:
+    from .i18n_web import WEB_LABELS
+
+    return WEB_LABELS[lang]

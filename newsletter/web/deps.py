@@ -1,0 +1,57 @@
+"""Request-scoped dependencies: settings, a database session, the admin behind a token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from jinja2 import Environment
+from sqlmodel import Session
+
+from ..admin_tokens import verify_token
+from ..models import AdminToken, utcnow
+from ..settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_env(request: Request) -> Environment:
+    return request.app.state.env
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+EnvDep = Annotated[Environment, Depends(get_env)]
+
+bearer = HTTPBearer(auto_error=False, description="An admin token from `newsletter admin token create`.")
+
+
+def require_admin(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> AdminToken:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(401, "an admin bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    row = verify_token(session=session, token=credentials.credentials)
+    if row is None:
+        raise HTTPException(403, "this token is unknown or revoked")
+    row.last_used_at = utcnow()
+    session.add(row)
+    return row
+
+
+AdminDep = Annotated[AdminToken, Depends(require_admin)]

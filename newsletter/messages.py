@@ -101,13 +101,30 @@ def greeting(subscriber: Subscriber, labels: dict[str, str]) -> str:
     return labels["greeting_named"].format(name=name) if name else labels["greeting"]
 
 
+def _envelope(settings: Settings, delivery: Delivery, subscriber: Subscriber, subject: str):
+    """From, To, Subject, Date and Message-ID: the same on every retry of a delivery."""
+    from_name, from_addr = sender_parts(settings)
+    domain = from_addr.rsplit("@", 1)[1]
+    digest = hashlib.sha256(delivery.idempotency_key.encode()).hexdigest()[:20]
+    message_id = f"<{delivery.id}.{digest}@{domain}>"
+    headers = [
+        ("From", address_header(from_name, from_addr)),
+        ("To", address_header(one_line(subscriber.name or ""), subscriber.email)),
+        ("Subject", text_header("Subject", subject)),
+        ("Date", format_datetime(delivery.created_at)),
+        ("Message-ID", message_id),
+    ]
+    return headers, from_addr, domain, digest, message_id
+
+
 def build_digest_email(
     *, settings: Settings, delivery: Delivery, edition: Edition, subscriber: Subscriber
 ) -> BuiltMessage:
     from .i18n import labels
 
-    from_name, from_addr = sender_parts(settings)
-    domain = from_addr.rsplit("@", 1)[1]
+    headers, from_addr, domain, digest, message_id = _envelope(
+        settings, delivery, subscriber, edition.subject
+    )
     links = links_for(settings, subscriber)
     values = {
         "greeting": greeting(subscriber, labels(edition.language)),
@@ -115,19 +132,11 @@ def build_digest_email(
         "preferences_url": links["preferences_url"],
         "email": subscriber.email,
     }
-    digest = hashlib.sha256(delivery.idempotency_key.encode()).hexdigest()[:20]
-    message_id = f"<{delivery.id}.{digest}@{domain}>"
-
     list_unsubscribe = (
         f"<{links['unsubscribe_url']}>, "
         f"<mailto:unsubscribe@{domain}?subject=unsubscribe%20{links['unsubscribe_token']}>"
     )
-    headers = [
-        ("From", address_header(from_name, from_addr)),
-        ("To", address_header(one_line(subscriber.name or ""), subscriber.email)),
-        ("Subject", text_header("Subject", edition.subject)),
-        ("Date", format_datetime(delivery.created_at)),
-        ("Message-ID", message_id),
+    headers += [
         ("List-Id", f"{edition.frequency.title()} digest <{edition.frequency}.{domain}>"),
         ("List-Unsubscribe", list_unsubscribe.replace(", ", ",\r\n ")),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
@@ -143,6 +152,54 @@ def build_digest_email(
     return BuiltMessage(
         sender=from_addr, recipient=subscriber.email, message_id=message_id, data=data
     )
+
+
+def build_confirm_email(
+    *, settings: Settings, env, delivery: Delivery, subscriber: Subscriber
+) -> BuiltMessage:
+    """The double opt-in message: one link that activates the subscription."""
+    import css_inline
+
+    from .i18n import labels
+    from .web.i18n_web import WEB_LABELS
+
+    lang = subscriber.language if subscriber.language in WEB_LABELS else "en"
+    t = {**labels(lang), **CONFIRM_LABELS[lang]}
+    token = make_token(settings.secret_key, "confirm", subscriber.id, subscriber.email)
+    context = {
+        "lang": lang,
+        "t": t,
+        "subject": t["confirm_subject"],
+        "preheader": t["confirm_intro"],
+        "confirm_url": f"{settings.base_url.rstrip('/')}/confirm/{token}",
+        "greeting": greeting(subscriber, labels(lang)),
+    }
+    headers, from_addr, domain, digest, message_id = _envelope(
+        settings, delivery, subscriber, t["confirm_subject"]
+    )
+    headers.append(("Content-Language", lang))
+    html = css_inline.inline(env.get_template("email/confirm.html.j2").render(context))
+    text = env.get_template("email/confirm.txt.j2").render(context)
+    data = dkim_sign(settings, assemble(headers, text, html, boundary=f"=_nl_{digest}"), domain)
+    return BuiltMessage(
+        sender=from_addr, recipient=subscriber.email, message_id=message_id, data=data
+    )
+
+
+CONFIRM_LABELS = {
+    "en": {
+        "confirm_subject": "Confirm your subscription to the AI Industry Brief",
+        "confirm_intro": "Someone (hopefully you) asked to receive the AI Industry Brief at this address.",
+        "confirm_button": "Yes, subscribe me",
+        "confirm_ignore": "If this was not you, ignore this email: nothing will be sent.",
+    },
+    "zh": {
+        "confirm_subject": "请确认订阅 AI 产业简报",
+        "confirm_intro": "有人（希望是你）用这个邮箱订阅了 AI 产业简报。",
+        "confirm_button": "确认订阅",
+        "confirm_ignore": "如果不是你本人操作，请忽略本邮件，我们不会再发送任何内容。",
+    },
+}
 
 
 SIGNED_HEADERS = [

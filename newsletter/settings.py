@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     )
     feed_max_bytes: int = Field(default=5_000_000, gt=0, description="Largest feed document read.")
 
+    # web
+    signup_per_ip_per_hour: int = Field(default=20, ge=1, description="Subscribe attempts per IP.")
+    signup_per_address_per_hour: int = Field(default=3, ge=1, description="...and per address.")
+
     # outbox
     max_attempts: int = Field(default=8, ge=1, description="Tries before a message is dead.")
     retry_base_seconds: float = Field(default=30.0, gt=0, description="First retry delay.")

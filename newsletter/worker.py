@@ -23,7 +23,7 @@ from . import outbox
 from .channels.base import PermanentDeliveryError, TemporaryDeliveryError
 from .channels.filedrop import FileDropChannel
 from .channels.smtp import SmtpChannel, SmtpConfig
-from .messages import MessageError, build_digest_email
+from .messages import MessageError, build_confirm_email, build_digest_email
 from .models import Delivery, Edition, Subscriber, Suppression, utcnow
 from .settings import Settings
 from .subscribers import address_hash, suppress
@@ -176,22 +176,34 @@ class Worker:
             }
             for d in emails:
                 subscriber = subscribers.get(d.subscriber_id)
-                if subscriber is None or d.edition_id is None:
+                confirm = d.kind == "confirm"
+                if subscriber is None or (d.edition_id is None and not confirm):
                     ready.append(outbox.Outcome(d.id, "cancelled", "recipient or edition is gone"))
                     continue
-                if subscriber.status != "active" or subscriber.id in suppressed:
+                allowed = ("pending",) if confirm else ("active",)
+                if subscriber.status not in allowed or subscriber.id in suppressed:
                     reason = (
-                        f"subscriber is {subscriber.status}"
-                        if subscriber.status != "active"
-                        else "address is suppressed"
+                        "address is suppressed"
+                        if subscriber.id in suppressed
+                        else f"subscriber is {subscriber.status}"
                     )
                     ready.append(outbox.Outcome(d.id, "suppressed", reason))
                     continue
-                edition = self._edition(session, d.edition_id)
                 try:
-                    built = build_digest_email(
-                        settings=self.settings, delivery=d, edition=edition, subscriber=subscriber
-                    )
+                    if confirm:
+                        built = build_confirm_email(
+                            settings=self.settings,
+                            env=self._env(),
+                            delivery=d,
+                            subscriber=subscriber,
+                        )
+                    else:
+                        built = build_digest_email(
+                            settings=self.settings,
+                            delivery=d,
+                            edition=self._edition(session, d.edition_id),
+                            subscriber=subscriber,
+                        )
                 except MessageError as exc:
                     ready.append(outbox.Outcome(d.id, "permanent", str(exc)))
                     continue

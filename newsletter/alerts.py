@@ -17,7 +17,17 @@ from sqlmodel import Session
 from . import i18n
 from .cards import event_items, render_messages
 from .digests import DigestRenderer
-from .models import Edition, Event, EventTopic, Topic, WebhookEndpoint, WebhookTopic, utcnow
+from .models import (
+    Edition,
+    Event,
+    EventTopic,
+    Subscriber,
+    Subscription,
+    Topic,
+    WebhookEndpoint,
+    WebhookTopic,
+    utcnow,
+)
 from .outbox import enqueue
 from .periods import Period
 from .planning import events_for
@@ -45,7 +55,7 @@ def alert_title(lang: str, topic_names: list[str], n: int) -> str:
 def enqueue_alerts(
     *, session: Session, settings, event_ids: list[int], now: dt.datetime | None = None
 ) -> int:
-    """One alert row per instant endpoint whose topics meet each event's."""
+    """One alert row per instant endpoint and instant reader whose topics meet each event's."""
     if not event_ids:
         return 0
     now = now or utcnow()
@@ -84,7 +94,42 @@ def enqueue_alerts(
                         "status": "queued" if ep.enabled else "held",
                     }
                 )
+    rows += reader_alert_rows(session, event_ids, event_slugs, created, due)
     return enqueue(session, rows)
+
+
+def reader_alert_rows(session: Session, event_ids, event_slugs, created, due) -> list[dict]:
+    """Alert rows for subscribers who chose `instant`; the worker groups a reader's due rows."""
+    follows: dict[int, set[str]] = {}
+    for sub_id, slug in session.execute(
+        select(Subscription.subscriber_id, Topic.slug)
+        .join(Topic, Topic.id == Subscription.topic_id)
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .where(Subscriber.frequency == "instant", Subscriber.status == "active")
+    ):
+        follows.setdefault(sub_id, set()).add(slug)
+    since = dict(
+        session.execute(
+            select(Subscriber.id, Subscriber.created_at).where(Subscriber.id.in_(list(follows)))
+        ).all()
+    )
+    rows = []
+    for sub_id, wanted in follows.items():
+        for event_id in event_ids:
+            if created.get(event_id) and created[event_id] < since[sub_id]:
+                continue
+            if wanted & event_slugs.get(event_id, set()):
+                rows.append(
+                    {
+                        "idempotency_key": f"subscriber:{sub_id}|alert|event:{event_id}",
+                        "channel": "email",
+                        "kind": "alert",
+                        "period": f"event:{event_id}",
+                        "subscriber_id": sub_id,
+                        "next_attempt_at": due,
+                    }
+                )
+    return rows
 
 
 def enqueue_recent_alerts(*, session: Session, settings, now: dt.datetime | None = None) -> int:

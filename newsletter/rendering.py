@@ -193,10 +193,40 @@ def digest_context(
     }
 
 
-def render_digest(env: Environment, context: dict[str, Any]) -> Rendered:
-    html = env.get_template("email/digest.html.j2").render(context)
+def alert_context(
+    *, language: str, topics: list[Topic], topic_slugs: tuple[str, ...], events, base_url: str, day
+) -> dict[str, Any]:
+    """An instant alert email: the digest layout, for the events that just arrived."""
+    from .periods import period_containing
+
+    segment = Segment("email", "daily", period_containing("daily", day), language, topic_slugs)
+    context = digest_context(
+        segment=segment, topics=topics, events=events, take_markdown=None, base_url=base_url
+    )
+    t = context["t"]
+    n = context["event_count"]
+    first = context["sections"][0]["events"][0]["title"] if n else ""
+    kind = t["digest.instant"]
+    context.update(
+        kind=kind,
+        frequency="instant",
+        subject=(
+            f"{t['brand']} · {first}"
+            if n == 1
+            else t["alert_title_many"].format(brand=t["brand"], n=n)
+        )[:200],
+        intro=t["alert_intro"],
+        why=t["why"].format(
+            kind_lower=kind if language == "zh" else kind.lower(), topics=context["topic_names"]
+        ),
+    )
+    return context
+
+
+def render_digest(env: Environment, context: dict[str, Any], kind: str = "digest") -> Rendered:
+    html = env.get_template(f"email/{kind}.html.j2").render(context)
     html = css_inline.inline(html)
-    text = env.get_template("email/digest.txt.j2").render(context)
+    text = env.get_template(f"email/{kind}.txt.j2").render(context)
     digest = hashlib.sha256(
         json.dumps([context["subject"], html, text], ensure_ascii=False).encode()
     ).hexdigest()

@@ -23,10 +23,10 @@ from . import outbox
 from .channels.base import PermanentDeliveryError, TemporaryDeliveryError
 from .channels.filedrop import FileDropChannel
 from .channels.smtp import SmtpChannel, SmtpConfig
-from .messages import MessageError, build_confirm_email, build_digest_email
-from .models import Delivery, Edition, Subscriber, Suppression, utcnow
+from .email_jobs import EmailJob, prepare_emails
+from .models import Delivery, Edition, utcnow
 from .settings import Settings
-from .subscribers import address_hash, suppress
+from .subscribers import suppress
 from .webhooks_send import EndpointPacer
 
 log = logging.getLogger("newsletter.worker")
@@ -127,7 +127,7 @@ class Worker:
             return 0
         self.stats.claimed += len(ids)
         jobs, groups, ready = self._prepare(ids)
-        sends = [self._send(delivery_id, built) for delivery_id, built in jobs]
+        sends = [self._send(job) for job in jobs]
         sends += [self._send_webhook(group) for group in groups]
         results = await asyncio.gather(*sends)
         outcomes = ready + [o for r in results for o in (r if isinstance(r, list) else [r])]
@@ -149,7 +149,6 @@ class Worker:
 
     def _prepare(self, ids: list[int]):
         """Build every claimed message; rows that must not be sent get their outcome now."""
-        jobs, ready = [], []
         with Session(self.engine, expire_on_commit=False) as session:
             deliveries = (
                 session.execute(select(Delivery).where(Delivery.id.in_(ids))).scalars().all()
@@ -157,59 +156,15 @@ class Worker:
             groups, ready = self._prepare_webhooks(
                 session, [d for d in deliveries if d.endpoint_id]
             )
-            emails = [d for d in deliveries if not d.endpoint_id]
-            sub_ids = {d.subscriber_id for d in emails if d.subscriber_id}
-            subscribers = {
-                s.id: s
-                for s in session.execute(
-                    select(Subscriber).where(Subscriber.id.in_(sub_ids))
-                ).scalars()
-            }
-            hashes = {address_hash(s.email): s.id for s in subscribers.values()}
-            suppressed = {
-                hashes[h]
-                for h in session.execute(
-                    select(Suppression.address_hash).where(
-                        Suppression.address_hash.in_(list(hashes))
-                    )
-                ).scalars()
-            }
-            for d in emails:
-                subscriber = subscribers.get(d.subscriber_id)
-                confirm = d.kind == "confirm"
-                if subscriber is None or (d.edition_id is None and not confirm):
-                    ready.append(outbox.Outcome(d.id, "cancelled", "recipient or edition is gone"))
-                    continue
-                allowed = ("pending",) if confirm else ("active",)
-                if subscriber.status not in allowed or subscriber.id in suppressed:
-                    reason = (
-                        "address is suppressed"
-                        if subscriber.id in suppressed
-                        else f"subscriber is {subscriber.status}"
-                    )
-                    ready.append(outbox.Outcome(d.id, "suppressed", reason))
-                    continue
-                try:
-                    if confirm:
-                        built = build_confirm_email(
-                            settings=self.settings,
-                            env=self._env(),
-                            delivery=d,
-                            subscriber=subscriber,
-                        )
-                    else:
-                        built = build_digest_email(
-                            settings=self.settings,
-                            delivery=d,
-                            edition=self._edition(session, d.edition_id),
-                            subscriber=subscriber,
-                        )
-                except MessageError as exc:
-                    ready.append(outbox.Outcome(d.id, "permanent", str(exc)))
-                    continue
-                jobs.append((d.id, built))
+            jobs, more = prepare_emails(
+                session,
+                self.settings,
+                self._env(),
+                [d for d in deliveries if not d.endpoint_id],
+                self._edition,
+            )
             session.expunge_all()
-        return jobs, groups, ready
+        return jobs, groups, ready + more
 
     def _prepare_webhooks(self, session: Session, deliveries: list[Delivery]):
         """Group an endpoint's alerts into one send; each digest part is its own send."""
@@ -270,46 +225,33 @@ class Worker:
             self._editions[edition_id] = edition
         return edition
 
-    async def _send(self, delivery_id: int, built) -> outbox.Outcome:
+    async def _send(self, job: EmailJob) -> list[outbox.Outcome]:
         await self.limiter.acquire()
-        started = utcnow()
+        started, built, key = utcnow(), job.built, str(job.delivery_ids[0])
+
+        def each(result: str, error=None, code=None, **kw) -> list[outbox.Outcome]:
+            return [
+                outbox.Outcome(i, result, error, code, started_at=started, **kw)
+                for i in job.delivery_ids
+            ]
+
         try:
-            reply = await self.channel.send(
-                sender=built.sender,
-                recipient=built.recipient,
-                message=built.data,
-                key=str(delivery_id),
+            await self.channel.send(
+                sender=built.sender, recipient=built.recipient, message=built.data, key=key
             )
         except TemporaryDeliveryError as exc:
-            log.info("delivery %s: temporary failure: %s", delivery_id, exc)
-            return outbox.Outcome(
-                delivery_id,
-                "temporary",
-                str(exc),
-                exc.code,
-                retry_after=exc.retry_after,
-                started_at=started,
-            )
+            log.info("delivery %s: temporary failure: %s", key, exc)
+            return each("temporary", str(exc), exc.code, retry_after=exc.retry_after)
         except PermanentDeliveryError as exc:
-            log.warning("delivery %s: permanent failure: %s", delivery_id, exc)
-            return outbox.Outcome(
-                delivery_id,
-                "permanent",
-                str(exc),
-                exc.code,
-                started_at=started,
-                suppress=exc.suppress,
-            )
-        log.debug("delivery %s sent: %s", delivery_id, reply)
-        return outbox.Outcome(
-            delivery_id, "sent", None, 250, message_id=built.message_id, started_at=started
-        )
+            log.warning("delivery %s: permanent failure: %s", key, exc)
+            return each("permanent", str(exc), exc.code, suppress=exc.suppress)
+        return each("sent", None, 250, message_id=built.message_id)
 
     def _suppress_bounces(self, outcomes, jobs) -> None:
         bounced = {o.delivery_id for o in outcomes if o.suppress}
         if not bounced:
             return
-        addresses = [built.recipient for delivery_id, built in jobs if delivery_id in bounced]
+        addresses = {job.built.recipient for job in jobs if bounced & set(job.delivery_ids)}
         with Session(self.engine) as session:
             for address in addresses:
                 suppress(session=session, email=address, reason="bounced")

@@ -172,9 +172,13 @@ def live_server(web_settings, engine):
 CHROMIUM = "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser():
-    """Headless Debian Chromium driven by Playwright (no browser download)."""
+    """Headless Debian Chromium driven by Playwright (no browser download).
+
+    Function-scoped: Playwright's sync API holds an event loop in this thread while it
+    runs, which would break asyncio.run() in the tests that follow.
+    """
     if not os.path.exists(CHROMIUM):
         pytest.skip("needs Debian's chromium (scripts/setup installs it)")
     from playwright.sync_api import sync_playwright

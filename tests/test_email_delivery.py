@@ -328,3 +328,32 @@ def test_dkim_signature_covers_one_click_headers(world, db_url, smtp_server, tmp
         b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", b"List-Unsubscribe-Post: nope"
     )
     assert not dkim.verify(tampered, dnsfunc=lambda name, timeout=5: dns.get(name))
+
+
+def test_instant_readers_get_one_email_per_burst(engine, db_url, smtp_server):
+    from newsletter.alerts import enqueue_recent_alerts
+    from newsletter.importing import import_records
+    from newsletter.topics import ensure_default_topics
+
+    settings = settings_for(db_url, smtp_server.url, alert_batch_seconds=0)
+    with Session(engine) as s:
+        ensure_default_topics(session=s)
+        add_subscriber(session=s, sub_in=SubscriberIn(email="now@example.com", frequency="instant", topics="hardware"))
+        add_subscriber(session=s, sub_in=SubscriberIn(email="later@example.com", frequency="monthly", topics="hardware"))
+        import_records(session=s, records=iter([
+            ("1", {"title": "New GPU cluster announced", "url": "https://e.com/g1", "occurred_on": "2025-08-01"}),
+            ("2", {"title": "Accelerator start-up ships a chip", "url": "https://e.com/g2", "occurred_on": "2025-08-01"}),
+            ("3", {"title": "Unrelated poetry prize", "url": "https://e.com/g3", "occurred_on": "2025-08-01"}),
+        ]))
+        assert enqueue_recent_alerts(session=s, settings=settings) == 2
+        assert enqueue_recent_alerts(session=s, settings=settings) == 0  # the scheduler may run it again
+        s.commit()
+    drain(engine, settings)
+    (got,) = smtp_server.recorder.to("now@example.com")
+    text = got.message.get_body(("plain",)).get_content()
+    assert got.message["Subject"] == "AI Industry Brief · 2 new events"
+    assert "New GPU cluster" in text and "Accelerator start-up" in text and "poetry" not in text
+    assert got.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert smtp_server.recorder.to("later@example.com") == []
+    with Session(engine) as s:
+        assert {d.status for d in s.execute(select(Delivery)).scalars()} == {"sent"}

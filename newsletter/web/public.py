@@ -50,8 +50,7 @@ TIMEZONES = [
     "America/Sao_Paulo",
     "Australia/Sydney",
 ]
-# instant email alerts are not offered yet: instant is for team webhooks
-FREQUENCIES = ["monthly", "weekly", "daily"]
+FREQUENCIES = ["monthly", "weekly", "daily", "instant"]
 
 
 def page_language(request: Request) -> str:

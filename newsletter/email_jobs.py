@@ -1,0 +1,127 @@
+"""Turning claimed email rows into messages: digests, confirmations, and instant alerts
+(an reader's due alerts are grouped into one email)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from .messages import BuiltMessage, MessageError, build_confirm_email, build_digest_email
+from .models import Delivery, Edition, Event, EventTopic, Subscriber, Suppression, Topic, utcnow
+from .outbox import Outcome
+from .rendering import alert_context, render_digest
+from .subscribers import address_hash, subscriber_topics
+
+
+@dataclass
+class EmailJob:
+    delivery_ids: list[int]  # all share the one message's outcome
+    built: BuiltMessage
+
+
+def prepare_emails(session: Session, settings, env, deliveries: list[Delivery], edition_of):
+    jobs: list[EmailJob] = []
+    ready: list[Outcome] = []
+    subscribers = {
+        s.id: s
+        for s in session.execute(
+            select(Subscriber).where(
+                Subscriber.id.in_({d.subscriber_id for d in deliveries if d.subscriber_id})
+            )
+        ).scalars()
+    }
+    hashes = {address_hash(s.email): s.id for s in subscribers.values()}
+    suppressed = {
+        hashes[h]
+        for h in session.execute(
+            select(Suppression.address_hash).where(Suppression.address_hash.in_(list(hashes)))
+        ).scalars()
+    }
+    alerts: dict[int, list[Delivery]] = {}
+    for d in deliveries:
+        sub = subscribers.get(d.subscriber_id)
+        confirm = d.kind == "confirm"
+        if sub is None or (d.edition_id is None and d.kind not in ("confirm", "alert")):
+            ready.append(Outcome(d.id, "cancelled", "recipient or edition is gone"))
+            continue
+        if sub.id in suppressed or sub.status != ("pending" if confirm else "active"):
+            reason = (
+                "address is suppressed" if sub.id in suppressed else f"subscriber is {sub.status}"
+            )
+            ready.append(Outcome(d.id, "suppressed", reason))
+            continue
+        if d.kind == "alert":
+            alerts.setdefault(sub.id, []).append(d)
+            continue
+        try:
+            if confirm:
+                built = build_confirm_email(settings=settings, env=env, delivery=d, subscriber=sub)
+            else:
+                built = build_digest_email(
+                    settings=settings,
+                    delivery=d,
+                    edition=edition_of(session, d.edition_id),
+                    subscriber=sub,
+                )
+        except MessageError as exc:
+            ready.append(Outcome(d.id, "permanent", str(exc)))
+            continue
+        jobs.append(EmailJob([d.id], built))
+    for sub_id, rows in alerts.items():
+        try:
+            built = build_alert_email(session, settings, env, subscribers[sub_id], rows)
+        except MessageError as exc:
+            ready += [Outcome(d.id, "permanent", str(exc)) for d in rows]
+            continue
+        if built is None:
+            ready += [Outcome(d.id, "cancelled", "the events are gone") for d in rows]
+        else:
+            jobs.append(EmailJob([d.id for d in rows], built))
+    return jobs, ready
+
+
+def build_alert_email(
+    session: Session, settings, env, sub: Subscriber, rows: list[Delivery]
+) -> BuiltMessage | None:
+    """One email with every event this reader's due alert rows name."""
+    ids = [int(d.period.split(":", 1)[1]) for d in rows]
+    events = list(
+        session.execute(
+            select(Event).where(Event.id.in_(ids)).order_by(Event.occurred_on, Event.id)
+        ).scalars()
+    )
+    if not events:
+        return None
+    slugs: dict[int, list[str]] = {e.id: [] for e in events}
+    for event_id, slug in session.execute(
+        select(EventTopic.event_id, Topic.slug)
+        .join(Topic, Topic.id == EventTopic.topic_id)
+        .where(EventTopic.event_id.in_(list(slugs)))
+    ):
+        slugs[event_id].append(slug)
+    topics = list(session.execute(select(Topic).order_by(Topic.position)).scalars())
+    follows = tuple(t.slug for t in subscriber_topics(session=session, subscriber=sub))
+    context = alert_context(
+        language=sub.language,
+        topics=topics,
+        topic_slugs=follows,
+        events=[(e, slugs[e.id]) for e in events],
+        base_url=settings.base_url,
+        day=utcnow().date(),
+    )
+    rendered = render_digest(env, context, kind="alert")
+    edition = Edition(
+        segment_key="",
+        format="email",
+        frequency="instant",
+        period=rows[0].period,
+        language=sub.language,
+        subject=rendered.subject,
+        body_html=rendered.body_html,
+        body_text=rendered.body_text,
+        content_hash="",
+    )
+    first = min(rows, key=lambda d: d.id)
+    return build_digest_email(settings=settings, delivery=first, edition=edition, subscriber=sub)

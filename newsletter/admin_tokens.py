@@ -38,7 +38,9 @@ def verify_token(*, session: Session, token: str) -> AdminToken | None:
     """The live token row for a presented token, or None (unknown, revoked, malformed)."""
     if not token or not token.startswith(PREFIX) or len(token) > 200:
         return None
-    row = session.execute(select(AdminToken).where(AdminToken.token_hash == token_hash(token))).scalar()
+    row = session.execute(
+        select(AdminToken).where(AdminToken.token_hash == token_hash(token))
+    ).scalar()
     if row is None or row.revoked_at is not None:
         return None
     return row

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, or_, select
 from sqlmodel import Session
 
 from .events import EventIn, add_event
+from .metrics import FEED_POLLS
 from .models import Feed, utcnow
 from .ssrf import UnsafeURLError, check_url
 from .text import normalise_url, one_line
@@ -170,6 +171,7 @@ def poll_feed(
     else:
         feed.consecutive_failures, feed.last_error, feed.last_ok_at = 0, None, now
         feed.next_poll_at = now + dt.timedelta(minutes=settings.feed_poll_minutes)
+    FEED_POLLS.labels(result.status).inc()
     session.add(feed)
     session.commit()
     return result

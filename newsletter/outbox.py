@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
+from .metrics import MESSAGES, SEND_SECONDS
 from .models import Delivery, DeliveryAttempt, utcnow
 
 STATUSES = ("queued", "sending", "sent", "failed", "held", "suppressed", "cancelled")
@@ -177,6 +178,11 @@ def record(
             counts[d.status] = counts.get(d.status, 0) + 1
             session.add(d)
             if o.result in ("sent", "temporary", "permanent"):
+                MESSAGES.labels(d.channel, o.result).inc()
+                if o.started_at is not None:
+                    SEND_SECONDS.labels(d.channel).observe(
+                        max(0.0, (now - o.started_at).total_seconds())
+                    )
                 session.add(
                     DeliveryAttempt(
                         delivery_id=d.id,

@@ -240,10 +240,10 @@ class Worker:
                 sender=built.sender, recipient=built.recipient, message=built.data, key=key
             )
         except TemporaryDeliveryError as exc:
-            log.info("delivery %s: temporary failure: %s", key, exc)
+            log.info("delivery %s: temporary failure: %s", key, exc, extra={"delivery_id": key})
             return each("temporary", str(exc), exc.code, retry_after=exc.retry_after)
         except PermanentDeliveryError as exc:
-            log.warning("delivery %s: permanent failure: %s", key, exc)
+            log.warning("delivery %s: permanent failure: %s", key, exc, extra={"delivery_id": key})
             return each("permanent", str(exc), exc.code, suppress=exc.suppress)
         return each("sent", None, 250, message_id=built.message_id)
 

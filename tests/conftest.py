@@ -136,8 +136,12 @@ def web_settings(db_url, tmp_path, smtp_server):
     from newsletter.settings import Settings
 
     return Settings(
-        database_url=db_url, smtp_url=smtp_server.url, secret_key="test-secret-key",
-        base_url="http://127.0.0.1", outbox_dir=tmp_path / "outbox", retry_base_seconds=0.02,
+        database_url=db_url,
+        smtp_url=smtp_server.url,
+        secret_key="test-secret-key",
+        base_url="http://127.0.0.1",
+        outbox_dir=tmp_path / "outbox",
+        retry_base_seconds=0.02,
     )
 
 
@@ -156,7 +160,9 @@ def live_server(web_settings, engine):
     port = free_port()
     settings = web_settings.model_copy(update={"base_url": f"http://127.0.0.1:{port}"})
     app = create_app(settings=settings, engine=engine)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -186,8 +192,15 @@ def browser():
     with sync_playwright() as p:
         b = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-quic"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
         )
         yield b
         b.close()

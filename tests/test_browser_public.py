@@ -45,7 +45,12 @@ def test_subscribe_confirm_preferences_unsubscribe(site, engine, page, smtp_serv
     assert page.locator("h1").inner_text() == "You are subscribed"
     with Session(engine) as s:
         sub = get_subscriber(session=s, email="reader@example.com")
-        assert (sub.status, sub.frequency, sub.timezone, sub.name) == ("active", "weekly", "Asia/Singapore", "Grace")
+        assert (sub.status, sub.frequency, sub.timezone, sub.name) == (
+            "active",
+            "weekly",
+            "Asia/Singapore",
+            "Grace",
+        )
 
     prefs = make_token(site.settings.secret_key, "preferences", sub.id, sub.email)
     page.goto(f"{site.url}/p/{prefs}")
@@ -74,8 +79,11 @@ def test_one_click_unsubscribe_is_a_cookieless_post(site, engine, browser):
         sub = get_subscriber(session=s, email="reader.en@example.com")
     token = make_token(site.settings.secret_key, "unsubscribe", sub.id, sub.email)
     context = browser.new_context()
-    response = context.request.post(f"{site.url}/u/{token}", data="List-Unsubscribe=One-Click",
-                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = context.request.post(
+        f"{site.url}/u/{token}",
+        data="List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     context.close()
     assert response.status == 200
     with Session(engine) as s:

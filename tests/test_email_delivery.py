@@ -338,15 +338,49 @@ def test_instant_readers_get_one_email_per_burst(engine, db_url, smtp_server):
     settings = settings_for(db_url, smtp_server.url, alert_batch_seconds=0)
     with Session(engine) as s:
         ensure_default_topics(session=s)
-        add_subscriber(session=s, sub_in=SubscriberIn(email="now@example.com", frequency="instant", topics="hardware"))
-        add_subscriber(session=s, sub_in=SubscriberIn(email="later@example.com", frequency="monthly", topics="hardware"))
-        import_records(session=s, records=iter([
-            ("1", {"title": "New GPU cluster announced", "url": "https://e.com/g1", "occurred_on": "2025-08-01"}),
-            ("2", {"title": "Accelerator start-up ships a chip", "url": "https://e.com/g2", "occurred_on": "2025-08-01"}),
-            ("3", {"title": "Unrelated poetry prize", "url": "https://e.com/g3", "occurred_on": "2025-08-01"}),
-        ]))
+        add_subscriber(
+            session=s,
+            sub_in=SubscriberIn(email="now@example.com", frequency="instant", topics="hardware"),
+        )
+        add_subscriber(
+            session=s,
+            sub_in=SubscriberIn(email="later@example.com", frequency="monthly", topics="hardware"),
+        )
+        import_records(
+            session=s,
+            records=iter(
+                [
+                    (
+                        "1",
+                        {
+                            "title": "New GPU cluster announced",
+                            "url": "https://e.com/g1",
+                            "occurred_on": "2025-08-01",
+                        },
+                    ),
+                    (
+                        "2",
+                        {
+                            "title": "Accelerator start-up ships a chip",
+                            "url": "https://e.com/g2",
+                            "occurred_on": "2025-08-01",
+                        },
+                    ),
+                    (
+                        "3",
+                        {
+                            "title": "Unrelated poetry prize",
+                            "url": "https://e.com/g3",
+                            "occurred_on": "2025-08-01",
+                        },
+                    ),
+                ]
+            ),
+        )
         assert enqueue_recent_alerts(session=s, settings=settings) == 2
-        assert enqueue_recent_alerts(session=s, settings=settings) == 0  # the scheduler may run it again
+        assert (
+            enqueue_recent_alerts(session=s, settings=settings) == 0
+        )  # the scheduler may run it again
         s.commit()
     drain(engine, settings)
     (got,) = smtp_server.recorder.to("now@example.com")

@@ -38,7 +38,9 @@ def csrf(client, path="/"):
 
 
 def drain(engine, settings):
-    return asyncio.run(Worker(engine=engine, settings=settings).run(until_empty=True, poll_seconds=0.05))
+    return asyncio.run(
+        Worker(engine=engine, settings=settings).run(until_empty=True, poll_seconds=0.05)
+    )
 
 
 def subscribe(client, email, topics=("capital",), **extra):
@@ -46,8 +48,17 @@ def subscribe(client, email, topics=("capital",), **extra):
     return client.post("/subscribe", data=data)
 
 
-def test_double_opt_in_sends_a_confirmation_and_activates_on_click(client, seeded, web_settings, smtp_server):
-    r = subscribe(client, "new@example.com", ("capital", "hardware"), name="Nina", language="zh", frequency="weekly")
+def test_double_opt_in_sends_a_confirmation_and_activates_on_click(
+    client, seeded, web_settings, smtp_server
+):
+    r = subscribe(
+        client,
+        "new@example.com",
+        ("capital", "hardware"),
+        name="Nina",
+        language="zh",
+        frequency="weekly",
+    )
     assert r.status_code == 200 and "请查收邮件" not in r.text and "Check your inbox" in r.text
     with Session(seeded) as s:
         sub = get_subscriber(session=s, email="new@example.com")
@@ -56,21 +67,27 @@ def test_double_opt_in_sends_a_confirmation_and_activates_on_click(client, seede
     (mail,) = smtp_server.recorder.to("new@example.com")
     msg = mail.message
     assert msg["Subject"] == "请确认订阅 AI 产业简报"
-    link = re.search(r"http://127\.0\.0\.1/confirm/\S+", msg.get_body(("plain",)).get_content()).group(0)
+    link = re.search(
+        r"http://127\.0\.0\.1/confirm/\S+", msg.get_body(("plain",)).get_content()
+    ).group(0)
     page = client.get(link.replace("http://127.0.0.1", ""))
     assert page.status_code == 200 and "订阅成功" in page.text
     with Session(seeded) as s:
         assert get_subscriber(session=s, email="new@example.com").status == "active"
 
 
-def test_resubscribing_reveals_nothing_and_changes_nothing(client, seeded, web_settings, smtp_server):
+def test_resubscribing_reveals_nothing_and_changes_nothing(
+    client, seeded, web_settings, smtp_server
+):
     with Session(seeded) as s:
         add_demo_readers(session=s)
         s.commit()
     known = subscribe(client, "reader.en@example.com", ("capital",))
     unknown = subscribe(client, "stranger@example.com", ("capital",))
     strip = lambda html: re.sub(r'value="[^"]+"', "", html)  # noqa: E731
-    assert known.status_code == unknown.status_code == 200 and strip(known.text) == strip(unknown.text)
+    assert known.status_code == unknown.status_code == 200 and strip(known.text) == strip(
+        unknown.text
+    )
     drain(seeded, web_settings)
     assert smtp_server.recorder.to("reader.en@example.com") == []
     with Session(seeded) as s:
@@ -98,8 +115,16 @@ def test_preferences_change_and_one_click_unsubscribe(client, seeded, web_settin
     page = client.get(f"/p/{prefs}")
     assert page.status_code == 200 and "reader.zh@example.com" in page.text
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-    r = client.post(f"/p/{prefs}", data={"topics": ["governance"], "frequency": "weekly", "language": "en",
-                                         "timezone": "Europe/Berlin", "csrf_token": token})
+    r = client.post(
+        f"/p/{prefs}",
+        data={
+            "topics": ["governance"],
+            "frequency": "weekly",
+            "language": "en",
+            "timezone": "Europe/Berlin",
+            "csrf_token": token,
+        },
+    )
     assert r.status_code == 200 and "Saved" in r.text
     with Session(seeded) as s:
         sub = get_subscriber(session=s, email="reader.zh@example.com")
@@ -109,8 +134,11 @@ def test_preferences_change_and_one_click_unsubscribe(client, seeded, web_settin
     with Session(seeded) as s:
         assert get_subscriber(session=s, email="reader.zh@example.com").status == "active"
     fresh = TestClient(client.app)  # no cookies, as a mail client posts it (RFC 8058)
-    r = fresh.post(f"/u/{unsub}", content="List-Unsubscribe=One-Click",
-                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+    r = fresh.post(
+        f"/u/{unsub}",
+        content="List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 200 and "unsubscribed" in r.text.lower()
     with Session(seeded) as s:
         assert get_subscriber(session=s, email="reader.zh@example.com").status == "unsubscribed"
@@ -125,10 +153,18 @@ def test_forged_and_tampered_tokens_get_a_clear_4xx(client, seeded, web_settings
         sub = get_subscriber(session=s, email="reader.en@example.com")
     purpose = {"/u/{t}": "unsubscribe", "/p/{t}": "preferences", "/confirm/{t}": "confirm"}[path]
     good = make_token(web_settings.secret_key, purpose, sub.id, sub.email)
-    for bad in ["garbage", good[:-2] + ("xy" if not good.endswith("xy") else "ab"),
-                make_token("another-secret", purpose, sub.id, sub.email),
-                make_token(web_settings.secret_key, "unsubscribe" if purpose != "unsubscribe" else "preferences", sub.id, sub.email),
-                make_token(web_settings.secret_key, purpose, sub.id + 1000, sub.email)]:
+    for bad in [
+        "garbage",
+        good[:-2] + ("xy" if not good.endswith("xy") else "ab"),
+        make_token("another-secret", purpose, sub.id, sub.email),
+        make_token(
+            web_settings.secret_key,
+            "unsubscribe" if purpose != "unsubscribe" else "preferences",
+            sub.id,
+            sub.email,
+        ),
+        make_token(web_settings.secret_key, purpose, sub.id + 1000, sub.email),
+    ]:
         r = client.get(path.format(t=bad))
         assert 400 <= r.status_code < 500, bad
         assert "reader.en@example.com" not in r.text
@@ -145,8 +181,13 @@ def test_archive_lists_sent_editions_without_personal_data(client, seeded, web_s
         topic.description = "<script>alert('x')</script>"
         s.add(topic)
         s.commit()
-        send_digest(session=s, env=make_environment(web_settings.templates_dir), settings=web_settings,
-                    frequency="monthly", period_key="2025-07")
+        send_digest(
+            session=s,
+            env=make_environment(web_settings.templates_dir),
+            settings=web_settings,
+            frequency="monthly",
+            period_key="2025-07",
+        )
         s.commit()
     assert "2025" not in client.get("/archive").text.split("<table>")[1]  # nothing sent yet
     drain(seeded, web_settings)
@@ -160,7 +201,9 @@ def test_archive_lists_sent_editions_without_personal_data(client, seeded, web_s
     rss = feedparser.parse(client.get("/archive/feed.rss").content)
     atom = feedparser.parse(client.get("/archive/feed.atom?topic=open-source").content)
     assert not rss.bozo and len(rss.entries) == 2 and not atom.bozo and len(atom.entries) == 2
-    assert len(feedparser.parse(client.get("/archive/feed.atom?topic=capital").content).entries) == 1
+    assert (
+        len(feedparser.parse(client.get("/archive/feed.atom?topic=capital").content).entries) == 1
+    )
     feed = json.loads(client.get("/archive/feed.json").text)
     assert feed["version"].startswith("https://jsonfeed.org/") and len(feed["items"]) == 2
     assert client.get("/archive/99999").status_code == 404

@@ -14,7 +14,9 @@ app.add_typer(token_app, name="token")
 
 
 @token_app.command("create")
-def create_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Who or what uses it.")) -> None:
+def create_cmd(
+    ctx: typer.Context, name: str = typer.Argument(..., help="Who or what uses it.")
+) -> None:
     """Create a token; it is printed once and stored only as a hash."""
     with state(ctx).session() as session:
         try:
@@ -31,7 +33,12 @@ def list_cmd(ctx: typer.Context) -> None:
     with state(ctx).session() as session:
         table = Table("name", "created", "last used", "revoked")
         for t in list_tokens(session=session):
-            table.add_row(t.name, str(t.created_at)[:19], str(t.last_used_at or "-")[:19], str(t.revoked_at or "-")[:19])
+            table.add_row(
+                t.name,
+                str(t.created_at)[:19],
+                str(t.last_used_at or "-")[:19],
+                str(t.revoked_at or "-")[:19],
+            )
     console.print(table)
 
 

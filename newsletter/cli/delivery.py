@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .. import outbox
+from ..logs import setup_logging
 from ..worker import run_worker
 from .common import console, fail, state
 
@@ -24,11 +23,7 @@ def worker_cmd(
 ) -> None:
     """Send queued messages: claim, send, record, retry with backoff. Stops on SIGTERM."""
     st = state(ctx)
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    setup_logging(verbose)
     engine = st.checked_engine()
     try:
         if until_empty:

@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import typer
 from rich.table import Table
 
 from .. import service
 from ..feeds import FeedError, add_feed, get_feed, poll_feeds
+from ..logs import setup_logging
 from ..models import Feed
 from .common import console, fail, state
 
 schedule_app = typer.Typer(help="The scheduler's jobs.", no_args_is_help=True)
 feeds_app = typer.Typer(help="RSS/Atom feeds polled for events.", no_args_is_help=True)
-
-
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("alembic", "apscheduler.executors.default", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def serve_cmd(

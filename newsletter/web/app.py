@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import Engine
 
-from ..db import make_engine
+from ..db import SchemaOutOfDate, check_schema, make_engine
+from ..metrics import render_metrics
 from ..rendering import make_environment
 from ..settings import Settings
 
@@ -35,7 +37,9 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
         if request.url.path.startswith("/api/"):
-            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+            return JSONResponse(
+                {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+            )
         return error_page(request, exc.status_code, str(exc.detail))
 
     @app.exception_handler(RequestValidationError)
@@ -50,7 +54,26 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @app.get("/healthz", include_in_schema=False)
     def healthz():
+        """Liveness: the process answers."""
         return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz():
+        """Readiness: the database answers and its schema is the one this code needs."""
+        try:
+            check_schema(app.state.engine)
+        except SchemaOutOfDate as exc:
+            return JSONResponse({"status": "not ready", "reason": str(exc)}, status_code=503)
+        except Exception as exc:  # noqa: BLE001 - any database failure means not ready
+            return JSONResponse(
+                {"status": "not ready", "reason": f"database: {type(exc).__name__}"},
+                status_code=503,
+            )
+        return {"status": "ready"}
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics():
+        return Response(render_metrics(app.state.engine), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
@@ -58,7 +81,9 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
     env = request.app.state.env
     lang = "zh" if request.query_params.get("lang") == "zh" else "en"
-    html = env.get_template("web/error.html.j2").render(status=status, message=message, lang=lang, t=labels(lang))
+    html = env.get_template("web/error.html.j2").render(
+        status=status, message=message, lang=lang, t=labels(lang)
+    )
     return HTMLResponse(html, status_code=status)
 
 

@@ -37,7 +37,9 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 EnvDep = Annotated[Environment, Depends(get_env)]
 
-bearer = HTTPBearer(auto_error=False, description="An admin token from `newsletter admin token create`.")
+bearer = HTTPBearer(
+    auto_error=False, description="An admin token from `newsletter admin token create`."
+)
 
 
 def require_admin(
@@ -45,7 +47,9 @@ def require_admin(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> AdminToken:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise HTTPException(401, "an admin bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401, "an admin bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+        )
     row = verify_token(session=session, token=credentials.credentials)
     if row is None:
         raise HTTPException(403, "this token is unknown or revoked")

@@ -1,0 +1,21 @@
+# Small, non-root image of the service. Build: docker build -t newsletter .
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY newsletter ./newsletter
+RUN pip install --no-cache-dir --prefix=/install .
+
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    NEWSLETTER_TEMPLATES_DIR=/app/templates NEWSLETTER_OUTBOX_DIR=/data/outbox
+RUN useradd --create-home --uid 10001 newsletter && mkdir -p /data && chown newsletter /data
+COPY --from=build /install /usr/local
+WORKDIR /app
+COPY templates ./templates
+COPY docker/entrypoint.sh /usr/local/bin/entrypoint.sh
+USER newsletter
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=3s --retries=5 \
+  CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"
+ENTRYPOINT ["entrypoint.sh"]
+CMD ["serve", "--host", "0.0.0.0", "--no-worker"]

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from . import outbox
@@ -99,17 +100,32 @@ class Worker:
     async def run(
         self, *, until_empty: bool = False, poll_seconds: float = 2.0, progress=None
     ) -> WorkerStats:
+        outage = 0
         try:
             while not self.stopping.is_set():
-                done = await self.run_batch()
-                if progress and done:
-                    progress(done)
-                if done:
-                    continue
-                wait = outbox.next_due_in(self.engine)
-                if until_empty and wait is None and outbox.pending_count(self.engine) == 0:
-                    break
-                delay = poll_seconds if wait is None else min(max(wait, 0.05), poll_seconds)
+                try:
+                    done = await self.run_batch()
+                    if progress and done:
+                        progress(done)
+                    if done:
+                        outage = 0
+                        continue
+                    wait = outbox.next_due_in(self.engine)
+                    if until_empty and wait is None and outbox.pending_count(self.engine) == 0:
+                        break
+                    outage = 0
+                    delay = poll_seconds if wait is None else min(max(wait, 0.05), poll_seconds)
+                except DBAPIError as exc:
+                    # the database went away (restart, failover): what we claimed stays
+                    # leased and is reclaimed later; keep trying to reconnect
+                    outage += 1
+                    delay = min(0.2 * 2**outage, 10.0)
+                    log.warning(
+                        "database unavailable (%s); retrying in %.1fs",
+                        type(exc.orig).__name__,
+                        delay,
+                    )
+                    self.engine.dispose()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), timeout=delay)
         finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import random
 import socket
 import threading
 from collections import defaultdict
@@ -39,6 +40,9 @@ class Recorder:
     script: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # (probability of a 4xx, probability of a dropped connection), decided per message
+    chaos: tuple[float, float] | None = None
+    rng: random.Random = field(default_factory=lambda: random.Random(1234))
 
     async def handle_DATA(self, server, session, envelope):
         rcpt = envelope.rcpt_tos[0].lower()
@@ -46,6 +50,12 @@ class Recorder:
             self.attempts[rcpt] += 1
             plan = self.script.get(rcpt)
             reply = plan.pop(0) if plan else "250"
+            if not plan and self.chaos:
+                roll = self.rng.random()
+                if roll < self.chaos[1]:
+                    reply = "drop"
+                elif roll < self.chaos[0] + self.chaos[1]:
+                    reply = "451 4.3.0 please try again later"
         if reply == "drop":
             server.transport.close()
             return "421 4.4.2 connection dropped"

@@ -18,21 +18,31 @@ from newsletter.models import Subscriber, Subscription, Topic
 from newsletter.sample import load_sample
 
 
-def ensure_postfix_tools() -> None:
-    """smtp-sink and smtp-source come with Debian's postfix package."""
-    if shutil.which("smtp-sink") or Path("/usr/sbin/smtp-sink").exists():
-        return
+def apt_install(package: str) -> None:
+    """Install a Debian package for a benchmark tool (as root, or through sudo)."""
     sudo = [] if os.geteuid() == 0 else ["sudo"]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    print("installing postfix (for smtp-sink / smtp-source) ...", flush=True)
+    print(f"installing {package} from Debian ...", flush=True)
     subprocess.run(
-        [*sudo, "apt-get", "install", "-y", "--no-install-recommends", "postfix"],
+        [*sudo, "apt-get", "install", "-y", "--no-install-recommends", package],
         check=True,
         env=env,
         stdout=subprocess.DEVNULL,
     )
+
+
+def ensure_postfix_tools() -> None:
+    """smtp-sink and smtp-source come with Debian's postfix package."""
+    if shutil.which("smtp-sink") or Path("/usr/sbin/smtp-sink").exists():
+        return
+    apt_install("postfix")
     # the package may start a master daemon; benchmarks need only the two tools
-    subprocess.run([*sudo, "postfix", "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(["postfix", "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def ensure_wrk() -> None:
+    if not shutil.which("wrk"):
+        apt_install("wrk")
 
 
 def sink_command(port: int) -> list[str]:

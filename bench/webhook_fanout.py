@@ -19,12 +19,11 @@ import time
 from pathlib import Path
 
 from common import ensure_wrk, free_port, fresh_database
-from sqlalchemy import select
 from sqlmodel import Session
 
 from newsletter.alerts import enqueue_alerts
 from newsletter.db import make_engine
-from newsletter.models import Event
+from newsletter.importing import import_records
 from newsletter.settings import Settings
 from newsletter.webhooks import EndpointIn, add_endpoint
 from newsletter.worker import Worker
@@ -114,11 +113,23 @@ def main() -> None:
                         mode="instant",
                     ),
                 )
-            events = s.execute(select(Event.id).order_by(Event.id)).scalars().all()
-            picked = (events * (args.events // len(events) + 1))[: args.events]
+            # events arriving after the endpoints exist (older ones never alert a new endpoint)
+            report = import_records(
+                session=s,
+                records=iter(
+                    (
+                        f"record {n}",
+                        {
+                            "title": f"Chipmaker {n} raises funding for open-source GPU work",
+                            "url": f"https://bench.example/{n}",
+                            "occurred_on": "2025-08-01",
+                        },
+                    )
+                    for n in range(args.events)
+                ),
+            )
             rows = sum(
-                enqueue_alerts(session=s, settings=settings, event_ids=[e])
-                for e in dict.fromkeys(picked)
+                enqueue_alerts(session=s, settings=settings, event_ids=[e]) for e in report.new_ids
             )
             s.commit()
         worker = Worker(engine=engine, settings=settings)

@@ -1,0 +1,145 @@
+"""Every benchmark in one command, printed as one table (and optionally written as Markdown).
+
+    python bench/run_all.py [--quick] [--postgres URL] [--markdown docs/benchmarks.md]
+
+Each figure is measured beside the machine's own limit in the same run: SMTP against
+Postfix's smtp-source into the same smtp-sink, webhooks against wrk on the same receiver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+
+
+def run(script: str, *args: str) -> str:
+    out = subprocess.run(
+        [PY, str(HERE / script), *args], capture_output=True, text=True, cwd=HERE, timeout=7200
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{script} {' '.join(args)} failed:\n{out.stderr[-2000:]}")
+    return out.stdout
+
+
+def fresh_pg(url: str) -> str:
+    import psycopg
+
+    name = f"nl_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+def email_row(n: int, db: str, pg: str | None) -> list[str]:
+    args = ["--subscribers", str(n)] + (
+        ["--database-url", fresh_pg(pg)] if db == "postgresql" else []
+    )
+    out = run("email_fanout.py", *args)
+    ours = re.search(r"newsletter worker, \d+ connections\s+(\d+)\s+([\d,]+)", out)
+    limit = re.search(r"smtp-source, \d+ sessions\s+(\d+)\s+([\d,]+)", out)
+    plan = re.search(r"planning \+ rendering: .*?, ([\d.]+)s", out)
+    size = re.search(r"message size: ([\d,]+) bytes", out).group(1)
+    o, lim = float(ours.group(2).replace(",", "")), float(limit.group(2).replace(",", ""))
+    return [
+        f"email fan-out {n:,} ({size} B)",
+        db,
+        f"{o:,.0f} msg/s",
+        f"{lim:,.0f} msg/s (smtp-source)",
+        f"{o / lim:.2f}",
+        f"plan {plan.group(1)} s",
+    ]
+
+
+def webhook_row(endpoints: int) -> list[str]:
+    out = run("webhook_fanout.py", "--endpoints", str(endpoints), "--events", "20")
+    ours = float(
+        re.search(r"newsletter worker.*?([\d,]+)\s*$", out, re.M).group(1).replace(",", "")
+    )
+    limit = float(
+        re.search(r"wrk -c16 into the same receiver\s+([\d,]+)", out).group(1).replace(",", "")
+    )
+    return [
+        f"webhook fan-out, {endpoints} signed endpoints",
+        "sqlite",
+        f"{ours:,.0f} req/s",
+        f"{limit:,.0f} req/s (wrk)",
+        f"{ours / limit:.3f}",
+        "4 in flight",
+    ]
+
+
+def planning_row(n: int, db: str, pg: str | None) -> list[str]:
+    args = ["--subscribers", str(n), "--json"] + (
+        ["--database-url", fresh_pg(pg)] if db == "postgresql" else []
+    )
+    r = json.loads(run("planning.py", *args).strip().splitlines()[-1])
+    return [
+        f"planning {n:,} subscribers",
+        db,
+        f"{r['seconds']} s",
+        f"{r['enqueued']:,} rows, {r['segments']} segments",
+        "",
+        f"peak RSS {r['peak_rss_mb']} MB (+{r['rss_growth_mb']} MB)",
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="small sizes only")
+    ap.add_argument(
+        "--postgres",
+        default=os.environ.get(
+            "NEWSLETTER_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    ap.add_argument("--markdown", default=None)
+    args = ap.parse_args()
+    dbs = ["sqlite"] + (["postgresql"] if args.postgres else [])
+    rows = []
+    for db in dbs:
+        for n in [2_000] if args.quick else [10_000, 100_000]:
+            rows.append(email_row(n, db, args.postgres))
+            print(" | ".join(rows[-1]), flush=True)
+    rows.append(webhook_row(50))
+    print(" | ".join(rows[-1]), flush=True)
+    for db in dbs:
+        for n in [10_000] if args.quick else [10_000, 100_000, 1_000_000]:
+            rows.append(planning_row(n, db, args.postgres))
+            print(" | ".join(rows[-1]), flush=True)
+    head = ["benchmark", "database", "ours", "machine limit, same run", "ratio", "notes"]
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    machine = f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + [
+        "| " + " | ".join(r) + " |" for r in rows
+    ]
+    print("\n" + machine + "\n" + "\n".join(table))
+    if args.markdown:
+        Path(args.markdown).write_text(
+            "# Benchmarks\n\nMeasured with `python bench/run_all.py` on "
+            + machine
+            + ".\n\n"
+            + "\n".join(table)
+            + "\n",
+            encoding="utf-8",
+        )
+
+
+if __name__ == "__main__":
+    main()

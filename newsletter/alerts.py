@@ -17,10 +17,10 @@ from sqlmodel import Session
 from . import i18n
 from .cards import event_items, render_messages
 from .digests import DigestRenderer
+from .events import slugs_by_event
 from .models import (
     Edition,
     Event,
-    EventTopic,
     Subscriber,
     Subscription,
     Topic,
@@ -60,13 +60,7 @@ def enqueue_alerts(
         return 0
     now = now or utcnow()
     due = now + dt.timedelta(seconds=settings.alert_batch_seconds)
-    event_slugs: dict[int, set[str]] = {}
-    for event_id, slug in session.execute(
-        select(EventTopic.event_id, Topic.slug)
-        .join(Topic, Topic.id == EventTopic.topic_id)
-        .where(EventTopic.event_id.in_(event_ids))
-    ):
-        event_slugs.setdefault(event_id, set()).add(slug)
+    event_slugs = {i: set(s) for i, s in slugs_by_event(session, event_ids).items()}
     endpoints = (
         session.execute(select(WebhookEndpoint).where(WebhookEndpoint.mode == "instant"))
         .scalars()

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlmodel import Session
 
+from .events import slugs_by_event
 from .messages import BuiltMessage, MessageError, build_confirm_email, build_digest_email
-from .models import Delivery, Edition, Event, EventTopic, Subscriber, Suppression, Topic, utcnow
+from .models import Delivery, Edition, Event, Subscriber, Suppression, Topic, utcnow
 from .outbox import Outcome
 from .rendering import alert_context, render_digest
 from .subscribers import address_hash, subscriber_topics
@@ -94,13 +95,7 @@ def build_alert_email(
     )
     if not events:
         return None
-    slugs: dict[int, list[str]] = {e.id: [] for e in events}
-    for event_id, slug in session.execute(
-        select(EventTopic.event_id, Topic.slug)
-        .join(Topic, Topic.id == EventTopic.topic_id)
-        .where(EventTopic.event_id.in_(list(slugs)))
-    ):
-        slugs[event_id].append(slug)
+    slugs = slugs_by_event(session, [e.id for e in events])
     topics = list(session.execute(select(Topic).order_by(Topic.position)).scalars())
     follows = tuple(t.slug for t in subscriber_topics(session=session, subscriber=sub))
     context = alert_context(

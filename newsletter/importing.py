@@ -18,6 +18,7 @@ import yaml
 from pydantic import ValidationError
 from sqlmodel import Session
 
+from .errors import reason
 from .events import EventIn, add_event
 from .topics import TopicError, compiled_rules
 
@@ -164,15 +165,6 @@ READERS: dict[str, Callable[[str], Records]] = {
 }
 
 
-def _reason(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "record"
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}")
-    return "; ".join(parts)
-
-
 def import_records(
     *, session: Session, records: Records, progress: Callable[[], None] | None = None
 ) -> ImportReport:
@@ -187,7 +179,7 @@ def import_records(
         try:
             event_in = EventIn.model_validate(record)
         except ValidationError as exc:
-            report.invalid.append(Problem(where, _reason(exc)))
+            report.invalid.append(Problem(where, reason(exc)))
             continue
         except ValueError as exc:
             report.invalid.append(Problem(where, str(exc)))

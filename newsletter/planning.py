@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlmodel import Session
 
-from .models import Event, EventTopic, Subscriber, Subscription, Suppression, Topic
+from .events import slugs_by_event
+from .models import Event, Subscriber, Subscription, Suppression, Topic
 from .periods import Period
 from .subscribers import address_hash
 
@@ -29,15 +30,7 @@ def period_events(*, session: Session, period: Period) -> list[tuple[Event, list
             .order_by(Event.importance.desc().nulls_last(), Event.occurred_on, Event.id)
         ).scalars()
     )
-    slugs: dict[int, list[str]] = {e.id: [] for e in events}
-    if events:
-        for event_id, slug in session.execute(
-            select(EventTopic.event_id, Topic.slug)
-            .join(Topic, Topic.id == EventTopic.topic_id)
-            .where(EventTopic.event_id.in_(list(slugs)))
-            .order_by(Topic.position)
-        ):
-            slugs[event_id].append(slug)
+    slugs = slugs_by_event(session, [e.id for e in events])
     return [(e, slugs[e.id]) for e in events]
 
 

@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 from sqlmodel import Session
 
+from .errors import reason
 from .subscribers import (
     SubscriberError,
     SubscriberIn,
@@ -89,15 +90,6 @@ def read_roster(path: Path) -> dict[str, list[Any]]:
     return out
 
 
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
-    return str(exc)
-
-
 def sync_subscriber(session: Session, where: str, entry: Any) -> EntryResult:
     who = str(entry.get("email", "?")) if isinstance(entry, dict) else "?"
     try:
@@ -118,7 +110,7 @@ def sync_subscriber(session: Session, where: str, entry: Any) -> EntryResult:
             changed = update_subscriber(session=session, subscriber=existing, sub_in=sub_in)
             return EntryResult(where, sub_in.email, "updated" if changed else "unchanged")
     except (ValidationError, SubscriberError, TopicError) as exc:
-        return EntryResult(where, who, "invalid", _reason(exc))
+        return EntryResult(where, who, "invalid", reason(exc))
 
 
 def sync_rosters(*, session: Session, path: Path, team_sync=None) -> SyncReport:

@@ -14,6 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, Field, field_validator
 from sqlmodel import Session, select
 
+from .errors import reason
 from .models import Subscriber, Subscription, Suppression, Topic, utcnow
 from .periods import FREQUENCIES
 from .text import one_line
@@ -249,16 +250,6 @@ class SubscriberImportReport:
         return not self.invalid
 
 
-def _reason(exc: Exception) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-            for e in errors()
-        )
-    return str(exc)
-
-
 def csv_rows(text: str) -> Iterator[tuple[str, dict[str, str]]]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if not reader.fieldnames or "email" not in [f.strip().lower() for f in reader.fieldnames]:
@@ -285,7 +276,7 @@ def import_subscribers(
         try:
             sub_in = SubscriberIn.model_validate(data)
         except (ValueError, SubscriberError) as exc:
-            report.invalid.append(RowProblem(where, _reason(exc)))
+            report.invalid.append(RowProblem(where, reason(exc)))
             continue
         if get_subscriber(session=session, email=sub_in.email) is not None:
             report.duplicate += 1

@@ -13,7 +13,8 @@ from .alerts import alert_title
 from .cards import PayloadError, event_items, render_messages
 from .channels.base import PermanentDeliveryError, TemporaryDeliveryError
 from .channels.webhook import WebhookChannel, prepare
-from .models import Delivery, Event, EventTopic, Topic, WebhookEndpoint, utcnow
+from .events import slugs_by_event
+from .models import Delivery, Event, Topic, WebhookEndpoint, utcnow
 from .outbox import Outcome
 from .webhooks import endpoint_secret
 
@@ -114,14 +115,7 @@ def alert_messages(
     )
     if not events:
         return []
-    slugs: dict[int, list[str]] = {e.id: [] for e in events}
-    for event_id, slug in session.execute(
-        select(EventTopic.event_id, Topic.slug)
-        .join(Topic, Topic.id == EventTopic.topic_id)
-        .where(EventTopic.event_id.in_(list(slugs)))
-        .order_by(Topic.position)
-    ):
-        slugs[event_id].append(slug)
+    slugs = slugs_by_event(session, [e.id for e in events])
     topics = list(session.execute(select(Topic).order_by(Topic.position)).scalars())
     items = event_items([(e, slugs[e.id]) for e in events], topics, ep.language)
     names = {t.slug: (t.name_zh if ep.language == "zh" else t.name_en) for t in topics}

@@ -10,6 +10,7 @@ from rich.table import Table
 from sqlalchemy import func
 from sqlmodel import select
 
+from ..errors import reason as validation_message
 from ..models import EventTopic
 from ..topics import (
     TopicError,
@@ -35,13 +36,6 @@ def split_terms(values: list[str] | None) -> list[str]:
     for value in values or []:
         terms += [t.strip() for t in value.replace("，", ",").split(",") if t.strip()]
     return terms
-
-
-def validation_message(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-        for e in exc.errors()
-    )
 
 
 @app.command("list")

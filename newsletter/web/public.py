@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session
 
+from ..errors import field_errors
 from ..models import Subscriber, utcnow
 from ..outbox import enqueue
 from ..rendering import personalise
@@ -153,10 +154,7 @@ def subscribe(
         else:
             topics_by_slug(session=session, slugs=sub_in.topics)
     except ValidationError as exc:
-        errors += [
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        ]
+        errors += field_errors(exc)
     except TopicError as exc:
         errors.append(str(exc))
     if errors:
@@ -303,10 +301,7 @@ def save_preferences(
             raise SubscriberError(WEB_LABELS[sub.language]["choose_topic"])
         chosen = topics_by_slug(session=session, slugs=sub_in.topics)
     except ValidationError as exc:
-        errors = [
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        ]
+        errors = field_errors(exc)
         return _preferences_page(request, session, env, sub, token, errors=errors, status=422)
     except (SubscriberError, TopicError) as exc:
         return _preferences_page(request, session, env, sub, token, errors=[str(exc)], status=422)

@@ -18,7 +18,8 @@ from .topics import compiled_rules, topics_by_slug
 
 LANGS = ("zh", "en")
 REGION = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
-LANGUAGE = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})?$")
+LANGUAGE = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,4})?$")  # fits the 8-character column
+MAX_URL = 2000
 MAX_TITLE = 500
 MAX_SUMMARY = 5000
 
@@ -103,6 +104,8 @@ class EventIn(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
+        if len(v) > MAX_URL:
+            raise ValueError(f"url is longer than {MAX_URL} characters")
         return normalise_url(v)
 
     @field_validator("source")

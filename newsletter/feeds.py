@@ -60,6 +60,13 @@ def add_feed(
         check_url(url, allow_http=True, allow_networks=settings.webhook_allow_networks)
     except (ValueError, UnsafeURLError) as exc:
         raise FeedError(f"refusing feed URL: {exc}") from exc
+    from .events import LANGUAGE, REGION
+
+    region, language = region.strip().lower(), language.strip().lower()
+    if not REGION.match(region):
+        raise FeedError("region must be a lower-case code such as global or china")
+    if not LANGUAGE.match(language):
+        raise FeedError(f"language {language!r} is not a language code such as zh or en")
     name = one_line(name or url.split("//", 1)[1].split("/", 1)[0])[:200]
     if session.execute(select(Feed).where(or_(Feed.url == url, Feed.name == name))).scalar():
         raise FeedError(f"a feed with this URL or the name {name!r} exists already")

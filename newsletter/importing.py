@@ -126,6 +126,13 @@ CSV_LOCALISED = ("title", "summary")
 
 
 def read_csv(text: str) -> Records:
+    try:
+        yield from _read_csv(text)
+    except csv.Error as exc:
+        raise ImportFileError(f"unreadable CSV: {exc}") from exc
+
+
+def _read_csv(text: str) -> Records:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if not reader.fieldnames:
         return

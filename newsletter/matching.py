@@ -71,7 +71,7 @@ def validate_rules(rules: dict[str, Any]) -> dict[str, Any]:
             raise RuleError("regex must be a string")
         try:
             re.compile(regex)
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError) as exc:
             raise RuleError(f"invalid regex {regex!r}: {exc}") from exc
     out["regex"] = regex
     return out

@@ -269,6 +269,7 @@ def remove_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> None:
         select(WebhookTopic).where(WebhookTopic.endpoint_id == endpoint.id)
     ).scalars():
         session.delete(row)
+    session.flush()  # before the endpoint goes, or the database cascade races the ORM
     session.delete(endpoint)
     session.flush()
 

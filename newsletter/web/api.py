@@ -1,11 +1,13 @@
 """The admin REST API under /api/v1 (bearer-token auth).
 
 Every operation needs `Authorization: Bearer <token>` (`newsletter admin token create`):
-401 without one, 403 with an unknown or revoked one. The endpoints call the domain
-modules; how their errors become status codes is described in `api_common`.
+401 without one, 403 with an unknown or revoked one. Each part lives in its own module
+(`api_topics`, `api_events`, ...) built with `api_common.admin_router`, which adds the
+token check and maps domain errors to status codes (see `api_common`); request and
+response models are in `api_models`.
 """
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.routing import APIRoute
 
 from . import (
@@ -17,8 +19,6 @@ from . import (
     api_topics,
     api_webhooks,
 )
-from .api_common import errors
-from .deps import require_admin
 
 
 def operation_id(route: APIRoute) -> str:
@@ -26,17 +26,16 @@ def operation_id(route: APIRoute) -> str:
     return f"{route.tags[0]}-{route.name}" if route.tags else route.name
 
 
-router = APIRouter(
-    dependencies=[Depends(require_admin)],
-    responses=errors(401, 403),
-    generate_unique_id_function=operation_id,
-)
+router = APIRouter(generate_unique_id_function=operation_id)
 
-router.include_router(api_topics.router)
-router.include_router(api_events.router)
-router.include_router(api_subscribers.router)
-router.include_router(api_webhooks.router)
-router.include_router(api_digests.takes)
-router.include_router(api_digests.digests)
-router.include_router(api_feeds.router)
-router.include_router(api_outbox.router)
+for part in (
+    api_topics.router,
+    api_events.router,
+    api_subscribers.router,
+    api_webhooks.router,
+    api_digests.takes,
+    api_digests.digests,
+    api_feeds.router,
+    api_outbox.router,
+):
+    router.include_router(part)

@@ -34,7 +34,8 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# commit before the response goes out, so a 2xx means the change is stored
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 EnvDep = Annotated[Environment, Depends(get_env)]
 
 bearer = HTTPBearer(

@@ -1,0 +1,116 @@
+"""/api/v1/subscribers: readers of the email digests and the topics they follow."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import HTTPException, Path, Query, Response
+from sqlmodel import Session
+
+from ..models import Subscriber
+from ..subscribers import (
+    SubscriberIn,
+    add_subscriber,
+    get_subscriber,
+    is_suppressed,
+    list_subscribers,
+    remove_subscriber,
+    subscriber_topics,
+    update_subscriber,
+)
+from .api_common import admin_router, errors
+from .api_models import SubscriberChange, SubscriberCreate, SubscriberPublic, SubscribersPublic
+from .deps import SessionDep
+
+router = admin_router("/subscribers", "subscribers")
+
+EmailPath = Annotated[str, Path(max_length=320, examples=["ada@example.com"])]
+
+
+def subscriber_public(session: Session, sub: Subscriber) -> SubscriberPublic:
+    topics = [t.slug for t in subscriber_topics(session=session, subscriber=sub)]
+    return SubscriberPublic(**sub.model_dump(), topics=topics)
+
+
+def subscriber_or_404(session: Session, email: str) -> Subscriber:
+    sub = get_subscriber(session=session, email=email)
+    if sub is None:
+        raise HTTPException(404, f"no subscriber {email!r}")
+    return sub
+
+
+@router.get("", response_model=SubscribersPublic, summary="List subscribers", responses=errors(422))
+def read_subscribers(
+    session: SessionDep,
+    status: Literal["pending", "active", "unsubscribed"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> SubscribersPublic:
+    subs = list_subscribers(session=session, status=status)
+    data = [subscriber_public(session, s) for s in subs[offset : offset + limit]]
+    return SubscribersPublic(data=data, count=len(subs))
+
+
+@router.post(
+    "",
+    response_model=SubscriberPublic,
+    status_code=201,
+    summary="Add a subscriber (active at once: the admin vouches for consent)",
+    description="Refused with 409 when the address is subscribed already or on the "
+    "suppression list (unsubscribed, removed or bounced).",
+    responses=errors(400, 409, 422),
+)
+def create_subscriber(session: SessionDep, sub_in: SubscriberCreate) -> SubscriberPublic:
+    if get_subscriber(session=session, email=sub_in.email) is not None:
+        raise HTTPException(409, f"{sub_in.email} is already subscribed")
+    if is_suppressed(session=session, email=sub_in.email):
+        raise HTTPException(
+            409, f"{sub_in.email} is on the suppression list (unsubscribed, removed or bounced)"
+        )
+    sub = add_subscriber(session=session, sub_in=sub_in)
+    return subscriber_public(session, sub)
+
+
+@router.get(
+    "/{email}",
+    response_model=SubscriberPublic,
+    summary="Read a subscriber",
+    responses=errors(404, 422),
+)
+def read_subscriber(session: SessionDep, email: EmailPath) -> SubscriberPublic:
+    return subscriber_public(session, subscriber_or_404(session, email))
+
+
+@router.patch(
+    "/{email}",
+    response_model=SubscriberPublic,
+    summary="Change a subscriber's name, language, time zone, frequency or topics",
+    responses=errors(400, 404, 422),
+)
+def change_subscriber(
+    session: SessionDep, email: EmailPath, change: SubscriberChange
+) -> SubscriberPublic:
+    sub = subscriber_or_404(session, email)
+    current = {
+        "email": sub.email,
+        "name": sub.name,
+        "language": sub.language,
+        "timezone": sub.timezone,
+        "frequency": sub.frequency,
+        "topics": [t.slug for t in subscriber_topics(session=session, subscriber=sub)],
+    }
+    wanted = SubscriberIn.model_validate({**current, **change.model_dump(exclude_none=True)})
+    update_subscriber(session=session, subscriber=sub, sub_in=wanted)
+    return subscriber_public(session, sub)
+
+
+@router.delete(
+    "/{email}",
+    status_code=204,
+    summary="Remove a subscriber",
+    description="Deletes the personal data; the address stays on the suppression list.",
+    responses=errors(404, 422),
+)
+def delete_subscriber(session: SessionDep, email: EmailPath) -> Response:
+    remove_subscriber(session=session, subscriber=subscriber_or_404(session, email))
+    return Response(status_code=204)

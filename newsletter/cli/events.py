@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..alerts import enqueue_alerts
@@ -47,8 +48,24 @@ def import_cmd(
     failed = False
     for path in files:
         try:
-            with st.session() as session:
-                report = import_file(session=session, path=path, fmt=fmt)
+            with (
+                st.session() as session,
+                Progress(
+                    TextColumn(f"importing {path.name}"),
+                    TextColumn("{task.completed} records"),
+                    TimeElapsedColumn(),
+                    console=console,
+                    transient=True,
+                    disable=not console.is_terminal,
+                ) as bar,
+            ):
+                task = bar.add_task("import", total=None)
+                report = import_file(
+                    session=session,
+                    path=path,
+                    fmt=fmt,
+                    progress=lambda task=task: bar.advance(task),
+                )
                 alerts = enqueue_alerts(
                     session=session, settings=st.settings, event_ids=report.new_ids
                 )

@@ -35,7 +35,7 @@ def get_session(request: Request) -> Iterator[Session]:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 # commit before the response goes out, so a 2xx means the change is stored
-SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+SessionDep = Annotated[Session, Depends(get_session)]
 EnvDep = Annotated[Environment, Depends(get_env)]
 
 bearer = HTTPBearer(

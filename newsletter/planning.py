@@ -54,7 +54,7 @@ def iter_recipients(
         subs = session.execute(query.order_by(Subscriber.id).limit(batch_size)).all()
         if not subs:
             return
-        last_id = subs[-1][0]
+        first_id, last_id = subs[0][0], subs[-1][0]
         ids = [s[0] for s in subs]
         hashes = {address_hash(s[1]): s[0] for s in subs}
         suppressed = {
@@ -64,12 +64,14 @@ def iter_recipients(
             ).scalars()
         }
         topics: dict[int, list[str]] = {i: [] for i in ids}
+        # a range, not IN (2000 ids): cheaper to plan, and the primary key serves it
         for sub_id, slug in session.execute(
             select(Subscription.subscriber_id, Topic.slug)
             .join(Topic, Topic.id == Subscription.topic_id)
-            .where(Subscription.subscriber_id.in_(ids))
+            .where(Subscription.subscriber_id.between(first_id, last_id))
         ):
-            topics[sub_id].append(slug)
+            if sub_id in topics:
+                topics[sub_id].append(slug)
         yield [
             Recipient(sid, lang, tuple(sorted(topics[sid], key=lambda s: (order.get(s, 0), s))))
             for sid, _email, lang in subs

@@ -938,3 +938,11 @@ def test_no_input_produces_a_server_error(app, sample, token, chat_receiver, mon
                 case.call_and_validate(headers=headers, checks=[not_a_server_error])
 
             no_server_error()
+
+
+def test_generated_generic_secret_is_shown_once(client, sample, chat_receiver):
+    created = add_webhook(client, chat_receiver, name="ops", platform="generic")
+    secret = created["generated_secret"]
+    assert secret.startswith("whsec_") and len(secret) > 40
+    again = client.get("/api/v1/webhooks/ops").json()
+    assert again["generated_secret"] is None and secret not in json.dumps(again)

@@ -316,6 +316,11 @@ class WebhookPublic(BaseModel):
     first_failure_at: dt.datetime | None
     source: str
     created_at: dt.datetime
+    generated_secret: str | None = Field(
+        default=None,
+        description="Only in the answer to creating a generic endpoint without a secret: the "
+        "generated `whsec_` secret, shown this once for the receiver to verify signatures.",
+    )
 
 
 class WebhooksPublic(Page):

@@ -79,7 +79,7 @@ def read_webhooks(session: SessionDep) -> WebhooksPublic:
     summary="Add a webhook endpoint",
     description="The URL must be https and resolve to public addresses only (unless allowed "
     "by the service's settings). A generic endpoint without a secret gets a generated "
-    "`whsec_` secret, which is never shown in full: give your own to know it.",
+    "`whsec_` secret, returned once as `generated_secret` and masked ever after.",
     responses=errors(400, 409, 422),
 )
 def create_webhook(
@@ -90,7 +90,10 @@ def create_webhook(
     ep = add_endpoint(
         session=session, settings=settings, ep_in=EndpointIn.model_validate(body.model_dump())
     )
-    return webhook_public(session, ep)
+    public = webhook_public(session, ep)
+    if ep.platform == "generic" and not body.secret and ep.secret:
+        public.generated_secret = ep.secret
+    return public
 
 
 @router.get(

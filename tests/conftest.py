@@ -220,3 +220,17 @@ def page(browser):
     page = context.new_page()
     yield page
     context.close()
+
+
+@pytest.fixture
+def screenshot_dir(tmp_path):
+    """Where browser tests save screenshots: the README's folder when
+    NEWSLETTER_UPDATE_SCREENSHOTS=1, otherwise a temporary one (the tree stays clean)."""
+    from pathlib import Path
+
+    if os.environ.get("NEWSLETTER_UPDATE_SCREENSHOTS") == "1":
+        folder = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+    else:
+        folder = tmp_path / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

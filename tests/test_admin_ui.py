@@ -8,7 +8,6 @@ import random
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -36,7 +35,6 @@ from newsletter.topics import get_topic
 from newsletter.web.app import create_app
 from newsletter.worker import Worker
 
-SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshots" / "admin-dashboard.png"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 PAGES = ["/admin/", "/admin/topics", "/admin/topics/hardware", "/admin/events", "/admin/take",
          "/admin/preview", "/admin/send"]  # fmt: skip
@@ -473,7 +471,7 @@ def add_history(engine, days: int = 14, seed: int = 7) -> None:
         session.commit()
 
 
-def test_dashboard_screenshot(page, live_server, engine, token, smtp_server):
+def test_dashboard_screenshot(page, live_server, engine, token, smtp_server, screenshot_dir):
     settings = live_server.settings
     with Session(engine, expire_on_commit=False) as session:
         summary = send_digest(
@@ -499,7 +497,7 @@ def test_dashboard_screenshot(page, live_server, engine, token, smtp_server):
     expect(page.locator(".value[data-status=held]")).to_have_text("2")
     assert page.locator("svg.chart rect.s-sent").count() == 14
     expect(page.locator("svg.chart")).to_contain_text("Today")
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    shot = screenshot_dir / "admin-dashboard.png"
     page.set_viewport_size({"width": 1100, "height": 900})
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
-    assert SCREENSHOT.stat().st_size > 10_000
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000

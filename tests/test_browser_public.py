@@ -1,8 +1,7 @@
 """Subscriber pages in headless Chromium: subscribe -> confirmation email -> click -> active;
-preferences; unsubscribe. Saves the README screenshots."""
+preferences; unsubscribe. With NEWSLETTER_UPDATE_SCREENSHOTS=1 it refreshes the README's screenshots."""
 
 import re
-from pathlib import Path
 
 import pytest
 from sqlmodel import Session
@@ -13,8 +12,6 @@ from newsletter.tokens import make_token
 
 from .workers import drain
 
-SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
-
 
 @pytest.fixture
 def site(live_server, engine):
@@ -24,10 +21,9 @@ def site(live_server, engine):
     return live_server
 
 
-def test_subscribe_confirm_preferences_unsubscribe(site, engine, page, smtp_server):
+def test_subscribe_confirm_preferences_unsubscribe(site, engine, page, smtp_server, screenshot_dir):
     page.goto(site.url + "/?lang=en")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "subscribe.png"), full_page=True)
+    page.screenshot(path=str(screenshot_dir / "subscribe.png"), full_page=True)
     page.fill("#email", "reader@example.com")
     page.fill("#name", "Grace")
     page.check("input[name=topics][value=hardware]")
@@ -57,7 +53,7 @@ def test_subscribe_confirm_preferences_unsubscribe(site, engine, page, smtp_serv
     page.uncheck("input[name=topics][value=hardware]")
     page.check("input[name=topics][value=governance]")
     page.check("input[name=frequency][value=monthly]")
-    page.screenshot(path=str(SHOTS / "preferences.png"), full_page=True)
+    page.screenshot(path=str(screenshot_dir / "preferences.png"), full_page=True)
     page.click("#preferences button[type=submit]")
     assert "Saved" in page.locator("[role=status]").inner_text()
     with Session(engine) as s:

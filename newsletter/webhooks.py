@@ -184,6 +184,48 @@ def add_endpoint(
     return ep
 
 
+def update_endpoint(
+    *, session: Session, settings: Settings, endpoint: WebhookEndpoint, changes: dict[str, Any]
+) -> WebhookEndpoint:
+    """Apply the given fields (url, secret, topics, mode, language, timezone); others stay."""
+    given = {k: v for k, v in changes.items() if v is not None}
+    wanted = EndpointIn.model_validate(
+        {
+            "name": endpoint.name,
+            "platform": endpoint.platform,
+            "url": endpoint.url,
+            "secret": endpoint.secret,
+            "mode": endpoint.mode,
+            "language": endpoint.language,
+            "timezone": endpoint.timezone,
+            **given,
+            "topics": given.get("topics")
+            or [t.slug for t in endpoint_topics(session=session, endpoint=endpoint)],
+        }
+    )
+    if "url" in given:
+        check_endpoint_url(settings, wanted.url)
+    if (
+        endpoint.platform == "generic"
+        and "secret" in given
+        and not wanted.secret.startswith("whsec_")
+    ):
+        raise WebhookError(
+            "a generic webhook secret must be a Standard Webhooks secret (whsec_...)"
+        )
+    endpoint.url, endpoint.secret = wanted.url, wanted.secret
+    endpoint.mode, endpoint.language, endpoint.timezone = (
+        wanted.mode,
+        wanted.language,
+        wanted.timezone,
+    )
+    session.add(endpoint)
+    if "topics" in given:
+        set_endpoint_topics(session=session, endpoint=endpoint, slugs=wanted.topics)
+    session.flush()
+    return endpoint
+
+
 def disable_endpoint(*, session: Session, endpoint: WebhookEndpoint, reason: str) -> None:
     """Stop sending; what is queued for it is held, not lost."""
     from . import outbox

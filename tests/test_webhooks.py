@@ -440,3 +440,40 @@ def test_teams_in_rosters_take_secrets_from_the_environment(
         cli("webhooks", "test", "ops").exit_code == 0
     )  # signed with the secret from the environment
     assert "0 created" in cli("subscribers", "sync", str(roster)).output
+
+
+def test_cli_edit_changes_only_what_is_given(sample, db_url, chat_receiver, cli, monkeypatch):
+    monkeypatch.setenv("NEWSLETTER_WEBHOOK_ALLOW_HTTP", "true")
+    monkeypatch.setenv("NEWSLETTER_WEBHOOK_ALLOW_NETWORKS", '["127.0.0.0/8"]')
+    assert (
+        cli(
+            "webhooks",
+            "add",
+            "ops",
+            "--platform",
+            "slack",
+            "--url",
+            chat_receiver.url("/slack/ops"),
+            "--topics",
+            "hardware",
+        ).exit_code
+        == 0
+    )
+    assert (
+        cli(
+            "webhooks", "edit", "ops", "--topics", "capital,governance", "--mode", "weekly"
+        ).exit_code
+        == 0
+    )
+    (row,) = json.loads(cli("webhooks", "list", "--format", "json").output)
+    assert (row["topics"], row["mode"], row["language"]) == (
+        ["governance", "capital"],
+        "weekly",
+        "en",
+    )
+    bad = cli("webhooks", "edit", "ops", "--url", "https://169.254.169.254/latest")
+    assert bad.exit_code == 1 and "metadata" in bad.stderr
+    assert cli("webhooks", "edit", "ops", "--mode", "hourly").exit_code == 1
+    assert cli("webhooks", "edit", "nope", "--mode", "daily").exit_code == 1
+    (row,) = json.loads(cli("webhooks", "list", "--format", "json").output)
+    assert row["mode"] == "weekly" and row["url"].startswith("http://127.0.0.1")

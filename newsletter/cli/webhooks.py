@@ -14,7 +14,6 @@ from ..webhooks import (
     EndpointIn,
     WebhookError,
     add_endpoint,
-    check_endpoint_url,
     disable_endpoint,
     enable_endpoint,
     endpoint_topics,
@@ -22,7 +21,7 @@ from ..webhooks import (
     list_endpoints,
     mask,
     remove_endpoint,
-    set_endpoint_topics,
+    update_endpoint,
 )
 from .common import console, fail, state
 from .topics import validation_message
@@ -135,28 +134,15 @@ def edit_cmd(
 ) -> None:
     """Change an endpoint."""
     st = state(ctx)
+    changes = {"url": url, "secret": secret, "topics": topics, "mode": mode, "language": language}
     with st.session() as session:
         try:
-            ep = get_endpoint(session=session, name=name)
-            current = EndpointIn(
-                name=ep.name,
-                platform=ep.platform,
-                url=url or ep.url,
-                secret=secret or ep.secret,
-                topics=topics or [t.slug for t in endpoint_topics(session=session, endpoint=ep)],
-                mode=mode or ep.mode,
-                language=language or ep.language,
+            update_endpoint(
+                session=session,
+                settings=st.settings,
+                endpoint=get_endpoint(session=session, name=name),
+                changes=changes,
             )
-            if url:
-                check_endpoint_url(st.settings, current.url)
-            ep.url, ep.secret, ep.mode, ep.language = (
-                current.url,
-                current.secret,
-                current.mode,
-                current.language,
-            )
-            session.add(ep)
-            set_endpoint_topics(session=session, endpoint=ep, slugs=current.topics)
         except ValidationError as exc:
             fail(validation_message(exc))
         except (WebhookError, TopicError) as exc:

@@ -15,7 +15,6 @@ from ..webhooks import (
     EndpointIn,
     WebhookError,
     add_endpoint,
-    check_endpoint_url,
     disable_endpoint,
     enable_endpoint,
     endpoint_topics,
@@ -23,7 +22,7 @@ from ..webhooks import (
     list_endpoints,
     mask,
     remove_endpoint,
-    set_endpoint_topics,
+    update_endpoint,
 )
 from ..webhooks_test import send_test
 from .api_common import admin_router, errors, status_on
@@ -116,33 +115,12 @@ def change_webhook(
     session: SessionDep, settings: SettingsDep, name: NamePath, change: WebhookChange
 ) -> WebhookPublic:
     ep = endpoint_or_404(session, name)
-    given = change.model_dump(exclude_none=True)
-    wanted = EndpointIn.model_validate(
-        {
-            "name": ep.name,
-            "platform": ep.platform,
-            "url": ep.url,
-            "secret": ep.secret,
-            "mode": ep.mode,
-            "language": ep.language,
-            "timezone": ep.timezone,
-            **given,
-            "topics": given.get("topics")
-            or [t.slug for t in endpoint_topics(session=session, endpoint=ep)],
-        }
+    update_endpoint(
+        session=session,
+        settings=settings,
+        endpoint=ep,
+        changes=change.model_dump(exclude_none=True),
     )
-    if "url" in given:
-        check_endpoint_url(settings, wanted.url)
-    if ep.platform == "generic" and "secret" in given and not wanted.secret.startswith("whsec_"):
-        raise WebhookError(
-            "a generic webhook secret must be a Standard Webhooks secret (whsec_...)"
-        )
-    ep.url, ep.secret = wanted.url, wanted.secret
-    ep.mode, ep.language, ep.timezone = wanted.mode, wanted.language, wanted.timezone
-    session.add(ep)
-    if "topics" in given:
-        set_endpoint_topics(session=session, endpoint=ep, slugs=wanted.topics)
-    session.flush()
     return webhook_public(session, ep)
 
 

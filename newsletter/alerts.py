@@ -12,6 +12,7 @@ import datetime as dt
 
 from jinja2 import Environment
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from . import i18n
@@ -217,6 +218,22 @@ def digest_editions(
         archive_url=settings.base_url.rstrip("/") + "/archive",
         timestamp=utcnow().isoformat(timespec="seconds"),
     )
+    try:
+        with session.begin_nested():
+            return _store_parts(session, segment, title, events, messages)
+    except IntegrityError:
+        # another planner stored this segment's parts first: use theirs
+        return digest_editions(
+            session=session,
+            env=env,
+            settings=settings,
+            renderer=renderer,
+            segment=segment,
+            events=events,
+        )
+
+
+def _store_parts(session: Session, segment: Segment, title: str, events, messages) -> list[int]:
     ids = []
     for n, payload in enumerate(messages, start=1):
         edition = Edition(
@@ -224,7 +241,7 @@ def digest_editions(
             format=segment.format,
             frequency=segment.frequency,
             period=segment.period.key,
-            language=lang,
+            language=segment.language,
             topic_slugs=list(segment.topic_slugs),
             event_ids=[e.id for e, _ in events],
             subject=title,

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from .messages import build_digest_email
-from .models import Delivery, Edition, Event, Subscriber, utcnow
+from .models import Delivery, Edition, Event, utcnow
 from .outbox import enqueue
 from .periods import DIGEST_FREQUENCIES, Period, PeriodError, parse_period
 from .planning import Recipient, events_for, iter_recipients, period_events
@@ -246,9 +246,3 @@ def preview_digest(
     html = parsed.get_body(("html",)).get_content()
     text = parsed.get_body(("plain",)).get_content()
     return Preview(rendered.subject, html, text, len(events), built.data)
-
-
-def load_for_send(session: Session, delivery: Delivery) -> tuple[Edition | None, Subscriber | None]:
-    edition = session.get(Edition, delivery.edition_id) if delivery.edition_id else None
-    subscriber = session.get(Subscriber, delivery.subscriber_id) if delivery.subscriber_id else None
-    return edition, subscriber

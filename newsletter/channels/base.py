@@ -33,14 +33,13 @@ class PermanentDeliveryError(DeliveryError):
         self.disable = disable
 
 
-class EmailChannel(Protocol):
+class Channel(Protocol):
+    """An email channel: SMTP, or the file drop used when no SMTP server is configured."""
+
     name: str
 
-    async def send(self, *, sender: str, recipient: str, message: bytes) -> str:
+    async def send(self, *, sender: str, recipient: str, message: bytes, key: str = "") -> str:
         """Deliver one message; returns the server's answer."""
         ...
 
     async def aclose(self) -> None: ...
-
-
-Channel = EmailChannel

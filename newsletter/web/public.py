@@ -4,7 +4,6 @@ unsubscribe (RFC 8058), and the archive of sent editions with RSS, Atom and JSON
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
@@ -404,7 +403,3 @@ def archive_feed(
     body = archive.xml_feed(kind, editions, base, topic, request.app.state.env)
     media = "application/rss+xml" if kind == "rss" else "application/atom+xml"
     return Response(body, media_type=f"{media}; charset=utf-8")
-
-
-def _now() -> dt.datetime:
-    return utcnow()

@@ -79,6 +79,9 @@ def main() -> None:
     ap.add_argument("--database-url", default=None)
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument(
+        "--processes", type=int, default=1, help="worker processes (newsletter worker --processes)"
+    )
     args = ap.parse_args()
 
     ensure_postfix_tools()
@@ -129,7 +132,9 @@ def main() -> None:
         sent = stats.by_status.get("sent", 0)
         ours = sent / send_s
         n_source = min(sent, 20_000)
-        same = smtp_source(port, messages=n_source, size=size, sessions=args.connections)
+        same = smtp_source(
+            port, messages=n_source, size=size, sessions=args.connections * args.processes
+        )
         many = smtp_source(port, messages=n_source, size=size, sessions=16)
     finally:
         sink.terminate()
@@ -147,10 +152,10 @@ def main() -> None:
     print(f"message size: {size:,} bytes")
     print(f"{'sender':<44}{'messages':>10}{'msg/s':>10}")
     print(
-        f"{'newsletter worker, ' + str(args.connections) + ' connections':<44}{sent:>10}{ours:>10,.0f}"
+        f"{f'newsletter worker x{args.processes}, {args.connections} connections each':<44}{sent:>10}{ours:>10,.0f}"
     )
     print(
-        f"{'smtp-source, ' + str(args.connections) + ' sessions':<44}{n_source:>10}{same:>10,.0f}"
+        f"{'smtp-source, ' + str(args.connections * args.processes) + ' sessions':<44}{n_source:>10}{same:>10,.0f}"
     )
     print(f"{'smtp-source, 16 sessions':<44}{n_source:>10}{many:>10,.0f}")
     print(f"ratio ours / smtp-source (same sessions): {ours / same:.2f}")

@@ -45,7 +45,7 @@ def email_row(n: int, db: str, pg: str | None) -> list[str]:
         ["--database-url", fresh_pg(pg)] if db == "postgresql" else []
     )
     out = run("email_fanout.py", *args)
-    ours = re.search(r"newsletter worker, \d+ connections\s+(\d+)\s+([\d,]+)", out)
+    ours = re.search(r"newsletter worker x\d+, \d+ connections each\s+(\d+)\s+([\d,]+)", out)
     limit = re.search(r"smtp-source, \d+ sessions\s+(\d+)\s+([\d,]+)", out)
     plan = re.search(r"planning \+ rendering: .*?, ([\d.]+)s", out)
     size = re.search(r"message size: ([\d,]+) bytes", out).group(1)

@@ -391,3 +391,37 @@ def test_instant_readers_get_one_email_per_burst(engine, db_url, smtp_server):
     assert smtp_server.recorder.to("later@example.com") == []
     with Session(engine) as s:
         assert {d.status for d in s.execute(select(Delivery)).scalars()} == {"sent"}
+
+
+def test_worker_processes_share_the_outbox(world, db_url, smtp_server, tmp_path):
+    """`newsletter worker --processes 2`: two processes drain one outbox, each message once."""
+    import os
+    import subprocess
+    import sys
+
+    with Session(world) as s:
+        for n in range(60):
+            add_subscriber(
+                session=s, sub_in=SubscriberIn(email=f"p{n}@example.com", topics="hardware")
+            )
+        s.commit()
+    settings = settings_for(db_url, smtp_server.url)
+    total = plan(world, settings).enqueued
+    env = {
+        **os.environ,
+        "NEWSLETTER_DATABASE_URL": db_url,
+        "NEWSLETTER_SMTP_URL": smtp_server.url,
+        "NEWSLETTER_WORKER_BATCH": "5",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "newsletter", "worker", "--until-empty", "--processes", "2"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    rcpts = [r.rcpt_tos[0] for r in smtp_server.recorder.received]
+    assert len(rcpts) == total == len(set(rcpts))
+    assert done.stdout.count("Worker finished") == 2

@@ -20,11 +20,20 @@ def worker_cmd(
         False, "--until-empty", help="Exit when nothing is left to send."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every delivery."),
+    processes: int = typer.Option(
+        1, "--processes", min=1, max=64, help="Worker processes on this machine (one per core)."
+    ),
 ) -> None:
     """Send queued messages: claim, send, record, retry with backoff. Stops on SIGTERM."""
     st = state(ctx)
     setup_logging(verbose)
     engine = st.checked_engine()
+    if processes > 1:
+        raise typer.Exit(
+            run_processes(
+                processes, st.settings.database_url, until_empty=until_empty, verbose=verbose
+            )
+        )
     try:
         if until_empty:
             with Progress(
@@ -46,6 +55,30 @@ def worker_cmd(
         fail(str(exc))
     done = ", ".join(f"{n} {s}" for s, n in sorted(stats.by_status.items())) or "nothing to send"
     console.print(f"Worker finished: {done}.")
+
+
+def run_processes(n: int, database_url: str, *, until_empty: bool, verbose: bool) -> int:
+    """n worker processes sharing the outbox (they claim with SKIP LOCKED); SIGTERM reaches all."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "newsletter", "worker"] + (
+        ["--until-empty"] if until_empty else []
+    )
+    args += ["--verbose"] if verbose else []
+    env = {**os.environ, "NEWSLETTER_DATABASE_URL": database_url}
+    children = [subprocess.Popen(args, env=env) for _ in range(n)]
+
+    def forward(signum, _frame):
+        for child in children:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [child.wait() for child in children]
+    return max(codes)
 
 
 @outbox_app.command("status")

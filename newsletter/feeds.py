@@ -17,12 +17,12 @@ from urllib.parse import urljoin
 import feedparser
 import httpx
 from pydantic import ValidationError
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Engine, or_, select, update
 from sqlmodel import Session
 
 from .events import EventIn, add_event
 from .metrics import FEED_POLLS
-from .models import Feed, utcnow
+from .models import Event, Feed, utcnow
 from .ssrf import UnsafeURLError, check_url
 from .text import normalise_url, one_line
 from .topics import compiled_rules
@@ -83,6 +83,17 @@ def get_feed(*, session: Session, name: str) -> Feed:
     if feed is None:
         raise FeedError(f"no feed named {name!r}")
     return feed
+
+
+def list_feeds(*, session: Session) -> list[Feed]:
+    return list(session.execute(select(Feed).order_by(Feed.name)).scalars())
+
+
+def remove_feed(*, session: Session, feed: Feed) -> None:
+    """Stop polling a feed; the events it brought stay, detached from it."""
+    session.execute(update(Event).where(Event.feed_id == feed.id).values(feed_id=None))
+    session.delete(feed)
+    session.flush()
 
 
 def fetch(client: httpx.Client, feed: Feed, settings) -> httpx.Response | None:

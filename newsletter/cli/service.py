@@ -8,9 +8,8 @@ import typer
 from rich.table import Table
 
 from .. import service
-from ..feeds import FeedError, add_feed, get_feed, poll_feeds
+from ..feeds import FeedError, add_feed, get_feed, list_feeds, poll_feeds, remove_feed
 from ..logs import setup_logging
-from ..models import Feed
 from .common import console, fail, state
 
 schedule_app = typer.Typer(help="The scheduler's jobs.", no_args_is_help=True)
@@ -88,10 +87,9 @@ def feeds_add(
 @feeds_app.command("list")
 def feeds_list(ctx: typer.Context) -> None:
     """Feeds with their last poll and error."""
-    from sqlalchemy import select
 
     with state(ctx).session() as session:
-        feeds = session.execute(select(Feed).order_by(Feed.name)).scalars().all()
+        feeds = list_feeds(session=session)
         table = Table(
             "name", "url", "region", "lang", "last ok", "failures", "last error", "next poll"
         )
@@ -112,17 +110,11 @@ def feeds_list(ctx: typer.Context) -> None:
 @feeds_app.command("remove")
 def feeds_remove(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Stop polling a feed (its events stay)."""
-    from sqlalchemy import update
-
-    from ..models import Event
-
     with state(ctx).session() as session:
         try:
-            feed = get_feed(session=session, name=name)
+            remove_feed(session=session, feed=get_feed(session=session, name=name))
         except FeedError as exc:
             fail(str(exc))
-        session.execute(update(Event).where(Event.feed_id == feed.id).values(feed_id=None))
-        session.delete(feed)
     console.print(f"Removed feed {name}.")
 
 

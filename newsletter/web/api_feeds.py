@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import HTTPException, Path, Request, Response
-from sqlalchemy import select, update
 
-from ..feeds import FeedError, PollResult, add_feed, get_feed, poll_feeds
-from ..models import Event, Feed
+from ..feeds import FeedError, PollResult, add_feed, get_feed, list_feeds, poll_feeds, remove_feed
+from ..models import Feed
 from .api_common import admin_router, errors, status_on
 from .api_models import FeedCreate, FeedPublic, FeedsPublic, PollResultPublic
 from .deps import SessionDep, SettingsDep
@@ -40,7 +39,7 @@ def feed_or_404(session, name: str) -> Feed:
 
 @router.get("", response_model=FeedsPublic, summary="List feeds with their last poll and error")
 def read_feeds(session: SessionDep) -> FeedsPublic:
-    data = [feed_public(f) for f in session.execute(select(Feed).order_by(Feed.name)).scalars()]
+    data = [feed_public(f) for f in list_feeds(session=session)]
     return FeedsPublic(data=data, count=len(data))
 
 
@@ -86,10 +85,7 @@ def read_feed(session: SessionDep, name: FeedName) -> FeedPublic:
     responses=errors(404, 422),
 )
 def delete_feed(session: SessionDep, name: FeedName) -> Response:
-    feed = feed_or_404(session, name)
-    session.execute(update(Event).where(Event.feed_id == feed.id).values(feed_id=None))
-    session.delete(feed)
-    session.flush()
+    remove_feed(session=session, feed=feed_or_404(session, name))
     return Response(status_code=204)
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from dataclasses import dataclass
 from email.header import Header
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 
+from .addresses import AddressError, wire_address
 from .models import Delivery, Edition, Subscriber
 from .rendering import personalise
 from .settings import Settings
@@ -36,17 +38,47 @@ class BuiltMessage:
 
 @lru_cache(maxsize=1024)
 def text_header(name: str, value: str) -> str:
-    """One line, RFC 2047-encoded when not ASCII: a CR/LF can never start a new header."""
+    """One line, or RFC 2047 encoded words (each <= 75 characters) folded at 76 columns.
+
+    A CR/LF can never start a new header, and no line comes near the 998-octet limit.
+    """
     value = one_line(value)
-    if value.isascii() and len(value) + len(name) < 76:
+    if value.isascii() and "=?" not in value and len(value) + len(name) < 76:
         return value
-    return Header(value, "utf-8", header_name=name).encode(linesep=CRLF)
+    return Header(value, "utf-8", header_name=name).encode(linesep=CRLF, maxlinelen=76)
 
 
-def address_header(name: str, addr: str) -> str:
-    if any(c in addr for c in '\r\n\x00<>,;"') or "@" not in addr:
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+
+
+@lru_cache(maxsize=4096)
+def address_header(name: str, addr: str, header: str = "To") -> str:
+    """`name <addr>` for From/To: the domain in A-labels, the name folded like text_header.
+
+    The address is sent as it will be on the wire (see addresses.py); a non-ASCII local
+    part stays UTF-8 here, and only an SMTPUTF8 server will be given such a message.
+    """
+    if any(c in addr for c in '\r\n\x00<>,;" ') or "@" not in addr:
         raise MessageError(f"refusing to put {addr!r} in an address header")
-    return formataddr((one_line(name), addr), charset="utf-8")
+    try:
+        wire = wire_address(addr)
+    except AddressError as exc:
+        raise MessageError(str(exc)) from exc
+    name = one_line(name)
+    if not name:
+        return wire
+    if name.isascii() and "=?" not in name and len(header) + len(name) + len(wire) < 70:
+        if _SPECIALS.search(name):
+            name = '"{}"'.format(name.replace("\\", "\\\\").replace('"', '\\"'))
+        return f"{name} <{wire}>"
+    raw = name.encode("utf-8")
+    if len(raw) <= 45:  # the common case, one base64 encoded word of at most 72 characters
+        phrase = f"=?utf-8?b?{base64.b64encode(raw).decode('ascii')}?="
+    else:
+        phrase = Header(name, "utf-8", header_name=header).encode(linesep=CRLF, maxlinelen=76)
+    *earlier, last = phrase.split(CRLF)
+    used = len(last) + (0 if earlier else len(header) + 2)
+    return f"{phrase}{' ' if used + len(wire) + 3 <= 76 else CRLF + ' '}<{wire}>"
 
 
 def _base64_body(text: str) -> str:
@@ -75,7 +107,8 @@ def assemble(headers: list[tuple[str, str]], text: str, html: str, *, boundary: 
             _base64_body(body),
         ]
     out += [f"--{boundary}--", ""]
-    return CRLF.join(out).encode("ascii")
+    # ASCII but for an SMTPUTF8 recipient's address in To:
+    return CRLF.join(out).encode("utf-8")
 
 
 def sender_parts(settings: Settings) -> tuple[str, str]:
@@ -101,15 +134,18 @@ def greeting(subscriber: Subscriber, labels: dict[str, str]) -> str:
     return labels["greeting_named"].format(name=name) if name else labels["greeting"]
 
 
-def _envelope(settings: Settings, delivery: Delivery, subscriber: Subscriber, subject: str):
+def _envelope(
+    settings: Settings, delivery: Delivery, subscriber: Subscriber, subject: str, to_name: str
+):
     """From, To, Subject, Date and Message-ID: the same on every retry of a delivery."""
     from_name, from_addr = sender_parts(settings)
-    domain = from_addr.rsplit("@", 1)[1]
+    from_header = address_header(from_name, from_addr, "From")
+    domain = wire_address(from_addr).rsplit("@", 1)[1]
     digest = hashlib.sha256(delivery.idempotency_key.encode()).hexdigest()[:20]
     message_id = f"<{delivery.id}.{digest}@{domain}>"
     headers = [
-        ("From", address_header(from_name, from_addr)),
-        ("To", address_header(one_line(subscriber.name or ""), subscriber.email)),
+        ("From", from_header),
+        ("To", address_header(to_name, subscriber.email)),
         ("Subject", text_header("Subject", subject)),
         ("Date", format_datetime(delivery.created_at)),
         ("Message-ID", message_id),
@@ -123,7 +159,7 @@ def build_digest_email(
     from .i18n import labels
 
     headers, from_addr, domain, digest, message_id = _envelope(
-        settings, delivery, subscriber, edition.subject
+        settings, delivery, subscriber, edition.subject, subscriber.name or ""
     )
     links = links_for(settings, subscriber)
     values = {
@@ -175,7 +211,7 @@ def build_confirm_email(
         "greeting": greeting(subscriber, labels(lang)),
     }
     headers, from_addr, domain, digest, message_id = _envelope(
-        settings, delivery, subscriber, t["confirm_subject"]
+        settings, delivery, subscriber, t["confirm_subject"], subscriber.name or ""
     )
     headers.append(("Content-Language", lang))
     html = css_inline.inline(env.get_template("email/confirm.html.j2").render(context))

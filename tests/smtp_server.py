@@ -76,11 +76,17 @@ class Recorder:
 
 
 class SmtpServer:
-    def __init__(self):
+    """smtputf8=True offers the SMTPUTF8 extension (addresses with a non-ASCII local part)."""
+
+    def __init__(self, *, smtputf8: bool = False):
         self.recorder = Recorder()
         self.port = free_port()
         self.controller = Controller(
-            self.recorder, hostname="127.0.0.1", port=self.port, data_size_limit=10_000_000
+            self.recorder,
+            hostname="127.0.0.1",
+            port=self.port,
+            data_size_limit=10_000_000,
+            enable_SMTPUTF8=smtputf8,
         )
 
     @property

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
+from ..addresses import AddressError, wire_address
 from .base import PermanentDeliveryError, TemporaryDeliveryError
 
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -92,13 +93,28 @@ class SmtpChannel:
         return client
 
     async def send(self, *, sender: str, recipient: str, message: bytes, key: str = "") -> str:
+        try:  # IDN domains as A-labels (the message's headers already use them)
+            sender, recipient = wire_address(sender), wire_address(recipient)
+        except AddressError as exc:
+            raise PermanentDeliveryError(str(exc)) from exc
+        # a non-ASCII local part needs SMTPUTF8 (RFC 6531), whose servers also take 8BITMIME
+        utf8 = not (sender.isascii() and recipient.isascii())
+        options = ["SMTPUTF8", "BODY=8BITMIME"] if utf8 else []
         async with self._slots:
             client = None
             try:
                 client = self._idle.get_nowait() if not self._idle.empty() else None
                 if client is None or not client.is_connected:
                     client = await self._connect()
-                _errors, reply = await client.sendmail(sender, [recipient], message)
+                if utf8 and not await _offers_smtputf8(client):
+                    self._idle.put_nowait(client)  # nothing was sent: the connection is fine
+                    who = "sender" if recipient.isascii() else "recipient"
+                    raise PermanentDeliveryError(
+                        f"{who} has a non-ASCII local part and the server does not offer SMTPUTF8"
+                    )
+                _errors, reply = await client.sendmail(
+                    sender, [recipient], message, mail_options=options
+                )
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 await _drop(client)
                 refused = exc.recipients[0]
@@ -119,6 +135,12 @@ class SmtpChannel:
                 await client.quit()
             except Exception:  # noqa: BLE001 - closing anyway
                 client.close()
+
+
+async def _offers_smtputf8(client: aiosmtplib.SMTP) -> bool:
+    if client.is_ehlo_or_helo_needed:
+        await client.ehlo()
+    return client.supports_extension("smtputf8")
 
 
 async def _drop(client: aiosmtplib.SMTP | None) -> None:

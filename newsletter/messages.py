@@ -208,10 +208,12 @@ def build_confirm_email(
         "subject": t["confirm_subject"],
         "preheader": t["confirm_intro"],
         "confirm_url": f"{settings.base_url.rstrip('/')}/confirm/{token}",
-        "greeting": greeting(subscriber, labels(lang)),
+        # the name is not verified yet: greeting or addressing by it would let anyone put
+        # their text into a mail sent to someone else's address
+        "greeting": t["greeting"],
     }
     headers, from_addr, domain, digest, message_id = _envelope(
-        settings, delivery, subscriber, t["confirm_subject"], subscriber.name or ""
+        settings, delivery, subscriber, t["confirm_subject"], to_name=""
     )
     headers.append(("Content-Language", lang))
     html = css_inline.inline(env.get_template("email/confirm.html.j2").render(context))

@@ -218,3 +218,40 @@ def test_long_names_and_subjects_are_folded_and_round_trip(engine, db_url, smtp_
         assert str(msg["Subject"]) == subject.strip()
         assert len(msg.get_all("To")) == 1 and len(msg.get_all("Subject")) == 1
         assert msg["Bcc"] is None
+
+
+# --- item 14: the unverified name stays out of the confirmation email ------------------------
+
+
+def test_a_signup_name_is_not_echoed_into_the_confirmation_email(engine, web_settings, smtp_server):
+    from fastapi.testclient import TestClient
+
+    from newsletter.web.app import create_app
+
+    with Session(engine) as s:
+        load_sample(session=s)
+        s.commit()
+    client = TestClient(create_app(settings=web_settings, engine=engine))
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").text).group(1)
+    bait = "URGENT: verify at https://evil.example"
+    r = client.post(
+        "/subscribe",
+        data={
+            "email": "victim@example.com",
+            "name": bait,
+            "topics": ["capital"],
+            "csrf_token": token,
+        },
+    )
+    assert r.status_code == 200
+    drain(engine, web_settings)
+
+    (got,) = smtp_server.recorder.to("victim@example.com")
+    msg = got.message
+    assert msg["To"].addresses[0].display_name == ""
+    assert to_addr(msg) == "victim@example.com"
+    for part in ("plain", "html"):
+        body = msg.get_body((part,)).get_content()
+        assert "URGENT" not in body and "evil.example" not in body
+        assert "Hello," in body
+    assert b"evil" not in got.data.split(b"\r\n\r\n", 1)[0]

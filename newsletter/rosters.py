@@ -22,6 +22,7 @@ from .subscribers import (
     SubscriberError,
     SubscriberIn,
     add_subscriber,
+    address_key,
     get_subscriber,
     is_suppressed,
     update_subscriber,
@@ -121,7 +122,8 @@ def sync_rosters(*, session: Session, path: Path, team_sync=None) -> SyncReport:
         roster = read_roster(file)
         for n, entry in enumerate(roster["subscribers"], start=1):
             where = f"{file.name} subscribers[{n}]"
-            email = str(entry.get("email", "")).strip().lower() if isinstance(entry, dict) else ""
+            raw = str(entry.get("email", "")) if isinstance(entry, dict) else ""
+            email = address_key(raw) if raw.strip() else ""
             if email and email in seen:
                 report.entries.append(
                     EntryResult(where, email, "invalid", f"also listed at {seen[email]}")

@@ -38,6 +38,15 @@ def normalise_email(value: str) -> str:
     return info.normalized.lower() if info.ascii_email else info.normalized
 
 
+def address_key(value: str) -> str:
+    """One key per mailbox: the stored form of a valid address, else its lower-cased text
+    (`user@xn--mnchen-3ya.de` and `User@München.de` are the same reader)."""
+    try:
+        return normalise_email(value)
+    except SubscriberError:
+        return value.strip().lower()
+
+
 def address_hash(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
 

@@ -255,3 +255,18 @@ def test_a_signup_name_is_not_echoed_into_the_confirmation_email(engine, web_set
         assert "URGENT" not in body and "evil.example" not in body
         assert "Hello," in body
     assert b"evil" not in got.data.split(b"\r\n\r\n", 1)[0]
+
+
+def test_a_roster_listing_one_mailbox_in_two_spellings_reports_it(cli, tmp_path):
+    cli("sample", "load")
+    rosters = tmp_path / "rosters"
+    rosters.mkdir()
+    (rosters / "team.yaml").write_text(
+        "subscribers:\n"
+        "  - {email: user@xn--mnchen-3ya.de, name: A, topics: [capital]}\n"
+        "  - {email: User@MÜNCHEN.de, name: B, topics: [capital]}\n",
+        encoding="utf-8",
+    )
+    r = cli("subscribers", "sync", str(rosters))
+    assert r.exit_code == 1 and "1 created" in r.output
+    assert "also listed at team.yaml subscribers[1]" in r.stderr

@@ -18,6 +18,7 @@ from newsletter.rendering import make_environment
 from newsletter.sample import load_sample
 from newsletter.settings import Settings
 from newsletter.subscribers import SubscriberIn, add_subscriber, is_suppressed
+from newsletter.text import one_line
 
 from .smtp_server import SmtpServer
 from .workers import drain
@@ -196,6 +197,7 @@ LONG_NAMES = [
     "x" * 199,
     'Zoë "the, quoted" <nobody@evil.example> ' * 4,
     "张伟" * 100,
+    "Zoë\r\nBcc: all@evil.example\x00\r\nSubject: owned " * 4,
 ]
 
 
@@ -213,7 +215,7 @@ def test_long_names_and_subjects_are_folded_and_round_trip(engine, db_url, smtp_
             if field[0].split(b":", 1)[0] in (b"From", b"To", b"Subject"):
                 assert all(len(line) <= 78 for line in field), field
         assert all(len(w) <= 75 for w in ENCODED_WORD.findall(got.data)), address
-        assert rfc2047_to(got.data) == (name.strip(), address)
+        assert rfc2047_to(got.data) == (one_line(name), address)
         msg = got.message
         assert str(msg["Subject"]) == subject.strip()
         assert len(msg.get_all("To")) == 1 and len(msg.get_all("Subject")) == 1

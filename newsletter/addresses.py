@@ -37,8 +37,3 @@ def wire_address(address: str) -> str:
                 f"the domain of {address!r} cannot be written in ASCII (IDNA): {exc}"
             ) from exc
     return f"{local}@{domain}"
-
-
-def needs_smtputf8(address: str) -> bool:
-    """True when the local part is not ASCII: only an SMTPUTF8 server can take it."""
-    return not wire_address(address).isascii()

@@ -39,7 +39,10 @@ class Channel(Protocol):
     name: str
 
     async def send(self, *, sender: str, recipient: str, message: bytes, key: str = "") -> str:
-        """Deliver one message; returns the server's answer."""
+        """Deliver one message; returns the server's answer.
+
+        `sender` and `recipient` are addresses as stored (a Unicode domain, perhaps a
+        non-ASCII local part); an SMTP channel writes them with addresses.wire_address."""
         ...
 
     async def aclose(self) -> None: ...

@@ -7,8 +7,10 @@ import json
 import re
 import socket
 import threading
+import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import feedparser
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -20,9 +22,9 @@ from newsletter.channels.webhook import PreparedRequest, WebhookChannel
 from newsletter.digests import send_digest
 from newsletter.feeds import add_feed, poll_feeds
 from newsletter.importing import import_records
-from newsletter.models import Delivery, DeliveryAttempt, Event, Feed
+from newsletter.models import Delivery, DeliveryAttempt, Edition, Event, Feed
 from newsletter.rendering import make_environment
-from newsletter.sample import load_sample
+from newsletter.sample import add_demo_readers, load_sample
 from newsletter.settings import Settings
 from newsletter.ssrf import UnsafeURLError, check_url
 from newsletter.text import normalise_url
@@ -451,3 +453,80 @@ def test_event_import_cli_reports_a_bad_url_per_record(cli, tmp_path):
     out = cli("events", "import", str(path))
     assert "U+202E" in out.output and "Traceback" not in out.output
     assert "1 new" in out.output, out.output
+
+
+# --- item 19: archive feeds stay well-formed whatever is asked or stored ----------------------
+
+
+@pytest.fixture
+def archive(engine, web_settings):
+    with Session(engine) as s:
+        load_sample(session=s)
+        add_demo_readers(session=s)
+        send_digest(
+            session=s,
+            env=make_environment(web_settings.templates_dir),
+            settings=web_settings,
+            frequency="monthly",
+            period_key="2025-07",
+        )
+        s.commit()
+    asyncio.run(
+        Worker(engine=engine, settings=web_settings).run(until_empty=True, poll_seconds=0.05)
+    )
+    with Session(engine) as s:  # stored text with controls XML 1.0 cannot carry
+        for edition in s.execute(select(Edition)).scalars():
+            edition.subject = "Brief\x01\x08\x0b\x1f ok \ufffe"
+            edition.body_text = "body\x00\x01\x1e text"
+            s.add(edition)
+        s.commit()
+    return TestClient(create_app(settings=web_settings, engine=engine))
+
+
+HOSTILE_QUERIES = [
+    "topic=%01",
+    "topic=%00",
+    "topic=%1B%5B31m",
+    "topic=%EF%BF%BE",
+    "topic=%ED%A0%80",
+    "topic=%FF",
+    "topic=<x>&amp;",
+    "topic=]]>",
+    "topic=" + "a" * 5000,
+    "topic=open-source&topic=%01",
+    "topic=",
+    "topic",
+    "%01=%01",
+    "topic=no-such-topic",
+]
+
+
+def test_archive_feeds_parse_for_hostile_query_strings(archive):
+    for query in HOSTILE_QUERIES:
+        for kind in ("rss", "atom", "json"):
+            r = archive.get(f"/archive/feed.{kind}?{query}")
+            assert r.status_code < 500, (kind, query, r.text)
+            if r.status_code == 200:
+                if kind == "json":
+                    json.loads(r.text)
+                else:
+                    ET.fromstring(r.content)
+            else:
+                assert r.status_code in (400, 404) and "topic" in r.text, (kind, query, r.text)
+
+
+def test_archive_feeds_drop_control_characters_and_refuse_bad_topics(archive):
+    for kind in ("rss", "atom"):
+        r = archive.get(f"/archive/feed.{kind}")
+        assert r.status_code == 200
+        ET.fromstring(r.content)  # well-formed although stored text has controls
+        parsed = feedparser.parse(r.content)
+        assert not parsed.bozo and parsed.entries[0].title == "Brief ok"
+        topic = archive.get(f"/archive/feed.{kind}?topic=open-source")
+        assert topic.status_code == 200 and len(feedparser.parse(topic.content).entries) >= 1
+    feed = json.loads(archive.get("/archive/feed.json").text)  # JSON escapes what it holds
+    assert feed["items"] and feed["items"][0]["content_text"] == "body\x00\x01 text"
+    bad = archive.get("/archive/feed.rss?topic=%01")
+    assert bad.status_code == 400 and "topic must be a topic slug" in bad.text
+    unknown = archive.get("/archive/feed.atom?topic=no-such-topic")
+    assert unknown.status_code == 404 and "no topic named no-such-topic" in unknown.text

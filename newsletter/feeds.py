@@ -23,7 +23,7 @@ from sqlmodel import Session
 from .events import EventIn, add_event
 from .metrics import FEED_POLLS
 from .models import Event, Feed, utcnow
-from .ssrf import UnsafeURLError, check_url
+from .ssrf import UnsafeURLError, check_url, pin
 from .text import normalise_url, one_line
 from .topics import compiled_rules
 
@@ -97,7 +97,11 @@ def remove_feed(*, session: Session, feed: Feed) -> None:
 
 
 def fetch(client: httpx.Client, feed: Feed, settings) -> httpx.Response | None:
-    """GET with the validators we have; None on 304. Redirects are followed and re-checked."""
+    """GET with the validators we have; None on 304. Redirects are followed and re-checked.
+
+    Every hop is checked by the SSRF guard and then sent to the very address it checked
+    (`pin`), so a name that resolves differently the second time cannot reach the inside.
+    """
     headers = {
         "User-Agent": "newsletter-feeds/1",
         "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
@@ -108,8 +112,11 @@ def fetch(client: httpx.Client, feed: Feed, settings) -> httpx.Response | None:
         headers["If-Modified-Since"] = feed.last_modified
     url = feed.url
     for _ in range(MAX_REDIRECTS + 1):
-        check_url(url, allow_http=True, allow_networks=settings.webhook_allow_networks)
-        with client.stream("GET", url, headers=headers) as response:
+        target = check_url(url, allow_http=True, allow_networks=settings.webhook_allow_networks)
+        pinned = pin(url, target)
+        with client.stream(
+            "GET", pinned.url, headers={**headers, **pinned.headers}, extensions=pinned.extensions
+        ) as response:
             if response.status_code in (301, 302, 303, 307, 308) and "location" in response.headers:
                 url = urljoin(url, response.headers["location"])
                 continue

@@ -1,7 +1,14 @@
-"""SSRF guard for webhook URLs: https only, and every resolved address must be public.
+"""SSRF guard for webhook and feed URLs: every resolved address must be public.
 
-Checked when an endpoint is added and again at send time, where the connection is
-pinned to the address that was checked (DNS may change in between).
+Checked when an endpoint or feed is added and again before every request, and that
+request is pinned to the address that was checked (`pin`): DNS may answer differently
+between the check and the connection (rebinding), so we never let it resolve twice.
+
+IPv6 forms that carry an IPv4 address (IPv4-mapped ::ffff:a.b.c.d, IPv4-translated,
+IPv4-compatible ::a.b.c.d, NAT64 64:ff9b::/96, 6to4 2002::/16) are judged by the IPv4
+address inside them, so [::ffff:127.0.0.1] is loopback. The local-use NAT64 prefix
+(64:ff9b:1::/48) and Teredo (2001::/32) hide or translate their IPv4 address in ways we
+cannot check, so they are refused outright.
 """
 
 from __future__ import annotations
@@ -10,7 +17,9 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
 
 METADATA = [
     ipaddress.ip_network(n) for n in ("169.254.0.0/16", "fd00:ec2::254/128", "100.100.100.200/32")
@@ -18,10 +27,24 @@ METADATA = [
 ALWAYS_BLOCKED = [
     ipaddress.ip_network(n) for n in ("0.0.0.0/8", "100.64.0.0/10", "fc00::/7", "fe80::/10")
 ]
+# IPv6 ranges whose last 32 bits are an IPv4 address the packet ends up at
+EMBEDDED_V4 = [
+    (ipaddress.ip_network(n), kind)
+    for n, kind in (
+        ("::ffff:0:0/96", "IPv4-mapped"),
+        ("::ffff:0:0:0/96", "IPv4-translated"),
+        ("64:ff9b::/96", "NAT64"),
+        ("::/96", "IPv4-compatible"),
+    )
+]
+REFUSED_V6 = [
+    (ipaddress.ip_network(n), kind)
+    for n, kind in (("64:ff9b:1::/48", "local-use NAT64"), ("2001::/32", "Teredo"))
+]
 
 
 class UnsafeURLError(ValueError):
-    """A webhook URL the service refuses to call, with the reason."""
+    """A webhook or feed URL the service refuses to call, with the reason."""
 
 
 @dataclass(frozen=True)
@@ -42,26 +65,56 @@ def _networks(allow: Iterable[str]) -> list[ipaddress._BaseNetwork]:
     return nets
 
 
+def embedded_ipv4(ip: ipaddress._BaseAddress) -> tuple[ipaddress.IPv4Address, str] | None:
+    """The IPv4 address an IPv6 address stands for, and the name of the form, if any."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    if ip.sixtofour is not None:
+        return ip.sixtofour, "6to4"
+    if ip.is_loopback or ip.is_unspecified:  # ::1 and :: sit inside ::/96 but are not IPv4
+        return None
+    for net, kind in EMBEDDED_V4:
+        if ip in net:
+            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF), kind
+    return None
+
+
+def _refusal(ip: ipaddress._BaseAddress, allow: list[ipaddress._BaseNetwork]) -> str | None:
+    """What kind of non-public address `ip` is ("a loopback address"), or None if allowed."""
+    if any(ip in net for net in allow):
+        return None
+    for net, form in REFUSED_V6:
+        if ip in net:
+            return f"a {form} address"
+    if any(ip in net for net in METADATA):
+        return "a cloud metadata address"
+    if any(ip in net for net in ALWAYS_BLOCKED) or not ip.is_global or ip.is_multicast:
+        if ip.is_loopback:
+            return "a loopback address"
+        if ip.is_private:
+            return "a private address"
+        if ip.is_link_local:
+            return "a link-local address"
+        if ip.is_multicast:
+            return "a multicast address"
+        return "a reserved address"
+    return None
+
+
 def check_address(ip: ipaddress._BaseAddress, allow: list[ipaddress._BaseNetwork]) -> None:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    """Raise UnsafeURLError unless `ip` (or the IPv4 address inside it) is public or allowed."""
     if any(ip in net for net in allow):
         return
-    if any(ip in net for net in METADATA):
-        raise UnsafeURLError(f"{ip} is a cloud metadata address")
-    if any(ip in net for net in ALWAYS_BLOCKED) or not ip.is_global or ip.is_multicast:
-        kind = (
-            "loopback"
-            if ip.is_loopback
-            else "private"
-            if ip.is_private
-            else "link-local"
-            if ip.is_link_local
-            else "multicast"
-            if ip.is_multicast
-            else "reserved"
-        )
-        raise UnsafeURLError(f"{ip} is a {kind} address; webhooks may only reach public addresses")
+    inner = embedded_ipv4(ip)
+    if inner is not None:
+        v4, form = inner
+        reason = _refusal(v4, allow)
+        what = f"{ip} is the {form} form of {v4}, {reason}"
+    else:
+        reason = _refusal(ip, allow)
+        what = f"{ip} is {reason}"
+    if reason is not None:
+        raise UnsafeURLError(f"{what}; the service only calls public addresses")
 
 
 def _resolve(host: str, port: int, resolve) -> list[ipaddress._BaseAddress]:
@@ -96,11 +149,44 @@ def check_url(
     if not host:
         raise UnsafeURLError("the webhook URL has no host")
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = parts.port
     except ValueError as exc:
-        raise UnsafeURLError(f"bad port in webhook URL: {exc}") from exc
+        raise UnsafeURLError(f"bad port in the URL: {exc}") from exc
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    elif not 1 <= port <= 65535:
+        raise UnsafeURLError(f"bad port in the URL: {port} (a port is 1 to 65535)")
     allow = _networks(allow_networks)
     addresses = _resolve(host, port, resolve or socket.getaddrinfo)
     for ip in addresses:  # every address must pass, or rebinding picks the bad one
         check_address(ip, allow)
     return Target(parts.scheme, host, port, str(addresses[0]))
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """A request aimed at the checked address; Host, TLS SNI and certificate keep the name."""
+
+    url: str
+    headers: dict[str, str]
+    extensions: dict[str, str]
+
+
+def pin(url: str, target: Target) -> Pinned:
+    """Rewrite `url` to connect to `target.address`, so no second DNS lookup can redirect it.
+
+    httpx connects to the address in the URL; the Host header and the `sni_hostname`
+    extension (used for SNI and for checking the certificate) keep the original name.
+    """
+    parts = urlsplit(url.strip())
+    ip = f"[{target.address}]" if ":" in target.address else target.address
+    netloc = f"{ip}:{parts.port}" if parts.port else ip
+    try:
+        named = httpx.URL(url.strip())
+    except httpx.InvalidURL as exc:
+        raise UnsafeURLError(f"cannot call this URL: {exc}") from exc
+    return Pinned(
+        url=urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")),
+        headers={"Host": named.netloc.decode("ascii")},
+        extensions={"sni_hostname": named.raw_host.decode("ascii")},
+    )

@@ -32,16 +32,38 @@ def title_key(title: str) -> str:
     return _KEY_DROP.sub(" ", folded).strip()[:600]
 
 
+# bidirectional controls (U+202E and friends) make a URL read differently from where it goes
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _url_character_problem(url: str) -> str | None:
+    """Describe the first character a URL must not carry, or None if there is none."""
+    for char in url:
+        code, category = f"U+{ord(char):04X}", unicodedata.category(char)
+        if char in _BIDI:
+            return f"a bidirectional control character ({code})"
+        if category == "Cc":
+            return f"a control character ({code})"
+        if char.isspace() or category.startswith("Z"):
+            return f"a space ({code})"
+        if category in ("Cf", "Cs"):
+            return f"an invisible formatting character ({code})"
+    return None
+
+
 def normalise_url(url: str) -> str:
     """Validate an http(s) URL and return it with host lower-cased and fragment dropped.
 
+    IPv6 hosts keep their brackets and an explicit port is kept; a port outside 1..65535
+    and any control, bidirectional, invisible or space character is refused.
     Raises ValueError with a reason a user can act on.
     """
-    url = url.strip()
+    url = url.strip(" \t\r\n")
     if not url:
         raise ValueError("url is empty")
-    if _CONTROL.search(url) or any(c.isspace() for c in url):
-        raise ValueError("url contains whitespace or control characters")
+    problem = _url_character_problem(url)
+    if problem:
+        raise ValueError(f"url contains {problem}")
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https"):
         raise ValueError(f"url must be http or https, not {parts.scheme or 'missing'!r}")
@@ -49,9 +71,16 @@ def normalise_url(url: str) -> str:
         raise ValueError("url has no host")
     if parts.username or parts.password:
         raise ValueError("url must not contain a user name or password")
-    netloc = parts.hostname.lower()
-    if parts.port:
-        netloc += f":{parts.port}"
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError("url has a bad port: a port is a number from 1 to 65535")
+    host = parts.hostname.lower()
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
     return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, ""))
 
 

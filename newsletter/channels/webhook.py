@@ -13,11 +13,11 @@ import json
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote_plus, urlsplit, urlunsplit
+from urllib.parse import quote_plus, urlsplit
 
 import httpx
 
-from ..ssrf import UnsafeURLError, check_url
+from ..ssrf import UnsafeURLError, check_url, pin
 from .base import PermanentDeliveryError, TemporaryDeliveryError
 
 MAX_BODY = 64 * 1024  # we read at most this much of an answer
@@ -181,21 +181,17 @@ class WebhookChannel:
                 allow_http=self.allow_http,
                 allow_networks=self.allow_networks,
             )
+            pinned = pin(request.url, target)  # connect to the checked address, not a new lookup
         except UnsafeURLError as exc:
             raise PermanentDeliveryError(f"refused by the SSRF guard: {exc}") from exc
-        parts = urlsplit(request.url)
-        ip = f"[{target.address}]" if ":" in target.address else target.address
-        netloc = f"{ip}:{parts.port}" if parts.port else ip
-        pinned = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
-        host = parts.netloc.rsplit("@", 1)[-1]
         try:
             async with self._in_flight:
                 response = await asyncio.wait_for(
                     self.client.post(
-                        pinned,
+                        pinned.url,
                         content=request.body,
-                        headers={**request.headers, "Host": host},
-                        extensions={"sni_hostname": target.host},
+                        headers={**request.headers, **pinned.headers},
+                        extensions=pinned.extensions,
                     ),
                     timeout=self.total_timeout,
                 )

@@ -394,7 +394,7 @@ def archive_feed(
 ):
     if kind not in ("rss", "atom", "json"):
         raise HTTPException(404, "feeds are feed.rss, feed.atom and feed.json")
-    editions = archive.sent_editions(session, topic=topic, language=None)[:50]
+    editions = archive.feed_editions(session, topic)
     base = settings.base_url.rstrip("/")
     if kind == "json":
         return JSONResponse(

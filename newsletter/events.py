@@ -25,22 +25,30 @@ MAX_SUMMARY = 5000
 
 
 def _localised(value: Any, *, name: str, block: bool) -> dict[str, str]:
+    """{language: cleaned text}; a plain string is keyed "_" (the event's own language).
+
+    Plain strings and mappings go through the same cleaning, whatever the source.
+    """
+    clean = clean_block if block else one_line
     if value is None or value == "":
         return {}
     if isinstance(value, str):
-        return {"_": value}
-    if not isinstance(value, dict):
+        texts = {"_": clean(value)}
+    elif isinstance(value, dict):
+        texts = {}
+        for lang, text in value.items():
+            if not isinstance(lang, str) or not LANGUAGE.match(lang):
+                raise ValueError(f"{name} has an invalid language code {lang!r}")
+            if text is None:
+                continue
+            if not isinstance(text, str):
+                raise ValueError(f"{name}.{lang} must be a string")
+            texts[lang] = clean(text)
+    else:
         raise ValueError(f"{name} must be a string or a mapping of language to string")
-    out: dict[str, str] = {}
-    for lang, text in value.items():
-        if not isinstance(lang, str) or not LANGUAGE.match(lang):
-            raise ValueError(f"{name} has an invalid language code {lang!r}")
-        if text is None:
-            continue
-        if not isinstance(text, str):
-            raise ValueError(f"{name}.{lang} must be a string")
-        out[lang] = clean_block(text) if block else one_line(text)
-    return {k: v for k, v in out.items() if v}
+    if name == "title" and texts and not any(texts.values()):
+        raise ValueError(f"{name} is blank (only spaces or control characters)")
+    return {k: v for k, v in texts.items() if v}
 
 
 class EventIn(BaseModel):

@@ -3,6 +3,7 @@ deep nesting, rule caps and writes that survive a closed stdout."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -185,3 +186,160 @@ def test_enqueue_widens_rows_of_different_shapes(engine, sample):
     assert got["k1"].subscriber_id == reader_id and got["k1"].status == "queued"
     assert got["k2"].subscriber_id is None and got["k2"].status == "held"
     assert got["k2"].period == "p" and got["k1"].period == ""
+
+
+# --- item 7: one text cleaning for every source; slots no text can forge -----------------------
+
+DIRTY_TITLE = (
+    "Chip\r\nban\x00 \x07\x1b[31mred\u2028 line\u2029\x1eemail\x1e \u202eevil\u202c\x85end"
+)
+CLEAN_TITLE = "Chip ban [31mred line email evil end"
+DIRTY_SUMMARY = "First\x00 para\x1b.\r\n\r\n\r\nSecond\u2028line\x1egreeting\x1e\tend"
+CLEAN_SUMMARY = "First para.\n\nSecond\nlinegreeting end"
+
+
+def stored_event(engine, url: str) -> Event:
+    with Session(engine) as s:
+        return s.execute(select(Event).where(Event.url == url)).scalar_one()
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "yaml", "csv", "dict-json"])
+def test_plain_string_text_is_cleaned_on_import(cli, engine, tmp_path, fmt):
+    import csv
+    import io
+
+    import yaml
+
+    assert cli("sample", "load").exit_code == 0
+    url = f"https://clean.example/{fmt}"
+    title, summary = DIRTY_TITLE, DIRTY_SUMMARY
+    if fmt == "dict-json":
+        title, summary = {"en": title}, {"en": summary}
+    record = {"title": title, "summary": summary, "url": url, "occurred_on": "2025-07-20",
+              "source": "Wire\x1b[2J\x00"}  # fmt: skip
+    path = tmp_path / f"events.{fmt.removeprefix('dict-')}"
+    if fmt in ("json", "dict-json"):
+        path.write_text(json.dumps([record]))
+    elif fmt == "jsonl":
+        path.write_text(json.dumps(record) + "\n")
+    elif fmt == "yaml":
+        # YAML cannot hold C0 controls unescaped: a double-quoted scalar spells them
+        path.write_text(yaml.safe_dump([record], allow_unicode=True))
+    else:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(record))
+        writer.writeheader()
+        writer.writerow({k: v.replace("\x00", "") for k, v in record.items()})
+        path.write_text(out.getvalue())
+    r = cli("events", "import", str(path))
+    assert r.exit_code == 0, r.output
+    event = stored_event(engine, url)
+    expected_title = CLEAN_TITLE
+    assert event.title == {"en": expected_title}
+    assert event.summary == {"en": CLEAN_SUMMARY}
+    assert event.source == "Wire[2J"
+
+
+def test_plain_string_text_is_cleaned_through_the_api(client, engine):
+    body = {"title": DIRTY_TITLE, "summary": DIRTY_SUMMARY, "url": "https://clean.example/api",
+            "occurred_on": "2025-07-21"}  # fmt: skip
+    r = client.post("/api/v1/events", json=body)
+    assert r.status_code == 201, r.text
+    assert r.json()["title"] == {"en": CLEAN_TITLE}
+    assert r.json()["summary"] == {"en": CLEAN_SUMMARY}
+    # a lone surrogate or a NUL would make the database refuse the row (PostgreSQL: JSON)
+    raw = '{"title": "GPU \\ud800news\\u0000", "url": "https://clean.example/s", "occurred_on": "2025-07-21"}'
+    r = client.post("/api/v1/events", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 201, r.text
+    assert r.json()["title"] == {"en": "GPU news"}
+    r = client.get("/api/v1/events", params={"month": "2025-07"})
+    assert r.status_code == 200
+    assert {"en": "GPU news"} in [e["title"] for e in r.json()["data"]]
+
+
+@pytest.mark.parametrize("title", ["   ", "\r\n\t", "\x00\x07", {"en": " ", "zh": "\u2028"}])
+def test_a_blank_title_is_refused(client, cli, tmp_path, title):
+    body = {"title": title, "url": "https://blank.example/1", "occurred_on": "2025-07-21"}
+    r = client.post("/api/v1/events", json=body)
+    assert r.status_code == 422, r.text
+    assert "title is blank" in r.text
+    path = tmp_path / "blank.json"
+    path.write_text(json.dumps([body]))
+    r = cli("events", "import", str(path))
+    assert r.exit_code == 1
+    assert "record 1" in r.output and "title is blank" in r.output
+
+
+def test_events_show_never_prints_terminal_escapes(cli, engine):
+    assert cli("sample", "load").exit_code == 0
+    with Session(engine) as s:  # a row stored before text was cleaned on every path
+        event = Event(title={"en": "Evil \x1b]0;pwned\x07 \x1b[2J title"}, summary={"en": "s\x1b[31m"},
+                      url="https://old.example/1", source="W\x1b[5m", region="global",
+                      occurred_on=dt.date(2025, 7, 3), language="en", title_key="evil")  # fmt: skip
+        s.add(event)
+        s.commit()
+        event_id = event.id
+    r = cli("events", "show", str(event_id))
+    assert r.exit_code == 0, r.output
+    assert "\x1b" not in r.output and "\x07" not in r.output
+    assert "Evil \\x1b]0;pwned\\x07 \\x1b[2J title" in r.output
+    r = cli("events", "list", "--month", "2025-07")
+    assert r.exit_code == 0 and "\x1b" not in r.output
+
+
+def test_markup_like_titles_list_without_error(cli, tmp_path):
+    assert cli("sample", "load").exit_code == 0
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps([event_record(title="[/red] chip [bold]ban :smile:")]))
+    assert cli("events", "import", str(path)).exit_code == 0
+    r = cli("events", "list", "--month", "2025-07")
+    assert r.exit_code == 0, r.output
+    assert "[/red]" in r.output and ":smile:" in r.output
+
+
+def _bodies(received) -> str:
+    msg = received.message
+    return "\n".join(
+        part.get_content() for part in msg.walk() if part.get_content_maintype() == "text"
+    )
+
+
+@pytest.mark.parametrize("how", ["stored-raw", "imported"])
+def test_a_title_cannot_forge_per_reader_slots(engine, web_settings, smtp_server, tmp_path, how):
+    from newsletter.digests import send_digest
+    from newsletter.events import tag_event
+    from newsletter.importing import import_records
+    from newsletter.rendering import SLOT, make_environment
+    from newsletter.sample import add_demo_readers
+    from newsletter.topics import compiled_rules
+
+    forged = "".join(f"{SLOT}{n}{SLOT}" for n in ("email", "unsubscribe_url", "greeting"))
+    title = f"GPU export ban {forged} details"
+    with Session(engine) as s:
+        load_sample(session=s)
+        add_demo_readers(session=s)
+        if how == "stored-raw":  # as a row written before input cleaning would be
+            raw = Event(title={"en": title, "zh": title}, summary={"en": f"chip {forged}"},
+                        url="https://forge.example/1", source="W", region="global",
+                        occurred_on=dt.date(2025, 7, 30), language="en", title_key="gpu forged")  # fmt: skip
+            s.add(raw)
+            s.flush()
+            tag_event(session=s, event=raw, rules=compiled_rules(session=s))
+        else:
+            record = event_record(title=title, occurred_on="2025-07-30", summary=f"chip {forged}")
+            report = import_records(session=s, records=iter([("1", record)]))
+            assert report.new == 1
+        s.flush()
+        env = make_environment(web_settings.templates_dir)
+        send_digest(session=s, env=env, settings=web_settings, frequency="monthly",
+                    period_key="2025-07")  # fmt: skip
+        s.commit()
+    drain(engine, web_settings)
+    for address in ("reader.en@example.com", "reader.zh@example.com"):
+        (received,) = smtp_server.recorder.to(address)
+        body = _bodies(received)
+        assert "GPU export ban" in body
+        assert address not in body
+        assert SLOT not in body
+        text = next(p for p in received.message.walk() if p.get_content_type() == "text/plain")
+        assert text.get_content().count("/u/") == 1  # only the footer's own unsubscribe link

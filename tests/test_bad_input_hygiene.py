@@ -343,3 +343,82 @@ def test_a_title_cannot_forge_per_reader_slots(engine, web_settings, smtp_server
         assert SLOT not in body
         text = next(p for p in received.message.walk() if p.get_content_type() == "text/plain")
         assert text.get_content().count("/u/") == 1  # only the footer's own unsubscribe link
+
+
+# --- item 15: caps on topic keywords and regex --------------------------------------------------
+
+
+def test_rule_limits_through_the_api(client, engine):
+    import time
+
+    base = {"slug": "robots", "name_en": "Robots", "name_zh": "机器人"}
+    started = time.monotonic()
+    huge = client.post(
+        "/api/v1/topics", json={**base, "rules": {"include": [f"kw{i}" for i in range(100_000)]}}
+    )
+    assert huge.status_code == 422, huge.text
+    assert time.monotonic() - started < 10  # refused up front, not after compiling them all
+    assert "rules.include" in huge.text and "500" in huge.text
+    for rules, reason in [
+        ({"include": [f"kw{i}" for i in range(501)]}, "500"),
+        ({"exclude": ["x" * 101]}, "100 characters"),
+        ({"include": ["robot"], "regex": "a" * 501}, "500 characters"),
+        ({"include": ["robot"], "regex": "robot\x00"}, "control characters"),
+    ]:
+        r = client.post("/api/v1/topics", json={**base, "rules": rules})
+        assert r.status_code == 422, r.text
+        assert reason in r.text
+        r = client.post("/api/v1/topics/match", json={"rules": rules})
+        assert r.status_code == 422 and reason in r.text
+        r = client.patch("/api/v1/topics/hardware", json={"rules": rules})
+        assert r.status_code == 422 and reason in r.text
+    assert client.get("/api/v1/topics/robots").status_code == 404
+    ok = {"include": [f"kw{i}" for i in range(500)], "exclude": ["y" * 100], "regex": "b" * 500}
+    r = client.post("/api/v1/topics", json={**base, "rules": ok})
+    assert r.status_code == 201, r.text
+
+
+def test_rule_limits_through_the_cli(cli, engine):
+    assert cli("sample", "load").exit_code == 0
+    many = ",".join(f"kw{i}" for i in range(501))
+    for args, reason in [
+        (["--include", many], "include has 501 keywords; at most 500 are allowed"),
+        (["--exclude", "x" * 101], "is longer than 100 characters"),
+        (["--include", "robot", "--regex", "a" * 501], "regex is longer than 500 characters"),
+    ]:
+        r = cli("topics", "add", "robots", "--name-en", "Robots", "--name-zh", "机器人", *args)
+        assert r.exit_code == 1, r.output
+        assert reason in r.output and "Traceback" not in r.output
+    huge = ",".join(f"kw{i}" for i in range(100_000))
+    r = cli("topics", "edit", "hardware", "--add-include", huge)
+    assert r.exit_code == 1 and "keywords; at most 500 are allowed" in r.output
+    assert "robots" not in cli("topics", "list").output
+
+
+def test_rule_limits_in_the_admin_ui(engine, web_settings, sample):
+    from newsletter.topics import get_topic
+
+    from .test_admin_ui import csrf_of
+
+    with Session(engine) as s:
+        _, token = create_token(session=s, name="editor")
+        s.commit()
+    client = TestClient(create_app(settings=web_settings, engine=engine))
+    form = client.get("/admin/login")
+    client.post("/admin/login", data={"token": token, "csrf_token": csrf_of(form.text)})
+    csrf = csrf_of(client.get("/admin/").text)
+    with Session(engine) as s:
+        before = get_topic(session=s, slug="hardware").rules
+    names = {"csrf_token": csrf, "name_en": "Chips", "name_zh": "芯片", "description": ""}
+    many = "\n".join(f"kw{i}" for i in range(20_000))
+    for fields, reason in [
+        ({"include": many}, "at most 500 are allowed"),
+        ({"include": "chip", "exclude": "x" * 101}, "longer than 100 characters"),
+        ({"include": "chip", "regex": "a" * 501}, "longer than 500 characters"),
+    ]:
+        r = client.post("/admin/topics/hardware", data=names | fields)
+        assert r.status_code == 422 and reason in r.text
+        r = client.post("/admin/topics/hardware/check", data={"csrf_token": csrf, **fields})
+        assert r.status_code == 200 and reason in r.text
+    with Session(engine) as s:
+        assert get_topic(session=s, slug="hardware").rules == before

@@ -147,7 +147,7 @@ def edit_cmd(
             ("exclude", exclude, add_exclude, remove_exclude),
         ):
             terms = split_terms(replace) if replace else list(rules.get(key, []))
-            terms += [t for t in split_terms(add) if t not in terms]
+            terms = list(dict.fromkeys(terms + split_terms(add)))
             dropped = set(split_terms(remove))
             missing = dropped - set(terms)
             if missing:

@@ -422,3 +422,109 @@ def test_rule_limits_in_the_admin_ui(engine, web_settings, sample):
         assert r.status_code == 200 and reason in r.text
     with Session(engine) as s:
         assert get_topic(session=s, slug="hardware").rules == before
+
+
+# --- item 10: dates outside a sane window --------------------------------------------------------
+
+FAR_DATES = ["9999-12-31", "0001-01-01", "1989-12-31", "2999-01-01"]
+
+
+@pytest.mark.parametrize("day", FAR_DATES)
+def test_out_of_range_event_dates_are_refused_at_every_input(client, cli, tmp_path, engine, day):
+    from newsletter.periods import date_window
+
+    first, last = date_window()
+    record = event_record(occurred_on=day)
+    r = client.post("/api/v1/events", json=record)
+    assert r.status_code == 422, r.text
+    assert "occurred_on" in r.text and f"{first} to {last}" in r.text
+    r = client.post("/api/v1/events/import", files={"file": ("e.json", json.dumps([record]))})
+    assert r.status_code == 200 and r.json()["new"] == 0
+    assert "outside the accepted dates" in r.json()["invalid"][0]["reason"]
+    path = tmp_path / "far.csv"
+    path.write_text(f"title,url,occurred_on\nFar chip,https://far.example/{day},{day}\n")
+    r = cli("events", "import", str(path))
+    assert r.exit_code == 1 and "line 2" in r.output and "outside the accepted dates" in r.output
+    with Session(engine) as s:
+        assert s.execute(select(Event).where(Event.url.like("%far.example%"))).first() is None
+
+
+def test_the_date_window_edges_are_accepted(client):
+    from newsletter.periods import date_window
+
+    for day in date_window():
+        r = client.post("/api/v1/events", json=event_record(occurred_on=day.isoformat()))
+        assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize(
+    ("frequency", "period"),
+    [("daily", "9999-12-31"), ("monthly", "9999-12"), ("weekly", "9999-W52"),
+     ("monthly", "0000-01"), ("daily", "1989-12-31")],
+)  # fmt: skip
+def test_out_of_range_periods_get_a_clear_error(cli, client, frequency, period):
+    r = cli("digest", "send", "--frequency", frequency, "--period", period)
+    assert r.exit_code == 1
+    assert "outside the accepted dates" in r.output and "Traceback" not in r.output
+    r = cli("digest", "preview", "--frequency", frequency, "--period", period,
+            "--email", "reader.en@example.com")  # fmt: skip
+    assert r.exit_code == 1 and "outside the accepted dates" in r.output
+    r = client.post("/api/v1/digests/send", json={"frequency": frequency, "period": period})
+    assert r.status_code == 422 and "outside the accepted dates" in r.text
+    if frequency == "monthly":
+        assert cli("take", "set", period, "--language", "en", "--file", __file__).exit_code == 1
+        assert cli("events", "list", "--month", period).exit_code == 1
+        r = client.get("/api/v1/events", params={"month": period})
+        assert r.status_code in (400, 422) and "outside the accepted dates" in r.text
+
+
+def test_no_admin_page_fails_on_a_far_dated_stored_event(engine, web_settings, sample, cli):
+    from newsletter.events import tag_event
+    from newsletter.sample import add_demo_readers
+    from newsletter.topics import compiled_rules
+
+    from .test_admin_ui import PAGES, csrf_of
+
+    with Session(engine) as s:  # rows stored before the window existed
+        add_demo_readers(session=s)
+        for day in (dt.date(9999, 12, 31), dt.date(1, 1, 1)):
+            far = Event(title={"en": f"Chip export ban {day}"}, summary={}, region="global",
+                        url=f"https://far.example/{day}", source="W", occurred_on=day,
+                        language="en", title_key=f"far {day}")  # fmt: skip
+            s.add(far)
+            s.flush()
+            tag_event(session=s, event=far, rules=compiled_rules(session=s))
+        _, token = create_token(session=s, name="editor")
+        s.commit()
+    client = TestClient(
+        create_app(settings=web_settings, engine=engine), raise_server_exceptions=False
+    )
+    form = client.get("/admin/login")
+    client.post("/admin/login", data={"token": token, "csrf_token": csrf_of(form.text)})
+    csrf = csrf_of(client.get("/admin/").text)
+    pages = PAGES + [
+        "/admin/take?period=9999-12",
+        "/admin/events?month=9999-12",
+        "/admin/events?month=all",
+        "/admin/send?frequency=daily&period=9999-12-31",
+        "/admin/send?frequency=weekly&period=9999-W52",
+        "/admin/preview?frequency=monthly&period=9999-12&email=reader.en@example.com",
+        "/archive",
+    ]
+    for page in pages:
+        r = client.get(page)
+        assert r.status_code == 200, (page, r.status_code)
+    # the default period is the newest month within the window, not 9999-12
+    assert 'value="2025-07"' in client.get("/admin/take").text
+    assert 'value="2025-07"' in client.get("/admin/send").text
+    for data in (
+        {"frequency": "daily", "period": "9999-12-31"},
+        {"frequency": "monthly", "period": "9999-12"},
+    ):
+        r = client.post("/admin/send", data={"csrf_token": csrf, **data})
+        assert r.status_code == 422 and "outside the accepted dates" in r.text
+    r = client.post("/admin/take", data={"csrf_token": csrf, "period": "9999-12", "body": "x"})
+    assert r.status_code == 422 and "outside the accepted dates" in r.text
+    assert cli("events", "list").exit_code == 0
+    r = client.get("/api/v1/events")  # no token: still no 500
+    assert r.status_code == 401

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from ..events import list_events, localised, retag, topic_matches
+from ..events import latest_event_day, list_events, localised, retag, topic_matches
 from ..matching import MAX_KEYWORDS, RuleError, TopicRules, check_regex, check_terms, event_fields
 from ..models import Event, EventTopic, Topic
 from ..text import one_line
@@ -286,7 +286,7 @@ def events_page(
 ):
     month, topic = month.strip(), topic.strip()
     if not month:
-        latest = session.exec(select(func.max(Event.occurred_on))).one()
+        latest = latest_event_day(session=session)
         month = f"{latest:%Y-%m}" if latest else "all"
     error = ""
     try:

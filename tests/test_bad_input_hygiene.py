@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import pytest
 from fastapi.testclient import TestClient
@@ -528,3 +529,44 @@ def test_no_admin_page_fails_on_a_far_dated_stored_event(engine, web_settings, s
     assert cli("events", "list").exit_code == 0
     r = client.get("/api/v1/events")  # no token: still no 500
     assert r.status_code == 401
+
+
+# --- item 12: deeply nested JSON / YAML ----------------------------------------------------------
+
+
+def test_deeply_nested_files_are_reported_not_a_traceback(cli, engine, tmp_path):
+    assert cli("sample", "load").exit_code == 0
+    deep = "[" * 5_000 + "]" * 5_000
+    good = event_record(title="Nvidia ships a fine GPU", occurred_on="2025-07-02")
+    line_ok = event_record(title="A good line beside a deep one", occurred_on="2025-07-02")
+    files = {
+        "deep.json": deep,
+        "deep.yaml": deep,
+        "deep.jsonl": json.dumps(line_ok) + "\n" + deep + "\n",
+        "deeper.json": '[{"title": ' + '{"en": ' * 5_000 + '"x"' + "}" * 5_000 + "}]",
+        "good.json": json.dumps([good]),
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    r = cli("events", "import", *(str(tmp_path / n) for n in files))
+    assert r.exit_code == 1
+    assert "Traceback" not in r.output and "RecursionError" not in r.output
+    for name in ("deep.json", "deeper.json"):
+        assert f"{name}: invalid JSON: nested too deeply" in r.output
+    assert re.search(r"deep\.yaml: invalid YAML.*(nesting depth|nested too deeply)", r.output)
+    assert "invalid line 2: invalid JSON: nested too deeply" in r.output
+    titles = event_titles(engine)
+    assert "Nvidia ships a fine GPU" in titles and "A good line beside a deep one" in titles
+
+
+def test_deeply_nested_upload_is_a_client_error(client):
+    deep = ("[" * 5_000 + "]" * 5_000).encode()
+    for name in ("deep.json", "deep.yaml"):
+        r = client.post("/api/v1/events/import", files={"file": (name, deep)})
+        assert r.status_code == 400 and re.search("nesting depth|nested too deeply", r.text)
+    ok = json.dumps(event_record(title="Fine upload line", occurred_on="2025-07-02"))
+    r = client.post(
+        "/api/v1/events/import", files={"file": ("d.jsonl", f"{ok}\n{deep.decode()}\n")}
+    )
+    assert r.status_code == 200 and r.json()["new"] == 1
+    assert "nested too deeply" in r.json()["invalid"][0]["reason"]

@@ -84,5 +84,22 @@ def normalise_url(url: str) -> str:
     return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, ""))
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (CSV injection):
+# every CSV we write prefixes such a cell with an apostrophe, which spreadsheets show
+# as text and our CSV import takes off again (so an export re-imports unchanged).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> str:
+    """A value for a CSV cell that no spreadsheet runs as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def csv_value(cell: str) -> str:
+    """What csv_cell was given: the apostrophe it added is removed."""
+    return cell[1:] if cell.startswith("'") and cell[1:2] in _FORMULA_START else cell
+
+
 def has_cjk(value: str) -> bool:
     return bool(CJK.search(value))

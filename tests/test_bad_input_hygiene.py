@@ -570,3 +570,42 @@ def test_deeply_nested_upload_is_a_client_error(client):
     )
     assert r.status_code == 200 and r.json()["new"] == 1
     assert "nested too deeply" in r.json()["invalid"][0]["reason"]
+
+
+# --- item 8: CSV exports neutralise spreadsheet formulas ----------------------------------------
+
+FORMULA_NAMES = ['=HYPERLINK("https://evil.example","click")', "+1+2", "-3+4", "@SUM(A1)"]
+
+
+def test_subscriber_export_neutralises_formulas_and_round_trips(cli, tmp_path):
+    import csv
+    import io
+
+    assert cli("sample", "load").exit_code == 0
+    people = [(f"reader{i}@example.com", name) for i, name in enumerate(FORMULA_NAMES)]
+    people += [("=sum@example.com", "Plain"), ("-dash@example.com", "Ada Lovelace")]
+    for email, name in people:
+        r = cli("subscribers", "add", "--topics", "hardware", f"--name={name}", "--", email)
+        assert r.exit_code == 0, r.output
+    r = cli("subscribers", "export")
+    assert r.exit_code == 0
+    rows = {row["name"]: row for row in csv.DictReader(io.StringIO(r.stdout))}
+    for name in FORMULA_NAMES:
+        assert "'" + name in rows  # shown as text by every spreadsheet
+    assert rows["Plain"]["email"] == "'=sum@example.com"
+    assert rows["Ada Lovelace"]["email"] == "'-dash@example.com"
+    for row in rows.values():
+        for cell in row.values():
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+    # the export is the import format: a fresh database gets the same people back
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert cli("--database-url", other, "db", "upgrade").exit_code == 0
+    assert cli("--database-url", other, "sample", "load").exit_code == 0
+    path = tmp_path / "people.csv"
+    path.write_text(r.stdout)
+    r = cli("--database-url", other, "subscribers", "import", str(path))
+    assert r.exit_code == 0, r.output
+    listed = json.loads(
+        cli("--database-url", other, "subscribers", "list", "--format", "json").stdout
+    )
+    assert sorted((p["email"], p["name"]) for p in listed) == sorted(people)

@@ -4,8 +4,12 @@ deep nesting, rule caps and writes that survive a closed stdout."""
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 from fastapi.testclient import TestClient
@@ -609,3 +613,83 @@ def test_subscriber_export_neutralises_formulas_and_round_trips(cli, tmp_path):
         cli("--database-url", other, "subscribers", "list", "--format", "json").stdout
     )
     assert sorted((p["email"], p["name"]) for p in listed) == sorted(people)
+
+
+# --- item 22: a reader that goes away never undoes a write ----------------------------------------
+
+
+def test_webhooks_add_piped_to_head_is_stored(db_url, engine, sample, tmp_path):
+    """The issue's own reproduction, as a real pipeline."""
+    from newsletter.models import WebhookEndpoint
+
+    env = {**os.environ, "NEWSLETTER_DATABASE_URL": db_url, "NEWSLETTER_WEBHOOK_ALLOW_HTTP": "true",
+           "NEWSLETTER_WEBHOOK_ALLOW_NETWORKS": '["127.0.0.0/8"]'}  # fmt: skip
+    cmd = (
+        f"{sys.executable} -m newsletter webhooks add ops --platform generic "
+        "--url http://127.0.0.1:9/hook --topics hardware | head -1"
+    )
+    proc = subprocess.run(
+        ["bash", "-c", cmd], env=env, cwd=tmp_path, capture_output=True, timeout=60
+    )
+    assert proc.stdout.decode().startswith("Added webhook ops (generic, instant).")
+    assert b"Traceback" not in proc.stderr
+    with Session(engine) as s:
+        assert list(s.execute(select(WebhookEndpoint.name)).scalars()) == ["ops"]
+
+
+class GoneReader:
+    """A stdout whose reader went away: every write fails as a closed pipe does."""
+
+    encoding = "utf-8"
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+WRITES = [
+    (["webhooks", "add", "team", "--platform", "generic", "--topics", "hardware",
+      "--url", "http://127.0.0.1:9/hook"],
+     "SELECT count(*) FROM webhookendpoint WHERE name = 'team'"),
+    (["subscribers", "add", "ada@example.com", "--topics", "hardware"],
+     "SELECT count(*) FROM subscriber WHERE email = 'ada@example.com'"),
+    (["topics", "add", "robots", "--name-en", "Robots", "--name-zh", "机器人", "--include", "robot"],
+     "SELECT count(*) FROM topic WHERE slug = 'robots'"),
+    (["topics", "edit", "hardware", "--name-en", "Silicon"],
+     "SELECT count(*) FROM topic WHERE name_en = 'Silicon'"),
+    (["topics", "remove", "open-source"],
+     "SELECT 1 - count(*) FROM topic WHERE slug = 'open-source'"),
+    (["take", "set", "2025-06", "--language", "en", "--file", "take.md"],
+     "SELECT count(*) FROM sharptake WHERE period = '2025-06'"),
+    (["feeds", "add", "http://127.0.0.1:9/feed.rss", "--name", "wire"],
+     "SELECT count(*) FROM feed WHERE name = 'wire'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "check"), WRITES, ids=[" ".join(a[:2]) for a, _ in WRITES])
+def test_a_write_survives_a_reader_that_went_away(
+    cli_net, engine, sample, tmp_path, monkeypatch, args, check
+):
+    from sqlalchemy import text
+
+    from newsletter.cli import common
+
+    def gone(console=common.console):
+        # rich's own answer to a broken pipe, less moving the real stdout to /dev/null
+        # (the test runner's stdout has no file descriptor)
+        console.quiet = True
+        raise SystemExit(1)
+
+    (tmp_path / "take.md").write_text("A quiet month.")
+    monkeypatch.setattr(common.console, "_file", GoneReader())
+    monkeypatch.setattr(common.console, "quiet", False)
+    monkeypatch.setattr(common.console, "on_broken_pipe", gone)
+    r = cli_net(*args)
+    assert r.exit_code == 1
+    with engine.connect() as conn:
+        assert conn.execute(text(check)).scalar_one() == 1

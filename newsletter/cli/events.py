@@ -76,7 +76,7 @@ def import_cmd(
             continue
         print_import_report(report, str(path))
         if alerts:
-            console.print(f"  {alerts} instant alert(s) queued for team webhooks")
+            console.print(f"  {alerts} instant alert(s) queued for readers and team webhooks")
         failed = failed or not report.ok
     if failed:
         raise typer.Exit(1)

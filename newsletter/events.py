@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
-from sqlalchemy import or_
+from sqlalchemy import func, or_
 from sqlmodel import Session, select
 
 from .matching import TopicRules, match_topics
 from .models import Event, EventTopic, Topic
+from .periods import check_date, date_window, parse_period
 from .text import clean_block, normalise_url, one_line, title_key
 from .topics import compiled_rules, topics_by_slug
 
@@ -25,22 +26,30 @@ MAX_SUMMARY = 5000
 
 
 def _localised(value: Any, *, name: str, block: bool) -> dict[str, str]:
+    """{language: cleaned text}; a plain string is keyed "_" (the event's own language).
+
+    Plain strings and mappings go through the same cleaning, whatever the source.
+    """
+    clean = clean_block if block else one_line
     if value is None or value == "":
         return {}
     if isinstance(value, str):
-        return {"_": value}
-    if not isinstance(value, dict):
+        texts = {"_": clean(value)}
+    elif isinstance(value, dict):
+        texts = {}
+        for lang, text in value.items():
+            if not isinstance(lang, str) or not LANGUAGE.match(lang):
+                raise ValueError(f"{name} has an invalid language code {lang!r}")
+            if text is None:
+                continue
+            if not isinstance(text, str):
+                raise ValueError(f"{name}.{lang} must be a string")
+            texts[lang] = clean(text)
+    else:
         raise ValueError(f"{name} must be a string or a mapping of language to string")
-    out: dict[str, str] = {}
-    for lang, text in value.items():
-        if not isinstance(lang, str) or not LANGUAGE.match(lang):
-            raise ValueError(f"{name} has an invalid language code {lang!r}")
-        if text is None:
-            continue
-        if not isinstance(text, str):
-            raise ValueError(f"{name}.{lang} must be a string")
-        out[lang] = clean_block(text) if block else one_line(text)
-    return {k: v for k, v in out.items() if v}
+    if name == "title" and texts and not any(texts.values()):
+        raise ValueError(f"{name} is blank (only spaces or control characters)")
+    return {k: v for k, v in texts.items() if v}
 
 
 class EventIn(BaseModel):
@@ -100,6 +109,11 @@ class EventIn(BaseModel):
             if len(text) > MAX_SUMMARY:
                 raise ValueError(f"summary.{lang} is longer than {MAX_SUMMARY} characters")
         return v
+
+    @field_validator("occurred_on")
+    @classmethod
+    def _occurred_on(cls, v: dt.date) -> dt.date:
+        return check_date(v, "occurred_on")
 
     @field_validator("url")
     @classmethod
@@ -269,13 +283,12 @@ def topic_slugs(*, session: Session, event: Event) -> list[str]:
 
 
 def month_bounds(month: str) -> tuple[dt.date, dt.date]:
-    """First day and first day after a `YYYY-MM` month."""
+    """First day and first day after a `YYYY-MM` month (within the date window)."""
     m = re.fullmatch(r"(\d{4})-(\d{2})", month)
     if not m or not 1 <= int(m.group(2)) <= 12:
         raise ValueError(f"month must be YYYY-MM, not {month!r}")
-    start = dt.date(int(m.group(1)), int(m.group(2)), 1)
-    end = dt.date(start.year + (start.month == 12), start.month % 12 + 1, 1)
-    return start, end
+    period = parse_period("monthly", month)
+    return period.start, period.end
 
 
 def list_events(
@@ -302,6 +315,17 @@ def list_events(
     if region:
         query = query.where(Event.region == region.strip().lower())
     return list(session.exec(query.order_by(Event.occurred_on, Event.id)))
+
+
+def latest_event_day(*, session: Session) -> dt.date | None:
+    """The newest event date within the date window (a default period for pages; a row
+    stored before the window existed, e.g. dated 9999-12-31, is not a period to offer)."""
+    first, last = date_window()
+    return session.exec(
+        select(func.max(Event.occurred_on)).where(
+            Event.occurred_on >= first, Event.occurred_on <= last
+        )
+    ).one()
 
 
 def get_event(*, session: Session, event_id: int) -> Event | None:

@@ -92,11 +92,21 @@ def _records_from_list(items: Any, what: str) -> Records:
         yield f"record {n}", item
 
 
+# The JSON and YAML parsers recurse once per level of nesting; no event needs more
+# than a few, and thousands exhaust the stack (RecursionError).
+TOO_DEEP = "nested too deeply (no event needs more than a few levels)"
+# libyaml's safe loader, where PyYAML has it: it refuses nesting over 1000 levels with
+# a YAMLError at once, where the pure-Python one takes seconds to reach RecursionError.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_json(text: str) -> Records:
     try:
         items = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ImportFileError(f"invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    except RecursionError as exc:
+        raise ImportFileError(f"invalid JSON: {TOO_DEEP}") from exc
     yield from _records_from_list(items, "a JSON file")
 
 
@@ -105,18 +115,23 @@ def read_jsonl(text: str) -> Records:
         if not line.strip():
             continue
         try:
-            yield f"line {n}", json.loads(line)
+            record = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield f"line {n}", Problem(f"line {n}", f"invalid JSON: {exc.msg}")
+            record = Problem(f"line {n}", f"invalid JSON: {exc.msg}")
+        except RecursionError:
+            record = Problem(f"line {n}", f"invalid JSON: {TOO_DEEP}")
+        yield f"line {n}", record
 
 
 def read_yaml(text: str) -> Records:
     try:
-        items = yaml.safe_load(text)
+        items = yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ImportFileError(f"invalid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+    except RecursionError as exc:
+        raise ImportFileError(f"invalid YAML: {TOO_DEEP}") from exc
     if items is None:
         return
     yield from _records_from_list(items, "a YAML file")
@@ -190,6 +205,9 @@ def import_records(
             continue
         except ValueError as exc:
             report.invalid.append(Problem(where, str(exc)))
+            continue
+        except RecursionError:
+            report.invalid.append(Problem(where, TOO_DEEP))
             continue
         try:
             with session.begin_nested():

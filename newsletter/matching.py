@@ -14,9 +14,16 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from .text import has_cjk
+from .text import clean_text, has_cjk, printable
 
 _WORD = "A-Za-z0-9"
+
+# Limits on a topic's rules, the same for the CLI, the API, the admin UI and stored
+# defaults: every event is matched against every rule, so an unbounded list (100,000
+# keywords) or regex makes each import, retag and live check crawl.
+MAX_KEYWORDS = 500  # per list (include, exclude)
+MAX_KEYWORD_LENGTH = 100  # characters
+MAX_REGEX_LENGTH = 500  # characters
 
 
 class RuleError(ValueError):
@@ -42,8 +49,44 @@ def compile_term(term: str) -> re.Pattern[str]:
     return re.compile(f"(?<![{_WORD}]){body}{tail}", re.IGNORECASE)
 
 
-def validate_rules(rules: dict[str, Any]) -> dict[str, Any]:
-    """Return rules in canonical shape or raise RuleError saying what is wrong."""
+def check_terms(key: str, terms: list[str], *, limits: bool = True) -> list[str]:
+    """The cleaned, de-duplicated keywords of one list, or RuleError if over a limit."""
+    if limits and len(terms) > MAX_KEYWORDS:
+        raise RuleError(f"{key} has {len(terms)} keywords; at most {MAX_KEYWORDS} are allowed")
+    cleaned: dict[str, None] = {}
+    for t in terms:
+        t = clean_text(t)
+        if not t or t in cleaned:
+            continue
+        if limits and len(t) > MAX_KEYWORD_LENGTH:
+            raise RuleError(
+                f"{key} keyword {printable(t[:30])!r}… is longer than "
+                f"{MAX_KEYWORD_LENGTH} characters"
+            )
+        compile_term(t)
+        cleaned[t] = None
+    return list(cleaned)
+
+
+def check_regex(regex: str, *, limits: bool = True) -> str:
+    """The regex if it is within the limits and compiles, else RuleError saying why."""
+    if limits and len(regex) > MAX_REGEX_LENGTH:
+        raise RuleError(f"the regex is longer than {MAX_REGEX_LENGTH} characters")
+    if limits and printable(regex) != regex:
+        raise RuleError("the regex holds control characters; write them as escapes, e.g. \\x00")
+    try:
+        re.compile(regex)
+    except (re.error, OverflowError, RecursionError) as exc:
+        raise RuleError(f"invalid regex {regex!r}: {exc}") from exc
+    return regex
+
+
+def validate_rules(rules: dict[str, Any], *, limits: bool = True) -> dict[str, Any]:
+    """Return rules in canonical shape or raise RuleError saying what is wrong.
+
+    `limits=False` only for rules already stored (saved before the limits existed):
+    they keep working until an admin edits them.
+    """
     if not isinstance(rules, dict):
         raise RuleError("rules must be a mapping with include / exclude / regex")
     unknown = set(rules) - {"include", "exclude", "regex"}
@@ -56,23 +99,12 @@ def validate_rules(rules: dict[str, Any]) -> dict[str, Any]:
             terms = [terms]
         if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
             raise RuleError(f"{key} must be a list of strings")
-        cleaned: list[str] = []
-        for t in terms:
-            t = " ".join(t.split())
-            if not t:
-                continue
-            compile_term(t)
-            if t not in cleaned:
-                cleaned.append(t)
-        out[key] = cleaned
+        out[key] = check_terms(key, terms, limits=limits)
     regex = rules.get("regex") or None
     if regex is not None:
         if not isinstance(regex, str):
             raise RuleError("regex must be a string")
-        try:
-            re.compile(regex)
-        except (re.error, OverflowError, RecursionError) as exc:
-            raise RuleError(f"invalid regex {regex!r}: {exc}") from exc
+        check_regex(regex, limits=limits)
     out["regex"] = regex
     return out
 
@@ -88,7 +120,7 @@ class TopicRules:
 
     @classmethod
     def compile(cls, slug: str, rules: dict[str, Any]) -> TopicRules:
-        rules = validate_rules(rules or {})
+        rules = validate_rules(rules or {}, limits=False)
         return cls(
             slug=slug,
             include=[(t, compile_term(t)) for t in rules["include"]],

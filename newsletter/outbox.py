@@ -23,22 +23,17 @@ STATUSES = ("queued", "sending", "sent", "failed", "held", "suppressed", "cancel
 
 
 def enqueue(session: Session, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert delivery rows; rows whose idempotency key exists are skipped. Returns inserted."""
+    """Insert delivery rows; rows whose idempotency key exists are skipped. Returns inserted.
+
+    Callers give only the columns that matter to them (an alert for a reader has no
+    endpoint, one for a webhook no subscriber); every row is widened to the same full
+    column set first, because a multi-row insert takes its columns from one row and
+    would fail, or silently drop values, on rows of another shape.
+    """
     if not rows:
         return 0
     dialect = session.get_bind().dialect.name
-    now = utcnow()
-    values = [
-        {
-            "status": "queued",
-            "attempts": 0,
-            "period": "",
-            "next_attempt_at": now,
-            "created_at": now,
-            **r,
-        }
-        for r in rows
-    ]
+    values = _full_rows(rows, utcnow())
     if dialect == "postgresql":
         return _enqueue_postgres(session, values)
     if dialect == "sqlite":
@@ -56,6 +51,19 @@ def enqueue(session: Session, rows: Sequence[dict[str, Any]]) -> int:
             return 0
     # RETURNING counts what was really inserted, on every driver
     return len(session.connection().execute(stmt.returning(Delivery.id), values).all())
+
+
+def _full_rows(rows: Sequence[dict[str, Any]], now: dt.datetime) -> list[dict[str, Any]]:
+    """Every row with every enqueue column, defaults filled in; unknown keys are a bug."""
+    defaults: dict[str, Any] = dict.fromkeys(_COLUMNS)
+    defaults.update(status="queued", attempts=0, period="", next_attempt_at=now, created_at=now)
+    out = []
+    for r in rows:
+        unknown = set(r) - set(_COLUMNS)
+        if unknown:
+            raise ValueError(f"enqueue got unknown column(s): {', '.join(sorted(unknown))}")
+        out.append({**defaults, **r})
+    return out
 
 
 _COLUMNS = {

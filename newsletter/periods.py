@@ -18,6 +18,29 @@ class PeriodError(ValueError):
     """A period string that does not fit its frequency."""
 
 
+# The one window of dates the service accepts, for events (`occurred_on`) and digest
+# periods alike: nothing this old is news, nothing this far ahead is real, and dates
+# near the ends of the calendar (9999-12-31) break the arithmetic of every period.
+EARLIEST_DATE = dt.date(1990, 1, 1)
+FUTURE_DAYS = 366
+
+
+def date_window(today: dt.date | None = None) -> tuple[dt.date, dt.date]:
+    """(first, last) accepted date, both included: 1990-01-01 to a year from today."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    return EARLIEST_DATE, today + dt.timedelta(days=FUTURE_DAYS)
+
+
+def check_date(day: dt.date, what: str = "date") -> dt.date:
+    """The day, or ValueError saying it is outside the window."""
+    first, last = date_window()
+    if not first <= day <= last:
+        raise ValueError(
+            f"{what} {day.isoformat()} is outside the accepted dates, {first} to {last}"
+        )
+    return day
+
+
 @dataclass(frozen=True)
 class Period:
     """A half-open range of days [start, end) that a digest covers."""
@@ -45,7 +68,23 @@ class Period:
 
 
 def parse_period(frequency: str, key: str) -> Period:
+    """The period `key` names for `frequency`; PeriodError (with an example of the right
+    form) for anything else, including periods outside the date window."""
     key = key.strip()
+    first, last = date_window()
+    outside = PeriodError(f"period {key} is outside the accepted dates, {first} to {last}")
+    try:
+        period = _parse(frequency, key)
+    except PeriodError:
+        raise
+    except (ValueError, OverflowError) as exc:  # e.g. 9999-12-31 has no next day
+        raise outside from exc
+    if not first <= period.start <= last:
+        raise outside
+    return period
+
+
+def _parse(frequency: str, key: str) -> Period:
     if frequency == "monthly":
         m = _MONTH.match(key)
         if not m or not 1 <= int(m.group(2)) <= 12:

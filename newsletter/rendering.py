@@ -3,7 +3,9 @@
 Per-recipient parts (greeting, signed links) are left as slots in the stored edition
 and filled at send time by `personalise`, so a retry sends the same bytes and the
 database holds one copy per segment. Slots are delimited by a control character that
-the text cleaning strips from every user-supplied string, so content cannot forge one.
+the text cleaning strips from every user-supplied string, and that the environment
+also removes from every value a template prints except a slot itself: no stored
+text, cleaned or not, can forge one.
 """
 
 from __future__ import annotations
@@ -30,10 +32,26 @@ SLOT = "\x1e"
 SLOTS = ("greeting", "unsubscribe_url", "preferences_url", "email")
 
 
+_MARKERS = {f"{SLOT}{name}{SLOT}" for name in SLOTS}
+_MARKER = re.compile(f"{SLOT}({'|'.join(SLOTS)}){SLOT}")
+
+
 def slot(name: str) -> Markup:
     if name not in SLOTS:
         raise ValueError(f"unknown slot {name!r}")
     return Markup(f"{SLOT}{name}{SLOT}")
+
+
+def no_forged_slots(value: Any) -> Any:
+    """Jinja's finalize: a printed value keeps the slot delimiter only if it *is* a slot.
+
+    So a title, topic name or take holding marker text prints harmlessly; a slot can
+    come only from `slot()` in a template (not from a macro's output, which is a value
+    like any other).
+    """
+    if isinstance(value, str) and SLOT in value and value not in _MARKERS:
+        return value.replace(SLOT, "")
+    return value
 
 
 def make_environment(templates_dir: Path) -> Environment:
@@ -45,6 +63,7 @@ def make_environment(templates_dir: Path) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=no_forged_slots,
     )
     env.filters["localised"] = localised
     env.filters["clip"] = clip
@@ -91,13 +110,14 @@ def markdown_url(value: str) -> str:
 
 
 def personalise(body: str, values: dict[str, str], *, html: bool) -> str:
-    """Fill the slots of a stored edition for one recipient."""
-    for name in SLOTS:
-        marker = f"{SLOT}{name}{SLOT}"
-        if marker in body:
-            value = values.get(name, "")
-            body = body.replace(marker, escape(value, quote=True) if html else value)
-    return body
+    """Fill the slots of a stored edition for one recipient, in one pass (a value that
+    holds marker text, e.g. a reader's name, is never filled in turn)."""
+
+    def fill(m: re.Match[str]) -> str:
+        value = values.get(m.group(1), "")
+        return escape(value, quote=True) if html else value
+
+    return _MARKER.sub(fill, body)
 
 
 @dataclass

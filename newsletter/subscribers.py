@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 from .errors import reason
 from .models import Subscriber, Subscription, Suppression, Topic, utcnow
 from .periods import FREQUENCIES
-from .text import one_line
+from .text import csv_cell, csv_value, one_line
 from .topics import topics_by_slug
 
 LANGUAGES = ("zh", "en")
@@ -268,7 +268,7 @@ def csv_rows(text: str) -> Iterator[tuple[str, dict[str, str]]]:
     for row in reader:
         where = f"line {line + 1}"
         line = reader.line_num
-        yield where, {k: (v or "").strip() for k, v in row.items() if k}
+        yield where, {k: csv_value((v or "").strip()) for k, v in row.items() if k}
 
 
 def import_subscribers(
@@ -307,5 +307,5 @@ def export_subscribers(*, session: Session) -> str:
     for sub in list_subscribers(session=session):
         row = {k: getattr(sub, k) for k in EXPORT_FIELDS if k != "topics"}
         row["topics"] = ",".join(t.slug for t in subscriber_topics(session=session, subscriber=sub))
-        writer.writerow(row)
+        writer.writerow({k: csv_cell(v) for k, v in row.items()})
     return out.getvalue()

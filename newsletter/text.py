@@ -11,25 +11,54 @@ _SPACES = re.compile(r"\s+")
 _KEY_DROP = re.compile(r"[\W_]+", re.UNICODE)
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
 
+# Line breaks of every kind, including the Unicode line and paragraph separators.
+_BREAKS = re.compile("\r\n|[\r\n\x0b\x0c\x85\u2028\u2029]")
+# What no stored text may carry: C0 and C1 controls (NUL, BEL, ESC, the record
+# separators that delimit rendering slots ...), DEL, the bidi embedding, override and
+# isolate controls (text that displays in another order than it reads), a BOM, lone
+# surrogates (not encodable, so the database would refuse them) and noncharacters.
+_UNWANTED = re.compile(
+    "[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u202a-\u202e\u2066-\u2069"
+    "\ufeff\ufff9-\ufffb\ufffe\uffff\ud800-\udfff]"
+)
+
+
+def clean_text(value: str, *, paragraphs: bool = False) -> str:
+    """The one cleaning every source's text goes through before it is stored.
+
+    Control and format characters are dropped; line breaks become spaces, or, with
+    `paragraphs`, newlines (at most one blank line in a row). Runs of other
+    whitespace become one space and each line is trimmed.
+    """
+    value = _BREAKS.sub("\n", value).replace("\t", " ")
+    value = _UNWANTED.sub("", value)
+    if not paragraphs:
+        return _SPACES.sub(" ", value).strip()
+    lines = [_SPACES.sub(" ", line).strip() for line in value.split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
 
 def one_line(value: str) -> str:
-    """Collapse CR/LF and runs of whitespace to one space; drop control characters."""
-    value = _CONTROL.sub("", value)
-    return _SPACES.sub(" ", value).strip()
+    """A title, name or label: one line of clean text."""
+    return clean_text(value)
 
 
 def clean_block(value: str) -> str:
-    """Keep paragraphs but normalise line endings and drop control characters."""
-    value = value.replace("\r\n", "\n").replace("\r", "\n")
-    value = _CONTROL.sub("", value)
-    lines = [_SPACES.sub(" ", line).strip() for line in value.split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    """A summary or comment: clean text that keeps its paragraphs."""
+    return clean_text(value, paragraphs=True)
+
+
+def printable(value: str) -> str:
+    """Text for a terminal: control characters shown as escapes, never interpreted
+    (for rows stored before cleaning, or fields that are not cleaned)."""
+    return _UNWANTED.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), value)
 
 
 def title_key(title: str) -> str:
     """A key under which two spellings of the same headline collide."""
     folded = unicodedata.normalize("NFKC", title).casefold()
-    return _KEY_DROP.sub(" ", folded).strip()[:600]
+    # a title of symbols only (emoji, punctuation) keys on itself rather than on ""
+    return (_KEY_DROP.sub(" ", folded).strip() or _SPACES.sub(" ", folded).strip())[:600]
 
 
 # bidirectional controls (U+202E and friends) make a URL read differently from where it goes
@@ -82,6 +111,23 @@ def normalise_url(url: str) -> str:
     if port is not None:
         netloc += f":{port}"
     return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, ""))
+
+
+# A spreadsheet reads a cell starting with one of these as a formula (CSV injection):
+# every CSV we write prefixes such a cell with an apostrophe, which spreadsheets show
+# as text and our CSV import takes off again (so an export re-imports unchanged).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> str:
+    """A value for a CSV cell that no spreadsheet runs as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def csv_value(cell: str) -> str:
+    """What csv_cell was given: the apostrophe it added is removed."""
+    return cell[1:] if cell.startswith("'") and cell[1:2] in _FORMULA_START else cell
 
 
 def has_cjk(value: str) -> bool:

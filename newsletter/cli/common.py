@@ -16,8 +16,10 @@ from sqlmodel import Session
 from ..db import SchemaOutOfDate, check_schema, make_engine, session_scope
 from ..settings import Settings, load_settings
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# stored text is printed as it is: no console markup ("[/red]" in a title would raise)
+# and no emoji codes
+console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 @dataclass

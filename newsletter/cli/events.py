@@ -19,6 +19,7 @@ from ..events import (
     topic_matches,
 )
 from ..importing import ImportFileError, import_file
+from ..text import printable
 from ..topics import TopicError, list_topics
 from .common import console, err_console, fail, state
 
@@ -75,7 +76,7 @@ def import_cmd(
             continue
         print_import_report(report, str(path))
         if alerts:
-            console.print(f"  {alerts} instant alert(s) queued for team webhooks")
+            console.print(f"  {alerts} instant alert(s) queued for readers and team webhooks")
         failed = failed or not report.ok
     if failed:
         raise typer.Exit(1)
@@ -122,8 +123,8 @@ def _table(rows: list[dict], language: str, title: str) -> Table:
         table.add_row(
             str(r["id"]),
             r["occurred_on"],
-            r["region"],
-            localised(r["title"], language),
+            printable(r["region"]),
+            printable(localised(r["title"], language)),
             ", ".join(r["topics"]),
         )
     return table
@@ -136,23 +137,27 @@ def show_cmd(ctx: typer.Context, event_id: int = typer.Argument(..., help="Event
         event = get_event(session=session, event_id=event_id)
         if event is None:
             fail(f"no event with id {event_id}")
+        # printable(): a row stored before text cleaning may still hold terminal escapes
         console.print(
-            f"Event {event.id}  {event.occurred_on}  region={event.region}  language={event.language}"
+            f"Event {event.id}  {event.occurred_on}  region={printable(event.region)}  "
+            f"language={printable(event.language)}",
+            markup=False,
         )
         for lang, text in event.title.items():
-            console.print(f"  title[{lang}]: {text}", markup=False)
+            console.print(f"  title[{printable(lang)}]: {printable(text)}", markup=False)
         for lang, text in event.summary.items():
-            console.print(f"  summary[{lang}]: {text}", markup=False)
-        console.print(f"  url: {event.url}", markup=False)
+            console.print(f"  summary[{printable(lang)}]: {printable(text)}", markup=False)
+        console.print(f"  url: {printable(event.url)}", markup=False)
         console.print(
-            f"  source: {event.source}  importance: {event.importance or '-'}", markup=False
+            f"  source: {printable(event.source)}  importance: {event.importance or '-'}",
+            markup=False,
         )
         matches = topic_matches(session=session, event=event)
         if not matches:
             console.print("  topics: none (no rule matched)")
         for topic, match in matches:
             why = "manual" if match.source == "manual" else match.reason
-            console.print(f"  topic {topic.slug}: {why}", markup=False)
+            console.print(f"  topic {topic.slug}: {printable(why)}", markup=False)
 
 
 @app.command("retag")

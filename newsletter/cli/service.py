@@ -81,7 +81,7 @@ def feeds_add(
             )
         except FeedError as exc:
             fail(str(exc))
-        console.print(f"Added feed {feed.name}.", markup=False)
+    console.print(f"Added feed {feed.name}.", markup=False)  # once committed
 
 
 @feeds_app.command("list")

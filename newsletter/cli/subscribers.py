@@ -60,10 +60,10 @@ def add_cmd(
             sub = add_subscriber(session=session, sub_in=sub_in)
         except (SubscriberError, TopicError) as exc:
             fail(str(exc))
-        console.print(
-            f"Added {sub.email} ({sub.frequency}, {sub.language}): {', '.join(sub_in.topics)}",
-            markup=False,
-        )
+    console.print(  # once committed, like every command's report
+        f"Added {sub.email} ({sub.frequency}, {sub.language}): {', '.join(sub_in.topics)}",
+        markup=False,
+    )
 
 
 @app.command("import")

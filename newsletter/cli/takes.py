@@ -30,9 +30,9 @@ def set_cmd(
             take = set_take(session=session, period=period, language=language, body=body)
         except ValueError as exc:
             fail(str(exc))
-        console.print(
-            f"Stored the {take.language} sharp take for {take.period} ({len(take.body_markdown)} characters)."
-        )
+    console.print(  # once committed, like every command's report
+        f"Stored the {take.language} sharp take for {take.period} ({len(take.body_markdown)} characters)."
+    )
 
 
 @app.command("show")

@@ -113,9 +113,9 @@ def add_cmd(
             topic = create_topic(session=session, topic_in=topic_in)
         except TopicError as exc:
             fail(str(exc))
-        console.print(
-            f"Added topic {topic.slug}. Run `newsletter events retag` to tag stored events."
-        )
+    console.print(  # once committed, like every command's report
+        f"Added topic {topic.slug}. Run `newsletter events retag` to tag stored events."
+    )
 
 
 @app.command("edit")
@@ -147,7 +147,7 @@ def edit_cmd(
             ("exclude", exclude, add_exclude, remove_exclude),
         ):
             terms = split_terms(replace) if replace else list(rules.get(key, []))
-            terms += [t for t in split_terms(add) if t not in terms]
+            terms = list(dict.fromkeys(terms + split_terms(add)))
             dropped = set(split_terms(remove))
             missing = dropped - set(terms)
             if missing:
@@ -167,9 +167,9 @@ def edit_cmd(
         except ValidationError as exc:
             fail(validation_message(exc))
         update_topic(session=session, topic=topic, topic_in=update)
-        console.print(f"Updated topic {slug}.")
-        if rules_changed:
-            console.print("Rules changed: run `newsletter events retag` to re-match stored events.")
+    console.print(f"Updated topic {slug}.")
+    if rules_changed:
+        console.print("Rules changed: run `newsletter events retag` to re-match stored events.")
 
 
 @app.command("remove")
@@ -186,9 +186,9 @@ def remove_cmd(
             delete_topic(session=session, topic=topic, force=force)
         except TopicError as exc:
             fail(str(exc))
-        extra = (
-            f" ({subs} subscriber(s) and {hooks} webhook(s) no longer follow it)"
-            if subs or hooks
-            else ""
-        )
-        console.print(f"Removed topic {slug}{extra}.")
+    extra = (
+        f" ({subs} subscriber(s) and {hooks} webhook(s) no longer follow it)"
+        if subs or hooks
+        else ""
+    )
+    console.print(f"Removed topic {slug}{extra}.")

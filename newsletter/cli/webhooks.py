@@ -66,11 +66,12 @@ def add_cmd(
             ep = add_endpoint(session=session, settings=st.settings, ep_in=ep_in)
         except (WebhookError, TopicError) as exc:
             fail(str(exc))
-        console.print(f"Added webhook {ep.name} ({ep.platform}, {ep.mode}).", markup=False)
-        if ep.platform == "generic" and not secret:
-            console.print(
-                f"Signing secret (shown once; give it to the receiver): {ep.secret}", markup=False
-            )
+    # printed once committed: a reader that goes away (`| head -1`) cannot undo the add
+    console.print(f"Added webhook {ep.name} ({ep.platform}, {ep.mode}).", markup=False)
+    if ep.platform == "generic" and not secret:
+        console.print(
+            f"Signing secret (shown once; give it to the receiver): {ep.secret}", markup=False
+        )
 
 
 @app.command("list")

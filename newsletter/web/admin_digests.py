@@ -13,7 +13,8 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from ..digests import SendSummary, digest_kind, preview_digest, send_digest
-from ..models import Delivery, Event, Subscriber
+from ..events import latest_event_day
+from ..models import Delivery, Subscriber
 from ..periods import DIGEST_FREQUENCIES, PeriodError, parse_period
 from ..takes import MAX_CHARS, get_take, markdown_to_html, set_take
 from .admin_auth import AdminDep, AdminRoute, CsrfDep, fragment, render
@@ -27,8 +28,7 @@ PERIOD_HINTS = {"monthly": "2025-07", "weekly": "2025-W31", "daily": "2025-07-31
 
 def latest_month(session: Session) -> str:
     """The month of the newest stored event (or this month): a sensible default period."""
-    latest = session.exec(select(func.max(Event.occurred_on))).one()
-    return f"{latest or dt.date.today():%Y-%m}"
+    return f"{latest_event_day(session=session) or dt.date.today():%Y-%m}"
 
 
 def take_html(body: str) -> Markup:

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from ..events import list_events, localised, retag, topic_matches
-from ..matching import RuleError, TopicRules, compile_term, event_fields
+from ..events import latest_event_day, list_events, localised, retag, topic_matches
+from ..matching import MAX_KEYWORDS, RuleError, TopicRules, check_regex, check_terms, event_fields
 from ..models import Event, EventTopic, Topic
 from ..text import one_line
 from ..topics import TopicError, TopicUpdate, get_topic, list_topics, subscriber_count, update_topic
@@ -25,18 +25,14 @@ router = APIRouter(route_class=AdminRoute)
 
 CHECK_LIMIT = 2000  # most recent events the live check looks at
 EVENTS_LIMIT = 500
-MAX_REGEX = 1000
 _SPLIT = re.compile(r"[\n,，]+")
 
 
 def parse_terms(text: str) -> list[str]:
-    """Keywords given one per line or comma-separated."""
-    terms: list[str] = []
-    for part in _SPLIT.split(text or ""):
-        term = " ".join(part.split())
-        if term and term not in terms:
-            terms.append(term)
-    return terms
+    """Keywords given one per line or comma-separated (de-duplicated in linear time:
+    the form may hold any number of them)."""
+    terms = (" ".join(part.split()) for part in _SPLIT.split(text or ""))
+    return list(dict.fromkeys(t for t in terms if t))
 
 
 @dataclass
@@ -58,20 +54,22 @@ class RulesForm:
         """What is wrong with each field, in words an editor can act on."""
         errors: dict[str, str] = {}
         for key in ("include", "exclude"):
-            for term in parse_terms(getattr(self, key)):
+            terms = parse_terms(getattr(self, key))
+            if len(terms) > MAX_KEYWORDS:  # before compiling any of them
+                errors[key] = f"{len(terms)} keywords; at most {MAX_KEYWORDS} are allowed"
+                continue
+            for term in terms:
                 try:
-                    compile_term(term)
+                    check_terms(key, [term])
                 except RuleError as exc:
-                    errors[key] = f"“{term}”: {exc}"
+                    errors[key] = f"“{term[:40]}”: {exc}"
                     break
         regex = self.regex.strip()
-        if len(regex) > MAX_REGEX:
-            errors["regex"] = f"the regex is longer than {MAX_REGEX} characters"
-        elif regex:
+        if regex:
             try:
-                re.compile(regex)
-            except re.error as exc:
-                errors["regex"] = f"invalid regex: {exc}"
+                check_regex(regex)
+            except RuleError as exc:
+                errors["regex"] = str(exc)
         return errors
 
     def rules(self) -> dict[str, Any]:
@@ -288,7 +286,7 @@ def events_page(
 ):
     month, topic = month.strip(), topic.strip()
     if not month:
-        latest = session.exec(select(func.max(Event.occurred_on))).one()
+        latest = latest_event_day(session=session)
         month = f"{latest:%Y-%m}" if latest else "all"
     error = ""
     try:

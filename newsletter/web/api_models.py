@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from typing_extensions import TypedDict
 
 from ..events import EventIn
-from ..matching import validate_rules
+from ..matching import MAX_KEYWORD_LENGTH, MAX_KEYWORDS, MAX_REGEX_LENGTH, validate_rules
 from ..periods import parse_period
 from ..subscribers import SubscriberIn
 from ..topics import SLUG, TopicIn, TopicUpdate
@@ -55,14 +55,20 @@ def _compiles(regex: str | None) -> str | None:
     return regex
 
 
+# the limits of matching.validate_rules, also in the schema (and checked before any work)
+Keywords = Annotated[
+    list[Annotated[str, Field(max_length=MAX_KEYWORD_LENGTH)]], Field(max_length=MAX_KEYWORDS)
+]
+
+
 class RulesIn(TypedDict, total=False):
     """Topic rules: keywords that include, keywords that veto, and an optional regex."""
 
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
 
-    include: list[Annotated[str, Field(max_length=200)]]
-    exclude: list[Annotated[str, Field(max_length=200)]]
-    regex: Annotated[str | None, Field(max_length=1000), AfterValidator(_compiles)]
+    include: Keywords
+    exclude: Keywords
+    regex: Annotated[str | None, Field(max_length=MAX_REGEX_LENGTH), AfterValidator(_compiles)]
 
 
 class RulesPublic(BaseModel):

@@ -8,7 +8,7 @@ from fastapi import HTTPException, Path, Query, Response
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from ..models import Subscriber
+from ..models import Subscriber, Subscription, Topic
 from ..subscribers import (
     SubscriberIn,
     add_subscriber,
@@ -51,8 +51,21 @@ def read_subscribers(
     if status:
         query = query.where(Subscriber.status == status)
     count = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-    page = session.execute(query.order_by(Subscriber.id).offset(offset).limit(limit)).scalars()
-    return SubscribersPublic(data=[subscriber_public(session, s) for s in page], count=count)
+    page = list(
+        session.execute(query.order_by(Subscriber.id).offset(offset).limit(limit)).scalars()
+    )
+    topics: dict[int, list[str]] = {s.id: [] for s in page}
+    for sub_id, slug in session.execute(  # every topic of the page in one query
+        select(Subscription.subscriber_id, Topic.slug)
+        .join(Topic, Topic.id == Subscription.topic_id)
+        .where(Subscription.subscriber_id.in_(list(topics)))
+        .order_by(Topic.position, Topic.slug)
+    ):
+        topics[sub_id].append(slug)
+    return SubscribersPublic(
+        data=[SubscriberPublic(**s.model_dump(), topics=topics[s.id]) for s in page],
+        count=count,
+    )
 
 
 @router.post(

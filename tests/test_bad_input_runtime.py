@@ -306,6 +306,7 @@ def test_readyz_reports_overdue_scheduler_jobs(engine, db_url, smtp_server):
     app.state.health = Health(scheduler_grace=scheduler.overdue_grace(settings))
     client = TestClient(app)
     with engine.begin() as conn:
+        conn.execute(stored.jobs_t.delete())  # (PostgreSQL: left by earlier tests)
         conn.execute(
             stored.jobs_t.insert().values(
                 id="alerts", next_run_time=time.time() + 5, job_state=b""

@@ -17,7 +17,7 @@ import pytest
 from apscheduler.events import EVENT_JOB_EXECUTED
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from fastapi.testclient import TestClient
-from sqlalchemy import select, text, update
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
@@ -232,9 +232,7 @@ def test_a_failure_recording_the_batch_does_not_stop_the_worker(
     assert {d.status for d in deliveries(engine).values()} == {"sent"}
 
 
-def test_serve_restarts_a_dead_worker_and_reports_it(
-    engine, db_url, smtp_server, monkeypatch
-):
+def test_serve_restarts_a_dead_worker_and_reports_it(engine, db_url, smtp_server, monkeypatch):
     settings = settings_for(db_url, smtp_server.url)
     queue_digest(engine, settings)
     monkeypatch.setattr(service, "RESTART_BASE_SECONDS", 1.0)
@@ -308,9 +306,7 @@ def test_readyz_reports_overdue_scheduler_jobs(engine, db_url, smtp_server):
     with engine.begin() as conn:
         conn.execute(stored.jobs_t.delete())  # (PostgreSQL: left by earlier tests)
         conn.execute(
-            stored.jobs_t.insert().values(
-                id="alerts", next_run_time=time.time() + 5, job_state=b""
-            )
+            stored.jobs_t.insert().values(id="alerts", next_run_time=time.time() + 5, job_state=b"")
         )
     r = client.get("/readyz")
     assert r.status_code == 200 and r.json()["scheduler"] == {"overdue_seconds": 0.0}

@@ -265,6 +265,20 @@ def test_serve_restarts_a_dead_worker_and_reports_it(engine, db_url, smtp_server
     assert len(made) == 2
 
 
+def test_serve_exits_non_zero_when_a_part_stops_by_itself(cli, monkeypatch):
+    """Before, a part that ended (the worker dying) made `serve` shut down with exit 0."""
+
+    class StopsAtOnce:
+        should_exit = False
+
+        async def serve(self):
+            return None  # the web server ended without being asked to
+
+    monkeypatch.setattr(service, "_web_server", lambda *a, **kw: StopsAtOnce())
+    result = cli("serve", "--no-worker", "--port", str(free_port()))
+    assert result.exit_code == 1
+
+
 # --- item 5: the scheduler survives a locked job store and reports overdue jobs --------
 
 

@@ -17,7 +17,7 @@ import pytest
 from apscheduler.events import EVENT_JOB_EXECUTED
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
@@ -45,6 +45,17 @@ READERS = [
     ("mei@example.com", "en", "capital,governance"),
 ]
 sqlite_only = pytest.mark.skipif(BACKEND != "sqlite", reason="an SQLite file fault")
+
+
+@pytest.fixture(autouse=True)
+def no_job_table_left(db_url):
+    """The scheduler's job table is not one of our models: drop it, so that a later test
+    comparing the schema with the models (on the shared PostgreSQL database) sees none."""
+    yield
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS apscheduler_jobs"))
+    engine.dispose()
 
 
 def settings_for(db_url, smtp_url, **kw) -> Settings:

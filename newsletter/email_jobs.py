@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from .events import slugs_by_event
@@ -69,6 +70,8 @@ def prepare_emails(session: Session, settings, env, deliveries: list[Delivery], 
         except MessageError as exc:
             ready.append(Outcome(d.id, "permanent", str(exc)))
             continue
+        except SQLAlchemyError:
+            raise  # the database, not this row: the batch is retried
         except Exception as exc:  # noqa: BLE001 - one broken row must not stop the batch
             ready += crashed([d.id], exc)
             continue
@@ -79,6 +82,8 @@ def prepare_emails(session: Session, settings, env, deliveries: list[Delivery], 
         except MessageError as exc:
             ready += [Outcome(d.id, "permanent", str(exc)) for d in rows]
             continue
+        except SQLAlchemyError:
+            raise  # the database, not this row: the batch is retried
         except Exception as exc:  # noqa: BLE001 - one broken row must not stop the batch
             ready += crashed([d.id for d in rows], exc)
             continue

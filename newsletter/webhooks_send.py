@@ -7,6 +7,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from .alerts import alert_title
@@ -85,6 +86,8 @@ def prepare_groups(session: Session, settings, env, deliveries: list[Delivery], 
             try:
                 edition = edition_of(session, d.edition_id)
                 groups.append(_group(ep, [d.id], list(edition.payload or [])))
+            except SQLAlchemyError:
+                raise  # the database, not this row: the batch is retried
             except Exception as exc:  # noqa: BLE001 - one broken row must not stop the batch
                 ready += crashed([d.id], exc, endpoint_id=ep.id)
         else:
@@ -97,6 +100,8 @@ def prepare_groups(session: Session, settings, env, deliveries: list[Delivery], 
         except PayloadError as exc:
             ready += [Outcome(d.id, "permanent", str(exc), endpoint_id=ep.id) for d in rows]
             continue
+        except SQLAlchemyError:
+            raise  # the database, not this row: the batch is retried
         except Exception as exc:  # noqa: BLE001 - one broken row must not stop the batch
             ready += crashed([d.id for d in rows], exc, endpoint_id=ep.id)
             continue

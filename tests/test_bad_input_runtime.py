@@ -286,6 +286,8 @@ def test_serve_exits_non_zero_when_a_part_stops_by_itself(cli, monkeypatch):
             return None  # the web server ended without being asked to
 
     monkeypatch.setattr(service, "_web_server", lambda *a, **kw: StopsAtOnce())
+    # in-process: keep the log handlers off the runner's stream, which closes afterwards
+    monkeypatch.setattr("newsletter.cli.service.setup_logging", lambda verbose: None)
     result = cli("serve", "--no-worker", "--port", str(free_port()))
     assert result.exit_code == 1
 

@@ -93,6 +93,23 @@ def planning_row(n: int, db: str, pg: str | None) -> list[str]:
     ]
 
 
+def web_load_row(db: str, pg: str | None, seconds: int) -> list[str]:
+    args = ["--seconds", str(seconds), "--json"] + (
+        ["--postgres", pg] if db == "postgresql" else []
+    )
+    r = json.loads(run("web_load.py", *args).strip().splitlines()[-1])
+    h, a = r["healthz"], r["all"]
+    return [
+        f"web app under load, {seconds} s, send running",
+        db,
+        f"/healthz p99 {h['p99']:.2f} s",
+        "target: p99 < 1 s, none > 5 s",
+        "",
+        f"all {a['requests']:,} requests: p99 {a['p99']:.2f} s, max {a['max']:.2f} s, "
+        f"{a['over_5s']} over 5 s, {a['failed']} failed",
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="small sizes only")
@@ -116,6 +133,9 @@ def main() -> None:
         for n in [10_000] if args.quick else [10_000, 100_000, 1_000_000]:
             rows.append(planning_row(n, db, args.postgres))
             print(" | ".join(rows[-1]), flush=True)
+    for db in dbs:
+        rows.append(web_load_row(db, args.postgres, 10 if args.quick else 60))
+        print(" | ".join(rows[-1]), flush=True)
     head = ["benchmark", "database", "ours", "machine limit, same run", "ratio", "notes"]
     cpu = next(
         (

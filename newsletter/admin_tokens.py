@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
 
 from .models import AdminToken, utcnow
@@ -44,6 +46,21 @@ def verify_token(*, session: Session, token: str) -> AdminToken | None:
     if row is None or row.revoked_at is not None:
         return None
     return row
+
+
+def note_use(*, session: Session, row: AdminToken, every_seconds: float = 60.0) -> None:
+    """Record when a token was last used: at most once a minute, in a transaction of its
+    own, so a read-only API request never holds the database's write lock (on SQLite one
+    writer at a time) while it runs."""
+    now, last = utcnow(), row.last_used_at
+    if last is not None and last.tzinfo is None:
+        last = last.replace(tzinfo=dt.UTC)
+    if last is not None and (now - last).total_seconds() < every_seconds:
+        return
+    with Session(session.get_bind()) as own:
+        own.execute(update(AdminToken).where(AdminToken.id == row.id).values(last_used_at=now))
+        own.commit()
+    set_committed_value(row, "last_used_at", now)  # known, and not written a second time
 
 
 def revoke_token(*, session: Session, name: str) -> AdminToken:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlmodel import Session, create_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -20,24 +24,66 @@ class SchemaOutOfDate(RuntimeError):
     """The database is not at the newest migration."""
 
 
-def make_engine(url: str, **kwargs) -> Engine:
-    """An engine with SQLite tuned for a single-file service (WAL, foreign keys)."""
-    if url.startswith("sqlite"):
+def make_engine(url: str | URL, *, create: bool = True, **kwargs) -> Engine:
+    """An engine with SQLite tuned for a single-file service (WAL, foreign keys).
+
+    With `create=False` (the running service and every command but `db upgrade`) an
+    SQLite file is opened read-write only if it exists, and a connection whose file was
+    deleted or replaced is dropped: a write then fails instead of landing in a new empty
+    database or in an unlinked file that vanishes with the process.
+    """
+    if str(url).startswith("sqlite"):
+        path = sqlite_file(url)
+        if path is not None and not create:
+            url = existing_file_url(url, path)
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
         engine = create_engine(url, **kwargs)
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+        def _sqlite_pragmas(dbapi_conn, record):  # pragma: no cover - trivial
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+            if path is not None:
+                record.info["sqlite_file"] = _identity(path)
+
+        if path is not None and not create:
+
+            @event.listens_for(engine, "checkout")
+            def _same_file(_dbapi_conn, record, _proxy):
+                if _identity(path) != record.info.get("sqlite_file"):
+                    # reconnect; mode=rw then fails if the file is gone
+                    raise DisconnectionError(f"the database file {path} was removed or replaced")
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+def sqlite_file(url: str | URL) -> str | None:
+    """The file of an SQLite URL, None for an in-memory database."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return os.path.abspath(database)
+
+
+def existing_file_url(url: str, path: str) -> URL:
+    """The same database as an SQLite URI that opens the file only if it exists."""
+    parsed = make_url(url)
+    query = {**parsed.query, "mode": "rw", "uri": "true"}
+    return parsed.set(database=f"file:{quote(path)}", query=query)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 @contextmanager

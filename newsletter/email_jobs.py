@@ -6,12 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from .events import slugs_by_event
 from .messages import BuiltMessage, MessageError, build_confirm_email, build_digest_email
 from .models import Delivery, Edition, Event, Subscriber, Suppression, Topic, utcnow
-from .outbox import Outcome
+from .outbox import Outcome, crashed
 from .rendering import alert_context, render_digest
 from .subscribers import address_hash, subscriber_topics
 
@@ -69,12 +70,22 @@ def prepare_emails(session: Session, settings, env, deliveries: list[Delivery], 
         except MessageError as exc:
             ready.append(Outcome(d.id, "permanent", str(exc)))
             continue
+        except SQLAlchemyError:
+            raise  # the database, not this row: the batch is retried
+        except Exception as exc:  # noqa: BLE001 - one broken row must not stop the batch
+            ready += crashed([d.id], exc)
+            continue
         jobs.append(EmailJob([d.id], built))
     for sub_id, rows in alerts.items():
         try:
             built = build_alert_email(session, settings, env, subscribers[sub_id], rows)
         except MessageError as exc:
             ready += [Outcome(d.id, "permanent", str(exc)) for d in rows]
+            continue
+        except SQLAlchemyError:
+            raise  # the database, not this row: the batch is retried
+        except Exception as exc:  # noqa: BLE001 - one broken row must not stop the batch
+            ready += crashed([d.id for d in rows], exc)
             continue
         if built is None:
             ready += [Outcome(d.id, "cancelled", "the events are gone") for d in rows]

@@ -3,9 +3,10 @@ read from the database at scrape time (so they are right with workers anywhere).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import Engine, func, select
 
@@ -30,6 +31,26 @@ FEED_POLLS = Counter(
     "newsletter_feed_polls_total",
     "Feed polls by result (new, not-modified, error).",
     ["result"],
+    registry=REGISTRY,
+)
+WORKER_UP = Gauge(
+    "newsletter_worker_up",
+    "1 while this process's worker loop runs, 0 while it waits to be restarted.",
+    registry=REGISTRY,
+)
+WORKER_RESTARTS = Counter(
+    "newsletter_worker_restarts_total",
+    "Times `serve` restarted its worker loop after it crashed.",
+    registry=REGISTRY,
+)
+SCHEDULER_OVERDUE = Gauge(
+    "newsletter_scheduler_overdue_seconds",
+    "How late the earliest scheduled job is (0 when the scheduler keeps up).",
+    registry=REGISTRY,
+)
+SCHEDULER_ERRORS = Counter(
+    "newsletter_scheduler_jobstore_errors_total",
+    "Scheduler wake-ups that failed on the job store and were retried.",
     registry=REGISTRY,
 )
 
@@ -79,11 +100,13 @@ class OutboxCollector:
         yield failing
 
 
-_registered: set[int] = set()
+def render_metrics(engine: Engine, health=None) -> bytes:
+    """This process's counters, then the outbox read from this app's database (collected
+    per scrape: registering it would clash when a process holds two engines)."""
+    if health is not None and health.scheduler_grace is not None:
+        from .scheduler import overdue_seconds
 
-
-def render_metrics(engine: Engine) -> bytes:
-    if id(engine) not in _registered:
-        REGISTRY.register(OutboxCollector(engine))
-        _registered.add(id(engine))
-    return generate_latest(REGISTRY)
+        # a scrape must not fail because the database is down
+        with contextlib.suppress(Exception):
+            SCHEDULER_OVERDUE.set(overdue_seconds(engine))
+    return generate_latest(REGISTRY) + generate_latest(OutboxCollector(engine))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -161,6 +162,17 @@ class Outcome:
     suppress: bool = False  # a hard bounce: never mail this address again
     disable: bool = False  # the webhook endpoint is gone
     endpoint_id: int | None = None
+    detail: str | None = None  # kept in the attempt only: e.g. the traceback of a crash
+
+
+def crashed(ids: Sequence[int], exc: BaseException, **kw: Any) -> list[Outcome]:
+    """Outcomes for rows whose preparation or send raised something unexpected (a bug, a
+    template error, an address the libraries cannot encode): a permanent failure of
+    these rows only, with the exception and a short traceback in the attempt, so one bad
+    row cannot stop the worker or come back on every restart."""
+    error = f"unexpected {type(exc).__name__}: {exc}"[:500]
+    detail = "".join(traceback.format_exception(exc, limit=-6))[-3000:]
+    return [Outcome(i, "permanent", error, detail=detail, **kw) for i in ids]
 
 
 def backoff_seconds(
@@ -231,7 +243,7 @@ def record(
                         finished_at=now,
                         outcome=o.result,
                         status_code=o.status_code,
-                        error=o.error,
+                        error="\n".join(filter(None, [o.error, o.detail])) or None,
                         worker=worker,
                     )
                 )

@@ -5,12 +5,14 @@ processes at once: the outbox's idempotency keys and the digest-run rows see to 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from sqlalchemy import Engine, text
 from sqlmodel import Session
@@ -90,13 +92,63 @@ JOBS = {
 }
 
 
-def build_scheduler(engine: Engine, settings: Settings) -> BaseScheduler:
+class ResilientScheduler(BackgroundScheduler):
+    """A scheduler in its own thread (its job store queries never block the event loop)
+    that survives job store errors.
+
+    APScheduler 3 retries only a failing `get_due_jobs`; when `update_job` or
+    `get_next_run_time` raises (SQLite "database is locked"), the exception ends its
+    wake-up loop and no job runs again. Here any such error is logged and the wake-up
+    is re-armed a few seconds later; the jobs are safe to run twice.
+    """
+
+    retry_seconds = 5.0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.errors = 0
+        self.last_error: str | None = None
+
+    def _process_jobs(self):
+        try:
+            return super()._process_jobs()
+        except Exception as exc:  # noqa: BLE001 - never let the wake-up loop die
+            from .metrics import SCHEDULER_ERRORS
+
+            SCHEDULER_ERRORS.inc()
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            log.warning(
+                "scheduler: job store error (%s); trying again in %.0fs",
+                self.last_error,
+                self.retry_seconds,
+            )
+            return self.retry_seconds
+
+
+def overdue_grace(settings: Settings) -> float:
+    """How late a stored job may be before the scheduler counts as stuck."""
+    longest = max(settings.digest_check_seconds, settings.alert_check_seconds, 60.0)
+    return max(120.0, 2 * longest)
+
+
+def overdue_seconds(engine: Engine) -> float:
+    """How far in the past the earliest stored next run time is (0 when none is late)."""
+    with engine.connect() as conn:
+        first = conn.execute(
+            text("SELECT min(next_run_time) FROM apscheduler_jobs WHERE next_run_time IS NOT NULL")
+        ).scalar()
+    return 0.0 if first is None else max(0.0, time.time() - float(first))
+
+
+def build_scheduler(engine: Engine, settings: Settings) -> ResilientScheduler:
     global _context
     _context = Context(engine, settings)
-    scheduler = AsyncIOScheduler(
+    scheduler = ResilientScheduler(
         jobstores={"default": SQLAlchemyJobStore(engine=engine)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 600},
         timezone="UTC",
+        jobstore_retry_interval=ResilientScheduler.retry_seconds,
     )
     for job_id, (func, setting) in JOBS.items():
         seconds = getattr(settings, setting) if setting else 60.0
@@ -114,8 +166,6 @@ def build_scheduler(engine: Engine, settings: Settings) -> BaseScheduler:
 
 def start(scheduler: BaseScheduler) -> None:
     """Start, and run every job once right away (this is also the catch-up after downtime)."""
-    import datetime as dt
-
     scheduler.start()
     now = dt.datetime.now(dt.UTC)
     for job in scheduler.get_jobs():

@@ -7,6 +7,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from .alerts import alert_title
@@ -15,7 +16,7 @@ from .channels.base import PermanentDeliveryError, TemporaryDeliveryError
 from .channels.webhook import WebhookChannel, prepare
 from .events import slugs_by_event
 from .models import Delivery, Event, Topic, WebhookEndpoint, utcnow
-from .outbox import Outcome
+from .outbox import Outcome, crashed
 from .webhooks import endpoint_secret
 
 # messages per window (seconds) that each platform accepts from one webhook
@@ -82,8 +83,13 @@ def prepare_groups(session: Session, settings, env, deliveries: list[Delivery], 
         elif not ep.enabled:
             ready.append(Outcome(d.id, "held", f"endpoint disabled: {ep.disabled_reason}"))
         elif d.edition_id is not None:
-            edition = edition_of(session, d.edition_id)
-            groups.append(_group(ep, [d.id], list(edition.payload or [])))
+            try:
+                edition = edition_of(session, d.edition_id)
+                groups.append(_group(ep, [d.id], list(edition.payload or [])))
+            except SQLAlchemyError:
+                raise  # the database, not this row: the batch is retried
+            except Exception as exc:  # noqa: BLE001 - one broken row must not stop the batch
+                ready += crashed([d.id], exc, endpoint_id=ep.id)
         else:
             alerts.setdefault(ep.id, []).append(d)
     for endpoint_id, rows in alerts.items():
@@ -93,6 +99,11 @@ def prepare_groups(session: Session, settings, env, deliveries: list[Delivery], 
             messages = alert_messages(session, settings, env, ep, event_ids)
         except PayloadError as exc:
             ready += [Outcome(d.id, "permanent", str(exc), endpoint_id=ep.id) for d in rows]
+            continue
+        except SQLAlchemyError:
+            raise  # the database, not this row: the batch is retried
+        except Exception as exc:  # noqa: BLE001 - one broken row must not stop the batch
+            ready += crashed([d.id for d in rows], exc, endpoint_id=ep.id)
             continue
         if not messages:
             ready += [Outcome(d.id, "cancelled", "the events are gone") for d in rows]
@@ -165,4 +176,6 @@ async def send_group(
         return each("temporary", str(exc), exc.code, retry_after=exc.retry_after)
     except PermanentDeliveryError as exc:
         return each("permanent", str(exc), exc.code, disable=exc.disable)
+    except Exception as exc:  # noqa: BLE001 - a bug here fails these rows, not the batch
+        return crashed(group.delivery_ids, exc, started_at=started, endpoint_id=group.endpoint_id)
     return each("sent", None, 200, message_id=answer[:200])

@@ -2,7 +2,9 @@
 
 One loop per process; several processes (on several machines, with PostgreSQL) can
 drain the same outbox. A batch is claimed in one transaction, sent with no
-transaction open, and recorded in another.
+transaction open, and recorded in another. Every database call runs in a thread, so a
+claim waiting on a lock never stops the event loop (nor the web app sharing it), and an
+unexpected error in one row fails that row only.
 """
 
 from __future__ import annotations
@@ -110,8 +112,12 @@ class Worker:
                     if done:
                         outage = 0
                         continue
-                    wait = outbox.next_due_in(self.engine)
-                    if until_empty and wait is None and outbox.pending_count(self.engine) == 0:
+                    wait = await asyncio.to_thread(outbox.next_due_in, self.engine)
+                    if (
+                        until_empty
+                        and wait is None
+                        and await asyncio.to_thread(outbox.pending_count, self.engine) == 0
+                    ):
                         break
                     outage = 0
                     delay = poll_seconds if wait is None else min(max(wait, 0.05), poll_seconds)
@@ -126,6 +132,12 @@ class Worker:
                         delay,
                     )
                     self.engine.dispose()
+                except Exception:
+                    # a bug outside any one row (recording, grouping): log it and go on;
+                    # rows of this batch left in `sending` are reclaimed when their lease ends
+                    outage += 1
+                    delay = min(0.5 * 2**outage, 30.0)
+                    log.exception("worker batch failed; retrying in %.1fs", delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), timeout=delay)
         finally:
@@ -133,7 +145,8 @@ class Worker:
         return self.stats
 
     async def run_batch(self) -> int:
-        ids = outbox.claim(
+        ids = await asyncio.to_thread(
+            outbox.claim,
             self.engine,
             worker=self.name,
             limit=self.settings.worker_batch,
@@ -142,12 +155,13 @@ class Worker:
         if not ids:
             return 0
         self.stats.claimed += len(ids)
-        jobs, groups, ready = self._prepare(ids)
+        jobs, groups, ready = await asyncio.to_thread(self._prepare, ids)
         sends = [self._send(job) for job in jobs]
         sends += [self._send_webhook(group) for group in groups]
         results = await asyncio.gather(*sends)
         outcomes = ready + [o for r in results for o in (r if isinstance(r, list) else [r])]
-        counts = outbox.record(
+        counts = await asyncio.to_thread(
+            outbox.record,
             self.engine,
             outcomes,
             worker=self.name,
@@ -155,13 +169,24 @@ class Worker:
             retry_base=self.settings.retry_base_seconds,
             retry_max=self.settings.retry_max_seconds,
         )
-        self._suppress_bounces(outcomes, jobs)
-        self._note_endpoints(outcomes)
+        await asyncio.to_thread(self._after_record, outcomes, jobs)
         self.stats.add(counts)
         log.info(
             "batch of %d: %s", len(ids), ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
         )
         return len(ids)
+
+    def _after_record(self, outcomes, jobs) -> None:
+        """Bounces and endpoint health: the results are stored already, so a failure
+        here is logged and does not fail the batch."""
+        for step in (
+            lambda: self._suppress_bounces(outcomes, jobs),
+            lambda: self._note_endpoints(outcomes),
+        ):
+            try:
+                step()
+            except Exception:
+                log.exception("after recording a batch")
 
     def _prepare(self, ids: list[int]):
         """Build every claimed message; rows that must not be sent get their outcome now."""
@@ -207,7 +232,11 @@ class Worker:
                 allow_http=self.settings.webhook_allow_http,
                 allow_networks=self.settings.webhook_allow_networks,
             )
-        return await send_group(self._webhooks, self.pacer, group)
+        try:
+            return await send_group(self._webhooks, self.pacer, group)
+        except Exception as exc:  # noqa: BLE001 - fails these rows only
+            log.exception("webhook group for endpoint %s failed", group.endpoint_id)
+            return outbox.crashed(group.delivery_ids, exc, endpoint_id=group.endpoint_id)
 
     def _note_endpoints(self, outcomes) -> None:
         from .webhooks import note_result
@@ -261,6 +290,9 @@ class Worker:
         except PermanentDeliveryError as exc:
             log.warning("delivery %s: permanent failure: %s", key, exc, extra={"delivery_id": key})
             return each("permanent", str(exc), exc.code, suppress=exc.suppress)
+        except Exception as exc:  # noqa: BLE001 - a bug or unencodable message: this row only
+            log.exception("delivery %s: unexpected error", key, extra={"delivery_id": key})
+            return outbox.crashed(job.delivery_ids, exc, started_at=started)
         return each("sent", None, 250, message_id=built.message_id)
 
     def _suppress_bounces(self, outcomes, jobs) -> None:

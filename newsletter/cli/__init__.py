@@ -15,9 +15,10 @@ from . import subscribers as subscriber_cmds
 from . import takes as take_cmds
 from . import topics as topic_cmds
 from . import webhooks as webhook_cmds
-from .common import State, load_state
+from .common import DatabaseErrorsGroup, State, load_state
 
 app = typer.Typer(
+    cls=DatabaseErrorsGroup,
     help="AI-industry newsletter and alert delivery.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

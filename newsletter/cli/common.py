@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 import typer
 from rich.console import Console
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
+from typer.core import TyperGroup
 
 from ..db import SchemaOutOfDate, check_schema, make_engine, session_scope
 from ..settings import Settings, load_settings
@@ -29,9 +30,14 @@ class State:
 
     @property
     def engine(self) -> Engine:
+        """The database, which must exist: only `db upgrade` creates one."""
         if self._engine is None:
-            self._engine = make_engine(self.settings.database_url)
+            self._engine = make_engine(self.settings.database_url, create=False)
         return self._engine
+
+    def creating_engine(self) -> Engine:
+        """For `db upgrade`: an SQLite file that does not exist yet is created."""
+        return make_engine(self.settings.database_url)
 
     def checked_engine(self) -> Engine:
         """The engine, after making sure the schema matches this code."""
@@ -40,7 +46,7 @@ class State:
         except SchemaOutOfDate as exc:
             fail(str(exc))
         except OperationalError as exc:
-            fail(f"cannot open the database: {exc.orig}")
+            fail(database_problem(exc))
         return self.engine
 
     @property
@@ -63,6 +69,43 @@ def load_state(database_url: str | None) -> State:
 def fail(message: str, code: int = 1) -> None:
     err_console.print(f"Error: {message}", markup=False)
     raise typer.Exit(code)
+
+
+def database_problem(exc: Exception) -> str:
+    """What an operator can do about a database error, in one sentence."""
+    if isinstance(exc, SchemaOutOfDate):
+        return str(exc)
+    orig = getattr(exc, "orig", None) or exc
+    detail = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    low = detail.lower()
+    if "readonly" in low or "read-only" in low or "read only" in low:
+        return (
+            f"the database is read-only ({detail}); check the permissions of the "
+            "database file and its folder, or the server's read-only setting"
+        )
+    if "locked" in low:
+        return f"the database is busy ({detail}); another process holds a lock, try again"
+    if "unable to open" in low:
+        return (
+            f"cannot open the database ({detail}): the file or its folder does not exist "
+            "or is not accessible; create it with: newsletter db upgrade"
+        )
+    if "no such table" in low or "no such column" in low or "does not exist" in low:
+        return f"the database schema is out of date ({detail}); run: newsletter db upgrade"
+    if "connection" in low or "connect" in low:
+        return f"cannot connect to the database server ({detail})"
+    return f"the database refused the operation ({type(orig).__name__}: {detail})"
+
+
+class DatabaseErrorsGroup(TyperGroup):
+    """The root command: a database error in any command becomes one line on stderr and
+    exit code 1, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (DBAPIError, SchemaOutOfDate) as exc:
+            fail(database_problem(exc))
 
 
 def state(ctx: typer.Context) -> State:

@@ -15,7 +15,7 @@ app = typer.Typer(
 @app.command("upgrade")
 def upgrade_cmd(ctx: typer.Context) -> None:
     """Apply every pending migration (creates the database on first run)."""
-    engine = state(ctx).engine
+    engine = state(ctx).creating_engine()
     before = current_revision(engine)
     upgrade(engine)
     after = current_revision(engine)

@@ -28,9 +28,11 @@ def serve_cmd(
     """Run everything in one process: scheduler, worker and web app. Stops on SIGTERM."""
     setup_logging(verbose)
     st = state(ctx)
-    asyncio.run(
+    ok = asyncio.run(
         service.run(st.checked_engine(), st.settings, worker=not no_worker, host=host, port=port)
     )
+    if not ok:  # a part stopped by itself: never report success
+        raise typer.Exit(1)
 
 
 def scheduler_cmd(
@@ -39,7 +41,8 @@ def scheduler_cmd(
     """Run only the scheduler (feeds, alerts, digests at each reader's local time)."""
     setup_logging(verbose)
     st = state(ctx)
-    asyncio.run(service.run(st.checked_engine(), st.settings, worker=False, web=False))
+    if not asyncio.run(service.run(st.checked_engine(), st.settings, worker=False, web=False)):
+        raise typer.Exit(1)
 
 
 @schedule_app.command("show")

@@ -7,6 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from ..db import SchemaOutOfDate, check_schema, make_engine
 from ..metrics import render_metrics
@@ -25,7 +26,9 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.settings = settings
-    app.state.engine = engine or make_engine(settings.database_url)
+    # the service never creates its database: only `newsletter db upgrade` does
+    app.state.engine = engine or make_engine(settings.database_url, create=False)
+    app.state.health = None  # `serve` sets its worker's and scheduler's state here
     app.state.env = make_environment(settings.templates_dir)
 
     from . import admin, api, public
@@ -52,30 +55,53 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
             return JSONResponse({"detail": "invalid input", "errors": errors}, status_code=422)
         return error_page(request, 422, "; ".join(f"{e['field']}: {e['message']}" for e in errors))
 
+    @app.exception_handler(OperationalError)
+    async def database_error(request: Request, exc: OperationalError):
+        """Locked, gone or read-only: the change was not stored, and the answer says so."""
+        reason = f"the database is not available ({database_reason(exc)}); try again"
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": reason}, status_code=503)
+        return error_page(request, 503, reason)
+
     @app.get("/healthz", include_in_schema=False)
-    def healthz():
-        """Liveness: the process answers."""
+    async def healthz():
+        """Liveness: the event loop answers (on the loop itself, no thread hop, no database)."""
         return {"status": "ok"}
 
     @app.get("/readyz", include_in_schema=False)
     def readyz():
-        """Readiness: the database answers and its schema is the one this code needs."""
+        """Readiness: the database file is there and answers with the schema this code
+        needs, and the parts `serve` runs in this process (worker loop, scheduler) work."""
+        engine, health = app.state.engine, app.state.health
         try:
-            check_schema(app.state.engine)
+            check_schema(engine)
+            problems, details = health.report(engine) if health else ([], {})
         except SchemaOutOfDate as exc:
             return JSONResponse({"status": "not ready", "reason": str(exc)}, status_code=503)
         except Exception as exc:  # noqa: BLE001 - any database failure means not ready
             return JSONResponse(
-                {"status": "not ready", "reason": f"database: {type(exc).__name__}"},
+                {"status": "not ready", "reason": f"database: {database_reason(exc)}"},
                 status_code=503,
             )
-        return {"status": "ready"}
+        if problems:
+            return JSONResponse(
+                {"status": "not ready", "reason": "; ".join(problems), **details}, status_code=503
+            )
+        return {"status": "ready", **details}
 
     @app.get("/metrics", include_in_schema=False)
     def metrics():
-        return Response(render_metrics(app.state.engine), media_type=CONTENT_TYPE_LATEST)
+        return Response(
+            render_metrics(app.state.engine, app.state.health), media_type=CONTENT_TYPE_LATEST
+        )
 
     return app
+
+
+def database_reason(exc: Exception) -> str:
+    """The driver's first line ("unable to open database file", "database is locked")."""
+    orig = getattr(exc, "orig", None) or exc
+    return (str(orig).splitlines() or [type(orig).__name__])[0][:200]
 
 
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:

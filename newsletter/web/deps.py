@@ -10,8 +10,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jinja2 import Environment
 from sqlmodel import Session
 
-from ..admin_tokens import verify_token
-from ..models import AdminToken, utcnow
+from ..admin_tokens import note_use, verify_token
+from ..models import AdminToken
 from ..settings import Settings
 
 
@@ -54,8 +54,7 @@ def require_admin(
     row = verify_token(session=session, token=credentials.credentials)
     if row is None:
         raise HTTPException(403, "this token is unknown or revoked")
-    row.last_used_at = utcnow()
-    session.add(row)
+    note_use(session=session, row=row)
     return row
 
 

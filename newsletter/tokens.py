@@ -1,8 +1,14 @@
-"""Signed per-subscriber tokens for unsubscribe and preference links (itsdangerous)."""
+"""Signed per-subscriber tokens for unsubscribe and preference links (itsdangerous).
+
+They are signed with the reader-links key derived from the master secret, never with the
+master secret itself, so no admin or CSRF signature can pass for a reader link.
+"""
 
 from __future__ import annotations
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from .keys import READER_LINKS, derive_key
 
 PURPOSES = ("unsubscribe", "preferences", "confirm")
 # unsubscribe links must keep working for as long as old emails exist
@@ -14,7 +20,8 @@ class TokenError(ValueError):
 
 
 def _serializer(secret: str, purpose: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret, salt=f"newsletter.{purpose}")
+    """`secret` is the master key; each purpose also gets its own salt."""
+    return URLSafeTimedSerializer(derive_key(secret, READER_LINKS), salt=f"newsletter.{purpose}")
 
 
 def make_token(secret: str, purpose: str, subscriber_id: int, email: str) -> str:

@@ -32,6 +32,7 @@ from newsletter.topics import ensure_default_topics
 from newsletter.web.app import create_app
 from newsletter.worker import Worker
 
+from .conftest import TEST_SECRET_KEY
 from .factories import event_record
 
 # --- the routes, listed from the app itself ---------------------------------------------------
@@ -47,7 +48,7 @@ PATH_VALUES = {
 
 
 def api_routes() -> list[tuple[str, str]]:
-    app = create_app(settings=Settings(database_url="sqlite://"))
+    app = create_app(settings=Settings(database_url="sqlite://", secret_key=TEST_SECRET_KEY))
     routes = {
         (method, ctx.path)
         for ctx in iter_route_contexts(app.routes)

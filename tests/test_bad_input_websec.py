@@ -22,7 +22,7 @@ from newsletter.keys import ADMIN_SESSION, CSRF, READER_LINKS, SecretKeyError, d
 from newsletter.models import AdminToken
 from newsletter.sample import add_demo_readers, load_sample
 from newsletter.settings import Settings
-from newsletter.subscribers import get_subscriber
+from newsletter.subscribers import get_subscriber, is_suppressed, suppress, suppression_reason
 from newsletter.tokens import make_token
 from newsletter.topics import get_topic
 from newsletter.web.app import create_app
@@ -30,6 +30,7 @@ from newsletter.webhooks import EndpointIn, add_endpoint, mask, mask_url
 
 from .conftest import TEST_SECRET_KEY
 from .smtp_server import free_port
+from .workers import drain
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 OLD_DEFAULT = "change-me-in-production"
@@ -260,6 +261,127 @@ def test_trusted_proxies_must_be_addresses_or_networks(monkeypatch):
     monkeypatch.setenv("NEWSLETTER_TRUSTED_PROXIES", "proxy.internal")
     with pytest.raises(ValueError, match="'proxy.internal' is not an IP address or network"):
         Settings(_env_file=None)
+
+
+# --- item 21: confirming, and coming back ---------------------------------------------------
+
+
+def subscribe(client: TestClient, email: str, topics=("capital",)):
+    csrf = csrf_of(client.get("/").text)
+    r = client.post("/subscribe", data={"email": email, "topics": list(topics), "csrf_token": csrf})
+    assert r.status_code == 200, r.text
+    return r
+
+
+def confirmation_link(smtp_server, email: str) -> str:
+    mails = smtp_server.recorder.to(email)
+    assert mails, f"no confirmation email reached {email}"
+    text = mails[-1].message.get_body(("plain",)).get_content()
+    return re.search(r"http://127\.0\.0\.1(:\d+)?(/confirm/\S+)", text).group(2)
+
+
+def status_of(engine, email: str) -> str:
+    with Session(engine) as s:
+        return get_subscriber(session=s, email=email).status
+
+
+def test_a_get_of_the_confirmation_link_does_not_confirm(
+    client, seeded, web_settings, smtp_server
+):
+    subscribe(client, "scanned@example.com")
+    drain(seeded, web_settings)
+    path = confirmation_link(smtp_server, "scanned@example.com")
+    scanner = TestClient(client.app)  # a link scanner: fresh client, follows the link
+    for _ in range(3):
+        page = scanner.get(path)
+        assert page.status_code == 200 and 'action="/confirm/' in page.text
+        assert scanner.head(path).status_code in (200, 405)
+    assert status_of(seeded, "scanned@example.com") == "pending"
+    # a POST needs the page's CSRF token (a cross-site form cannot confirm either)
+    assert scanner.post(path, data={}).status_code == 403
+    assert status_of(seeded, "scanned@example.com") == "pending"
+    r = client.post(path, data={"csrf_token": csrf_of(client.get(path).text)})
+    assert r.status_code == 200 and "You are subscribed" in r.text
+    assert status_of(seeded, "scanned@example.com") == "active"
+    assert "You are subscribed" in client.get(path).text  # the link stays friendly
+
+
+def test_a_reader_who_unsubscribed_can_come_back_through_double_opt_in(
+    client, seeded, web_settings, smtp_server
+):
+    email = "reader.en@example.com"
+    with Session(seeded) as s:
+        sub = get_subscriber(session=s, email=email)
+    unsub = make_token(web_settings.secret_key, "unsubscribe", sub.id, sub.email)
+    assert client.post(f"/u/{unsub}", content="List-Unsubscribe=One-Click").status_code == 200
+    with Session(seeded) as s:
+        assert suppression_reason(session=s, email=email) == "unsubscribed"
+
+    subscribe(client, email, ("hardware",))
+    assert status_of(seeded, email) == "pending"
+    drain(seeded, web_settings)
+    path = confirmation_link(smtp_server, email)  # the email really arrives
+    with Session(seeded) as s:
+        assert is_suppressed(session=s, email=email)  # until the reader confirms
+    r = client.post(path, data={"csrf_token": csrf_of(client.get(path).text)})
+    assert r.status_code == 200
+    with Session(seeded) as s:
+        sub = get_subscriber(session=s, email=email)
+        assert (sub.status, sub.unsubscribed_at) == ("active", None)
+        assert not is_suppressed(session=s, email=email)
+
+
+@pytest.mark.parametrize("reason", ["bounced", "complaint", "removed"])
+def test_bounced_complained_or_removed_addresses_stay_suppressed(
+    client, seeded, web_settings, smtp_server, reason
+):
+    email = "reader.en@example.com"
+    with Session(seeded) as s:
+        sub = get_subscriber(session=s, email=email)
+        unsub = make_token(web_settings.secret_key, "unsubscribe", sub.id, sub.email)
+    assert client.post(f"/u/{unsub}", content="List-Unsubscribe=One-Click").status_code == 200
+    with Session(seeded) as s:
+        suppress(session=s, email=email, reason=reason)  # after the self-unsubscribe
+        s.commit()
+        assert suppression_reason(session=s, email=email) == reason
+    subscribe(client, email)
+    drain(seeded, web_settings)
+    assert smtp_server.recorder.to(email) == []
+    assert status_of(seeded, email) == "unsubscribed"
+    # an old confirmation link cannot bring the address back either
+    confirm = make_token(web_settings.secret_key, "confirm", sub.id, sub.email)
+    assert client.get(f"/confirm/{confirm}").status_code == 410
+    csrf = csrf_of(client.get("/").text)
+    assert client.post(f"/confirm/{confirm}", data={"csrf_token": csrf}).status_code == 410
+    with Session(seeded) as s:
+        assert suppression_reason(session=s, email=email) == reason
+
+
+def test_confirm_and_come_back_in_a_browser(live_server, seeded, page, smtp_server):
+    """Unsubscribe on the page, sign up again, and confirm with the button."""
+    email = "reader.zh@example.com"
+    with Session(seeded) as s:
+        sub = get_subscriber(session=s, email=email)
+    token = make_token(live_server.settings.secret_key, "unsubscribe", sub.id, sub.email)
+    page.goto(f"{live_server.url}/u/{token}?lang=en")
+    page.click("form[action^='/u/'] button")
+    assert status_of(seeded, email) == "unsubscribed"
+
+    page.goto(live_server.url + "/?lang=en")
+    page.fill("#email", email)
+    page.select_option("#language", "zh")
+    page.check("input[name=topics][value=hardware]")
+    page.click("#subscribe button[type=submit]")
+    assert page.locator("h1").inner_text() == "Check your inbox"
+    drain(seeded, live_server.settings)
+    page.goto(live_server.url + confirmation_link(smtp_server, email))
+    assert page.locator("h1").inner_text() == "确认订阅"
+    assert status_of(seeded, email) == "pending"
+    page.click("#confirm button[type=submit]")
+    assert page.locator("h1").inner_text() == "订阅成功"
+    assert status_of(seeded, email) == "active"
+    with Session(seeded) as s:
+        assert not is_suppressed(session=s, email=email)
 
 
 # --- item 23: masked secrets, /metrics behind a token ----------------------------------------

@@ -38,6 +38,8 @@ def test_subscribe_confirm_preferences_unsubscribe(site, engine, page, smtp_serv
     html = mail.message.get_body(("html",)).get_content()
     link = re.search(r'href="(http://127\.0\.0\.1:\d+/confirm/[^"]+)"', html).group(1)
     page.goto(link)
+    assert page.locator("h1").inner_text() == "Confirm your subscription"
+    page.click("#confirm button[type=submit]")
     assert page.locator("h1").inner_text() == "You are subscribed"
     with Session(engine) as s:
         sub = get_subscriber(session=s, email="reader@example.com")

@@ -418,7 +418,15 @@ def test_secrets_show_only_their_last_four_characters(client, seeded, admin_toke
         assert "feishu-s" not in shown and "5f1c0d2e" not in shown and "-value" not in shown
 
 
-def test_metrics_can_require_a_bearer_token(seeded, web_settings):
+def test_metrics_can_require_a_bearer_token(seeded, web_settings, monkeypatch):
+    from prometheus_client import CollectorRegistry
+
+    from newsletter import metrics
+
+    # the process-wide registry keeps a collector per engine it has seen: scrape into a
+    # throwaway one so this test's engine does not linger for the tests after it
+    monkeypatch.setattr(metrics, "REGISTRY", CollectorRegistry(auto_describe=True))
+    monkeypatch.setattr(metrics, "_registered", set(), raising=False)
     open_app = TestClient(create_app(settings=web_settings, engine=seeded))
     assert open_app.get("/metrics").status_code == 200  # unset: open as before
     settings = web_settings.model_copy(

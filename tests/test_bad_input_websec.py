@@ -14,6 +14,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from itsdangerous import URLSafeTimedSerializer
+from playwright.sync_api import expect
 from pydantic import SecretStr
 from sqlmodel import Session, select
 
@@ -380,6 +381,7 @@ def test_confirm_and_come_back_in_a_browser(live_server, seeded, page, smtp_serv
     token = make_token(live_server.settings.secret_key, "unsubscribe", sub.id, sub.email)
     page.goto(f"{live_server.url}/u/{token}?lang=en")
     page.click("form[action^='/u/'] button")
+    expect(page.locator("h1")).to_have_text("已退订")
     assert status_of(seeded, email) == "unsubscribed"
 
     page.goto(live_server.url + "/?lang=en")
@@ -387,13 +389,13 @@ def test_confirm_and_come_back_in_a_browser(live_server, seeded, page, smtp_serv
     page.select_option("#language", "zh")
     page.check("input[name=topics][value=hardware]")
     page.click("#subscribe button[type=submit]")
-    assert page.locator("h1").inner_text() == "Check your inbox"
+    expect(page.locator("h1")).to_have_text("Check your inbox")
     drain(seeded, live_server.settings)
     page.goto(live_server.url + confirmation_link(smtp_server, email))
-    assert page.locator("h1").inner_text() == "确认订阅"
+    expect(page.locator("h1")).to_have_text("确认订阅")
     assert status_of(seeded, email) == "pending"
     page.click("#confirm button[type=submit]")
-    assert page.locator("h1").inner_text() == "订阅成功"
+    expect(page.locator("h1")).to_have_text("订阅成功")
     assert status_of(seeded, email) == "active"
     with Session(seeded) as s:
         assert not is_suppressed(session=s, email=email)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,10 @@ from sqlmodel import Session
 from newsletter.db import make_engine, upgrade
 from newsletter.models import Subscriber, Subscription, Topic
 from newsletter.sample import load_sample
+
+# workers sign reader links and refuse to run without a strong key: one per benchmark run
+# (inherited by the worker processes a benchmark starts)
+os.environ.setdefault("NEWSLETTER_SECRET_KEY", secrets.token_hex(32))
 
 
 def apt_install(package: str) -> None:

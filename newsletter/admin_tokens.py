@@ -1,4 +1,5 @@
-"""Admin API tokens: shown once, stored as a hash, revocable."""
+"""Admin API tokens (shown once, stored as a hash, revocable) and the admin UI sessions
+opened with them (stored server-side, so logout and revocation take effect at once)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import datetime as dt
 import hashlib
 import secrets
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
 
-from .models import AdminToken, utcnow
+from .models import AdminToken, AdminWebSession, utcnow
 
 PREFIX = "nla_"
 
@@ -69,8 +70,46 @@ def revoke_token(*, session: Session, name: str) -> AdminToken:
         raise TokenAdminError(f"no token named {name!r}")
     row.revoked_at = row.revoked_at or utcnow()
     session.add(row)
+    session.execute(delete(AdminWebSession).where(AdminWebSession.token_id == row.id))
     return row
 
 
 def list_tokens(*, session: Session) -> list[AdminToken]:
     return list(session.execute(select(AdminToken).order_by(AdminToken.id)).scalars())
+
+
+# --- admin UI sessions ---------------------------------------------------------------------
+
+
+def start_session(*, session: Session, token: AdminToken, lifetime: dt.timedelta) -> str:
+    """A new session for a live token; returns its id (only its hash is stored)."""
+    now = utcnow()
+    # expired sessions are of no use to anyone: drop them while we are here
+    session.execute(delete(AdminWebSession).where(AdminWebSession.expires_at < now))
+    session_id = secrets.token_urlsafe(32)
+    session.add(
+        AdminWebSession(
+            session_hash=token_hash(session_id), token_id=token.id, expires_at=now + lifetime
+        )
+    )
+    session.flush()
+    return session_id
+
+
+def session_token(*, session: Session, session_id: str) -> AdminToken | None:
+    """The live token behind a live session, or None (ended, expired or token revoked)."""
+    row = session.execute(
+        select(AdminWebSession).where(AdminWebSession.session_hash == token_hash(session_id))
+    ).scalar()
+    if row is None or row.expires_at <= utcnow():
+        return None
+    token = session.get(AdminToken, row.token_id)
+    if token is None or token.revoked_at is not None:
+        return None
+    return token
+
+
+def end_session(*, session: Session, session_id: str) -> None:
+    session.execute(
+        delete(AdminWebSession).where(AdminWebSession.session_hash == token_hash(session_id))
+    )

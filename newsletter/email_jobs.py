@@ -14,7 +14,7 @@ from .messages import BuiltMessage, MessageError, build_confirm_email, build_dig
 from .models import Delivery, Edition, Event, Subscriber, Suppression, Topic, utcnow
 from .outbox import Outcome, crashed
 from .rendering import alert_context, render_digest
-from .subscribers import address_hash, subscriber_topics
+from .subscribers import LIFTED_BY_OPT_IN, address_hash, subscriber_topics
 
 
 @dataclass
@@ -36,10 +36,12 @@ def prepare_emails(session: Session, settings, env, deliveries: list[Delivery], 
     }
     hashes = {address_hash(s.email): s.id for s in subscribers.values()}
     suppressed = {
-        hashes[h]
-        for h in session.execute(
-            select(Suppression.address_hash).where(Suppression.address_hash.in_(list(hashes)))
-        ).scalars()
+        hashes[h]: why
+        for h, why in session.execute(
+            select(Suppression.address_hash, Suppression.reason).where(
+                Suppression.address_hash.in_(list(hashes))
+            )
+        )
     }
     alerts: dict[int, list[Delivery]] = {}
     for d in deliveries:
@@ -48,10 +50,10 @@ def prepare_emails(session: Session, settings, env, deliveries: list[Delivery], 
         if sub is None or (d.edition_id is None and d.kind not in ("confirm", "alert")):
             ready.append(Outcome(d.id, "cancelled", "recipient or edition is gone"))
             continue
-        if sub.id in suppressed or sub.status != ("pending" if confirm else "active"):
-            reason = (
-                "address is suppressed" if sub.id in suppressed else f"subscriber is {sub.status}"
-            )
+        # a reader who unsubscribed may ask to come back: only the confirmation goes out
+        blocked = sub.id in suppressed and not (confirm and suppressed[sub.id] in LIFTED_BY_OPT_IN)
+        if blocked or sub.status != ("pending" if confirm else "active"):
+            reason = "address is suppressed" if blocked else f"subscriber is {sub.status}"
             ready.append(Outcome(d.id, "suppressed", reason))
             continue
         if d.kind == "alert":

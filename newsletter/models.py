@@ -257,6 +257,20 @@ class AdminToken(SQLModel, table=True):
     revoked_at: dt.datetime | None = None
 
 
+class AdminWebSession(SQLModel, table=True):
+    """A browser login to the admin UI, made with an admin token.
+
+    The cookie carries a random id (signed); only its hash is stored. Logging out deletes
+    the row and revoking the token ends it, so a copied cookie stops working server-side.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_hash: str = Field(unique=True, max_length=64)
+    token_id: int = Field(foreign_key="admintoken.id", index=True)
+    created_at: dt.datetime = Field(default_factory=utcnow)
+    expires_at: dt.datetime
+
+
 class DigestRun(SQLModel, table=True):
     """A digest period planned for the readers of one time zone: the scheduler's memory.
 

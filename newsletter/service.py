@@ -145,7 +145,17 @@ def _web_server(engine: Engine, settings: Settings, host: str, port: int, health
 
     app = create_app(settings=settings, engine=engine)
     app.state.health = health
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        # X-Forwarded-For/-Proto only from configured proxies (uvicorn trusts 127.0.0.1 by
+        # default, which would let anyone on this host pick their own client address)
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies),
+    )
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # we handle signals ourselves
     return server

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,8 +31,13 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000", description="Public URL of the web app, used in links."
     )
     secret_key: str = Field(
-        default="change-me-in-production",
-        description="Signs unsubscribe and preference links; set a long random value.",
+        default="",
+        description="Master key for admin sessions, CSRF tokens and reader links: 32+ random "
+        "characters. Required to serve the web app or send mail.",
+    )
+    secret_key_file: Path | None = Field(
+        default=None,
+        description="A file holding the secret key, read when NEWSLETTER_SECRET_KEY is unset.",
     )
     default_timezone: str = Field(default="UTC", description="Time zone for new subscribers.")
 
@@ -102,6 +110,15 @@ class Settings(BaseSettings):
     # web
     signup_per_ip_per_hour: int = Field(default=20, ge=1, description="Subscribe attempts per IP.")
     signup_per_address_per_hour: int = Field(default=3, ge=1, description="...and per address.")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="IPs/CIDRs of reverse proxies whose X-Forwarded-For/-Proto are believed; "
+        "empty = none (the connecting address is the client).",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, /metrics needs `Authorization: Bearer <token>`.",
+    )
 
     # outbox
     max_attempts: int = Field(default=8, ge=1, description="Tries before a message is dead.")
@@ -111,6 +128,50 @@ class Settings(BaseSettings):
         default=300.0, gt=0, description="A claimed row is reclaimable after this long."
     )
     worker_batch: int = Field(default=100, ge=1, le=10_000, description="Rows claimed at once.")
+
+    # why the key file could not be read (reported when a key is needed, not at start-up)
+    _secret_key_problem: str | None = PrivateAttr(default=None)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies(cls, value):
+        """A JSON list or a comma-separated string; each entry an IP address or network."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        proxies = []
+        for entry in (str(v).strip() for v in value):
+            if not entry:
+                continue
+            try:
+                ip = ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{entry!r} is not an IP address or network") from exc
+            proxies.append(str(ip) if "/" in entry else str(ip.network_address))
+        return proxies
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _read_secret_key_file(self) -> Settings:
+        if self.secret_key.strip() or self.secret_key_file is None:
+            self.secret_key = self.secret_key.strip()
+            return self
+        try:
+            self.secret_key = self.secret_key_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            self._secret_key_problem = (
+                f"NEWSLETTER_SECRET_KEY_FILE {str(self.secret_key_file)!r} cannot be read "
+                f"({exc.strerror if isinstance(exc, OSError) else 'not UTF-8 text'})"
+            )
+        return self
+
+    @property
+    def secret_key_problem(self) -> str | None:
+        return self._secret_key_problem
 
 
 def load_settings(**overrides) -> Settings:

@@ -112,18 +112,50 @@ class SubscriberIn(BaseModel):
         return [str(t).strip() for t in v if str(t).strip()]
 
 
+# A reader's own unsubscribe may be undone by the reader: a new signup confirmed through
+# double opt-in lifts it. Bounces, complaints and an admin's removal are never lifted.
+LIFTED_BY_OPT_IN = frozenset({"unsubscribed"})
+
+
 def is_suppressed(*, session: Session, email: str) -> bool:
+    return suppression_reason(session=session, email=email) is not None
+
+
+def suppression_reason(*, session: Session, email: str) -> str | None:
     h = address_hash(email)
-    return (
-        session.exec(select(Suppression).where(Suppression.address_hash == h)).first() is not None
-    )
+    return session.exec(select(Suppression.reason).where(Suppression.address_hash == h)).first()
 
 
 def suppress(*, session: Session, email: str, reason: str) -> None:
+    """Never mail this address again; a stronger reason replaces a liftable one."""
     h = address_hash(email)
-    if session.exec(select(Suppression).where(Suppression.address_hash == h)).first() is None:
+    row = session.exec(select(Suppression).where(Suppression.address_hash == h)).first()
+    if row is None:
         session.add(Suppression(address_hash=h, reason=reason))
-        session.flush()
+    elif row.reason in LIFTED_BY_OPT_IN and reason not in LIFTED_BY_OPT_IN:
+        row.reason = reason  # e.g. removed after unsubscribing: no way back by signing up
+        session.add(row)
+    else:
+        return
+    session.flush()
+
+
+def may_opt_in(*, session: Session, email: str) -> bool:
+    """Whether a signup for this address may be sent a confirmation email."""
+    reason = suppression_reason(session=session, email=email)
+    return reason is None or reason in LIFTED_BY_OPT_IN
+
+
+def confirm_subscriber(*, session: Session, subscriber: Subscriber) -> None:
+    """A confirmed double opt-in: the subscriber is active, a self-unsubscribe lifted."""
+    subscriber.status, subscriber.confirmed_at = "active", utcnow()
+    subscriber.unsubscribed_at = None
+    session.add(subscriber)
+    h = address_hash(subscriber.email)
+    row = session.exec(select(Suppression).where(Suppression.address_hash == h)).first()
+    if row is not None and row.reason in LIFTED_BY_OPT_IN:
+        session.delete(row)
+    session.flush()
 
 
 def get_subscriber(*, session: Session, email: str) -> Subscriber | None:

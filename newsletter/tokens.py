@@ -1,8 +1,14 @@
-"""Signed per-subscriber tokens for unsubscribe and preference links (itsdangerous)."""
+"""Signed per-subscriber tokens for unsubscribe and preference links (itsdangerous).
+
+They are signed with the reader-links key derived from the master secret, never with the
+master secret itself, so no admin or CSRF signature can pass for a reader link.
+"""
 
 from __future__ import annotations
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from .keys import READER_LINKS, derive_key
 
 PURPOSES = ("unsubscribe", "preferences", "confirm")
 # unsubscribe links must keep working for as long as old emails exist
@@ -14,7 +20,8 @@ class TokenError(ValueError):
 
 
 def _serializer(secret: str, purpose: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret, salt=f"newsletter.{purpose}")
+    """`secret` is the master key; each purpose also gets its own salt."""
+    return URLSafeTimedSerializer(derive_key(secret, READER_LINKS), salt=f"newsletter.{purpose}")
 
 
 def make_token(secret: str, purpose: str, subscriber_id: int, email: str) -> str:
@@ -24,6 +31,18 @@ def make_token(secret: str, purpose: str, subscriber_id: int, email: str) -> str
     return _serializer(secret, purpose).dumps([subscriber_id, address_hash(email)[:16]])
 
 
+def _legacy_unsubscribe(secret: str, purpose: str, token: str):
+    """Unsubscribe links in emails sent before keys were derived were signed with the
+    master key itself; they must keep working. Nothing signs with the master key any
+    more, so accepting them lets no other signature through."""
+    if purpose != "unsubscribe":
+        return None
+    try:
+        return URLSafeTimedSerializer(secret, salt="newsletter.unsubscribe").loads(token)
+    except BadSignature:
+        return None
+
+
 def read_token(secret: str, purpose: str, token: str) -> tuple[int, str]:
     """Returns (subscriber_id, address-hash prefix) or raises TokenError."""
     try:
@@ -31,7 +50,9 @@ def read_token(secret: str, purpose: str, token: str) -> tuple[int, str]:
     except SignatureExpired as exc:
         raise TokenError("this link has expired") from exc
     except BadSignature as exc:
-        raise TokenError("this link is not valid") from exc
+        data = _legacy_unsubscribe(secret, purpose, token)
+        if data is None:
+            raise TokenError("this link is not valid") from exc
     if (
         not isinstance(data, list)
         or len(data) != 2

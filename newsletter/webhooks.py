@@ -8,6 +8,7 @@ import os
 import re
 import secrets as secrets_lib
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select, update
@@ -96,11 +97,20 @@ def new_generic_secret() -> str:
 
 
 def mask(secret: str | None) -> str:
+    """Enough to tell secrets apart, nothing to guess from: the last 4 characters at most."""
     if not secret:
         return "-"
-    if len(secret) <= 8:
-        return "****"
-    return f"{secret[:4]}…{secret[-2:]} ({len(secret)} chars)"
+    if len(secret) < 16:  # the last 4 of a short secret would give away too much of it
+        return "••••"
+    return f"••••{secret[-4:]}"
+
+
+def mask_url(url: str) -> str:
+    """Scheme and host; the path and query (which often hold a token) masked like a secret."""
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
+    rest = url[len(f"{parts.scheme}://{parts.netloc}") :].lstrip("/")
+    return f"{origin}/{mask(rest)}" if rest else f"{origin}/"
 
 
 def endpoint_secret(endpoint: WebhookEndpoint) -> str | None:

@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 from newsletter.db import make_engine, upgrade
 
 BACKEND = os.environ.get("NEWSLETTER_TEST_BACKEND", "sqlite")
+# the service refuses short or placeholder keys; every test runs with this one
+TEST_SECRET_KEY = "test-secret-key-0123456789-abcdefghij-XYZ"
 PG_URL = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL")
 
 
@@ -34,6 +36,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def secret_key_env(monkeypatch):
+    """Commands, workers and subprocesses of every test find a valid key in the environment."""
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", TEST_SECRET_KEY)
+    monkeypatch.delenv("NEWSLETTER_SECRET_KEY_FILE", raising=False)
 
 
 def _admin_url(url: str) -> str:
@@ -150,7 +159,7 @@ def web_settings(db_url, tmp_path, smtp_server):
     return Settings(
         database_url=db_url,
         smtp_url=smtp_server.url,
-        secret_key="test-secret-key",
+        secret_key=TEST_SECRET_KEY,
         base_url="http://127.0.0.1",
         outbox_dir=tmp_path / "outbox",
         retry_base_seconds=0.02,

@@ -19,6 +19,7 @@ from sqlmodel import Session, select
 from newsletter.admin_tokens import create_token, revoke_token
 from newsletter.digests import send_digest
 from newsletter.events import EventIn, add_event, topic_slugs
+from newsletter.keys import ADMIN_SESSION, derive_key
 from newsletter.models import (
     AdminToken,
     Delivery,
@@ -124,21 +125,29 @@ def test_login_sets_a_strict_httponly_cookie_and_logout_ends_it(client, token):
 def test_forged_expired_and_revoked_sessions_go_to_login(
     client, engine, web_settings, token, monkeypatch
 ):
+    login(client, token)
+    real = client.cookies.get("newsletter_admin")
+    salt = "newsletter.admin-session"
+    right = URLSafeTimedSerializer(derive_key(web_settings.secret_key, ADMIN_SESSION), salt=salt)
+    sid = right.loads(real)["sid"]
     with Session(engine) as session:
         token_id = session.exec(select(AdminToken.id).where(AdminToken.name == "editor")).one()
-    right = URLSafeTimedSerializer(web_settings.secret_key, salt="newsletter.admin")
-    wrong_key = URLSafeTimedSerializer("not-the-secret", salt="newsletter.admin")
-    wrong_salt = URLSafeTimedSerializer(web_settings.secret_key, salt="something-else")
     now = time.time()
     monkeypatch.setattr(time, "time", lambda: now - 13 * 3600)
-    expired = right.dumps({"tid": token_id, "n": "x"})
+    expired = right.dumps({"sid": sid})
     monkeypatch.undo()
     cookies = {
         "garbage": "not-a-cookie",
-        "wrong key": wrong_key.dumps({"tid": token_id, "n": "x"}),
-        "wrong salt": wrong_salt.dumps({"tid": token_id, "n": "x"}),
-        "unknown token": right.dumps({"tid": 999, "n": "x"}),
-        "not a dict": right.dumps([token_id]),
+        "wrong key": URLSafeTimedSerializer("not-the-secret", salt=salt).dumps({"sid": sid}),
+        "master key": URLSafeTimedSerializer(web_settings.secret_key, salt=salt).dumps(
+            {"sid": sid}
+        ),
+        "wrong salt": URLSafeTimedSerializer(
+            derive_key(web_settings.secret_key, ADMIN_SESSION), salt="something-else"
+        ).dumps({"sid": sid}),
+        "unknown session": right.dumps({"sid": "made-up"}),
+        "a token id": right.dumps({"tid": token_id, "n": "x"}),
+        "not a dict": right.dumps([sid]),
         "expired": expired,
     }
     for name, value in cookies.items():
@@ -147,9 +156,9 @@ def test_forged_expired_and_revoked_sessions_go_to_login(
         response = client.get("/admin/topics", follow_redirects=False)
         assert response.status_code == 303, name
         assert response.headers["location"].startswith("/admin/login"), name
-    # a good cookie stops working once its token is revoked
+    # the real cookie stops working once its token is revoked
     client.cookies.clear()
-    client.cookies.set("newsletter_admin", right.dumps({"tid": token_id, "n": "x"}), path="/admin")
+    client.cookies.set("newsletter_admin", real, path="/admin")
     assert client.get("/admin/topics", follow_redirects=False).status_code == 200
     with Session(engine) as session:
         revoke_token(session=session, name="editor")

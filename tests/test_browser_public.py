@@ -4,6 +4,7 @@ preferences; unsubscribe. With NEWSLETTER_UPDATE_SCREENSHOTS=1 it refreshes the 
 import re
 
 import pytest
+from playwright.sync_api import expect
 from sqlmodel import Session
 
 from newsletter.sample import load_sample
@@ -38,7 +39,9 @@ def test_subscribe_confirm_preferences_unsubscribe(site, engine, page, smtp_serv
     html = mail.message.get_body(("html",)).get_content()
     link = re.search(r'href="(http://127\.0\.0\.1:\d+/confirm/[^"]+)"', html).group(1)
     page.goto(link)
-    assert page.locator("h1").inner_text() == "You are subscribed"
+    assert page.locator("h1").inner_text() == "Confirm your subscription"
+    page.click("#confirm button[type=submit]")
+    expect(page.locator("h1")).to_have_text("You are subscribed")
     with Session(engine) as s:
         sub = get_subscriber(session=s, email="reader@example.com")
         assert (sub.status, sub.frequency, sub.timezone, sub.name) == (

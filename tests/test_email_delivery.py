@@ -27,6 +27,8 @@ PEOPLE = [
     ("mei@example.com", "Mei", "en", "capital,governance"),
 ]
 
+SECRET = "test-secret-for-email-delivery-0123456789"
+
 
 def settings_for(db_url, smtp_url=None, **kw) -> Settings:
     base = dict(
@@ -36,7 +38,7 @@ def settings_for(db_url, smtp_url=None, **kw) -> Settings:
         mail_from="AI Brief <brief@news.example.org>",
         retry_base_seconds=0.02,
         retry_max_seconds=0.1,
-        secret_key="test-secret",
+        secret_key=SECRET,
     )
     base.update(kw)
     return Settings(**base)
@@ -112,7 +114,7 @@ def test_each_subscriber_gets_their_events_in_their_language(world, db_url, smtp
         assert https.startswith("https://news.example.org/u/") and mailto.startswith(
             "mailto:unsubscribe@"
         )
-        sub_id, _ = read_token("test-secret", "unsubscribe", https.rsplit("/", 1)[1])
+        sub_id, _ = read_token(SECRET, "unsubscribe", https.rsplit("/", 1)[1])
         with Session(world) as s:
             assert s.get(Subscriber, sub_id).email == email_
         assert https in text and https in html  # the visible unsubscribe link too

@@ -49,6 +49,15 @@ class State:
             fail(database_problem(exc))
         return self.engine
 
+    def require_secret_key(self) -> None:
+        """Commands that serve the web app or send mail (signing links) need a strong key."""
+        from ..keys import SecretKeyError, check_secret_key
+
+        try:
+            check_secret_key(self.settings)
+        except SecretKeyError as exc:
+            fail(str(exc))
+
     @property
     def env(self):
         from ..rendering import make_environment

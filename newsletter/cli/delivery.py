@@ -26,6 +26,7 @@ def worker_cmd(
 ) -> None:
     """Send queued messages: claim, send, record, retry with backoff. Stops on SIGTERM."""
     st = state(ctx)
+    st.require_secret_key()
     setup_logging(verbose)
     engine = st.checked_engine()
     if processes > 1:

@@ -28,6 +28,7 @@ def serve_cmd(
     """Run everything in one process: scheduler, worker and web app. Stops on SIGTERM."""
     setup_logging(verbose)
     st = state(ctx)
+    st.require_secret_key()
     ok = asyncio.run(
         service.run(st.checked_engine(), st.settings, worker=not no_worker, host=host, port=port)
     )

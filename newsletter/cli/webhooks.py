@@ -20,6 +20,7 @@ from ..webhooks import (
     get_endpoint,
     list_endpoints,
     mask,
+    mask_url,
     remove_endpoint,
     update_endpoint,
 )
@@ -91,7 +92,7 @@ def list_cmd(
                 "disabled_reason": e.disabled_reason,
                 "consecutive_failures": e.consecutive_failures,
                 "secret": mask(e.secret) if not e.secret_env else f"${e.secret_env}",
-                "url": e.url.split("?")[0][:40] + ("…" if len(e.url) > 40 else ""),
+                "url": mask_url(e.url),
             }
             for e in list_endpoints(session=session)
         ]

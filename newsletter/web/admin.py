@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse
 
-from ..admin_tokens import verify_token
+from ..admin_tokens import end_session, verify_token
 from ..models import utcnow
 from . import admin_digests, admin_topics
 from .admin_auth import (
@@ -25,10 +25,10 @@ from .admin_auth import (
     CsrfDep,
     load_session,
     login_csrf_for,
+    open_session,
     render,
     safe_next,
     set_login_cookie,
-    set_session_cookie,
 )
 from .admin_dashboard import dashboard_data
 from .deps import SessionDep, SettingsDep
@@ -89,13 +89,15 @@ def login(
     row.last_used_at = utcnow()
     session.add(row)
     response = RedirectResponse(next_url, status_code=303)
-    set_session_cookie(response, settings, row)
+    open_session(response, session, settings, row)
     response.delete_cookie(LOGIN_COOKIE, path="/admin/login")
     return response
 
 
 @router.post("/logout")
-def logout(admin: CsrfDep):
+def logout(admin: CsrfDep, session: SessionDep):
+    """Ends the session server-side: the same cookie, replayed, is refused."""
+    end_session(session=session, session_id=admin.session_id)
     response = RedirectResponse("/admin/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/admin")
     return response

@@ -1,14 +1,17 @@
-"""Admin UI sessions: a signed cookie naming an admin token, CSRF tokens, page rendering.
+"""Admin UI sessions: a signed cookie naming a server-side session, CSRF tokens, rendering.
 
-The session cookie holds the id of the admin token used to log in, signed with
-`settings.secret_key` (itsdangerous, salt "newsletter.admin") and valid for 12 hours;
-revoking the token ends every session made with it. Each POST form carries a CSRF token,
-an HMAC of the session cookie's value, so it changes with every login. The login form
-itself is protected the same way by a short-lived pre-login cookie.
+The session cookie holds a random session id, signed with the admin-session key derived
+from the master secret (itsdangerous) and valid for 12 hours. The session itself is a
+row tied to the admin token used to log in (`admin_tokens.start_session`): logging out
+deletes it and revoking the token ends it, so a replayed cookie is refused. Each POST
+form carries a CSRF token, an HMAC of the session id under the CSRF key, so it changes
+with every login. The login form is protected the same way by a short-lived pre-login
+cookie.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import secrets
@@ -23,13 +26,15 @@ from fastapi.routing import APIRoute
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlmodel import Session
 
+from ..admin_tokens import session_token, start_session
+from ..keys import ADMIN_SESSION, CSRF, derive_key
 from ..models import AdminToken
 from ..settings import Settings
 from .deps import SessionDep
 
 SESSION_COOKIE = "newsletter_admin"
 LOGIN_COOKIE = "newsletter_admin_login"
-SALT = "newsletter.admin"
+SALT = "newsletter.admin-session"
 SESSION_SECONDS = 12 * 3600
 LOGIN_FORM_SECONDS = 3600
 COOKIE_PATH = "/admin"
@@ -77,16 +82,16 @@ def safe_next(value: str | None) -> str:
 
 
 def serializer(settings: Settings) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(settings.secret_key, salt=SALT)
+    return URLSafeTimedSerializer(derive_key(settings.secret_key, ADMIN_SESSION), salt=SALT)
 
 
 def _hmac(settings: Settings, purpose: str, value: str) -> str:
-    key = hashlib.sha256(f"{SALT}|{settings.secret_key}".encode()).digest()
-    return hmac.new(key, f"{purpose}|{value}".encode(), hashlib.sha256).hexdigest()
+    key = derive_key(settings.secret_key, CSRF)
+    return hmac.new(key, f"admin-{purpose}|{value}".encode(), hashlib.sha256).hexdigest()
 
 
-def csrf_for(settings: Settings, cookie_value: str) -> str:
-    return _hmac(settings, "csrf", cookie_value)
+def csrf_for(settings: Settings, session_id: str) -> str:
+    return _hmac(settings, "csrf", session_id)
 
 
 def login_csrf_for(settings: Settings, nonce: str) -> str:
@@ -97,8 +102,14 @@ def _secure(settings: Settings) -> bool:
     return settings.base_url.startswith("https://")
 
 
-def set_session_cookie(response: Response, settings: Settings, token: AdminToken) -> None:
-    value = serializer(settings).dumps({"tid": token.id, "n": secrets.token_urlsafe(8)})
+def open_session(
+    response: Response, session: Session, settings: Settings, token: AdminToken
+) -> None:
+    """Start a server-side session for `token` and hand its signed id to the browser."""
+    session_id = start_session(
+        session=session, token=token, lifetime=dt.timedelta(seconds=SESSION_SECONDS)
+    )
+    value = serializer(settings).dumps({"sid": session_id})
     response.set_cookie(
         SESSION_COOKIE,
         value,
@@ -126,9 +137,11 @@ def set_login_cookie(response: Response, settings: Settings, nonce: str) -> None
 class AdminSession:
     token: AdminToken
     csrf: str
+    session_id: str
 
 
 def load_session(request: Request, session: Session) -> AdminSession | None:
+    """The live session the cookie names, or None (forged, expired, logged out, revoked)."""
     settings: Settings = request.app.state.settings
     raw = request.cookies.get(SESSION_COOKIE)
     if not raw or len(raw) > 500:
@@ -137,13 +150,13 @@ def load_session(request: Request, session: Session) -> AdminSession | None:
         data = serializer(settings).loads(raw, max_age=SESSION_SECONDS)
     except BadSignature:  # also SignatureExpired
         return None
-    tid = data.get("tid") if isinstance(data, dict) else None
-    if not isinstance(tid, int):
+    sid = data.get("sid") if isinstance(data, dict) else None
+    if not isinstance(sid, str) or not sid:
         return None
-    row = session.get(AdminToken, tid)
-    if row is None or row.revoked_at is not None:
+    token = session_token(session=session, session_id=sid)
+    if token is None:
         return None
-    return AdminSession(token=row, csrf=csrf_for(settings, raw))
+    return AdminSession(token=token, csrf=csrf_for(settings, sid), session_id=sid)
 
 
 def require_session(request: Request, session: SessionDep) -> AdminSession:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from fastapi import Body, HTTPException, Path, Response
 from sqlmodel import Session, select
@@ -22,6 +21,7 @@ from ..webhooks import (
     get_endpoint,
     list_endpoints,
     mask,
+    mask_url,
     remove_endpoint,
     update_endpoint,
 )
@@ -44,18 +44,10 @@ router = admin_router("/webhooks", "webhooks")
 NamePath = Annotated[str, Path(pattern=WEBHOOK_NAME_PATTERN)]
 
 
-def masked_url(url: str) -> str:
-    """Scheme and host; the path and query (which often hold a token) masked."""
-    parts = urlsplit(url)
-    origin = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
-    rest = url[len(f"{parts.scheme}://{parts.netloc}") :].lstrip("/")
-    return f"{origin}/{mask(rest)}" if rest else f"{origin}/"
-
-
 def webhook_public(session: Session, ep: WebhookEndpoint) -> WebhookPublic:
     return WebhookPublic(
         **ep.model_dump(exclude={"url", "secret", "secret_env"}),
-        url=masked_url(ep.url),
+        url=mask_url(ep.url),
         secret=f"${ep.secret_env}" if ep.secret_env else mask(ep.secret),
         topics=[t.slug for t in endpoint_topics(session=session, endpoint=ep)],
     )

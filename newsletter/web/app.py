@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -10,12 +10,15 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from ..db import SchemaOutOfDate, check_schema, make_engine
+from ..keys import check_secret_key
 from ..metrics import render_metrics
 from ..rendering import make_environment
 from ..settings import Settings
 
 
 def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
+    """The app; raises keys.SecretKeyError when the secret key is missing or weak."""
+    check_secret_key(settings)
     app = FastAPI(
         title="AI Industry Brief",
         version="1.0",
@@ -43,7 +46,9 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
             return JSONResponse(
                 {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
             )
-        return error_page(request, exc.status_code, str(exc.detail))
+        response = error_page(request, exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. WWW-Authenticate on a 401
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
@@ -89,7 +94,11 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
             )
         return {"status": "ready", **details}
 
-    @app.get("/metrics", include_in_schema=False)
+    from .deps import require_metrics_token
+
+    @app.get(
+        "/metrics", include_in_schema=False, dependencies=[Depends(require_metrics_token)]
+    )
     def metrics():
         return Response(
             render_metrics(app.state.engine, app.state.health), media_type=CONTENT_TYPE_LATEST

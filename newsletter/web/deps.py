@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -59,3 +60,19 @@ def require_admin(
 
 
 AdminDep = Annotated[AdminToken, Depends(require_admin)]
+
+
+def require_metrics_token(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """/metrics is open unless NEWSLETTER_METRICS_TOKEN is set; then it needs that bearer."""
+    if settings.metrics_token is None:
+        return
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise HTTPException(
+            401, "a metrics bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+        )
+    expected = settings.metrics_token.get_secret_value().encode()
+    if not hmac.compare_digest(credentials.credentials.encode(), expected):
+        raise HTTPException(403, "this metrics token is wrong")

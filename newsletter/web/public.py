@@ -19,8 +19,9 @@ from ..subscribers import (
     SubscriberError,
     SubscriberIn,
     address_hash,
+    confirm_subscriber,
     get_subscriber,
-    is_suppressed,
+    may_opt_in,
     set_topics,
     subscriber_topics,
     unsubscribe,
@@ -190,11 +191,15 @@ def subscribe(
 
 
 def request_confirmation(session: Session, sub_in: SubscriberIn) -> None:
-    """Pending subscriber plus a confirmation email through the outbox; silent for known addresses."""
-    if is_suppressed(session=session, email=sub_in.email):
-        return  # unsubscribed or bounced earlier: they must not be mailed
+    """Pending subscriber plus a confirmation email through the outbox; silent for known addresses.
+
+    A reader who unsubscribed themselves becomes pending again and gets a confirmation
+    email; their suppression is lifted only when they confirm.
+    """
+    if not may_opt_in(session=session, email=sub_in.email):
+        return  # bounced, complained or removed by an admin: never mailed again
     sub = get_subscriber(session=session, email=sub_in.email)
-    if sub is not None and sub.status != "pending":
+    if sub is not None and sub.status == "active":
         return  # already active: do not reveal it, do not change it
     if sub is None:
         sub = Subscriber(**sub_in.model_dump(exclude={"topics"}), status="pending", source="web")
@@ -203,16 +208,19 @@ def request_confirmation(session: Session, sub_in: SubscriberIn) -> None:
     else:
         for key in ("name", "language", "timezone", "frequency"):
             setattr(sub, key, getattr(sub_in, key))
+        sub.status = "pending"
         session.add(sub)
     set_topics(
         session=session, subscriber=sub, topics=topics_by_slug(session=session, slugs=sub_in.topics)
     )
     hour = utcnow().strftime("%Y%m%d%H")  # at most one confirmation mail an hour per address
+    # ...per signup: one who unsubscribed and comes back within the hour gets a new one
+    again = f"|after:{sub.unsubscribed_at:%Y%m%d%H%M%S}" if sub.unsubscribed_at else ""
     enqueue(
         session,
         [
             {
-                "idempotency_key": f"subscriber:{sub.id}|confirm|{hour}",
+                "idempotency_key": f"subscriber:{sub.id}|confirm|{hour}{again}",
                 "channel": "email",
                 "kind": "confirm",
                 "period": hour,
@@ -222,14 +230,7 @@ def request_confirmation(session: Session, sub_in: SubscriberIn) -> None:
     )
 
 
-@router.get("/confirm/{token}", response_class=HTMLResponse)
-def confirm(token: str, request: Request, session: SessionDep, settings: SettingsDep, env: EnvDep):
-    sub = subscriber_from(session, settings, "confirm", token)
-    if sub.status == "pending":
-        sub.status, sub.confirmed_at = "active", utcnow()
-        session.add(sub)
-    elif sub.status != "active":
-        raise HTTPException(410, "this subscription was cancelled; subscribe again to restart it")
+def _confirmed_page(request: Request, env, sub: Subscriber) -> HTMLResponse:
     return render(
         request,
         env,
@@ -238,6 +239,42 @@ def confirm(token: str, request: Request, session: SessionDep, settings: Setting
         heading="confirmed",
         text="confirmed_text",
     )
+
+
+def _pending_or_410(session: Session, sub: Subscriber) -> None:
+    if sub.status != "pending" or not may_opt_in(session=session, email=sub.email):
+        raise HTTPException(410, "this subscription was cancelled; subscribe again to restart it")
+
+
+@router.get("/confirm/{token}", response_class=HTMLResponse)
+def confirm_page(
+    token: str, request: Request, session: SessionDep, settings: SettingsDep, env: EnvDep
+):
+    """A page with a button only: link scanners fetch links, so GET never confirms."""
+    sub = subscriber_from(session, settings, "confirm", token)
+    if sub.status == "active":
+        return _confirmed_page(request, env, sub)
+    _pending_or_410(session, sub)
+    return render(
+        request, env, "web/public/confirm.html.j2", lang=sub.language, sub=sub, token=token
+    )
+
+
+@router.post("/confirm/{token}", response_class=HTMLResponse)
+def confirm(
+    token: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    env: EnvDep,
+    csrf_token_: Annotated[str, Form(alias="csrf_token", max_length=200)] = "",
+):
+    check_csrf(request, settings.secret_key, csrf_token_)
+    sub = subscriber_from(session, settings, "confirm", token)
+    if sub.status != "active":
+        _pending_or_410(session, sub)
+        confirm_subscriber(session=session, subscriber=sub)
+    return _confirmed_page(request, env, sub)
 
 
 @router.get("/p/{token}", response_class=HTMLResponse)

@@ -11,6 +11,8 @@ from collections import deque
 
 from fastapi import HTTPException, Request, Response
 
+from ..keys import CSRF, derive_key
+
 CSRF_COOKIE = "nl_csrf"
 
 
@@ -27,8 +29,9 @@ def set_csrf_cookie(response: Response, value: str) -> None:
 
 
 def csrf_token(secret_key: str, cookie_value: str) -> str:
+    """HMAC of the browser's cookie under the CSRF key derived from the master `secret_key`."""
     return hmac.new(
-        secret_key.encode(), f"csrf:{cookie_value}".encode(), hashlib.sha256
+        derive_key(secret_key, CSRF), f"public|{cookie_value}".encode(), hashlib.sha256
     ).hexdigest()
 
 

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from .errors import reason
+from .importing import SAFE_LOADER
 from .subscribers import (
     SubscriberError,
     SubscriberIn,
@@ -74,9 +75,11 @@ def read_roster(path: Path) -> dict[str, list[Any]]:
         ]
         return {"subscribers": rows, "teams": []}
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml.load(text, Loader=SAFE_LOADER) or {}
     except yaml.YAMLError as exc:
         raise RosterError(f"{path.name}: invalid YAML: {exc}") from exc
+    except RecursionError as exc:
+        raise RosterError(f"{path.name}: invalid YAML: nested too deeply") from exc
     if not isinstance(data, dict):
         raise RosterError(f"{path.name}: a roster is a mapping with subscribers: and teams:")
     unknown = set(data) - {"subscribers", "teams"}

@@ -65,7 +65,7 @@ def title_key(title: str) -> str:
 _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
-def _url_character_problem(url: str) -> str | None:
+def url_character_problem(url: str) -> str | None:
     """Describe the first character a URL must not carry, or None if there is none."""
     for char in url:
         code, category = f"U+{ord(char):04X}", unicodedata.category(char)
@@ -90,7 +90,7 @@ def normalise_url(url: str) -> str:
     url = url.strip(" \t\r\n")
     if not url:
         raise ValueError("url is empty")
-    problem = _url_character_problem(url)
+    problem = url_character_problem(url)
     if problem:
         raise ValueError(f"url contains {problem}")
     parts = urlsplit(url)

@@ -20,6 +20,7 @@ from .periods import FREQUENCIES
 from .settings import Settings
 from .ssrf import UnsafeURLError, check_url
 from .subscribers import check_timezone
+from .text import url_character_problem
 from .topics import topics_by_slug
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -59,9 +60,10 @@ class EndpointIn(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        v = v.strip()
-        if any(c.isspace() or ord(c) < 32 for c in v):
-            raise ValueError("url contains whitespace or control characters")
+        v = v.strip(" \t\r\n")
+        problem = url_character_problem(v)
+        if problem:  # e.g. U+202E, which shows an admin a URL other than the one called
+            raise ValueError(f"url contains {problem}")
         return v
 
     @field_validator("mode")

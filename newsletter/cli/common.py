@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -72,7 +73,19 @@ class State:
 
 def load_state(database_url: str | None) -> State:
     overrides = {"database_url": database_url} if database_url else {}
-    return State(settings=load_settings(**overrides))
+    try:
+        return State(settings=load_settings(**overrides))
+    except ValidationError as exc:
+        fail("invalid settings: " + settings_problems(exc))
+        raise  # unreachable: fail() exits
+
+
+def settings_problems(exc: ValidationError) -> str:
+    """Name each bad setting as the operator wrote it (NEWSLETTER_...), with the reason."""
+    return "; ".join(
+        f"NEWSLETTER_{'_'.join(str(p) for p in e['loc'][:1]).upper()}: {e['msg']}"
+        for e in exc.errors()
+    )
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -225,10 +225,11 @@ def test_unsubscribe_links_in_emails_sent_before_the_upgrade_keep_working(
 
 def serve_like_the_service(settings, engine):
     """The app under the uvicorn configuration `newsletter serve` uses, in a thread."""
+    from newsletter.health import Health
     from newsletter.service import _web_server
 
     port = free_port()
-    server = _web_server(engine, settings, "127.0.0.1", port)
+    server = _web_server(engine, settings, "127.0.0.1", port, Health())
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

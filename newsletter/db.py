@@ -98,6 +98,16 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             raise
 
 
+FOREIGN_TABLES = {"apscheduler_jobs"}  # APScheduler's job store makes its own table
+
+
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    """Migrations (and their comparison with the models) leave foreign tables alone,
+    indexes included."""
+    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+    return table not in FOREIGN_TABLES
+
+
 def alembic_config(engine: Engine) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))

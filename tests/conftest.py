@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -43,6 +44,17 @@ def secret_key_env(monkeypatch):
     """Commands, workers and subprocesses of every test find a valid key in the environment."""
     monkeypatch.setenv("NEWSLETTER_SECRET_KEY", TEST_SECRET_KEY)
     monkeypatch.delenv("NEWSLETTER_SECRET_KEY_FILE", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    """Commands run in-process (`serve`, `worker`) point the root logger at the stderr of
+    the moment; put pytest's handlers back so later tests never log to a closed stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def _admin_url(url: str) -> str:

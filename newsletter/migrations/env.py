@@ -4,15 +4,10 @@ from alembic import context
 from sqlmodel import SQLModel
 
 from newsletter import models  # noqa: F401  (registers the tables)
-from newsletter.db import make_engine
+from newsletter.db import include_object, make_engine
 
 config = context.config
 target_metadata = SQLModel.metadata
-
-
-def include_object(obj, name, type_, reflected, compare_to):
-    """The scheduler's job table belongs to APScheduler, not to our migrations."""
-    return not (type_ == "table" and name == "apscheduler_jobs")
 
 
 def run_migrations_online() -> None:

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 FREQUENCIES = ("instant", "daily", "weekly", "monthly")
 DIGEST_FREQUENCIES = ("daily", "weekly", "monthly")
 
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
-_WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
-_DAY = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+_MONTH = re.compile(r"^([0-9]{4})-([0-9]{2})$")
+_WEEK = re.compile(r"^([0-9]{4})-W([0-9]{2})$")
+# ASCII digits only: "２０２５-07" must not become a second key for the same period
+_DAY = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})$")
 
 
 class PeriodError(ValueError):

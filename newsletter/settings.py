@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated
 
@@ -149,6 +150,30 @@ class Settings(BaseSettings):
                 raise ValueError(f"{entry!r} is not an IP address or network") from exc
             proxies.append(str(ip) if "/" in entry else str(ip.network_address))
         return proxies
+
+    @field_validator("mail_from")
+    @classmethod
+    def _mail_from(cls, value: str) -> str:
+        """Checked at start-up: a bad From would fail every message, permanently."""
+        if any(c in value for c in "\r\n\x00"):
+            raise ValueError("must be one line")
+        _name, address = parseaddr(value)
+        local, at, domain = address.rpartition("@")
+        if not (local and at and domain):
+            raise ValueError(f"needs an address, like 'Brief <brief@example.com>', got {value!r}")
+        if not local.isascii():
+            raise ValueError("the address needs an ASCII local part (not every server takes UTF-8)")
+        return value
+
+    @field_validator("webhook_allow_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{entry!r} is not an IP network like 10.0.0.0/8") from exc
+        return [v.strip() for v in value]
 
     @field_validator("metrics_token", mode="before")
     @classmethod

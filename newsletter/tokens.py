@@ -6,6 +6,8 @@ master secret itself, so no admin or CSRF signature can pass for a reader link.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from .keys import READER_LINKS, derive_key
@@ -45,8 +47,21 @@ def _legacy_unsubscribe(secret: str, purpose: str, token: str):
 
 def read_token(secret: str, purpose: str, token: str) -> tuple[int, str]:
     """Returns (subscriber_id, address-hash prefix) or raises TokenError."""
+    sub_id, hash_prefix, _signed_at = read_token_signed_at(secret, purpose, token)
+    return sub_id, hash_prefix
+
+
+def read_token_signed_at(
+    secret: str, purpose: str, token: str
+) -> tuple[int, str, dt.datetime | None]:
+    """Like read_token, plus when the link was signed (None for a legacy link), so a link
+    can be refused for predating something, e.g. a confirmation link older than the
+    reader's unsubscribe."""
+    signed_at = None
     try:
-        data = _serializer(secret, purpose).loads(token, max_age=MAX_AGE[purpose])
+        data, signed_at = _serializer(secret, purpose).loads(
+            token, max_age=MAX_AGE[purpose], return_timestamp=True
+        )
     except SignatureExpired as exc:
         raise TokenError("this link has expired") from exc
     except BadSignature as exc:
@@ -60,4 +75,4 @@ def read_token(secret: str, purpose: str, token: str) -> tuple[int, str]:
         or not isinstance(data[1], str)
     ):
         raise TokenError("this link is not valid")
-    return data[0], data[1]
+    return data[0], data[1], signed_at

@@ -123,12 +123,18 @@ class Worker:
                     delay = poll_seconds if wait is None else min(max(wait, 0.05), poll_seconds)
                 except DBAPIError as exc:
                     # the database went away (restart, failover): what we claimed stays
-                    # leased and is reclaimed later; keep trying to reconnect
+                    # leased and is reclaimed later; keep trying to reconnect. A one-off
+                    # run (`--until-empty`) on a read-only database would wait forever:
+                    # it stops and says why instead.
+                    detail = (str(exc.orig).strip().splitlines() or [""])[0]
+                    if until_empty and "readonly" in detail.lower().replace("-", "").replace(" ", ""):
+                        raise
                     outage += 1
                     delay = min(0.2 * 2**outage, 10.0)
                     log.warning(
-                        "database unavailable (%s); retrying in %.1fs",
+                        "database unavailable (%s: %s); retrying in %.1fs",
                         type(exc.orig).__name__,
+                        detail,
                         delay,
                     )
                     self.engine.dispose()

@@ -348,6 +348,32 @@ def test_a_reader_who_unsubscribed_can_come_back_through_double_opt_in(
         assert not is_suppressed(session=s, email=email)
 
 
+def test_a_confirmation_link_from_before_an_unsubscribe_confirms_no_later_signup(
+    client, seeded, web_settings, smtp_server, monkeypatch
+):
+    import time as time_module
+
+    email = "reader.en@example.com"
+    with Session(seeded) as s:
+        sub = get_subscriber(session=s, email=email)
+    real_time = time_module.time
+    with monkeypatch.context() as m:  # a link from an earlier signup, a minute ago
+        m.setattr(time_module, "time", lambda: real_time() - 60)
+        old = make_token(web_settings.secret_key, "confirm", sub.id, sub.email)
+    unsub = make_token(web_settings.secret_key, "unsubscribe", sub.id, sub.email)
+    assert client.post(f"/u/{unsub}", content="List-Unsubscribe=One-Click").status_code == 200
+    subscribe(client, email, ("hardware",))  # someone signs the address up again
+    assert status_of(seeded, email) == "pending"
+    csrf = csrf_of(client.get("/").text)
+    r = client.post(f"/confirm/{old}", data={"csrf_token": csrf})
+    assert r.status_code == 410 and "newest confirmation email" in r.text
+    assert status_of(seeded, email) == "pending"
+    drain(seeded, web_settings)
+    path = confirmation_link(smtp_server, email)  # the new link does confirm
+    r = client.post(path, data={"csrf_token": csrf_of(client.get(path).text)})
+    assert r.status_code == 200 and status_of(seeded, email) == "active"
+
+
 @pytest.mark.parametrize("reason", ["bounced", "complaint", "removed"])
 def test_bounced_complained_or_removed_addresses_stay_suppressed(
     client, seeded, web_settings, smtp_server, reason

@@ -4,6 +4,7 @@ unsubscribe (RFC 8058), and the archive of sent editions with RSS, Atom and JSON
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
@@ -26,7 +27,7 @@ from ..subscribers import (
     subscriber_topics,
     unsubscribe,
 )
-from ..tokens import TokenError, read_token
+from ..tokens import TokenError, read_token_signed_at
 from ..topics import TopicError, list_topics, topics_by_slug
 from . import archive
 from .deps import EnvDep, SessionDep, SettingsDep
@@ -92,13 +93,27 @@ def _limiters(request: Request) -> tuple[RateLimiter, RateLimiter]:
 def subscriber_from(session: Session, settings, purpose: str, token: str) -> Subscriber:
     """The subscriber a signed link names, or a 4xx that reveals nothing about anyone."""
     try:
-        sub_id, hash_prefix = read_token(settings.secret_key, purpose, token)
+        sub_id, hash_prefix, signed_at = read_token_signed_at(settings.secret_key, purpose, token)
     except TokenError as exc:
         raise HTTPException(400 if "expired" not in str(exc) else 410, str(exc)) from exc
     sub = session.get(Subscriber, sub_id)
     if sub is None or address_hash(sub.email)[:16] != hash_prefix:
         raise HTTPException(404, "this link no longer points to a subscription")
+    if purpose == "confirm" and _predates(signed_at, sub.unsubscribed_at):
+        # a confirmation link from before an unsubscribe confirms no later signup
+        raise HTTPException(
+            410, "this link is older than your last unsubscribe; use the newest confirmation email"
+        )
     return sub
+
+
+def _predates(signed_at: dt.datetime | None, event: dt.datetime | None) -> bool:
+    if signed_at is None or event is None:
+        return False
+    if event.tzinfo is None:
+        event = event.replace(tzinfo=dt.UTC)
+    # link times are whole seconds: a link signed in the same second counts as after
+    return signed_at + dt.timedelta(seconds=1) < event
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -409,7 +424,8 @@ def archive_index(request: Request, session: SessionDep, env: EnvDep, topic: str
 
 @router.get("/archive/{edition_id:int}", response_class=HTMLResponse)
 def archive_edition(edition_id: int, request: Request, session: SessionDep, settings: SettingsDep):
-    edition = archive.sent_edition(session, edition_id)
+    # ids beyond a 64-bit integer exist in no database (and SQLite's driver raises on them)
+    edition = archive.sent_edition(session, edition_id) if 0 < edition_id < 2**63 else None
     if edition is None:
         raise HTTPException(404, "no such edition in the archive")
     base = settings.base_url.rstrip("/")

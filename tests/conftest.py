@@ -131,6 +131,17 @@ def session(engine) -> Iterator[Session]:
 
 
 @pytest.fixture
+def sample(engine):
+    """The database with the default topics and the July 2025 sample events."""
+    from newsletter.sample import load_sample
+
+    with Session(engine) as s:
+        load_sample(session=s)
+        s.commit()
+    return engine
+
+
+@pytest.fixture
 def cli(db_url, monkeypatch, tmp_path):
     """Run `newsletter ...` in-process against the test database; returns the result."""
     from newsletter.cli import app

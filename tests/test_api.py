@@ -26,7 +26,6 @@ from sqlmodel import Session
 from newsletter.admin_tokens import create_token, revoke_token
 from newsletter.events import localised
 from newsletter.models import AdminToken, Delivery
-from newsletter.sample import load_sample
 from newsletter.settings import Settings
 from newsletter.topics import ensure_default_topics
 from newsletter.web.app import create_app
@@ -101,14 +100,6 @@ def anonymous(db_url, engine, tmp_path):
 @pytest.fixture
 def client(app, token):
     return TestClient(app, headers={"Authorization": f"Bearer {token}"})
-
-
-@pytest.fixture
-def sample(engine):
-    with Session(engine) as s:
-        load_sample(session=s)
-        s.commit()
-    return engine
 
 
 def add_subscriber(client, email="ada@example.com", topics=("hardware",), **extra):

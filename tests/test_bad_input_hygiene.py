@@ -42,14 +42,6 @@ def settings_(web_settings):
 
 
 @pytest.fixture
-def sample(engine):
-    with Session(engine) as s:
-        load_sample(session=s)
-        s.commit()
-    return engine
-
-
-@pytest.fixture
 def client(settings_, engine, sample) -> TestClient:
     with Session(engine) as s:
         _, token = create_token(session=s, name="hygiene")

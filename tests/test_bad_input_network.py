@@ -306,14 +306,6 @@ def test_disguised_urls_are_refused_at_send_time(host, reason):
     assert reason in str(info.value)
 
 
-@pytest.fixture
-def sample(engine):
-    with Session(engine) as s:
-        load_sample(session=s)
-        s.commit()
-    return engine
-
-
 def test_a_stored_disguised_webhook_fails_its_delivery_with_the_reason(
     sample, db_url, inside, monkeypatch
 ):

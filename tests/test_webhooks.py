@@ -15,7 +15,6 @@ from newsletter.digests import send_digest
 from newsletter.importing import import_records
 from newsletter.models import Delivery, DeliveryAttempt, WebhookEndpoint
 from newsletter.rendering import make_environment
-from newsletter.sample import load_sample
 from newsletter.settings import Settings
 from newsletter.ssrf import UnsafeURLError, check_url
 from newsletter.webhooks import (
@@ -92,14 +91,6 @@ def plan(engine, settings, frequency="monthly", period="2025-07"):
         )
         s.commit()
     return summary
-
-
-@pytest.fixture
-def sample(engine):
-    with Session(engine) as s:
-        load_sample(session=s)
-        s.commit()
-    return engine
 
 
 def test_monthly_digest_reaches_every_platform_as_native_cards(sample, db_url, chat_receiver):

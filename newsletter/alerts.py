@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from . import i18n
 from .delivery.cards import event_items, render_messages
-from .delivery.outbox import enqueue
+from .delivery.outbox import enqueue, idempotency_key
 from .digests import DigestRenderer
 from .events import slugs_by_event
 from .models import (
@@ -80,13 +80,14 @@ def enqueue_alerts(
             if wanted & event_slugs.get(event_id, set()):
                 rows.append(
                     {
-                        "idempotency_key": f"endpoint:{ep.id}|alert|event:{event_id}",
+                        "idempotency_key": idempotency_key(
+                            "alert", f"event:{event_id}", endpoint_id=ep.id
+                        ),
                         "channel": ep.platform,
                         "kind": "alert",
                         "period": f"event:{event_id}",
                         "endpoint_id": ep.id,
                         "next_attempt_at": due,
-                        "status": "queued" if ep.enabled else "held",
                     }
                 )
     rows += reader_alert_rows(session, event_ids, event_slugs, created, due)
@@ -116,7 +117,9 @@ def reader_alert_rows(session: Session, event_ids, event_slugs, created, due) ->
             if wanted & event_slugs.get(event_id, set()):
                 rows.append(
                     {
-                        "idempotency_key": f"subscriber:{sub_id}|alert|event:{event_id}",
+                        "idempotency_key": idempotency_key(
+                            "alert", f"event:{event_id}", subscriber_id=sub_id
+                        ),
                         "channel": "email",
                         "kind": "alert",
                         "period": f"event:{event_id}",
@@ -174,13 +177,14 @@ def enqueue_webhook_digests(
         )
         rows = [
             {
-                "idempotency_key": f"endpoint:{ep.id}|digest-{period.frequency}|{period.key}|part:{n}",
+                "idempotency_key": idempotency_key(
+                    f"digest-{period.frequency}", period.key, endpoint_id=ep.id, extra=[f"part:{n}"]
+                ),
                 "channel": ep.platform,
                 "kind": f"digest-{period.frequency}",
                 "period": period.key,
                 "endpoint_id": ep.id,
                 "edition_id": edition_id,
-                "status": "queued" if ep.enabled else "held",
             }
             for n, edition_id in enumerate(edition_ids, start=1)
         ]

@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
+from .delivery import outbox
 from .delivery.messages import build_digest_email
 from .delivery.outbox import enqueue
 from .models import Delivery, Edition, Event, utcnow
@@ -34,7 +35,7 @@ def digest_kind(frequency: str) -> str:
 
 
 def idempotency_key(subscriber_id: int, frequency: str, period: Period) -> str:
-    return f"subscriber:{subscriber_id}|{digest_kind(frequency)}|{period.key}"
+    return outbox.idempotency_key(digest_kind(frequency), period.key, subscriber_id=subscriber_id)
 
 
 def check_frequency(frequency: str, period_key: str) -> Period:

@@ -238,18 +238,14 @@ def update_subscriber(*, session: Session, subscriber: Subscriber, sub_in: Subsc
 
 def remove_subscriber(*, session: Session, subscriber: Subscriber, reason: str = "removed") -> None:
     """Delete personal data; keep a suppression entry so the address is never mailed again."""
-    from .models import Delivery
+    from .delivery import outbox
 
     suppress(session=session, email=subscriber.email, reason=reason)
     for row in session.exec(
         select(Subscription).where(Subscription.subscriber_id == subscriber.id)
     ):
         session.delete(row)
-    for delivery in session.exec(select(Delivery).where(Delivery.subscriber_id == subscriber.id)):
-        delivery.subscriber_id = None
-        if delivery.status == "queued":
-            delivery.status = "cancelled"
-        session.add(delivery)
+    outbox.detach_subscriber(session, subscriber.id)
     session.delete(subscriber)
     session.flush()
 

@@ -11,11 +11,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 from sqlmodel import Session
 
 from .delivery.cards import PLATFORMS
-from .models import Delivery, Topic, WebhookEndpoint, WebhookTopic, utcnow
+from .models import Topic, WebhookEndpoint, WebhookTopic, utcnow
 from .periods import FREQUENCIES
 from .settings import Settings
 from .ssrf import UnsafeURLError, check_url
@@ -260,46 +260,72 @@ def enable_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> int:
     return n
 
 
-def note_result(
+def note_results(
     *,
     session: Session,
-    settings: Settings,
-    endpoint_id: int,
-    ok: bool,
-    error: str | None = None,
-    gone: bool = False,
-) -> bool:
-    """Track consecutive failures; disable after too many for too long (or at once if gone).
+    results: dict[int, tuple[bool, str | None, bool]],
+    disable_after_failures: int,
+    disable_after_hours: float,
+) -> list[tuple[int, str]]:
+    """Note a batch's results per endpoint, {endpoint id: (ok, error, gone)}: a success
+    resets the failure count; a failure adds one, and disables the endpoint (its queued
+    messages held) once it has failed too many times for too long, or at once if the
+    platform says it is gone. Returns the endpoints this disabled, with the reason.
 
-    Returns True when this call disabled the endpoint.
+    Set-based: one UPDATE for the endpoints that worked, one for those that failed.
     """
-    ep = session.get(WebhookEndpoint, endpoint_id)
-    if ep is None:
-        return False
-    if ok:
-        ep.consecutive_failures, ep.first_failure_at = 0, None
-        session.add(ep)
-        return False
     now = utcnow()
-    ep.consecutive_failures += 1
-    ep.first_failure_at = ep.first_failure_at or now
-    session.add(ep)
-    failing_for = now - _aware(ep.first_failure_at)
-    too_many = (
-        ep.consecutive_failures >= settings.webhook_disable_after_failures
-        and failing_for >= dt.timedelta(hours=settings.webhook_disable_after_hours)
-    )
-    if ep.enabled and (gone or too_many):
+    ok = [i for i, (good, _, _) in results.items() if good]
+    if ok:
+        session.execute(
+            update(WebhookEndpoint)
+            .where(
+                WebhookEndpoint.id.in_(ok),
+                or_(
+                    WebhookEndpoint.consecutive_failures != 0,
+                    WebhookEndpoint.first_failure_at.is_not(None),
+                ),
+            )
+            .values(consecutive_failures=0, first_failure_at=None)
+            .execution_options(synchronize_session=False)
+        )
+    failed = {i: r for i, r in results.items() if not r[0]}
+    if not failed:
+        return []
+    rows = session.execute(
+        update(WebhookEndpoint)
+        .where(WebhookEndpoint.id.in_(list(failed)))
+        .values(
+            consecutive_failures=WebhookEndpoint.consecutive_failures + 1,
+            first_failure_at=func.coalesce(WebhookEndpoint.first_failure_at, now),
+        )
+        .returning(
+            WebhookEndpoint.id,
+            WebhookEndpoint.enabled,
+            WebhookEndpoint.consecutive_failures,
+            WebhookEndpoint.first_failure_at,
+        )
+        .execution_options(synchronize_session=False)
+    ).all()
+    disabled = []
+    for endpoint_id, enabled, failures, since in rows:
+        _, error, gone = failed[endpoint_id]
+        since = _aware(since)
+        too_many = failures >= disable_after_failures and now - since >= dt.timedelta(
+            hours=disable_after_hours
+        )
+        if not enabled or not (gone or too_many):
+            continue
         why = (
             f"the platform says the webhook is gone: {error}"
             if gone
-            else (
-                f"{ep.consecutive_failures} consecutive failures since {_aware(ep.first_failure_at):%Y-%m-%d %H:%M} UTC; last: {error}"
-            )
+            else f"{failures} consecutive failures since {since:%Y-%m-%d %H:%M} UTC; last: {error}"
         )
-        disable_endpoint(session=session, endpoint=ep, reason=why)
-        return True
-    return False
+        disable_endpoint(
+            session=session, endpoint=session.get(WebhookEndpoint, endpoint_id), reason=why
+        )
+        disabled.append((endpoint_id, why))
+    return disabled
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -311,14 +337,9 @@ def list_endpoints(*, session: Session) -> list[WebhookEndpoint]:
 
 
 def remove_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> None:
-    session.execute(
-        update(Delivery)
-        .where(Delivery.endpoint_id == endpoint.id, Delivery.status.in_(["queued", "held"]))
-        .values(status="cancelled")
-    )
-    session.execute(
-        update(Delivery).where(Delivery.endpoint_id == endpoint.id).values(endpoint_id=None)
-    )
+    from .delivery import outbox
+
+    outbox.detach_endpoint(session, endpoint.id)
     for row in session.execute(
         select(WebhookTopic).where(WebhookTopic.endpoint_id == endpoint.id)
     ).scalars():

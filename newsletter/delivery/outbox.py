@@ -1,26 +1,89 @@
 """The outbox: durable, idempotent delivery rows; claims, leases, retries, attempts.
 
-Only this module writes a delivery's status. A claim is one short transaction; the
-send happens outside any transaction; the result is recorded in another.
+Only this module writes a delivery's status (a test scans the package for writes
+elsewhere). A claim is one short transaction; the send happens outside any
+transaction; the results of a batch are recorded in another, together with what they
+imply: hard bounces suppressed, webhook endpoints' health noted (and an endpoint that
+is gone disabled, its queued rows held).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import random
+import re
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, text, update
+from sqlalchemy import (
+    Engine,
+    String,
+    bindparam,
+    cast,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from ..metrics import MESSAGES, SEND_SECONDS
-from ..models import Delivery, DeliveryAttempt, utcnow
+from ..models import Delivery, DeliveryAttempt, Subscriber, WebhookEndpoint, utcnow
 
-STATUSES = ("queued", "sending", "sent", "failed", "held", "suppressed", "cancelled")
+log = logging.getLogger("newsletter.delivery.outbox")
+
+
+class DeliveryStatus(StrEnum):
+    """Where a delivery row stands. Equal to its stored text (`"sent"`, ...)."""
+
+    QUEUED = "queued"  # waiting for its next_attempt_at (a first try or a retry)
+    SENDING = "sending"  # claimed by a worker (its lease ends at claimed_at + lease)
+    SENT = "sent"
+    FAILED = "failed"  # gave up: a permanent error, or the last of max_attempts
+    HELD = "held"  # its webhook endpoint is disabled; queued again when enabled
+    SUPPRESSED = "suppressed"  # the address is on the suppression list, or the reader left
+    CANCELLED = "cancelled"  # its recipient or content is gone
+
+
+STATUSES = tuple(s.value for s in DeliveryStatus)
+
+
+def idempotency_key(
+    kind: str,
+    period: str,
+    *,
+    subscriber_id: int | None = None,
+    endpoint_id: int | None = None,
+    extra: Iterable[str] = (),
+) -> str:
+    """The one spelling of a delivery's idempotency key: `<recipient>|<kind>|<period>`,
+    then any extra parts, e.g. `subscriber:42|digest-monthly|2025-07` or
+    `endpoint:3|digest-weekly|2025-W28|part:2`.
+
+    A planned row whose key exists already is not enqueued again, so this spelling must
+    never change: a re-planned period would otherwise be sent a second time.
+    """
+    if (subscriber_id is None) == (endpoint_id is None):
+        raise ValueError("a delivery key names either a subscriber or an endpoint")
+    recipient = (
+        f"subscriber:{subscriber_id}" if subscriber_id is not None else f"endpoint:{endpoint_id}"
+    )
+    return "|".join((recipient, kind, period, *extra))
+
+
+def idempotency_key_sql(kind: str, period: str, subscriber_id):
+    """The same key as a SQL expression over a subscriber id column, for planning that
+    enqueues with one INSERT ... SELECT: `idempotency_key(kind, period, subscriber_id=n)`
+    for every row."""
+    return literal("subscriber:") + cast(subscriber_id, String) + literal(f"|{kind}|{period}")
 
 
 def enqueue(session: Session, rows: Sequence[dict[str, Any]]) -> int:
@@ -34,7 +97,7 @@ def enqueue(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     if not rows:
         return 0
     dialect = session.get_bind().dialect.name
-    values = _full_rows(rows, utcnow())
+    values = _hold_for_disabled_endpoints(session, _full_rows(rows, utcnow()))
     if dialect == "postgresql":
         return _enqueue_postgres(session, values)
     if dialect == "sqlite":
@@ -57,7 +120,13 @@ def enqueue(session: Session, rows: Sequence[dict[str, Any]]) -> int:
 def _full_rows(rows: Sequence[dict[str, Any]], now: dt.datetime) -> list[dict[str, Any]]:
     """Every row with every enqueue column, defaults filled in; unknown keys are a bug."""
     defaults: dict[str, Any] = dict.fromkeys(_COLUMNS)
-    defaults.update(status="queued", attempts=0, period="", next_attempt_at=now, created_at=now)
+    defaults.update(
+        status=DeliveryStatus.QUEUED.value,
+        attempts=0,
+        period="",
+        next_attempt_at=now,
+        created_at=now,
+    )
     out = []
     for r in rows:
         unknown = set(r) - set(_COLUMNS)
@@ -65,6 +134,23 @@ def _full_rows(rows: Sequence[dict[str, Any]], now: dt.datetime) -> list[dict[st
             raise ValueError(f"enqueue got unknown column(s): {', '.join(sorted(unknown))}")
         out.append({**defaults, **r})
     return out
+
+
+def _hold_for_disabled_endpoints(session: Session, values: list[dict[str, Any]]):
+    """A row for a disabled webhook endpoint waits, held, until the endpoint is enabled."""
+    endpoints = {v["endpoint_id"] for v in values if v["endpoint_id"] is not None}
+    if endpoints:
+        disabled = set(
+            session.execute(
+                select(WebhookEndpoint.id).where(
+                    WebhookEndpoint.id.in_(endpoints), WebhookEndpoint.enabled.is_(False)
+                )
+            ).scalars()
+        )
+        for v in values:
+            if v["endpoint_id"] in disabled and v["status"] == DeliveryStatus.QUEUED:
+                v["status"] = DeliveryStatus.HELD.value
+    return values
 
 
 _COLUMNS = {
@@ -106,12 +192,12 @@ def claim(engine: Engine, *, worker: str, limit: int, lease_seconds: float) -> l
     with engine.begin() as conn:
         conn.execute(
             update(Delivery)
-            .where(Delivery.status == "sending", Delivery.claimed_at < cutoff)
-            .values(status="queued", claimed_by=None)
+            .where(Delivery.status == DeliveryStatus.SENDING, Delivery.claimed_at < cutoff)
+            .values(status=DeliveryStatus.QUEUED, claimed_by=None)
         )
         due = (
             select(Delivery.id)
-            .where(Delivery.status == "queued", Delivery.next_attempt_at <= now)
+            .where(Delivery.status == DeliveryStatus.QUEUED, Delivery.next_attempt_at <= now)
             .order_by(Delivery.next_attempt_at, Delivery.id)
             .limit(limit)
         )
@@ -124,8 +210,10 @@ def claim(engine: Engine, *, worker: str, limit: int, lease_seconds: float) -> l
             target = due
         rows = conn.execute(
             update(Delivery)
-            .where(Delivery.id.in_(target.scalar_subquery()), Delivery.status == "queued")
-            .values(status="sending", claimed_by=worker, claimed_at=now)
+            .where(
+                Delivery.id.in_(target.scalar_subquery()), Delivery.status == DeliveryStatus.QUEUED
+            )
+            .values(status=DeliveryStatus.SENDING, claimed_by=worker, claimed_at=now)
             .returning(Delivery.id)
         ).all()
     return sorted(r[0] for r in rows)
@@ -141,9 +229,9 @@ def release(engine: Engine, *, worker: str, ids: Sequence[int]) -> int:
             .where(
                 Delivery.id.in_(list(ids)),
                 Delivery.claimed_by == worker,
-                Delivery.status == "sending",
+                Delivery.status == DeliveryStatus.SENDING,
             )
-            .values(status="queued", claimed_by=None, claimed_at=None)
+            .values(status=DeliveryStatus.QUEUED, claimed_by=None, claimed_at=None)
         )
     return result.rowcount or 0
 
@@ -183,6 +271,38 @@ def backoff_seconds(
     return delay / 2 + (rng or random).uniform(0, delay / 2)
 
 
+ATTEMPTED = ("sent", "temporary", "permanent")  # results that count as a try
+
+
+@dataclass
+class _Batch:
+    """The writes one batch of outcomes needs, grouped by the columns they set."""
+
+    sent: list[dict[str, Any]]
+    retry: list[dict[str, Any]]
+    defer: list[dict[str, Any]]
+    end: list[dict[str, Any]]
+    attempts: list[dict[str, Any]]
+
+
+# columns each group sets (claimed_by and claimed_at are cleared for all); PostgreSQL types
+_SETS = {
+    "sent": ("status", "attempts", "last_error", "sent_at", "message_id"),
+    "retry": ("status", "attempts", "last_error", "next_attempt_at"),
+    "defer": ("status", "next_attempt_at"),
+    "end": ("status", "attempts", "last_error"),
+}
+_PG_TYPES = {
+    "id": "int[]",
+    "status": "text[]",
+    "attempts": "int[]",
+    "last_error": "text[]",
+    "sent_at": "timestamptz[]",
+    "message_id": "text[]",
+    "next_attempt_at": "timestamptz[]",
+}
+
+
 def record(
     engine: Engine,
     outcomes: Sequence[Outcome],
@@ -191,83 +311,350 @@ def record(
     max_attempts: int,
     retry_base: float,
     retry_max: float,
+    webhook_disable_after_failures: int = 10,
+    webhook_disable_after_hours: float = 24.0,
 ) -> dict[str, int]:
-    """Write each try's result and attempt row in one transaction; returns counts by status."""
+    """Write a batch of results in one transaction; returns counts by status.
+
+    A few statements whatever the batch size: one read of the rows' attempt counts, one
+    UPDATE per kind of result (sent, retried, deferred, ended), one INSERT of the
+    attempts. In the same transaction: hard bounces go on the suppression list, and each
+    webhook endpoint's health is noted (one that is gone, or failing for too long, is
+    disabled and its queued rows held). A bug in those two is logged and does not cost
+    the results: they run in a savepoint.
+
+    `deferred` (rate-limited before trying) is not an attempt: the row is queued again
+    after `retry_after`. A temporary failure is retried with backoff until the row has
+    had `max_attempts` tries, then it is `failed`, as is a permanent failure.
+    """
     counts: dict[str, int] = {}
     if not outcomes:
         return counts
+    latest = {o.delivery_id: o for o in outcomes}
     now = utcnow()
     with Session(engine) as session:
-        rows = {
-            d.id: d
-            for d in session.execute(
-                select(Delivery).where(Delivery.id.in_([o.delivery_id for o in outcomes]))
-            ).scalars()
-        }
-        for o in outcomes:
-            d = rows.get(o.delivery_id)
-            if d is None:
-                continue
-            if o.result == "deferred":  # rate-limited before trying: not an attempt
-                d.status, d.claimed_by, d.claimed_at = "queued", None, None
-                d.next_attempt_at = now + dt.timedelta(seconds=o.retry_after or 1)
-                counts["deferred"] = counts.get("deferred", 0) + 1
-                session.add(d)
-                continue
-            d.attempts += o.result in ("sent", "temporary", "permanent")
-            d.last_error = o.error
-            d.claimed_by, d.claimed_at = None, None
-            if o.result == "sent":
-                d.status, d.sent_at, d.message_id = "sent", now, o.message_id
-            elif o.result == "temporary" and d.attempts < max_attempts:
-                delay = backoff_seconds(d.attempts, base=retry_base, cap=retry_max)
-                if o.retry_after:
-                    delay = max(delay, o.retry_after)
-                d.status, d.next_attempt_at = "queued", now + dt.timedelta(seconds=delay)
-            elif o.result in ("temporary", "permanent"):
-                d.status = "failed"
-            else:
-                d.status = o.result  # suppressed | cancelled
-            counts[d.status] = counts.get(d.status, 0) + 1
-            session.add(d)
-            if o.result in ("sent", "temporary", "permanent"):
-                MESSAGES.labels(d.channel, o.result).inc()
-                if o.started_at is not None:
-                    SEND_SECONDS.labels(d.channel).observe(
-                        max(0.0, (now - o.started_at).total_seconds())
-                    )
-                session.add(
-                    DeliveryAttempt(
-                        delivery_id=d.id,
-                        started_at=o.started_at or now,
-                        finished_at=now,
-                        outcome=o.result,
-                        status_code=o.status_code,
-                        error="\n".join(filter(None, [o.error, o.detail])) or None,
-                        worker=worker,
-                    )
+        conn = session.connection()
+        known = {
+            i: (attempts, channel)
+            for i, attempts, channel in conn.execute(
+                select(Delivery.id, Delivery.attempts, Delivery.channel).where(
+                    Delivery.id.in_(list(latest))
                 )
+            )
+        }
+        batch = _Batch([], [], [], [], [])
+        tried: list[tuple[str, Outcome]] = []
+        for o in latest.values():
+            if o.delivery_id not in known:
+                continue  # deleted meanwhile
+            attempts, channel = known[o.delivery_id]
+            status = _plan(batch, o, attempts, now, worker, max_attempts, retry_base, retry_max)
+            counts[status] = counts.get(status, 0) + 1
+            if o.result in ATTEMPTED:
+                tried.append((channel, o))
+        dialect = engine.dialect.name
+        for group in ("sent", "retry", "defer", "end"):
+            _update_rows(conn, dialect, _SETS[group], getattr(batch, group))
+        if batch.attempts:
+            conn.execute(insert(DeliveryAttempt), batch.attempts)
+        disabled = _side_effects(
+            session,
+            [o for _, o in tried],
+            after_failures=webhook_disable_after_failures,
+            after_hours=webhook_disable_after_hours,
+        )
         session.commit()
+    for channel, o in tried:  # once stored
+        MESSAGES.labels(channel, o.result).inc()
+        if o.started_at is not None:
+            SEND_SECONDS.labels(channel).observe(max(0.0, (now - o.started_at).total_seconds()))
+    for endpoint_id, why in disabled:
+        log.warning("webhook endpoint %s disabled: %s", endpoint_id, why)
     return counts
+
+
+def _plan(
+    batch: _Batch,
+    o: Outcome,
+    attempts: int,
+    now: dt.datetime,
+    worker: str,
+    max_attempts: int,
+    retry_base: float,
+    retry_max: float,
+) -> str:
+    """Add one outcome's writes to the batch; returns the status it leaves the row in
+    (or `deferred`)."""
+    if o.result == "deferred":  # rate-limited before trying: not an attempt
+        after = now + dt.timedelta(seconds=o.retry_after or 1)
+        batch.defer.append(
+            {"id": o.delivery_id, "status": DeliveryStatus.QUEUED.value, "next_attempt_at": after}
+        )
+        return "deferred"
+    error, result = o.error, o.result
+    if result not in ATTEMPTED and result not in {s.value for s in DeliveryStatus}:
+        # a bug in whoever made the outcome: fail this row, with the reason, not the batch
+        error, result = f"unknown outcome {o.result!r}: {o.error}", "permanent"
+    attempts += result in ATTEMPTED
+    row = {"id": o.delivery_id, "attempts": attempts, "last_error": error}
+    if result == "sent":
+        status = DeliveryStatus.SENT
+        batch.sent.append(
+            {**row, "status": status.value, "sent_at": now, "message_id": o.message_id}
+        )
+    elif result == "temporary" and attempts < max_attempts:
+        delay = backoff_seconds(attempts, base=retry_base, cap=retry_max)
+        if o.retry_after:
+            delay = max(delay, o.retry_after)
+        status = DeliveryStatus.QUEUED
+        after = now + dt.timedelta(seconds=delay)
+        batch.retry.append({**row, "status": status.value, "next_attempt_at": after})
+    else:
+        status = DeliveryStatus.FAILED if result in ATTEMPTED else DeliveryStatus(result)
+        batch.end.append({**row, "status": status.value})
+    if result in ATTEMPTED:
+        batch.attempts.append(
+            {
+                "delivery_id": o.delivery_id,
+                "started_at": o.started_at or now,
+                "finished_at": now,
+                "outcome": result,
+                "status_code": o.status_code,
+                "error": "\n".join(filter(None, [error, o.detail])) or None,
+                "worker": worker,
+            }
+        )
+    return status.value
+
+
+def _update_rows(conn, dialect: str, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
+    """One UPDATE of many rows by id: on PostgreSQL a join with unnest()ed arrays (one
+    statement, one round trip), elsewhere the driver's executemany."""
+    if not rows:
+        return
+    if dialect == "postgresql":
+        names = ("id", *columns)
+        conn.execute(
+            text(
+                "UPDATE delivery SET "
+                + ", ".join(f"{c} = v.{c}" for c in columns)
+                + ", claimed_by = NULL, claimed_at = NULL FROM unnest("
+                + ", ".join(f"CAST(:{c} AS {_PG_TYPES[c]})" for c in names)
+                + f") AS v({', '.join(names)}) WHERE delivery.id = v.id"
+            ),
+            {c: [r[c] for r in rows] for c in names},
+        )
+        return
+    stmt = (
+        update(Delivery)
+        .where(Delivery.id == bindparam("b_id"))
+        .values(
+            claimed_by=None,
+            claimed_at=None,
+            **{c: bindparam(f"b_{c}", type_=Delivery.__table__.c[c].type) for c in columns},
+        )
+    )
+    conn.execute(stmt, [{f"b_{k}": v for k, v in r.items()} for r in rows])
+
+
+def _side_effects(
+    session: Session, tried: list[Outcome], *, after_failures: int, after_hours: float
+) -> list[tuple[int, str]]:
+    """Bounces and endpoint health for this batch's tries; returns endpoints disabled."""
+    bounced = [o.delivery_id for o in tried if o.suppress]
+    health: dict[int, Outcome] = {}
+    for o in tried:  # an endpoint's last result in the batch is its state
+        if o.endpoint_id:
+            health[o.endpoint_id] = o
+    if not bounced and not health:
+        return []
+    from ..webhooks import note_results
+
+    try:
+        with session.begin_nested():
+            if bounced:
+                _suppress_bounced(session, bounced)
+            if not health:
+                return []
+            return note_results(
+                session=session,
+                results={i: (o.result == "sent", o.error, o.disable) for i, o in health.items()},
+                disable_after_failures=after_failures,
+                disable_after_hours=after_hours,
+            )
+    except Exception:
+        # the results are worth more than these: keep them, say what went wrong
+        log.exception("noting bounces and endpoint health for a batch")
+        return []
+
+
+def _suppress_bounced(session: Session, delivery_ids: list[int]) -> None:
+    from ..subscribers import suppress
+
+    emails = session.execute(
+        select(Subscriber.email)
+        .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+        .where(Delivery.id.in_(delivery_ids))
+    ).scalars()
+    for email in sorted(set(emails)):
+        suppress(session=session, email=email, reason="bounced")
+
+
+# --- state changes made by operators and by the rest of the service ------------------------
+
+
+def _bulk(session: Session, stmt) -> int:
+    result = session.execute(stmt.execution_options(synchronize_session=False))
+    return result.rowcount or 0
 
 
 def hold_endpoint(session: Session, endpoint_id: int) -> int:
     """A disabled endpoint's queued messages wait, unclaimable, until it is enabled."""
-    result = session.execute(
+    return _bulk(
+        session,
         update(Delivery)
-        .where(Delivery.endpoint_id == endpoint_id, Delivery.status == "queued")
-        .values(status="held")
+        .where(Delivery.endpoint_id == endpoint_id, Delivery.status == DeliveryStatus.QUEUED)
+        .values(status=DeliveryStatus.HELD.value),
     )
-    return result.rowcount or 0
 
 
 def resume_endpoint(session: Session, endpoint_id: int) -> int:
-    result = session.execute(
+    """An enabled endpoint's held messages are due again now. Returns how many."""
+    return _bulk(
+        session,
         update(Delivery)
-        .where(Delivery.endpoint_id == endpoint_id, Delivery.status == "held")
-        .values(status="queued", next_attempt_at=utcnow())
+        .where(Delivery.endpoint_id == endpoint_id, Delivery.status == DeliveryStatus.HELD)
+        .values(status=DeliveryStatus.QUEUED.value, next_attempt_at=utcnow()),
     )
-    return result.rowcount or 0
+
+
+def detach_endpoint(session: Session, endpoint_id: int) -> int:
+    """Before an endpoint is deleted: what waits for it is cancelled, and its rows (kept as
+    history) no longer point at it. Returns how many were cancelled."""
+    cancelled = _bulk(
+        session,
+        update(Delivery)
+        .where(
+            Delivery.endpoint_id == endpoint_id,
+            Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.HELD]),
+        )
+        .values(status=DeliveryStatus.CANCELLED.value),
+    )
+    _bulk(
+        session,
+        update(Delivery).where(Delivery.endpoint_id == endpoint_id).values(endpoint_id=None),
+    )
+    return cancelled
+
+
+def detach_subscriber(session: Session, subscriber_id: int) -> int:
+    """Before a subscriber's personal data is deleted: what is queued for them is
+    cancelled, and their rows (kept as history) no longer point at them."""
+    cancelled = _bulk(
+        session,
+        update(Delivery)
+        .where(Delivery.subscriber_id == subscriber_id, Delivery.status == DeliveryStatus.QUEUED)
+        .values(status=DeliveryStatus.CANCELLED.value),
+    )
+    _bulk(
+        session,
+        update(Delivery).where(Delivery.subscriber_id == subscriber_id).values(subscriber_id=None),
+    )
+    return cancelled
+
+
+@dataclass
+class Retried:
+    queued: int  # due now
+    held: int  # for a disabled webhook endpoint: queued when it is enabled again
+
+    @property
+    def total(self) -> int:
+        return self.queued + self.held
+
+
+def retry(
+    session: Session,
+    *,
+    ids: Sequence[int] = (),
+    endpoint_id: int | None = None,
+    since: dt.datetime | None = None,
+    kinds: Sequence[str] = (),
+    everything: bool = False,
+) -> Retried:
+    """Queue `failed` deliveries again, due now; nothing else is touched (a sent row is
+    never sent twice). The filters combine: given ids, an endpoint's rows, rows whose last
+    try was at or after `since`, rows of these kinds; `everything` (and no filter) takes
+    every failed row.
+
+    A retried row starts a fresh set of tries (attempts back to 0; the history of its
+    earlier attempts is kept). It is checked again when it is sent: an address on the
+    suppression list ends `suppressed`, a recipient or edition that is gone `cancelled`.
+    Rows for a disabled webhook endpoint are held until it is enabled.
+    """
+    where = [Delivery.status == DeliveryStatus.FAILED]
+    if ids:
+        where.append(Delivery.id.in_(sorted(set(ids))))
+    if endpoint_id is not None:
+        where.append(Delivery.endpoint_id == endpoint_id)
+    if since is not None:
+        where.append(
+            exists().where(
+                DeliveryAttempt.delivery_id == Delivery.id, DeliveryAttempt.finished_at >= since
+            )
+        )
+    if kinds:
+        where.append(Delivery.kind.in_(sorted(set(kinds))))
+    if len(where) == 1 and not everything:
+        raise ValueError(
+            "say which failed deliveries to retry (ids, endpoint, since, kind), or all"
+        )
+    fresh = {"attempts": 0, "next_attempt_at": utcnow(), "claimed_by": None, "claimed_at": None}
+    disabled = select(WebhookEndpoint.id).where(WebhookEndpoint.enabled.is_(False))
+    held = _bulk(
+        session,
+        update(Delivery)
+        .where(*where, Delivery.endpoint_id.in_(disabled))
+        .values(status=DeliveryStatus.HELD.value, **fresh),
+    )
+    queued = _bulk(
+        session, update(Delivery).where(*where).values(status=DeliveryStatus.QUEUED.value, **fresh)
+    )
+    return Retried(queued=queued, held=held)
+
+
+_DURATION = re.compile(r"([0-9]+)([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_since(value: str, *, now: dt.datetime | None = None) -> dt.datetime:
+    """`2025-07-01`, `2025-07-01T08:00` (UTC unless it says otherwise), or a duration back
+    from now: `90m`, `12h`, `2d`, `1w`, `1d12h`."""
+    now = now or utcnow()
+    raw = value.strip()
+    compact = raw.replace(" ", "").lower()
+    if compact and re.fullmatch(r"([0-9]+[smhdw])+", compact):
+        try:
+            back = dt.timedelta(
+                seconds=sum(int(n) * _UNITS[u] for n, u in _DURATION.findall(compact))
+            )
+            return now - back
+        except OverflowError:
+            raise ValueError(f"since {value!r} is too far back") from None
+    try:
+        if not raw.isascii():
+            raise ValueError
+        when = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(
+            "since must be an ISO date or time (2025-07-01, 2025-07-01T08:00) or a duration "
+            f"like 90m, 12h, 7d; got {value!r}"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    if when > now:
+        raise ValueError(f"since {value!r} is in the future")
+    return when
 
 
 def pending_count(engine: Engine) -> int:
@@ -275,7 +662,7 @@ def pending_count(engine: Engine) -> int:
         return conn.execute(
             select(func.count())
             .select_from(Delivery)
-            .where(Delivery.status.in_(["queued", "sending"]))
+            .where(Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING]))
         ).scalar_one()
 
 
@@ -283,7 +670,9 @@ def next_due_in(engine: Engine) -> float | None:
     """Seconds until the next queued row is due (0 if one is due now), None if none queued."""
     with engine.connect() as conn:
         when = conn.execute(
-            select(func.min(Delivery.next_attempt_at)).where(Delivery.status == "queued")
+            select(func.min(Delivery.next_attempt_at)).where(
+                Delivery.status == DeliveryStatus.QUEUED
+            )
         ).scalar()
     if when is None:
         return None

@@ -24,7 +24,6 @@ from sqlmodel import Session
 
 from ..models import Delivery, Edition, utcnow
 from ..settings import Settings
-from ..subscribers import suppress
 from . import outbox
 from .channels.base import PermanentDeliveryError, TemporaryDeliveryError
 from .channels.filedrop import FileDropChannel
@@ -176,25 +175,14 @@ class Worker:
             max_attempts=self.settings.max_attempts,
             retry_base=self.settings.retry_base_seconds,
             retry_max=self.settings.retry_max_seconds,
+            webhook_disable_after_failures=self.settings.webhook_disable_after_failures,
+            webhook_disable_after_hours=self.settings.webhook_disable_after_hours,
         )
-        await asyncio.to_thread(self._after_record, outcomes, jobs)
         self.stats.add(counts)
         log.info(
             "batch of %d: %s", len(ids), ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
         )
         return len(ids)
-
-    def _after_record(self, outcomes, jobs) -> None:
-        """Bounces and endpoint health: the results are stored already, so a failure
-        here is logged and does not fail the batch."""
-        for step in (
-            lambda: self._suppress_bounces(outcomes, jobs),
-            lambda: self._note_endpoints(outcomes),
-        ):
-            try:
-                step()
-            except Exception:
-                log.exception("after recording a batch")
 
     def _prepare(self, ids: list[int]):
         """Build every claimed message; rows that must not be sent get their outcome now."""
@@ -246,29 +234,6 @@ class Worker:
             log.exception("webhook group for endpoint %s failed", group.endpoint_id)
             return outbox.crashed(group.delivery_ids, exc, endpoint_id=group.endpoint_id)
 
-    def _note_endpoints(self, outcomes) -> None:
-        from ..webhooks import note_result
-
-        by_endpoint: dict[int, outbox.Outcome] = {}
-        for o in outcomes:
-            if o.endpoint_id and o.result in ("sent", "temporary", "permanent"):
-                by_endpoint[o.endpoint_id] = o
-        if not by_endpoint:
-            return
-        with Session(self.engine) as session:
-            for endpoint_id, o in by_endpoint.items():
-                disabled = note_result(
-                    session=session,
-                    settings=self.settings,
-                    endpoint_id=endpoint_id,
-                    ok=o.result == "sent",
-                    error=o.error,
-                    gone=o.disable,
-                )
-                if disabled:
-                    log.warning("webhook endpoint %s disabled: %s", endpoint_id, o.error)
-            session.commit()
-
     def _edition(self, session: Session, edition_id: int) -> Edition:
         edition = self._editions.get(edition_id)
         if edition is None:
@@ -302,16 +267,6 @@ class Worker:
             log.exception("delivery %s: unexpected error", key, extra={"delivery_id": key})
             return outbox.crashed(job.delivery_ids, exc, started_at=started)
         return each("sent", None, 250, message_id=built.message_id)
-
-    def _suppress_bounces(self, outcomes, jobs) -> None:
-        bounced = {o.delivery_id for o in outcomes if o.suppress}
-        if not bounced:
-            return
-        addresses = {job.built.recipient for job in jobs if bounced & set(job.delivery_ids)}
-        with Session(self.engine) as session:
-            for address in addresses:
-                suppress(session=session, email=address, reason="bounced")
-            session.commit()
 
 
 def run_worker(

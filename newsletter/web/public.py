@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session
 
-from ..delivery.outbox import enqueue
+from ..delivery.outbox import enqueue, idempotency_key
 from ..errors import field_errors
 from ..models import Subscriber, utcnow
 from ..rendering import personalise
@@ -230,12 +230,14 @@ def request_confirmation(session: Session, sub_in: SubscriberIn) -> None:
     )
     hour = utcnow().strftime("%Y%m%d%H")  # at most one confirmation mail an hour per address
     # ...per signup: one who unsubscribed and comes back within the hour gets a new one
-    again = f"|after:{sub.unsubscribed_at:%Y%m%d%H%M%S}" if sub.unsubscribed_at else ""
+    again = [f"after:{sub.unsubscribed_at:%Y%m%d%H%M%S}"] if sub.unsubscribed_at else []
     enqueue(
         session,
         [
             {
-                "idempotency_key": f"subscriber:{sub.id}|confirm|{hour}{again}",
+                "idempotency_key": idempotency_key(
+                    "confirm", hour, subscriber_id=sub.id, extra=again
+                ),
                 "channel": "email",
                 "kind": "confirm",
                 "period": hour,

@@ -59,11 +59,13 @@ def _writes(tree: ast.AST):
             ):
                 yield node.lineno, ast.unparse(node)
             for kw in node.keywords:
-                if kw.arg == "status" and (_names_delivery(node.func) or _is_status_value(kw.value)):
+                if kw.arg == "status" and (
+                    _names_delivery(node.func) or _is_status_value(kw.value)
+                ):
                     yield node.lineno, ast.unparse(node)
-            if func == "setattr" and len(node.args) >= 2:
-                if isinstance(node.args[1], ast.Constant) and node.args[1].value == "status":
-                    yield node.lineno, ast.unparse(node)
+            name = node.args[1] if func == "setattr" and len(node.args) >= 2 else None
+            if isinstance(name, ast.Constant) and name.value == "status":
+                yield node.lineno, ast.unparse(node)
         elif isinstance(node, ast.Dict):
             for k, v in zip(node.keys, node.values, strict=True):
                 if isinstance(k, ast.Constant) and k.value == "status" and _is_status_value(v):
@@ -80,9 +82,7 @@ def test_no_module_outside_the_delivery_package_writes_a_delivery_status():
         for path, tree in _sources()
         for line, what in _writes(tree)
     ]
-    assert not found, "delivery status written outside newsletter/delivery/:\n" + "\n".join(
-        found
-    )
+    assert not found, "delivery status written outside newsletter/delivery/:\n" + "\n".join(found)
 
 
 def test_the_scan_finds_each_kind_of_write():

@@ -99,3 +99,57 @@ def status_cmd(ctx: typer.Context) -> None:
         console.print("Last errors:")
         for delivery_id, key, kind, error in errors:
             console.print(f"  #{delivery_id} {key} [{kind}] {error}", markup=False)
+
+
+@outbox_app.command("retry")
+def retry_cmd(
+    ctx: typer.Context,
+    ids: list[int] = typer.Option(
+        [], "--id", help="A failed delivery's id, as `outbox status` shows it (repeatable)."
+    ),
+    endpoint: str | None = typer.Option(
+        None, "--endpoint", help="Only deliveries to this webhook endpoint (its name)."
+    ),
+    since: str | None = typer.Option(
+        None,
+        "--since",
+        help="Only deliveries whose last try was at or after this: 2025-07-01, "
+        "2025-07-01T08:00 (UTC unless an offset is given), or a duration back from now "
+        "such as 90m, 12h, 7d.",
+    ),
+    kinds: list[str] = typer.Option(
+        [], "--kind", help=f"Only deliveries of this kind: {', '.join(outbox.KINDS)} (repeatable)."
+    ),
+    everything: bool = typer.Option(
+        False, "--all", help="Every failed delivery (needed when no other option is given)."
+    ),
+) -> None:
+    """Queue failed deliveries again, due now; sent ones are never touched.
+
+    The options combine (a delivery must match all given). A retried delivery gets a
+    fresh set of tries; its earlier attempts stay in the history. An address on the
+    suppression list is still not mailed: its delivery ends `suppressed`.
+    """
+    from ..webhooks import get_endpoint
+
+    st = state(ctx)
+    try:
+        when = outbox.parse_since(since) if since is not None else None
+        with st.session() as session:
+            endpoint_id = get_endpoint(session=session, name=endpoint).id if endpoint else None
+            got = outbox.retry(
+                session,
+                ids=ids,
+                endpoint_id=endpoint_id,
+                since=when,
+                kinds=kinds,
+                everything=everything,
+            )
+    except ValueError as exc:  # WebhookError too
+        fail(str(exc))
+    if not got.total:
+        console.print("No failed deliveries match; nothing re-queued.")
+        return
+    held = f" ({got.held} held until their webhook endpoint is enabled)" if got.held else ""
+    noun = "delivery" if got.total == 1 else "deliveries"
+    console.print(f"Re-queued {got.total} failed {noun}{held}.")

@@ -37,6 +37,7 @@ from sqlmodel import Session
 
 from ..metrics import MESSAGES, SEND_SECONDS
 from ..models import Delivery, DeliveryAttempt, Subscriber, WebhookEndpoint, utcnow
+from ..periods import DIGEST_FREQUENCIES
 
 log = logging.getLogger("newsletter.delivery.outbox")
 
@@ -563,6 +564,10 @@ def detach_subscriber(session: Session, subscriber_id: int) -> int:
     return cancelled
 
 
+#: what a delivery carries: a confirmation, an instant alert, or a digest of a period
+KINDS = ("confirm", "alert", *(f"digest-{f}" for f in DIGEST_FREQUENCIES))
+
+
 @dataclass
 class Retried:
     queued: int  # due now
@@ -592,6 +597,11 @@ def retry(
     suppression list ends `suppressed`, a recipient or edition that is gone `cancelled`.
     Rows for a disabled webhook endpoint are held until it is enabled.
     """
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        raise ValueError(f"unknown kind {unknown[0]!r}; kinds: {', '.join(KINDS)}")
+    if any(i < 1 for i in ids):
+        raise ValueError("delivery ids are positive whole numbers")
     where = [Delivery.status == DeliveryStatus.FAILED]
     if ids:
         where.append(Delivery.id.in_(sorted(set(ids))))

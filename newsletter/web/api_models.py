@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from typing_extensions import TypedDict
 
+from ..delivery.outbox import KINDS
 from ..events import EventIn
 from ..matching import MAX_KEYWORD_LENGTH, MAX_KEYWORDS, MAX_REGEX_LENGTH, validate_rules
 from ..periods import parse_period
@@ -457,3 +458,40 @@ class DeliveryStatPublic(BaseModel):
     channel: str
     status: Literal["sent", "failed"]
     count: int
+
+
+DeliveryKind = Literal[KINDS]  # type: ignore[valid-type]
+
+
+class OutboxRetryIn(BaseModel):
+    """Which failed deliveries to queue again; the filters combine (all must match)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(
+        default=[], max_length=10_000, description="Failed deliveries by id."
+    )
+    endpoint: str | None = Field(
+        default=None,
+        pattern=WEBHOOK_NAME_PATTERN,
+        description="Only deliveries to this webhook endpoint (its name).",
+    )
+    since: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Only deliveries whose last try was at or after this: an ISO date or "
+        "time (UTC unless an offset is given), or a duration back from now such as "
+        "`90m`, `12h`, `7d`.",
+        examples=["12h", "2025-07-01"],
+    )
+    kinds: list[DeliveryKind] = Field(default=[], max_length=10, description="Only these kinds.")
+    all: bool = Field(
+        default=False, description="Every failed delivery; needed when no filter is given."
+    )
+
+
+class OutboxRetryPublic(BaseModel):
+    requeued: int = Field(description="Failed deliveries queued again.")
+    held: int = Field(
+        description="Of those, how many wait for their disabled webhook endpoint to be enabled."
+    )

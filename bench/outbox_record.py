@@ -7,7 +7,7 @@ outcomes (statuses, attempts, backoff, bounce suppression, endpoint health). Ema
 outcomes: 97% sent, 1% temporary, 1% permanent (half of them hard bounces), 1%
 deferred. Webhook outcomes: 100 endpoints, 98% sent, 2% temporary. Printed beside the
 database's floor measured in the same run: one UPDATE of the same rows by id plus one
-INSERT of as many attempt rows, with nothing computed in Python.
+INSERT of as many attempt rows generated in SQL, with nothing computed in Python.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from sqlmodel import Session
 
 from newsletter.db import make_engine
 from newsletter.delivery import outbox
-from newsletter.models import Delivery, DeliveryAttempt, Subscriber, WebhookEndpoint, utcnow
+from newsletter.models import Delivery, Subscriber, WebhookEndpoint, utcnow
 from newsletter.settings import Settings
 
 ENDPOINTS = 100
@@ -133,23 +133,17 @@ def record_extras(settings: Settings) -> dict:
 
 
 def floor(engine, ids: list[int]) -> float:
-    """The database alone: one UPDATE of these rows by id, one INSERT of their attempts."""
-    now = utcnow()
+    """The database alone: one UPDATE of these rows by id, and one INSERT of an attempt
+    per row generated in SQL (no parameters to send, nothing computed in Python)."""
+    listed = ",".join(map(str, ids))
     t0 = time.perf_counter()
     with engine.begin() as conn:
+        conn.execute(text(f"UPDATE delivery SET attempts = attempts WHERE id IN ({listed})"))
         conn.execute(
             text(
-                "UPDATE delivery SET attempts = attempts WHERE id IN ({})".format(
-                    ",".join(map(str, ids))
-                )
+                "INSERT INTO deliveryattempt (delivery_id, started_at, finished_at, outcome) "
+                f"SELECT id, created_at, created_at, 'sent' FROM delivery WHERE id IN ({listed})"
             )
-        )
-        conn.execute(
-            insert(DeliveryAttempt),
-            [
-                {"delivery_id": i, "started_at": now, "finished_at": now, "outcome": "sent"}
-                for i in ids
-            ],
         )
     return time.perf_counter() - t0
 

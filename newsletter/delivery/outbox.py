@@ -356,8 +356,7 @@ def record(
         dialect = engine.dialect.name
         for group in ("sent", "retry", "defer", "end"):
             _update_rows(conn, dialect, _SETS[group], getattr(batch, group))
-        if batch.attempts:
-            conn.execute(insert(DeliveryAttempt), batch.attempts)
+        _insert_attempts(conn, dialect, batch.attempts)
         disabled = _side_effects(
             session,
             [o for _, o in tried],
@@ -456,6 +455,33 @@ def _update_rows(conn, dialect: str, columns: Sequence[str], rows: list[dict[str
         )
     )
     conn.execute(stmt, [{f"b_{k}": v for k, v in r.items()} for r in rows])
+
+
+_ATTEMPT_TYPES = {
+    "delivery_id": "int[]",
+    "started_at": "timestamptz[]",
+    "finished_at": "timestamptz[]",
+    "outcome": "text[]",
+    "status_code": "int[]",
+    "error": "text[]",
+    "worker": "text[]",
+}
+_PG_ATTEMPTS = text(
+    f"INSERT INTO deliveryattempt ({', '.join(_ATTEMPT_TYPES)}) SELECT * FROM unnest("
+    + ", ".join(f"CAST(:{c} AS {t})" for c, t in _ATTEMPT_TYPES.items())
+    + ")"
+)
+
+
+def _insert_attempts(conn, dialect: str, rows: list[dict[str, Any]]) -> None:
+    """One INSERT of every attempt: unnest()ed arrays on PostgreSQL (its driver would
+    otherwise send one statement per row), a multi-row insert elsewhere."""
+    if not rows:
+        return
+    if dialect == "postgresql":
+        conn.execute(_PG_ATTEMPTS, {c: [r[c] for r in rows] for c in _ATTEMPT_TYPES})
+    else:
+        conn.execute(insert(DeliveryAttempt), rows)
 
 
 def _side_effects(

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from ..delivery.outbox import last_errors, status_counts
+from ..delivery.outbox import DeliveryStatus, last_errors, status_counts
 from ..models import Delivery, DeliveryAttempt, utcnow
 
 DAYS = 14
@@ -39,7 +39,7 @@ def channel_rows(engine: Engine) -> tuple[list[dict[str, Any]], dict[str, int]]:
         retrying = dict(
             conn.execute(
                 select(Delivery.channel, func.count())
-                .where(Delivery.status == "queued", Delivery.attempts > 0)
+                .where(Delivery.status == DeliveryStatus.QUEUED, Delivery.attempts > 0)
                 .group_by(Delivery.channel)
             ).all()
         )

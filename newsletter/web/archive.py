@@ -10,6 +10,7 @@ from jinja2 import Environment
 from sqlalchemy import exists, select
 from sqlmodel import Session
 
+from ..delivery.outbox import DeliveryStatus
 from ..models import Delivery, Edition, Topic
 from ..topics import SLUG
 
@@ -22,7 +23,11 @@ def sent_editions(session: Session, *, topic: str | None, language: str | None) 
     query = (
         select(Edition)
         .where(Edition.format == "email", Edition.public.is_(True))
-        .where(exists().where(Delivery.edition_id == Edition.id, Delivery.status == "sent"))
+        .where(
+            exists().where(
+                Delivery.edition_id == Edition.id, Delivery.status == DeliveryStatus.SENT
+            )
+        )
         .order_by(Edition.created_at.desc(), Edition.id.desc())
         .limit(500)
     )
@@ -38,7 +43,11 @@ def sent_edition(session: Session, edition_id: int) -> Edition | None:
     for e in session.execute(
         select(Edition)
         .where(Edition.id == edition_id, Edition.format == "email", Edition.public.is_(True))
-        .where(exists().where(Delivery.edition_id == Edition.id, Delivery.status == "sent"))
+        .where(
+            exists().where(
+                Delivery.edition_id == Edition.id, Delivery.status == DeliveryStatus.SENT
+            )
+        )
     ).scalars():
         return e
     return None

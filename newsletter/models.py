@@ -103,7 +103,7 @@ class WebhookEndpoint(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True, index=True, max_length=100)
-    platform: str = Field(max_length=16)  # slack|discord|teams|feishu|dingtalk|wecom|generic
+    platform: str = Field(max_length=16)  # a name in delivery.platforms.PLATFORMS
     url: str = Field(max_length=2000)
     secret: str | None = Field(default=None, max_length=500)
     secret_env: str | None = Field(default=None, max_length=100)  # roster: secret from env var
@@ -179,7 +179,7 @@ class Edition(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     # "<format>|<frequency>|<period>|<language>|<topic,topic>"
     segment_key: str = Field(max_length=500)
-    format: str = Field(max_length=16)  # email|slack|discord|...|generic
+    format: str = Field(max_length=16)  # email, or a chat platform's name
     frequency: str = Field(max_length=16)
     period: str = Field(max_length=32, index=True)
     language: str = Field(max_length=8)
@@ -212,7 +212,7 @@ class Delivery(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     # "<recipient>|<kind>|<period>", e.g. "subscriber:42|digest-monthly|2025-07"
     idempotency_key: str = Field(max_length=500)
-    channel: str = Field(max_length=16, index=True)  # smtp|slack|discord|...|generic
+    channel: str = Field(max_length=16, index=True)  # email, or a chat platform's name
     kind: str = Field(max_length=32)  # digest-monthly|alert|confirm|test ...
     period: str = Field(default="", max_length=32)
     subscriber_id: int | None = Field(default=None, foreign_key="subscriber.id", index=True)

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
         default=15.0, gt=0, description="Total seconds per webhook POST."
     )
     webhook_connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to connect.")
+    webhook_concurrency: int = Field(
+        default=64,
+        ge=1,
+        le=1024,
+        description="Webhook requests in flight at once per worker (each endpoint is still "
+        "paced to its platform's rate).",
+    )
     webhook_disable_after_failures: int = Field(
         default=10, ge=1, description="Consecutive failures before an endpoint is disabled..."
     )

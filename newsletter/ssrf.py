@@ -132,10 +132,8 @@ def _resolve(host: str, port: int, resolve) -> list[ipaddress._BaseAddress]:
     return addresses
 
 
-def check_url(
-    url: str, *, allow_http: bool = False, allow_networks: Iterable[str] = (), resolve=None
-) -> Target:
-    """Validate scheme and host and resolve it; returns the address to connect to."""
+def check_form(url: str, *, allow_http: bool = False) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL the service may call, judged by its form alone (no DNS)."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("https", "http"):
         raise UnsafeURLError("a webhook URL must start with https://")
@@ -156,11 +154,29 @@ def check_url(
         port = 443 if parts.scheme == "https" else 80
     elif not 1 <= port <= 65535:
         raise UnsafeURLError(f"bad port in the URL: {port} (a port is 1 to 65535)")
+    return parts.scheme, host, port
+
+
+def checked_addresses(
+    host: str, port: int, *, allow_networks: Iterable[str] = (), resolve=None
+) -> list[str]:
+    """Every address `host` resolves to, each one checked; raises if any is not public.
+
+    Blocking (a DNS lookup): call it in a thread from async code."""
     allow = _networks(allow_networks)
     addresses = _resolve(host, port, resolve or socket.getaddrinfo)
     for ip in addresses:  # every address must pass, or rebinding picks the bad one
         check_address(ip, allow)
-    return Target(parts.scheme, host, port, str(addresses[0]))
+    return [str(ip) for ip in addresses]
+
+
+def check_url(
+    url: str, *, allow_http: bool = False, allow_networks: Iterable[str] = (), resolve=None
+) -> Target:
+    """Validate scheme and host and resolve it; returns the address to connect to."""
+    scheme, host, port = check_form(url, allow_http=allow_http)
+    addresses = checked_addresses(host, port, allow_networks=allow_networks, resolve=resolve)
+    return Target(scheme, host, port, addresses[0])
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import os
 import re
-import secrets as secrets_lib
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,7 +12,7 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import func, or_, select, update
 from sqlmodel import Session
 
-from .delivery.cards import PLATFORMS
+from .delivery import platforms
 from .models import Topic, WebhookEndpoint, WebhookTopic, utcnow
 from .periods import FREQUENCIES
 from .settings import Settings
@@ -24,7 +22,7 @@ from .text import url_character_problem
 from .topics import topics_by_slug
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-SIGNED = ("feishu", "dingtalk", "generic")
+SIGNED = platforms.SIGNED
 
 
 class WebhookError(ValueError):
@@ -53,8 +51,8 @@ class EndpointIn(BaseModel):
     @classmethod
     def _platform(cls, v: str) -> str:
         v = v.strip().lower()
-        if v not in PLATFORMS:
-            raise ValueError(f"platform must be one of {', '.join(PLATFORMS)}")
+        if v not in platforms.PLATFORMS:
+            raise ValueError(f"platform must be one of {platforms.names_text(', ')}")
         return v
 
     @field_validator("url")
@@ -93,9 +91,14 @@ class EndpointIn(BaseModel):
         return [str(t).strip() for t in v or [] if str(t).strip()]
 
 
-def new_generic_secret() -> str:
-    """A Standard Webhooks secret: whsec_ + base64 of 32 random bytes."""
-    return "whsec_" + base64.b64encode(secrets_lib.token_bytes(32)).decode()
+new_generic_secret = platforms.new_standard_webhooks_secret
+
+
+def check_secret(platform: str, secret: str | None) -> None:
+    """A secret in the form the platform needs (a generic one is a whsec_... secret)."""
+    entry = platforms.get(platform)
+    if secret and entry.secret_prefix and not secret.startswith(entry.secret_prefix):
+        raise WebhookError(f"a {entry.label} webhook secret must be {entry.secret_format}")
 
 
 def mask(secret: str | None) -> str:
@@ -173,12 +176,10 @@ def add_endpoint(
     if ep_in.secret_env is None:
         check_endpoint_url(settings, ep_in.url)
     secret = ep_in.secret
-    if ep_in.platform == "generic" and not secret and not ep_in.secret_env:
-        secret = new_generic_secret()
-    if ep_in.platform == "generic" and secret and not secret.startswith("whsec_"):
-        raise WebhookError(
-            "a generic webhook secret must be a Standard Webhooks secret (whsec_...)"
-        )
+    entry = platforms.get(ep_in.platform)
+    if entry.new_secret and not secret and not ep_in.secret_env:
+        secret = entry.new_secret()
+    check_secret(ep_in.platform, secret)
     ep = WebhookEndpoint(
         name=ep_in.name,
         platform=ep_in.platform,
@@ -217,14 +218,8 @@ def update_endpoint(
     )
     if "url" in given:
         check_endpoint_url(settings, wanted.url)
-    if (
-        endpoint.platform == "generic"
-        and "secret" in given
-        and not wanted.secret.startswith("whsec_")
-    ):
-        raise WebhookError(
-            "a generic webhook secret must be a Standard Webhooks secret (whsec_...)"
-        )
+    if "secret" in given:
+        check_secret(endpoint.platform, wanted.secret)
     endpoint.url, endpoint.secret = wanted.url, wanted.secret
     endpoint.mode, endpoint.language, endpoint.timezone = (
         wanted.mode,

@@ -9,6 +9,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
+from ..delivery import platforms
 from ..topics import TopicError
 from ..webhooks import (
     EndpointIn,
@@ -28,7 +29,7 @@ from .common import console, fail, state
 from .topics import validation_message
 
 app = typer.Typer(
-    help="Team chat webhooks: Slack, Discord, Teams, Feishu, DingTalk, WeCom, generic.",
+    help=f"Team chat webhooks: {platforms.labels_text()}.",
     no_args_is_help=True,
 )
 
@@ -37,13 +38,9 @@ app = typer.Typer(
 def add_cmd(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="A name for this endpoint."),
-    platform: str = typer.Option(
-        ..., "--platform", help="slack|discord|teams|feishu|dingtalk|wecom|generic."
-    ),
+    platform: str = typer.Option(..., "--platform", help=platforms.names_text() + "."),
     url: str = typer.Option(..., "--url", help="The webhook URL (https)."),
-    secret: str | None = typer.Option(
-        None, "--secret", help="Signing secret (Feishu, DingTalk; generic: whsec_...)."
-    ),
+    secret: str | None = typer.Option(None, "--secret", help=platforms.secret_help()),
     topics: str = typer.Option(..., "--topics", help="Comma-separated topic slugs."),
     mode: str = typer.Option("instant", "--mode", help="instant, daily, weekly or monthly."),
     language: str = typer.Option("en", "--language", help="zh or en."),
@@ -69,7 +66,7 @@ def add_cmd(
             fail(str(exc))
     # printed once committed: a reader that goes away (`| head -1`) cannot undo the add
     console.print(f"Added webhook {ep.name} ({ep.platform}, {ep.mode}).", markup=False)
-    if ep.platform == "generic" and not secret:
+    if platforms.get(ep.platform).new_secret and not secret:
         console.print(
             f"Signing secret (shown once; give it to the receiver): {ep.secret}", markup=False
         )

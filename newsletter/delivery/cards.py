@@ -13,8 +13,9 @@ from jinja2 import Environment, TemplateError
 from .. import i18n
 from ..events import localised
 from ..models import Event, Topic
+from . import platforms
 
-PLATFORMS = ("slack", "discord", "teams", "feishu", "dingtalk", "wecom", "generic")
+PLATFORMS = platforms.NAMES
 KINDS = ("alert", "digest")
 
 
@@ -22,101 +23,14 @@ class PayloadError(ValueError):
     """A template that renders something the platform would reject (or not JSON at all)."""
 
 
-def _size(payload: Any) -> int:
-    return len(json.dumps(payload, ensure_ascii=False).encode("utf-8"))
-
-
-def _slack(p: dict) -> str | None:
-    blocks = p.get("blocks")
-    if not isinstance(blocks, list) or not blocks:
-        return "Slack payload needs a non-empty blocks list"
-    if len(blocks) > 50:
-        return f"Slack allows 50 blocks, this has {len(blocks)}"
-    for b in blocks:
-        text = (b.get("text") or {}).get("text", "") if isinstance(b, dict) else ""
-        limit = 150 if b.get("type") == "header" else 3000
-        if len(text) > limit:
-            return f"Slack {b.get('type')} text is {len(text)} characters (limit {limit})"
-    if len(json.dumps(blocks, ensure_ascii=False)) > 12_000:
-        return "Slack blocks exceed about 12,000 characters in all"
-    return None
-
-
-def _discord(p: dict) -> str | None:
-    embeds = p.get("embeds", [])
-    if len(p.get("content") or "") > 2000:
-        return "Discord content is over 2000 characters"
-    if len(embeds) > 10:
-        return f"Discord allows 10 embeds, this has {len(embeds)}"
-    total = 0
-    for e in embeds:
-        title, desc = e.get("title") or "", e.get("description") or ""
-        footer = (e.get("footer") or {}).get("text") or ""
-        if len(title) > 256 or len(desc) > 4096 or len(footer) > 2048:
-            return "a Discord embed field is over its limit"
-        total += len(title) + len(desc) + len(footer)
-    if total > 6000:
-        return f"Discord embeds hold {total} characters (limit 6000)"
-    return None
-
-
-def _teams(p: dict) -> str | None:
-    try:
-        (att,) = p["attachments"]
-        card = att["content"]
-    except (KeyError, TypeError, ValueError):
-        return "Teams payload needs a message envelope with one attachment"
-    if (
-        p.get("type") != "message"
-        or att.get("contentType") != "application/vnd.microsoft.card.adaptive"
-    ):
-        return "Teams envelope must be type=message with an Adaptive Card attachment"
-    if (
-        card.get("type") != "AdaptiveCard"
-        or card.get("version") != "1.4"
-        or not isinstance(card.get("body"), list)
-    ):
-        return "Teams card must be an AdaptiveCard, version 1.4, with a body"
-    if _size(p) > 26_000:
-        return "Teams message is over 26 KB (the limit is 28 KB)"
-    return None
-
-
-def _feishu(p: dict) -> str | None:
-    if p.get("msg_type") != "interactive" or "card" not in p:
-        return "Feishu payload must be msg_type=interactive with a card"
-    return "Feishu body is over 18 KB (the limit is 20 KB)" if _size(p) > 18_000 else None
-
-
-def _dingtalk(p: dict) -> str | None:
-    if p.get("msgtype") != "markdown" or not (p.get("markdown") or {}).get("text"):
-        return "DingTalk payload must be msgtype=markdown with text"
-    return "DingTalk message is over 19,000 bytes" if _size(p) > 19_000 else None
-
-
-def _wecom(p: dict) -> str | None:
-    content = (p.get("markdown") or {}).get("content")
-    if p.get("msgtype") != "markdown" or not content:
-        return "WeCom payload must be msgtype=markdown with content"
-    n = len(content.encode("utf-8"))
-    return f"WeCom markdown is {n} bytes (limit 4096)" if n > 4096 else None
-
-
-def _generic(p: dict) -> str | None:
-    if not isinstance(p.get("type"), str) or "data" not in p:
-        return "generic payload needs type and data"
-    return "generic payload is over 64 KB" if _size(p) > 65_536 else None
-
-
 CHECKS: dict[str, Callable[[dict], str | None]] = {
-    "slack": _slack,
-    "discord": _discord,
-    "teams": _teams,
-    "feishu": _feishu,
-    "dingtalk": _dingtalk,
-    "wecom": _wecom,
-    "generic": _generic,
+    name: p.check for name, p in platforms.PLATFORMS.items()
 }
+
+
+def encode(payload: dict) -> bytes:
+    """The bytes sent for a card: compact UTF-8 JSON, encoded once per card."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def event_items(

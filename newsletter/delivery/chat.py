@@ -14,27 +14,20 @@ from ..alerts import alert_title
 from ..events import slugs_by_event
 from ..models import Delivery, Event, Topic, WebhookEndpoint, utcnow
 from ..webhooks import endpoint_secret
-from .cards import PayloadError, event_items, render_messages
+from . import platforms
+from .cards import PayloadError, encode, event_items, render_messages
 from .channels.base import PermanentDeliveryError, TemporaryDeliveryError
 from .channels.webhook import WebhookChannel, prepare
 from .outbox import Outcome, crashed
 
-# messages per window (seconds) that each platform accepts from one webhook
-PLATFORM_RATES = {
-    "dingtalk": (20, 60.0),
-    "wecom": (20, 60.0),
-    "feishu": (5, 1.0),
-    "slack": (1, 1.0),
-    "discord": (5, 2.0),
-    "teams": (4, 1.0),
-}
-
 
 class EndpointPacer:
-    """Sliding-window limits per endpoint: a full window defers that endpoint only."""
+    """Sliding-window limits per endpoint: a full window defers that endpoint only.
+
+    The limits are each platform's documented rate (`platforms.RATES`)."""
 
     def __init__(self, rates: dict[str, tuple[int, float]] | None = None):
-        self.rates = PLATFORM_RATES if rates is None else rates
+        self.rates = platforms.RATES if rates is None else rates
         self.sent: dict[int, deque[float]] = {}
 
     def reserve(self, endpoint_id: int, platform: str, n: int) -> float:
@@ -59,7 +52,78 @@ class WebhookGroup:
     url: str
     secret: str | None
     delivery_ids: list[int]
-    messages: list[dict] = field(default_factory=list)
+    messages: list[bytes] = field(default_factory=list)  # encoded cards (cards.encode)
+
+
+class BatchCards:
+    """The cards of one claimed batch, each rendered and encoded once per (platform,
+    language, events) and shared by every endpoint that gets it; the batch's events,
+    their topics and the topic names are loaded in one query each."""
+
+    def __init__(self, session: Session, settings, env, event_ids: set[int]):
+        self.settings, self.env = settings, env
+        self.events: dict[int, Event] = {}
+        if event_ids:
+            self.events = {
+                e.id: e
+                for e in session.execute(select(Event).where(Event.id.in_(event_ids))).scalars()
+            }
+        self.slugs = slugs_by_event(session, list(self.events))
+        self.topics = list(session.execute(select(Topic).order_by(Topic.position)).scalars())
+        self.timestamp = utcnow().isoformat(timespec="seconds")
+        self._cards: dict[tuple, list[bytes] | Exception] = {}
+
+    def alert(self, platform: str, lang: str, event_ids: list[int]) -> list[bytes]:
+        """The encoded messages of one endpoint's alert; [] if the events are gone."""
+        events = sorted(
+            (self.events[i] for i in set(event_ids) if i in self.events),
+            key=lambda e: (e.occurred_on, e.id),
+        )
+        if not events:
+            return []
+        key = (platform, lang, tuple(e.id for e in events))
+        cards = self._cards.get(key)
+        if cards is None:
+            try:
+                cards = [encode(m) for m in self._render(platform, lang, events)]
+            except SQLAlchemyError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - kept, and raised for each endpoint
+                cards = exc
+            self._cards[key] = cards
+        if isinstance(cards, Exception):
+            raise cards
+        return cards
+
+    def _render(self, platform: str, lang: str, events: list[Event]) -> list[dict]:
+        items = event_items([(e, self.slugs.get(e.id, [])) for e in events], self.topics, lang)
+        names = {t.slug: (t.name_zh if lang == "zh" else t.name_en) for t in self.topics}
+        first_topics = [names[s] for s in self.slugs.get(events[0].id, []) if s in names]
+        return render_messages(
+            self.env,
+            platform=platform,
+            kind="alert",
+            lang=lang,
+            title=alert_title(lang, first_topics, len(events)),
+            items=items,
+            archive_url=self.settings.base_url.rstrip("/") + "/archive",
+            timestamp=self.timestamp,
+        )
+
+    def edition(self, edition) -> list[bytes]:
+        key = ("edition", edition.id)
+        cards = self._cards.get(key)
+        if cards is None:
+            cards = self._cards[key] = [encode(p) for p in edition.payload or []]
+        return cards  # type: ignore[return-value]
+
+
+def _event_id(d: Delivery) -> int:
+    """The event of an alert row (its period is "event:<id>")."""
+    kind, _, value = (d.period or "").partition(":")
+    if kind != "event" or not value.isdigit():
+        raise ValueError(f"alert row {d.id} has no event in its period ({d.period!r})")
+    return int(value)
 
 
 def prepare_groups(session: Session, settings, env, deliveries: list[Delivery], edition_of):
@@ -75,7 +139,8 @@ def prepare_groups(session: Session, settings, env, deliveries: list[Delivery], 
             )
         ).scalars()
     }
-    alerts: dict[int, list[Delivery]] = {}
+    alerts: dict[int, list[tuple[Delivery, int]]] = {}
+    editions: list[tuple[WebhookEndpoint, Delivery]] = []
     for d in deliveries:
         ep = endpoints.get(d.endpoint_id)
         if ep is None:
@@ -83,64 +148,42 @@ def prepare_groups(session: Session, settings, env, deliveries: list[Delivery], 
         elif not ep.enabled:
             ready.append(Outcome(d.id, "held", f"endpoint disabled: {ep.disabled_reason}"))
         elif d.edition_id is not None:
+            editions.append((ep, d))
+        else:
             try:
-                edition = edition_of(session, d.edition_id)
-                groups.append(_group(ep, [d.id], list(edition.payload or [])))
-            except SQLAlchemyError:
-                raise  # the database, not this row: the batch is retried
+                alerts.setdefault(ep.id, []).append((d, _event_id(d)))
             except Exception as exc:  # noqa: BLE001 - one broken row must not stop the batch
                 ready += crashed([d.id], exc, endpoint_id=ep.id)
-        else:
-            alerts.setdefault(ep.id, []).append(d)
+    cards = BatchCards(session, settings, env, {e for rows in alerts.values() for _, e in rows})
+    for ep, d in editions:
+        try:
+            groups.append(_group(ep, [d.id], cards.edition(edition_of(session, d.edition_id))))
+        except SQLAlchemyError:
+            raise  # the database, not this row: the batch is retried
+        except Exception as exc:  # noqa: BLE001 - one broken row must not stop the batch
+            ready += crashed([d.id], exc, endpoint_id=ep.id)
     for endpoint_id, rows in alerts.items():
         ep = endpoints[endpoint_id]
-        event_ids = [int(d.period.split(":", 1)[1]) for d in rows]
+        ids = [d.id for d, _ in rows]
         try:
-            messages = alert_messages(session, settings, env, ep, event_ids)
+            messages = cards.alert(ep.platform, ep.language, [e for _, e in rows])
         except PayloadError as exc:
-            ready += [Outcome(d.id, "permanent", str(exc), endpoint_id=ep.id) for d in rows]
+            ready += [Outcome(i, "permanent", str(exc), endpoint_id=ep.id) for i in ids]
             continue
         except SQLAlchemyError:
             raise  # the database, not this row: the batch is retried
         except Exception as exc:  # noqa: BLE001 - one broken row must not stop the batch
-            ready += crashed([d.id for d in rows], exc, endpoint_id=ep.id)
+            ready += crashed(ids, exc, endpoint_id=ep.id)
             continue
         if not messages:
-            ready += [Outcome(d.id, "cancelled", "the events are gone") for d in rows]
+            ready += [Outcome(i, "cancelled", "the events are gone") for i in ids]
             continue
-        groups.append(_group(ep, [d.id for d in rows], messages))
+        groups.append(_group(ep, ids, messages))
     return groups, ready
 
 
-def _group(ep: WebhookEndpoint, ids: list[int], messages: list[dict]) -> WebhookGroup:
+def _group(ep: WebhookEndpoint, ids: list[int], messages: list[bytes]) -> WebhookGroup:
     return WebhookGroup(ep.id, ep.platform, ep.url, endpoint_secret(ep), ids, messages)
-
-
-def alert_messages(
-    session: Session, settings, env, ep: WebhookEndpoint, event_ids: list[int]
-) -> list[dict]:
-    events = list(
-        session.execute(
-            select(Event).where(Event.id.in_(event_ids)).order_by(Event.occurred_on, Event.id)
-        ).scalars()
-    )
-    if not events:
-        return []
-    slugs = slugs_by_event(session, [e.id for e in events])
-    topics = list(session.execute(select(Topic).order_by(Topic.position)).scalars())
-    items = event_items([(e, slugs[e.id]) for e in events], topics, ep.language)
-    names = {t.slug: (t.name_zh if ep.language == "zh" else t.name_en) for t in topics}
-    first_topics = [names[s] for s in slugs[events[0].id] if s in names]
-    return render_messages(
-        env,
-        platform=ep.platform,
-        kind="alert",
-        lang=ep.language,
-        title=alert_title(ep.language, first_topics, len(events)),
-        items=items,
-        archive_url=settings.base_url.rstrip("/") + "/archive",
-        timestamp=utcnow().isoformat(timespec="seconds"),
-    )
 
 
 async def send_group(

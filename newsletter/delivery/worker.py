@@ -227,6 +227,7 @@ class Worker:
                 connect_timeout=self.settings.webhook_connect_timeout,
                 allow_http=self.settings.webhook_allow_http,
                 allow_networks=self.settings.webhook_allow_networks,
+                in_flight=self.settings.webhook_concurrency,
             )
         try:
             return await send_group(self._webhooks, self.pacer, group)

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from typing_extensions import TypedDict
 
+from ..delivery import platforms
 from ..delivery.outbox import KINDS
 from ..events import EventIn
 from ..matching import MAX_KEYWORD_LENGTH, MAX_KEYWORDS, MAX_REGEX_LENGTH, validate_rules
@@ -31,7 +32,8 @@ NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 HTTP_URL = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#@]+([/?#]\S*)?$"
 NOT_BLANK = r"\S"
 
-Platform = Literal["slack", "discord", "teams", "feishu", "dingtalk", "wecom", "generic"]
+# derived from the platform registry: a new platform appears here by itself
+Platform = Literal[platforms.NAMES]  # type: ignore[valid-type]
 Mode = Literal["instant", "daily", "weekly", "monthly"]
 DigestFrequency = Literal["daily", "weekly", "monthly"]
 Language = Literal["zh", "en"]
@@ -286,7 +288,7 @@ class WebhookCreate(BaseModel):
         default=None,
         max_length=500,
         pattern=NO_CONTROL,
-        description="Signing secret (Feishu, DingTalk; generic: whsec_..., generated if omitted).",
+        description=platforms.secret_help(),
     )
     topics: list[Slug] = Field(min_length=1, max_length=50)
     mode: Mode = "instant"

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Body, HTTPException, Path, Response
 from sqlmodel import Session, select
 
+from ..delivery import platforms
 from ..delivery.cards import PayloadError
 from ..delivery.channels.base import DeliveryError
 from ..delivery.chat_check import send_test
@@ -83,7 +84,7 @@ def create_webhook(
         session=session, settings=settings, ep_in=EndpointIn.model_validate(body.model_dump())
     )
     public = webhook_public(session, ep)
-    if ep.platform == "generic" and not body.secret and ep.secret:
+    if platforms.get(ep.platform).new_secret and not body.secret and ep.secret:
         public.generated_secret = ep.secret
     return public
 

@@ -60,21 +60,21 @@ def email_row(n: int, db: str, pg: str | None) -> list[str]:
     ]
 
 
-def webhook_row(endpoints: int) -> list[str]:
-    out = run("webhook_fanout.py", "--endpoints", str(endpoints), "--events", "20")
+def webhook_row(endpoints: int, events: int) -> list[str]:
+    out = run("webhook_fanout.py", "--endpoints", str(endpoints), "--events", str(events))
     ours = float(
         re.search(r"newsletter worker.*?([\d,]+)\s*$", out, re.M).group(1).replace(",", "")
     )
-    limit = float(
-        re.search(r"wrk -c16 into the same receiver\s+([\d,]+)", out).group(1).replace(",", "")
-    )
+    wrk = re.search(r"wrk -c(\d+) into the same receiver\s+([\d,]+)", out)
+    limit = float(wrk.group(2).replace(",", ""))
+    cpu = re.search(r"([\d,]+) us per delivery", out).group(1)
     return [
-        f"webhook fan-out, {endpoints} signed endpoints",
+        f"webhook fan-out, {endpoints:,} distinct signed endpoints x {events} alerts",
         "sqlite",
-        f"{ours:,.0f} req/s",
-        f"{limit:,.0f} req/s (wrk)",
+        f"{ours:,.0f} deliveries/s",
+        f"{limit:,.0f} req/s (wrk -c{wrk.group(1)})",
         f"{ours / limit:.3f}",
-        "4 in flight",
+        f"{wrk.group(1)} in flight; worker CPU {cpu} us per delivery",
     ]
 
 
@@ -127,7 +127,7 @@ def main() -> None:
         for n in [2_000] if args.quick else [10_000, 100_000]:
             rows.append(email_row(n, db, args.postgres))
             print(" | ".join(rows[-1]), flush=True)
-    rows.append(webhook_row(50))
+    rows.append(webhook_row(1000, 5))
     print(" | ".join(rows[-1]), flush=True)
     for db in dbs:
         for n in [10_000] if args.quick else [10_000, 100_000, 1_000_000]:

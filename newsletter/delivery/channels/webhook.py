@@ -205,15 +205,14 @@ class WebhookChannel:
             trust_env=False,
         )
         self._in_flight = asyncio.Semaphore(in_flight)
+        self._urls: dict[str, httpx.URL] = {}
         self.total_timeout = timeout
 
     async def post(self, platform: str, request: PreparedRequest) -> str:
         try:
             check_form(request.url, allow_http=self.allow_http)
-            async with self._in_flight:
-                status, text, response = await asyncio.wait_for(
-                    self._exchange(request), timeout=self.total_timeout
-                )
+            async with self._in_flight, asyncio.timeout(self.total_timeout):
+                text, response = await self._exchange(request)
         except UnsafeURLError as exc:
             raise PermanentDeliveryError(f"refused by the SSRF guard: {exc}") from exc
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
@@ -227,7 +226,7 @@ class WebhookChannel:
     async def _exchange(self, request: PreparedRequest):
         """Send, and read at most MAX_BODY of the answer."""
         req = self.client.build_request(
-            "POST", request.url, content=request.body, headers=request.headers
+            "POST", self._url(request.url), content=request.body, headers=request.headers
         )
         response = await self.client.send(req, stream=True)
         try:
@@ -240,7 +239,16 @@ class WebhookChannel:
         finally:
             await response.aclose()
         body = b"".join(chunks)[:MAX_BODY]
-        return response.status_code, body.decode(response.encoding or "utf-8", "replace"), response
+        return body.decode(response.encoding or "utf-8", "replace"), response
+
+    def _url(self, url: str) -> httpx.URL:
+        """Parsed once per endpoint URL (parsing costs more than the rest of a request)."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= 4096:
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
+        return parsed
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -182,6 +182,80 @@ def test_instant_alerts_are_batched_and_not_repeated(sample, db_url, chat_receiv
     assert "raises funding" in wecom.json["markdown"]["content"]
 
 
+def test_every_platform_is_one_registry_entry_and_its_templates(cli):
+    """The API enum, the CLI help, validation and pacing all come from the registry."""
+    from newsletter.delivery import platforms
+    from newsletter.delivery.chat import EndpointPacer
+    from newsletter.web.api_models import WebhookCreate
+
+    templates = Path(__file__).resolve().parents[1] / "templates" / "webhooks"
+    for name, entry in platforms.PLATFORMS.items():
+        for kind in ("alert", "digest"):
+            assert (templates / f"{name}.{kind}.json.j2").is_file(), (name, kind)
+        assert EndpointIn(name="x", platform=name, url="https://x.example/h").platform == name
+        assert (name in EndpointPacer().rates) == (entry.rate is not None)
+    enum = WebhookCreate.model_json_schema()["properties"]["platform"]["enum"]
+    assert enum == list(platforms.NAMES)
+    assert platforms.names_text() in " ".join(cli("webhooks", "add", "--help").output.split())
+    with pytest.raises(ValueError, match="platform must be one of slack, discord"):
+        EndpointIn(name="x", platform="irc", url="https://x.example/h")
+
+
+def test_a_shared_card_is_signed_per_endpoint_and_a_bad_row_fails_alone(
+    sample, db_url, chat_receiver
+):
+    """Endpoints of one platform and language get the same card, each signed with its own
+    secret (the receiver checks every signature); an alert row that names no event fails
+    alone, with the reason, and the worker carries on."""
+    settings = settings_for(db_url)
+    secrets = {"g1": new_generic_secret(), "g2": new_generic_secret(), "f1": "s1", "f2": "s2"}
+    with Session(sample) as s:
+        for name, secret in secrets.items():
+            platform = "generic" if name.startswith("g") else "feishu"
+            ep = add(s, settings, chat_receiver, platform, mode="instant", name=name, secret=secret)
+            chat_receiver.platforms.secrets[f"/{platform}/{name}"] = secret
+        report = import_records(
+            session=s,
+            records=iter(
+                [
+                    (
+                        "record 1",
+                        {
+                            "title": "Chipmaker ships new GPU",
+                            "url": "https://e.com/1",
+                            "occurred_on": "2025-08-01",
+                        },
+                    )
+                ]
+            ),
+        )
+        assert enqueue_alerts(session=s, settings=settings, event_ids=report.new_ids) == 4
+        bad = Delivery(
+            idempotency_key="bad-row",
+            channel="generic",
+            kind="alert",
+            period="event:not-a-number",
+            endpoint_id=ep.id,
+        )
+        s.add(bad)
+        s.commit()
+        bad_id = bad.id
+    stats = drain(sample, settings)
+    assert stats.by_status == {"sent": 4, "failed": 1}, _debug_errors(sample)
+    requests = {r.path.rsplit("/", 1)[1]: r for r in chat_receiver.platforms.requests}
+    assert sorted(requests) == ["f1", "f2", "g1", "g2"]
+    assert requests["g1"].body == requests["g2"].body  # one card, encoded once
+    assert (
+        requests["g1"].headers["webhook-signature"] != requests["g2"].headers["webhook-signature"]
+    )
+    f1, f2 = requests["f1"].json, requests["f2"].json
+    assert f1.pop("sign") != f2.pop("sign") and f1.pop("timestamp") and f2.pop("timestamp")
+    assert f1 == f2
+    with Session(sample) as s:
+        row = s.get(Delivery, bad_id)
+        assert row.status == "failed" and "no event in its period" in row.last_error
+
+
 def test_wrong_signature_is_refused_by_the_platform_and_not_retried(sample, db_url, chat_receiver):
     settings = settings_for(db_url)
     with Session(sample) as s:

@@ -306,6 +306,30 @@ def test_disguised_urls_are_refused_at_send_time(host, reason):
     assert reason in str(info.value)
 
 
+def test_a_name_resolving_inside_is_refused_when_connecting(inside):
+    """A stored URL whose name now resolves inside is refused before any connection; with
+    the network allowed, two sends reach the same server."""
+
+    async def post(channel, n):
+        try:
+            return [
+                await channel.post(
+                    "slack", PreparedRequest(f"http://localhost:{inside.port}/x", b"{}", {})
+                )
+                for _ in range(n)
+            ]
+        finally:
+            await channel.aclose()
+
+    with pytest.raises(PermanentDeliveryError, match="refused by the SSRF guard.*loopback"):
+        asyncio.run(post(WebhookChannel(allow_http=True), 1))
+    assert inside.requests == []
+    allowed = WebhookChannel(allow_http=True, allow_networks=["127.0.0.0/8", "::1/128"])
+    assert len(asyncio.run(post(allowed, 2))) == 2
+    assert [path for path, _ in inside.requests] == ["/x", "/x"]
+    assert inside.requests[0][1] == f"localhost:{inside.port}"  # the name, not the address
+
+
 def test_a_stored_disguised_webhook_fails_its_delivery_with_the_reason(
     sample, db_url, inside, monkeypatch
 ):

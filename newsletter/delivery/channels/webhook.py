@@ -8,7 +8,8 @@ resolves to is checked (any inside address refuses the name, so DNS rebinding ca
 pick one), and the socket is checked again against the address it is about to connect
 to, which also covers addresses written in the URL.
 httpx is the client API; its transport is aiohttp's (httpx-aiohttp), which measured
-several times faster than httpx's default transport with tens of requests in flight.
+several times faster than httpx's default transport with tens of requests in flight
+(`bench/webhook_transports.py`: about a fifth of the CPU per request).
 """
 
 from __future__ import annotations

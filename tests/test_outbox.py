@@ -218,7 +218,9 @@ def test_the_last_allowed_temporary_failure_is_final(engine):
         outbox.record(engine, [outbox.Outcome(i, "temporary", "x")], **RECORD)
         with engine.begin() as conn:  # due at once, claimable again
             conn.execute(
-                Delivery.__table__.update().values(next_attempt_at=utcnow(), status="sending")
+                Delivery.__table__.update().values(
+                    next_attempt_at=utcnow(), status="sending", claimed_by="w"
+                )
             )
     counts = outbox.record(engine, [outbox.Outcome(i, "temporary", "x")], **RECORD)
     assert counts == {"failed": 1} and _rows(engine)[i].attempts == 3
@@ -423,3 +425,47 @@ def test_since_takes_dates_times_and_durations():
     ):
         with pytest.raises(ValueError):
             since(bad, now=now)
+
+
+# --- a late result must not undo another worker's claim --------------------------------------
+
+
+def _reclaimed(engine):
+    """One row claimed by worker `a`, whose lease then ran out and `b` took it."""
+    with Session(engine) as s:
+        outbox.enqueue(s, [{"idempotency_key": "slow", "channel": "email", "kind": "test"}])
+        s.commit()
+    (i,) = outbox.claim(engine, worker="a", limit=1, lease_seconds=60)
+    assert outbox.claim(engine, worker="b", limit=1, lease_seconds=0) == [i]
+    return i
+
+
+def test_a_late_result_does_not_requeue_a_row_another_worker_sent(engine):
+    i = _reclaimed(engine)
+    late = {**RECORD, "worker": "a"}
+    assert outbox.record(
+        engine, [outbox.Outcome(i, "sent", message_id="<b>")], **{**RECORD, "worker": "b"}
+    ) == {"sent": 1}
+    # `a` finally hears back: a temporary failure. The row was sent: it must stay sent,
+    # or it is queued and mailed once more.
+    assert outbox.record(engine, [outbox.Outcome(i, "temporary", "451 later")], **late) == {}
+    row = _rows(engine)[i]
+    assert (row.status, row.message_id, row.attempts) == ("sent", "<b>", 1)
+
+
+def test_a_late_result_leaves_the_new_claim_alone(engine):
+    i = _reclaimed(engine)
+    # `a` hears back while `b` is still sending: b's claim (and its lease) stand
+    assert (
+        outbox.record(engine, [outbox.Outcome(i, "permanent", "550")], **{**RECORD, "worker": "a"})
+        == {}
+    )
+    row = _rows(engine)[i]
+    assert (row.status, row.claimed_by, row.attempts) == ("sending", "b", 0)
+    with Session(engine) as s:  # the try happened: its history is kept
+        (attempt,) = s.execute(select(DeliveryAttempt)).scalars()
+    assert (attempt.worker, attempt.outcome) == ("a", "permanent")
+    assert outbox.record(engine, [outbox.Outcome(i, "sent")], **{**RECORD, "worker": "b"}) == {
+        "sent": 1
+    }
+    assert _rows(engine)[i].status == "sent"

@@ -333,29 +333,35 @@ def record(
         return counts
     latest = {o.delivery_id: o for o in outcomes}
     now = utcnow()
+    dialect = engine.dialect.name
     with Session(engine) as session:
         conn = session.connection()
-        known = {
-            i: (attempts, channel)
-            for i, attempts, channel in conn.execute(
-                select(Delivery.id, Delivery.attempts, Delivery.channel).where(
-                    Delivery.id.in_(list(latest))
-                )
-            )
-        }
+        rows = select(
+            Delivery.id, Delivery.attempts, Delivery.channel, Delivery.status, Delivery.claimed_by
+        ).where(Delivery.id.in_(list(latest)))
+        if dialect == "postgresql":  # no claim may slip in between this read and the writes
+            rows = rows.with_for_update()
+        known = {i: rest for i, *rest in conn.execute(rows)}
         batch = _Batch([], [], [], [], [])
         tried: list[tuple[str, Outcome]] = []
+        lost: list[int] = []
         for o in latest.values():
             if o.delivery_id not in known:
                 continue  # deleted meanwhile
-            attempts, channel = known[o.delivery_id]
-            status = _plan(batch, o, attempts, now, worker, max_attempts, retry_base, retry_max)
-            counts[status] = counts.get(status, 0) + 1
+            attempts, channel, status, claimed_by = known[o.delivery_id]
             if o.result in ATTEMPTED:
                 tried.append((channel, o))
-        dialect = engine.dialect.name
+            if status != DeliveryStatus.SENDING or claimed_by != worker:
+                # our lease ran out and the row went back to the queue, or to another
+                # worker: its state is theirs now. The try happened: keep its history.
+                lost.append(o.delivery_id)
+                if o.result in ATTEMPTED:
+                    batch.attempts.append(_attempt(o, o.error, o.result, now, worker))
+                continue
+            status = _plan(batch, o, attempts, now, worker, max_attempts, retry_base, retry_max)
+            counts[status] = counts.get(status, 0) + 1
         for group in ("sent", "retry", "defer", "end"):
-            _update_rows(conn, dialect, _SETS[group], getattr(batch, group))
+            _update_rows(conn, dialect, _SETS[group], getattr(batch, group), worker)
         _insert_attempts(conn, dialect, batch.attempts)
         disabled = _side_effects(
             session,
@@ -370,6 +376,13 @@ def record(
             SEND_SECONDS.labels(channel).observe(max(0.0, (now - o.started_at).total_seconds()))
     for endpoint_id, why in disabled:
         log.warning("webhook endpoint %s disabled: %s", endpoint_id, why)
+    if lost:
+        log.warning(
+            "%d result(s) came after the lease ended and were kept as history only "
+            "(the rows were claimed again): %s",
+            len(lost),
+            ", ".join(f"#{i}" for i in sorted(lost)[:20]),
+        )
     return counts
 
 
@@ -413,23 +426,28 @@ def _plan(
         status = DeliveryStatus.FAILED if result in ATTEMPTED else DeliveryStatus(result)
         batch.end.append({**row, "status": status.value})
     if result in ATTEMPTED:
-        batch.attempts.append(
-            {
-                "delivery_id": o.delivery_id,
-                "started_at": o.started_at or now,
-                "finished_at": now,
-                "outcome": result,
-                "status_code": o.status_code,
-                "error": "\n".join(filter(None, [error, o.detail])) or None,
-                "worker": worker,
-            }
-        )
+        batch.attempts.append(_attempt(o, error, result, now, worker))
     return status.value
 
 
-def _update_rows(conn, dialect: str, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
-    """One UPDATE of many rows by id: on PostgreSQL a join with unnest()ed arrays (one
-    statement, one round trip), elsewhere the driver's executemany."""
+def _attempt(o: Outcome, error, result: str, now: dt.datetime, worker: str) -> dict[str, Any]:
+    return {
+        "delivery_id": o.delivery_id,
+        "started_at": o.started_at or now,
+        "finished_at": now,
+        "outcome": result,
+        "status_code": o.status_code,
+        "error": "\n".join(filter(None, [error, o.detail])) or None,
+        "worker": worker,
+    }
+
+
+def _update_rows(
+    conn, dialect: str, columns: Sequence[str], rows: list[dict[str, Any]], worker: str
+) -> None:
+    """One UPDATE of many rows by id, each only while this worker still has it claimed:
+    on PostgreSQL a join with unnest()ed arrays (one statement, one round trip),
+    elsewhere the driver's executemany."""
     if not rows:
         return
     if dialect == "postgresql":
@@ -441,13 +459,18 @@ def _update_rows(conn, dialect: str, columns: Sequence[str], rows: list[dict[str
                 + ", claimed_by = NULL, claimed_at = NULL FROM unnest("
                 + ", ".join(f"CAST(:{c} AS {_PG_TYPES[c]})" for c in names)
                 + f") AS v({', '.join(names)}) WHERE delivery.id = v.id"
+                + " AND delivery.status = 'sending' AND delivery.claimed_by = :worker"
             ),
-            {c: [r[c] for r in rows] for c in names},
+            {"worker": worker, **{c: [r[c] for r in rows] for c in names}},
         )
         return
     stmt = (
         update(Delivery)
-        .where(Delivery.id == bindparam("b_id"))
+        .where(
+            Delivery.id == bindparam("b_id"),
+            Delivery.status == DeliveryStatus.SENDING.value,
+            Delivery.claimed_by == worker,
+        )
         .values(
             claimed_by=None,
             claimed_at=None,

@@ -469,3 +469,47 @@ def test_a_late_result_leaves_the_new_claim_alone(engine):
         "sent": 1
     }
     assert _rows(engine)[i].status == "sent"
+
+
+@pytest.mark.parametrize("wait", [1e11, 1e12, float("inf"), float("nan"), -5.0])
+def test_an_absurd_retry_after_does_not_cost_the_batch(engine, wait):
+    """A webhook receiver chooses its Retry-After (a header, or `retry_after` in a JSON
+    body, which Python reads as Infinity too). A wait beyond the calendar must neither
+    fail the batch's recording, which would leave the mail sent beside it in `sending`
+    to be sent again when the lease ends, nor put a row off for ever."""
+    ids = _queue_and_claim(engine, 3)
+    counts = outbox.record(
+        engine,
+        [
+            outbox.Outcome(ids[0], "sent", message_id="<m>"),
+            outbox.Outcome(ids[1], "temporary", "429 slow down", 429, retry_after=wait),
+            outbox.Outcome(ids[2], "deferred", retry_after=wait),
+        ],
+        **RECORD,
+    )
+    assert counts == {"sent": 1, "queued": 1, "deferred": 1}
+    rows = _rows(engine)
+    assert rows[ids[0]].status == "sent"
+    for i in ids[1:]:
+        when = rows[i].next_attempt_at
+        when = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+        assert rows[i].status == "queued"
+        assert (
+            dt.timedelta(0)
+            <= when - utcnow() + dt.timedelta(seconds=10)
+            <= dt.timedelta(days=1, seconds=10)
+        )
+
+
+def test_a_result_that_cannot_be_scheduled_fails_its_row_not_the_batch(engine):
+    """An operator's retry settings so large that the next try falls past year 9999."""
+    ids = _queue_and_claim(engine, 2)
+    counts = outbox.record(
+        engine,
+        [outbox.Outcome(ids[0], "sent"), outbox.Outcome(ids[1], "temporary", "451 later")],
+        **{**RECORD, "max_attempts": 2000, "retry_base": 1e12, "retry_max": 1e13},
+    )
+    assert counts == {"sent": 1, "failed": 1}
+    row = _rows(engine)[ids[1]]
+    assert row.status == "failed" and "451 later (not recorded:" in row.last_error
+    assert outbox.backoff_seconds(1500, base=30, cap=3600) <= 3600

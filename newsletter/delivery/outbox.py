@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import random
 import re
 import traceback
@@ -268,7 +269,7 @@ def backoff_seconds(
     attempt: int, *, base: float, cap: float, rng: random.Random | None = None
 ) -> float:
     """Exponential backoff with 'equal jitter': half fixed, half random."""
-    delay = min(cap, base * (2 ** max(attempt - 1, 0)))
+    delay = min(cap, base * (2 ** min(max(attempt - 1, 0), 60)))
     return delay / 2 + (rng or random).uniform(0, delay / 2)
 
 
@@ -358,7 +359,14 @@ def record(
                 if o.result in ATTEMPTED:
                     batch.attempts.append(_attempt(o, o.error, o.result, now, worker))
                 continue
-            status = _plan(batch, o, attempts, now, worker, max_attempts, retry_base, retry_max)
+            try:
+                status = _plan(batch, o, attempts, now, worker, max_attempts, retry_base, retry_max)
+            except (ArithmeticError, ValueError) as exc:
+                # a result this cannot schedule (a date past the calendar's end): fail
+                # this row, with the reason, not the batch's recording
+                log.exception("recording the result of delivery %s", o.delivery_id)
+                bad = Outcome(o.delivery_id, "permanent", f"{o.error} (not recorded: {exc})")
+                status = _plan(batch, bad, attempts, now, worker, max_attempts, 1, 1)
             counts[status] = counts.get(status, 0) + 1
         for group in ("sent", "retry", "defer", "end"):
             _update_rows(conn, dialect, _SETS[group], getattr(batch, group), worker)
@@ -399,7 +407,7 @@ def _plan(
     """Add one outcome's writes to the batch; returns the status it leaves the row in
     (or `deferred`)."""
     if o.result == "deferred":  # rate-limited before trying: not an attempt
-        after = now + dt.timedelta(seconds=o.retry_after or 1)
+        after = now + dt.timedelta(seconds=_wait(o.retry_after) or 1)
         batch.defer.append(
             {"id": o.delivery_id, "status": DeliveryStatus.QUEUED.value, "next_attempt_at": after}
         )
@@ -417,8 +425,7 @@ def _plan(
         )
     elif result == "temporary" and attempts < max_attempts:
         delay = backoff_seconds(attempts, base=retry_base, cap=retry_max)
-        if o.retry_after:
-            delay = max(delay, o.retry_after)
+        delay = max(delay, _wait(o.retry_after))
         status = DeliveryStatus.QUEUED
         after = now + dt.timedelta(seconds=delay)
         batch.retry.append({**row, "status": status.value, "next_attempt_at": after})
@@ -428,6 +435,19 @@ def _plan(
     if result in ATTEMPTED:
         batch.attempts.append(_attempt(o, error, result, now, worker))
     return status.value
+
+
+#: the longest a receiver's Retry-After puts a row off: it is the receiver's to choose
+#: (a header, or a JSON body, where Python reads `Infinity` too), and a date past the
+#: calendar's end would fail the whole batch's recording
+MAX_RETRY_AFTER = 24 * 3600.0
+
+
+def _wait(retry_after: float | None) -> float:
+    """A receiver's Retry-After in seconds, within [0, MAX_RETRY_AFTER]; 0 when absent."""
+    if retry_after is None or math.isnan(retry_after):
+        return 0.0
+    return min(max(float(retry_after), 0.0), MAX_RETRY_AFTER)
 
 
 def _attempt(o: Outcome, error, result: str, now: dt.datetime, worker: str) -> dict[str, Any]:

@@ -637,6 +637,10 @@ def detach_subscriber(session: Session, subscriber_id: int) -> int:
 KINDS = ("confirm", "alert", *(f"digest-{f}" for f in DIGEST_FREQUENCIES))
 
 
+#: the largest id a delivery can have (an INTEGER column on PostgreSQL)
+MAX_ID = 2**31 - 1
+
+
 @dataclass
 class Retried:
     queued: int  # due now
@@ -671,6 +675,9 @@ def retry(
         raise ValueError(f"unknown kind {unknown[0]!r}; kinds: {', '.join(KINDS)}")
     if any(i < 1 for i in ids):
         raise ValueError("delivery ids are positive whole numbers")
+    too_big = [i for i in ids if i > MAX_ID]
+    if too_big:  # matches nothing, and the drivers refuse (or crash on) such a number
+        raise ValueError(f"no delivery has id {too_big[0]}")
     where = [Delivery.status == DeliveryStatus.FAILED]
     if ids:
         where.append(Delivery.id.in_(sorted(set(ids))))
@@ -731,6 +738,10 @@ def parse_since(value: str, *, now: dt.datetime | None = None) -> dt.datetime:
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
+    try:  # 0001-01-01T00:00+14:00 is a valid time before year 1 in UTC, as stored
+        when = when.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError(f"since {value!r} is too far back") from None
     if when > now:
         raise ValueError(f"since {value!r} is in the future")
     return when

@@ -513,3 +513,14 @@ def test_a_result_that_cannot_be_scheduled_fails_its_row_not_the_batch(engine):
     row = _rows(engine)[ids[1]]
     assert row.status == "failed" and "451 later (not recorded:" in row.last_error
     assert outbox.backoff_seconds(1500, base=30, cap=3600) <= 3600
+
+
+def test_retry_takes_more_ids_than_a_statement_may_bind(engine):
+    """`outbox retry --id ...` has no limit; PostgreSQL takes 65535 parameters at most."""
+    ids = _queue_and_claim(engine, 2)
+    _fail(engine, ids)
+    with Session(engine) as s:
+        got = outbox.retry(s, ids=[*range(1, 70_001)])
+        s.commit()
+    assert (got.queued, got.held) == (2, 0)
+    assert {r.status for r in _rows(engine).values()} == {"queued"}

@@ -679,8 +679,6 @@ def retry(
     if too_big:  # matches nothing, and the drivers refuse (or crash on) such a number
         raise ValueError(f"no delivery has id {too_big[0]}")
     where = [Delivery.status == DeliveryStatus.FAILED]
-    if ids:
-        where.append(Delivery.id.in_(sorted(set(ids))))
     if endpoint_id is not None:
         where.append(Delivery.endpoint_id == endpoint_id)
     if since is not None:
@@ -691,22 +689,28 @@ def retry(
         )
     if kinds:
         where.append(Delivery.kind.in_(sorted(set(kinds))))
-    if len(where) == 1 and not everything:
+    if len(where) == 1 and not ids and not everything:
         raise ValueError(
             "say which failed deliveries to retry (ids, endpoint, since, kind), or all"
         )
     fresh = {"attempts": 0, "next_attempt_at": utcnow(), "claimed_by": None, "claimed_at": None}
     disabled = select(WebhookEndpoint.id).where(WebhookEndpoint.enabled.is_(False))
-    held = _bulk(
-        session,
-        update(Delivery)
-        .where(*where, Delivery.endpoint_id.in_(disabled))
-        .values(status=DeliveryStatus.HELD.value, **fresh),
-    )
-    queued = _bulk(
-        session, update(Delivery).where(*where).values(status=DeliveryStatus.QUEUED.value, **fresh)
-    )
-    return Retried(queued=queued, held=held)
+    got = Retried(queued=0, held=0)
+    unique = sorted(set(ids))
+    # ids in slices: a statement binds at most 65535 parameters on PostgreSQL
+    for part in [unique[n : n + 10_000] for n in range(0, len(unique), 10_000)] or [None]:
+        these = [*where, Delivery.id.in_(part)] if part is not None else where
+        got.held += _bulk(
+            session,
+            update(Delivery)
+            .where(*these, Delivery.endpoint_id.in_(disabled))
+            .values(status=DeliveryStatus.HELD.value, **fresh),
+        )
+        got.queued += _bulk(
+            session,
+            update(Delivery).where(*these).values(status=DeliveryStatus.QUEUED.value, **fresh),
+        )
+    return got
 
 
 _DURATION = re.compile(r"([0-9]+)([smhdw])")

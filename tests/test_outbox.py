@@ -524,3 +524,25 @@ def test_retry_takes_more_ids_than_a_statement_may_bind(engine):
         s.commit()
     assert (got.queued, got.held) == (2, 0)
     assert {r.status for r in _rows(engine).values()} == {"queued"}
+
+
+def test_a_row_held_while_its_endpoint_was_enabled_is_queued(engine):
+    """The worker finds the endpoint disabled and holds the row; the operator enables it
+    before that is recorded. Enabling queues held rows, but this one was still `sending`:
+    recorded `held`, it would wait for an enable that has already happened."""
+    from newsletter.webhooks import disable_endpoint, enable_endpoint
+
+    ep = _endpoint(engine)
+    (i,) = _queue_and_claim(engine, 1, channel="generic", endpoint_id=ep)
+    with Session(engine) as s:  # disabled while the row was being sent: it is not held
+        disable_endpoint(session=s, endpoint=s.get(WebhookEndpoint, ep), reason="gone")
+        s.commit()
+    with Session(engine) as s:
+        enable_endpoint(session=s, endpoint=s.get(WebhookEndpoint, ep))
+        s.commit()
+    counts = outbox.record(
+        engine, [outbox.Outcome(i, "held", "endpoint disabled", endpoint_id=ep)], **RECORD
+    )
+    assert counts == {"queued": 1}
+    assert _rows(engine)[i].status == "queued"
+    assert outbox.claim(engine, worker="w", limit=1, lease_seconds=60) == [i]

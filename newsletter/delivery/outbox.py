@@ -368,6 +368,9 @@ def record(
                 bad = Outcome(o.delivery_id, "permanent", f"{o.error} (not recorded: {exc})")
                 status = _plan(batch, bad, attempts, now, worker, max_attempts, 1, 1)
             counts[status] = counts.get(status, 0) + 1
+        held = [r["id"] for r in batch.end if r["status"] == DeliveryStatus.HELD]
+        if held:
+            _unhold_enabled(conn, dialect, batch, held, now, counts)
         for group in ("sent", "retry", "defer", "end"):
             _update_rows(conn, dialect, _SETS[group], getattr(batch, group), worker)
         _insert_attempts(conn, dialect, batch.attempts)
@@ -392,6 +395,41 @@ def record(
             ", ".join(f"#{i}" for i in sorted(lost)[:20]),
         )
     return counts
+
+
+def _unhold_enabled(conn, dialect, batch: _Batch, held: list[int], now, counts) -> None:
+    """Rows the worker held because their endpoint was disabled are queued instead if it
+    has been enabled since: enabling queues only rows already `held`, not these, which
+    were still `sending`, so they would wait for an enable that has happened. On
+    PostgreSQL the endpoints are read FOR SHARE, so an enable in progress is waited for
+    (or waits for this transaction, and then finds these rows held)."""
+    endpoints = (
+        select(WebhookEndpoint.id, WebhookEndpoint.enabled)
+        .join(Delivery, Delivery.endpoint_id == WebhookEndpoint.id)
+        .where(Delivery.id.in_(held))
+    )
+    if dialect == "postgresql":
+        endpoints = endpoints.with_for_update(read=True, of=WebhookEndpoint)
+    enabled = {i for i, on in conn.execute(endpoints) if on}
+    if not enabled:
+        return
+    rows = {
+        i
+        for (i,) in conn.execute(
+            select(Delivery.id).where(Delivery.id.in_(held), Delivery.endpoint_id.in_(enabled))
+        )
+    }
+    keep = []
+    for r in batch.end:
+        if r["id"] in rows:
+            batch.retry.append({**r, "status": DeliveryStatus.QUEUED.value, "next_attempt_at": now})
+            counts["held"] -= 1
+            counts["queued"] = counts.get("queued", 0) + 1
+        else:
+            keep.append(r)
+    batch.end[:] = keep
+    if not counts["held"]:
+        del counts["held"]
 
 
 def _plan(

@@ -218,7 +218,9 @@ def test_the_last_allowed_temporary_failure_is_final(engine):
         outbox.record(engine, [outbox.Outcome(i, "temporary", "x")], **RECORD)
         with engine.begin() as conn:  # due at once, claimable again
             conn.execute(
-                Delivery.__table__.update().values(next_attempt_at=utcnow(), status="sending")
+                Delivery.__table__.update().values(
+                    next_attempt_at=utcnow(), status="sending", claimed_by="w"
+                )
             )
     counts = outbox.record(engine, [outbox.Outcome(i, "temporary", "x")], **RECORD)
     assert counts == {"failed": 1} and _rows(engine)[i].attempts == 3
@@ -423,3 +425,124 @@ def test_since_takes_dates_times_and_durations():
     ):
         with pytest.raises(ValueError):
             since(bad, now=now)
+
+
+# --- a late result must not undo another worker's claim --------------------------------------
+
+
+def _reclaimed(engine):
+    """One row claimed by worker `a`, whose lease then ran out and `b` took it."""
+    with Session(engine) as s:
+        outbox.enqueue(s, [{"idempotency_key": "slow", "channel": "email", "kind": "test"}])
+        s.commit()
+    (i,) = outbox.claim(engine, worker="a", limit=1, lease_seconds=60)
+    assert outbox.claim(engine, worker="b", limit=1, lease_seconds=0) == [i]
+    return i
+
+
+def test_a_late_result_does_not_requeue_a_row_another_worker_sent(engine):
+    i = _reclaimed(engine)
+    late = {**RECORD, "worker": "a"}
+    assert outbox.record(
+        engine, [outbox.Outcome(i, "sent", message_id="<b>")], **{**RECORD, "worker": "b"}
+    ) == {"sent": 1}
+    # `a` finally hears back: a temporary failure. The row was sent: it must stay sent,
+    # or it is queued and mailed once more.
+    assert outbox.record(engine, [outbox.Outcome(i, "temporary", "451 later")], **late) == {}
+    row = _rows(engine)[i]
+    assert (row.status, row.message_id, row.attempts) == ("sent", "<b>", 1)
+
+
+def test_a_late_result_leaves_the_new_claim_alone(engine):
+    i = _reclaimed(engine)
+    # `a` hears back while `b` is still sending: b's claim (and its lease) stand
+    assert (
+        outbox.record(engine, [outbox.Outcome(i, "permanent", "550")], **{**RECORD, "worker": "a"})
+        == {}
+    )
+    row = _rows(engine)[i]
+    assert (row.status, row.claimed_by, row.attempts) == ("sending", "b", 0)
+    with Session(engine) as s:  # the try happened: its history is kept
+        (attempt,) = s.execute(select(DeliveryAttempt)).scalars()
+    assert (attempt.worker, attempt.outcome) == ("a", "permanent")
+    assert outbox.record(engine, [outbox.Outcome(i, "sent")], **{**RECORD, "worker": "b"}) == {
+        "sent": 1
+    }
+    assert _rows(engine)[i].status == "sent"
+
+
+@pytest.mark.parametrize("wait", [1e11, 1e12, float("inf"), float("nan"), -5.0])
+def test_an_absurd_retry_after_does_not_cost_the_batch(engine, wait):
+    """A webhook receiver chooses its Retry-After (a header, or `retry_after` in a JSON
+    body, which Python reads as Infinity too). A wait beyond the calendar must neither
+    fail the batch's recording, which would leave the mail sent beside it in `sending`
+    to be sent again when the lease ends, nor put a row off for ever."""
+    ids = _queue_and_claim(engine, 3)
+    counts = outbox.record(
+        engine,
+        [
+            outbox.Outcome(ids[0], "sent", message_id="<m>"),
+            outbox.Outcome(ids[1], "temporary", "429 slow down", 429, retry_after=wait),
+            outbox.Outcome(ids[2], "deferred", retry_after=wait),
+        ],
+        **RECORD,
+    )
+    assert counts == {"sent": 1, "queued": 1, "deferred": 1}
+    rows = _rows(engine)
+    assert rows[ids[0]].status == "sent"
+    for i in ids[1:]:
+        when = rows[i].next_attempt_at
+        when = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+        assert rows[i].status == "queued"
+        assert (
+            dt.timedelta(0)
+            <= when - utcnow() + dt.timedelta(seconds=10)
+            <= dt.timedelta(days=1, seconds=10)
+        )
+
+
+def test_a_result_that_cannot_be_scheduled_fails_its_row_not_the_batch(engine):
+    """An operator's retry settings so large that the next try falls past year 9999."""
+    ids = _queue_and_claim(engine, 2)
+    counts = outbox.record(
+        engine,
+        [outbox.Outcome(ids[0], "sent"), outbox.Outcome(ids[1], "temporary", "451 later")],
+        **{**RECORD, "max_attempts": 2000, "retry_base": 1e12, "retry_max": 1e13},
+    )
+    assert counts == {"sent": 1, "failed": 1}
+    row = _rows(engine)[ids[1]]
+    assert row.status == "failed" and "451 later (not recorded:" in row.last_error
+    assert outbox.backoff_seconds(1500, base=30, cap=3600) <= 3600
+
+
+def test_retry_takes_more_ids_than_a_statement_may_bind(engine):
+    """`outbox retry --id ...` has no limit; PostgreSQL takes 65535 parameters at most."""
+    ids = _queue_and_claim(engine, 2)
+    _fail(engine, ids)
+    with Session(engine) as s:
+        got = outbox.retry(s, ids=[*range(1, 70_001)])
+        s.commit()
+    assert (got.queued, got.held) == (2, 0)
+    assert {r.status for r in _rows(engine).values()} == {"queued"}
+
+
+def test_a_row_held_while_its_endpoint_was_enabled_is_queued(engine):
+    """The worker finds the endpoint disabled and holds the row; the operator enables it
+    before that is recorded. Enabling queues held rows, but this one was still `sending`:
+    recorded `held`, it would wait for an enable that has already happened."""
+    from newsletter.webhooks import disable_endpoint, enable_endpoint
+
+    ep = _endpoint(engine)
+    (i,) = _queue_and_claim(engine, 1, channel="generic", endpoint_id=ep)
+    with Session(engine) as s:  # disabled while the row was being sent: it is not held
+        disable_endpoint(session=s, endpoint=s.get(WebhookEndpoint, ep), reason="gone")
+        s.commit()
+    with Session(engine) as s:
+        enable_endpoint(session=s, endpoint=s.get(WebhookEndpoint, ep))
+        s.commit()
+    counts = outbox.record(
+        engine, [outbox.Outcome(i, "held", "endpoint disabled", endpoint_id=ep)], **RECORD
+    )
+    assert counts == {"queued": 1}
+    assert _rows(engine)[i].status == "queued"
+    assert outbox.claim(engine, worker="w", limit=1, lease_seconds=60) == [i]

@@ -125,6 +125,11 @@ def test_cli_retry_by_id(cli, engine, failed_digest):
         (["--endpoint", "nope"], "no webhook named 'nope'"),
         (["--kind", "digest-yearly"], "unknown kind 'digest-yearly'"),
         (["--id", "0"], "positive whole numbers"),
+        # past any id the database can hold: the drivers raise, or refuse, on the bind
+        (["--id", "99999999999999999999"], "no delivery has id 99999999999999999999"),
+        (["--id", "2147483648"], "no delivery has id 2147483648"),
+        # a valid ISO time that is before year 1 once in UTC
+        (["--since", "0001-01-01T00:00+14:00"], "too far back"),
     ],
 )
 def test_cli_retry_refuses_bad_input(cli, engine, failed_digest, args, words):
@@ -165,6 +170,8 @@ def test_api_retry(api, engine, failed_digest):
         ({"ids": [0]}, 422, "ids"),
         ({"ids": "all"}, 422, "ids"),
         ({"everything": True}, 422, "everything"),
+        ({"ids": [2**31]}, 422, "ids"),
+        ({"since": "0001-01-01T00:00:00+14:00"}, 400, "too far back"),
     ],
 )
 def test_api_retry_refuses_bad_input(api, engine, failed_digest, body, code, words):

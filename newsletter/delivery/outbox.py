@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import random
 import re
 import traceback
@@ -268,7 +269,7 @@ def backoff_seconds(
     attempt: int, *, base: float, cap: float, rng: random.Random | None = None
 ) -> float:
     """Exponential backoff with 'equal jitter': half fixed, half random."""
-    delay = min(cap, base * (2 ** max(attempt - 1, 0)))
+    delay = min(cap, base * (2 ** min(max(attempt - 1, 0), 60)))
     return delay / 2 + (rng or random).uniform(0, delay / 2)
 
 
@@ -333,29 +334,45 @@ def record(
         return counts
     latest = {o.delivery_id: o for o in outcomes}
     now = utcnow()
+    dialect = engine.dialect.name
     with Session(engine) as session:
         conn = session.connection()
-        known = {
-            i: (attempts, channel)
-            for i, attempts, channel in conn.execute(
-                select(Delivery.id, Delivery.attempts, Delivery.channel).where(
-                    Delivery.id.in_(list(latest))
-                )
-            )
-        }
+        rows = select(
+            Delivery.id, Delivery.attempts, Delivery.channel, Delivery.status, Delivery.claimed_by
+        ).where(Delivery.id.in_(list(latest)))
+        if dialect == "postgresql":  # no claim may slip in between this read and the writes
+            rows = rows.with_for_update()
+        known = {i: rest for i, *rest in conn.execute(rows)}
         batch = _Batch([], [], [], [], [])
         tried: list[tuple[str, Outcome]] = []
+        lost: list[int] = []
         for o in latest.values():
             if o.delivery_id not in known:
                 continue  # deleted meanwhile
-            attempts, channel = known[o.delivery_id]
-            status = _plan(batch, o, attempts, now, worker, max_attempts, retry_base, retry_max)
-            counts[status] = counts.get(status, 0) + 1
+            attempts, channel, status, claimed_by = known[o.delivery_id]
             if o.result in ATTEMPTED:
                 tried.append((channel, o))
-        dialect = engine.dialect.name
+            if status != DeliveryStatus.SENDING or claimed_by != worker:
+                # our lease ran out and the row went back to the queue, or to another
+                # worker: its state is theirs now. The try happened: keep its history.
+                lost.append(o.delivery_id)
+                if o.result in ATTEMPTED:
+                    batch.attempts.append(_attempt(o, o.error, o.result, now, worker))
+                continue
+            try:
+                status = _plan(batch, o, attempts, now, worker, max_attempts, retry_base, retry_max)
+            except (ArithmeticError, ValueError) as exc:
+                # a result this cannot schedule (a date past the calendar's end): fail
+                # this row, with the reason, not the batch's recording
+                log.exception("recording the result of delivery %s", o.delivery_id)
+                bad = Outcome(o.delivery_id, "permanent", f"{o.error} (not recorded: {exc})")
+                status = _plan(batch, bad, attempts, now, worker, max_attempts, 1, 1)
+            counts[status] = counts.get(status, 0) + 1
+        held = [r["id"] for r in batch.end if r["status"] == DeliveryStatus.HELD]
+        if held:
+            _unhold_enabled(conn, dialect, batch, held, now, counts)
         for group in ("sent", "retry", "defer", "end"):
-            _update_rows(conn, dialect, _SETS[group], getattr(batch, group))
+            _update_rows(conn, dialect, _SETS[group], getattr(batch, group), worker)
         _insert_attempts(conn, dialect, batch.attempts)
         disabled = _side_effects(
             session,
@@ -370,7 +387,49 @@ def record(
             SEND_SECONDS.labels(channel).observe(max(0.0, (now - o.started_at).total_seconds()))
     for endpoint_id, why in disabled:
         log.warning("webhook endpoint %s disabled: %s", endpoint_id, why)
+    if lost:
+        log.warning(
+            "%d result(s) came after the lease ended and were kept as history only "
+            "(the rows were claimed again): %s",
+            len(lost),
+            ", ".join(f"#{i}" for i in sorted(lost)[:20]),
+        )
     return counts
+
+
+def _unhold_enabled(conn, dialect, batch: _Batch, held: list[int], now, counts) -> None:
+    """Rows the worker held because their endpoint was disabled are queued instead if it
+    has been enabled since: enabling queues only rows already `held`, not these, which
+    were still `sending`, so they would wait for an enable that has happened. On
+    PostgreSQL the endpoints are read FOR SHARE, so an enable in progress is waited for
+    (or waits for this transaction, and then finds these rows held)."""
+    endpoints = (
+        select(WebhookEndpoint.id, WebhookEndpoint.enabled)
+        .join(Delivery, Delivery.endpoint_id == WebhookEndpoint.id)
+        .where(Delivery.id.in_(held))
+    )
+    if dialect == "postgresql":
+        endpoints = endpoints.with_for_update(read=True, of=WebhookEndpoint)
+    enabled = {i for i, on in conn.execute(endpoints) if on}
+    if not enabled:
+        return
+    rows = {
+        i
+        for (i,) in conn.execute(
+            select(Delivery.id).where(Delivery.id.in_(held), Delivery.endpoint_id.in_(enabled))
+        )
+    }
+    keep = []
+    for r in batch.end:
+        if r["id"] in rows:
+            batch.retry.append({**r, "status": DeliveryStatus.QUEUED.value, "next_attempt_at": now})
+            counts["held"] -= 1
+            counts["queued"] = counts.get("queued", 0) + 1
+        else:
+            keep.append(r)
+    batch.end[:] = keep
+    if not counts["held"]:
+        del counts["held"]
 
 
 def _plan(
@@ -386,7 +445,7 @@ def _plan(
     """Add one outcome's writes to the batch; returns the status it leaves the row in
     (or `deferred`)."""
     if o.result == "deferred":  # rate-limited before trying: not an attempt
-        after = now + dt.timedelta(seconds=o.retry_after or 1)
+        after = now + dt.timedelta(seconds=_wait(o.retry_after) or 1)
         batch.defer.append(
             {"id": o.delivery_id, "status": DeliveryStatus.QUEUED.value, "next_attempt_at": after}
         )
@@ -404,8 +463,7 @@ def _plan(
         )
     elif result == "temporary" and attempts < max_attempts:
         delay = backoff_seconds(attempts, base=retry_base, cap=retry_max)
-        if o.retry_after:
-            delay = max(delay, o.retry_after)
+        delay = max(delay, _wait(o.retry_after))
         status = DeliveryStatus.QUEUED
         after = now + dt.timedelta(seconds=delay)
         batch.retry.append({**row, "status": status.value, "next_attempt_at": after})
@@ -413,23 +471,41 @@ def _plan(
         status = DeliveryStatus.FAILED if result in ATTEMPTED else DeliveryStatus(result)
         batch.end.append({**row, "status": status.value})
     if result in ATTEMPTED:
-        batch.attempts.append(
-            {
-                "delivery_id": o.delivery_id,
-                "started_at": o.started_at or now,
-                "finished_at": now,
-                "outcome": result,
-                "status_code": o.status_code,
-                "error": "\n".join(filter(None, [error, o.detail])) or None,
-                "worker": worker,
-            }
-        )
+        batch.attempts.append(_attempt(o, error, result, now, worker))
     return status.value
 
 
-def _update_rows(conn, dialect: str, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
-    """One UPDATE of many rows by id: on PostgreSQL a join with unnest()ed arrays (one
-    statement, one round trip), elsewhere the driver's executemany."""
+#: the longest a receiver's Retry-After puts a row off: it is the receiver's to choose
+#: (a header, or a JSON body, where Python reads `Infinity` too), and a date past the
+#: calendar's end would fail the whole batch's recording
+MAX_RETRY_AFTER = 24 * 3600.0
+
+
+def _wait(retry_after: float | None) -> float:
+    """A receiver's Retry-After in seconds, within [0, MAX_RETRY_AFTER]; 0 when absent."""
+    if retry_after is None or math.isnan(retry_after):
+        return 0.0
+    return min(max(float(retry_after), 0.0), MAX_RETRY_AFTER)
+
+
+def _attempt(o: Outcome, error, result: str, now: dt.datetime, worker: str) -> dict[str, Any]:
+    return {
+        "delivery_id": o.delivery_id,
+        "started_at": o.started_at or now,
+        "finished_at": now,
+        "outcome": result,
+        "status_code": o.status_code,
+        "error": "\n".join(filter(None, [error, o.detail])) or None,
+        "worker": worker,
+    }
+
+
+def _update_rows(
+    conn, dialect: str, columns: Sequence[str], rows: list[dict[str, Any]], worker: str
+) -> None:
+    """One UPDATE of many rows by id, each only while this worker still has it claimed:
+    on PostgreSQL a join with unnest()ed arrays (one statement, one round trip),
+    elsewhere the driver's executemany."""
     if not rows:
         return
     if dialect == "postgresql":
@@ -441,13 +517,18 @@ def _update_rows(conn, dialect: str, columns: Sequence[str], rows: list[dict[str
                 + ", claimed_by = NULL, claimed_at = NULL FROM unnest("
                 + ", ".join(f"CAST(:{c} AS {_PG_TYPES[c]})" for c in names)
                 + f") AS v({', '.join(names)}) WHERE delivery.id = v.id"
+                + " AND delivery.status = 'sending' AND delivery.claimed_by = :worker"
             ),
-            {c: [r[c] for r in rows] for c in names},
+            {"worker": worker, **{c: [r[c] for r in rows] for c in names}},
         )
         return
     stmt = (
         update(Delivery)
-        .where(Delivery.id == bindparam("b_id"))
+        .where(
+            Delivery.id == bindparam("b_id"),
+            Delivery.status == DeliveryStatus.SENDING.value,
+            Delivery.claimed_by == worker,
+        )
         .values(
             claimed_by=None,
             claimed_at=None,
@@ -594,6 +675,10 @@ def detach_subscriber(session: Session, subscriber_id: int) -> int:
 KINDS = ("confirm", "alert", *(f"digest-{f}" for f in DIGEST_FREQUENCIES))
 
 
+#: the largest id a delivery can have (an INTEGER column on PostgreSQL)
+MAX_ID = 2**31 - 1
+
+
 @dataclass
 class Retried:
     queued: int  # due now
@@ -628,9 +713,10 @@ def retry(
         raise ValueError(f"unknown kind {unknown[0]!r}; kinds: {', '.join(KINDS)}")
     if any(i < 1 for i in ids):
         raise ValueError("delivery ids are positive whole numbers")
+    too_big = [i for i in ids if i > MAX_ID]
+    if too_big:  # matches nothing, and the drivers refuse (or crash on) such a number
+        raise ValueError(f"no delivery has id {too_big[0]}")
     where = [Delivery.status == DeliveryStatus.FAILED]
-    if ids:
-        where.append(Delivery.id.in_(sorted(set(ids))))
     if endpoint_id is not None:
         where.append(Delivery.endpoint_id == endpoint_id)
     if since is not None:
@@ -641,22 +727,28 @@ def retry(
         )
     if kinds:
         where.append(Delivery.kind.in_(sorted(set(kinds))))
-    if len(where) == 1 and not everything:
+    if len(where) == 1 and not ids and not everything:
         raise ValueError(
             "say which failed deliveries to retry (ids, endpoint, since, kind), or all"
         )
     fresh = {"attempts": 0, "next_attempt_at": utcnow(), "claimed_by": None, "claimed_at": None}
     disabled = select(WebhookEndpoint.id).where(WebhookEndpoint.enabled.is_(False))
-    held = _bulk(
-        session,
-        update(Delivery)
-        .where(*where, Delivery.endpoint_id.in_(disabled))
-        .values(status=DeliveryStatus.HELD.value, **fresh),
-    )
-    queued = _bulk(
-        session, update(Delivery).where(*where).values(status=DeliveryStatus.QUEUED.value, **fresh)
-    )
-    return Retried(queued=queued, held=held)
+    got = Retried(queued=0, held=0)
+    unique = sorted(set(ids))
+    # ids in slices: a statement binds at most 65535 parameters on PostgreSQL
+    for part in [unique[n : n + 10_000] for n in range(0, len(unique), 10_000)] or [None]:
+        these = [*where, Delivery.id.in_(part)] if part is not None else where
+        got.held += _bulk(
+            session,
+            update(Delivery)
+            .where(*these, Delivery.endpoint_id.in_(disabled))
+            .values(status=DeliveryStatus.HELD.value, **fresh),
+        )
+        got.queued += _bulk(
+            session,
+            update(Delivery).where(*these).values(status=DeliveryStatus.QUEUED.value, **fresh),
+        )
+    return got
 
 
 _DURATION = re.compile(r"([0-9]+)([smhdw])")
@@ -688,6 +780,10 @@ def parse_since(value: str, *, now: dt.datetime | None = None) -> dt.datetime:
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
+    try:  # 0001-01-01T00:00+14:00 is a valid time before year 1 in UTC, as stored
+        when = when.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError(f"since {value!r} is too far back") from None
     if when > now:
         raise ValueError(f"since {value!r} is in the future")
     return when

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from typing_extensions import TypedDict
 
 from ..delivery import platforms
-from ..delivery.outbox import KINDS
+from ..delivery.outbox import KINDS, MAX_ID
 from ..events import EventIn
 from ..matching import MAX_KEYWORD_LENGTH, MAX_KEYWORDS, MAX_REGEX_LENGTH, validate_rules
 from ..periods import parse_period
@@ -470,7 +470,7 @@ class OutboxRetryIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(
+    ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
         default=[], max_length=10_000, description="Failed deliveries by id."
     )
     endpoint: str | None = Field(

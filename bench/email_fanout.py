@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import socket
 import subprocess
@@ -82,8 +83,11 @@ def smtp_source(port: int, *, messages: int, size: int, sessions: int) -> float:
     return messages / (time.perf_counter() - start)
 
 
-def run_worker(url: str, port: int, args: argparse.Namespace) -> tuple[float, dict[str, int], str]:
-    """`newsletter worker --until-empty` in its own process; (seconds, counts, command)."""
+def run_worker(
+    url: str, port: int, args: argparse.Namespace
+) -> tuple[float, float, dict[str, int], str]:
+    """`newsletter worker --until-empty` in its own process(es):
+    (seconds, CPU seconds of the worker processes, counts, command)."""
     env = {
         **os.environ,
         "NEWSLETTER_DATABASE_URL": url,
@@ -105,13 +109,16 @@ def run_worker(url: str, port: int, args: argparse.Namespace) -> tuple[float, di
         command = [py_spy, "record", "--subprocesses", "--format", "raw", "-o", args.profile, "--"]
         command += [sys.executable, "-m", "newsletter", "worker", "--until-empty"]
         command += ["--processes", str(args.processes)] if args.processes else []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     engine = make_engine(url)
     counts = outbox.status_counts(engine).get("email", {})
     engine.dispose()
-    return seconds, counts, shown
+    return seconds, cpu, counts, shown
 
 
 def main() -> None:
@@ -161,7 +168,7 @@ def main() -> None:
                 ).data
             )
         engine.dispose()
-        send_s, counts, shown = run_worker(url, port, args)
+        send_s, cpu_s, counts, shown = run_worker(url, port, args)
         sent = counts.get("sent", 0)
         ours = sent / send_s
         n_source = min(sent, 20_000)
@@ -180,6 +187,7 @@ def main() -> None:
         f"({summary.recipients / plan_s:,.0f} recipients/s)"
     )
     print(f"message size: {size:,} bytes")
+    print(f"worker CPU: {cpu_s:.1f} s, {1000 * cpu_s / max(sent, 1):.2f} ms per message sent")
     print(f"outbox after the run: {', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}")
     print(f"{'sender':<44}{'messages':>10}{'msg/s':>10}")
     print(f"{shown:<44}{sent:>10}{ours:>10,.0f}")

@@ -2,9 +2,11 @@
 
 One loop per process; several processes (on several machines, with PostgreSQL) can
 drain the same outbox. A batch is claimed in one transaction, sent with no
-transaction open, and recorded in another. Every database call runs in a thread, so a
-claim waiting on a lock never stops the event loop (nor the web app sharing it), and an
-unexpected error in one row fails that row only.
+transaction open, and recorded in another; while a full batch sends, the next one is
+claimed and its messages built, so the connections do not wait for the database.
+Every database call runs in a thread, so a claim waiting on a lock never stops the
+event loop (nor the web app sharing it), and an unexpected error in one row fails that
+row only.
 """
 
 from __future__ import annotations
@@ -65,6 +67,16 @@ class RateLimiter:
 
 
 @dataclass
+class Batch:
+    """Claimed rows, prepared: messages to send, webhook groups, and rows already decided."""
+
+    ids: list[int]
+    jobs: list[EmailJob]
+    groups: list
+    ready: list[outbox.Outcome]
+
+
+@dataclass
 class WorkerStats:
     claimed: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
@@ -88,8 +100,10 @@ class Worker:
         self._webhooks = None
         self.pacer = EndpointPacer()
         self.stopping = asyncio.Event()
+        self._ahead: asyncio.Task[Batch | None] | None = None  # the next batch, being prepared
 
     async def aclose(self) -> None:
+        await self._release_ahead()
         await self.channel.aclose()
         if self._webhooks is not None:
             await self._webhooks.aclose()
@@ -152,21 +166,21 @@ class Worker:
         return self.stats
 
     async def run_batch(self) -> int:
-        ids = await asyncio.to_thread(
-            outbox.claim,
-            self.engine,
-            worker=self.name,
-            limit=self.settings.worker_batch,
-            lease_seconds=self.settings.lease_seconds,
-        )
-        if not ids:
+        """Send and record one batch; returns how many rows it held. After a full batch
+        the next one is already being claimed: `aclose()` gives it back if unused."""
+        ahead, self._ahead = self._ahead, None
+        batch = await (ahead or self._claim_and_prepare())
+        if batch is None:
             return 0
+        ids, jobs = batch.ids, batch.jobs
         self.stats.claimed += len(ids)
-        jobs, groups, ready = await asyncio.to_thread(self._prepare, ids)
+        if len(ids) == self.settings.worker_batch and not self.stopping.is_set():
+            # more is probably due: have it ready when this batch is recorded
+            self._ahead = asyncio.create_task(self._claim_and_prepare())
         sends = [self._send(job) for job in jobs]
-        sends += [self._send_webhook(group) for group in groups]
+        sends += [self._send_webhook(group) for group in batch.groups]
         results = await asyncio.gather(*sends)
-        outcomes = ready + [o for r in results for o in (r if isinstance(r, list) else [r])]
+        outcomes = batch.ready + [o for r in results for o in (r if isinstance(r, list) else [r])]
         counts = await asyncio.to_thread(
             outbox.record,
             self.engine,
@@ -183,6 +197,37 @@ class Worker:
             "batch of %d: %s", len(ids), ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
         )
         return len(ids)
+
+    async def _claim_and_prepare(self) -> Batch | None:
+        ids = await asyncio.to_thread(
+            outbox.claim,
+            self.engine,
+            worker=self.name,
+            limit=self.settings.worker_batch,
+            lease_seconds=self.settings.lease_seconds,
+        )
+        if not ids:
+            return None
+        jobs, groups, ready = await asyncio.to_thread(self._prepare, ids)
+        return Batch(ids, jobs, groups, ready)
+
+    async def _release_ahead(self) -> None:
+        """On the way out: give back a batch claimed ahead and not sent."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return
+        try:
+            batch = await ahead
+        except Exception:  # noqa: BLE001 - its rows come back when their lease ends
+            log.warning("could not prepare the next batch", exc_info=True)
+            return
+        if batch is not None:
+            try:
+                await asyncio.to_thread(
+                    outbox.release, self.engine, worker=self.name, ids=batch.ids
+                )
+            except Exception:  # noqa: BLE001 - as above
+                log.warning("could not give back %d claimed rows", len(batch.ids), exc_info=True)
 
     def _prepare(self, ids: list[int]):
         """Build every claimed message; rows that must not be sent get their outcome now."""

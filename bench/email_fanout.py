@@ -21,6 +21,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -111,7 +112,11 @@ def run_worker(
         command += ["--processes", str(args.processes)] if args.processes else []
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+    with tempfile.TemporaryFile() as log:  # a line per batch: shown only if it fails
+        done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        if done.returncode != 0:
+            log.seek(0)
+            raise SystemExit(f"the worker failed:\n{log.read().decode(errors='replace')[-3000:]}")
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

@@ -45,18 +45,19 @@ def email_row(n: int, db: str, pg: str | None) -> list[str]:
         ["--database-url", fresh_pg(pg)] if db == "postgresql" else []
     )
     out = run("email_fanout.py", *args)
-    ours = re.search(r"newsletter worker x\d+, \d+ connections each\s+(\d+)\s+([\d,]+)", out)
-    limit = re.search(r"smtp-source, \d+ sessions\s+(\d+)\s+([\d,]+)", out)
+    ours = re.search(r"^newsletter worker .*?\s+(\d+)\s+([\d,]+)$", out, re.M)
+    limit = re.search(r"smtp-source, 16 sessions\s+(\d+)\s+([\d,]+)", out)
     plan = re.search(r"planning \+ rendering: .*?, ([\d.]+)s", out)
+    cpu = re.search(r"worker CPU: .*?, ([\d.]+) ms per message", out).group(1)
     size = re.search(r"message size: ([\d,]+) bytes", out).group(1)
     o, lim = float(ours.group(2).replace(",", "")), float(limit.group(2).replace(",", ""))
     return [
         f"email fan-out {n:,} ({size} B)",
         db,
         f"{o:,.0f} msg/s",
-        f"{lim:,.0f} msg/s (smtp-source)",
+        f"{lim:,.0f} msg/s (smtp-source, 16 sessions)",
         f"{o / lim:.2f}",
-        f"plan {plan.group(1)} s",
+        f"plan {plan.group(1)} s; worker CPU {cpu} ms/msg",
     ]
 
 
@@ -124,7 +125,7 @@ def main() -> None:
     dbs = ["sqlite"] + (["postgresql"] if args.postgres else [])
     rows = []
     for db in dbs:
-        for n in [2_000] if args.quick else [10_000, 100_000]:
+        for n in [2_000] if args.quick else [20_000, 100_000]:
             rows.append(email_row(n, db, args.postgres))
             print(" | ".join(rows[-1]), flush=True)
     rows.append(webhook_row(1000, 5))

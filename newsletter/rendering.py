@@ -1,7 +1,7 @@
 """Rendering: one Jinja2 environment; a digest segment rendered once into an Edition.
 
 Per-recipient parts (greeting, signed links) are left as slots in the stored edition
-and filled at send time by `personalise`, so a retry sends the same bytes and the
+and filled at send time (`personalise`, or `split_slots` for emails), so a retry sends the same bytes and the
 database holds one copy per segment. Slots are delimited by a control character that
 the text cleaning strips from every user-supplied string, and that the environment
 also removes from every value a template prints except a slot itself: no stored
@@ -118,6 +118,12 @@ def personalise(body: str, values: dict[str, str], *, html: bool) -> str:
         return escape(value, quote=True) if html else value
 
     return _MARKER.sub(fill, body)
+
+
+def split_slots(body: str) -> list[str]:
+    """[text, slot name, text, slot name, ..., text]: a body with its slots marked, for
+    code that fills them in its own way (emails encode the texts once per edition)."""
+    return _MARKER.split(body) if SLOT in body else [body]
 
 
 @dataclass

@@ -135,7 +135,12 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(
         default=300.0, gt=0, description="A claimed row is reclaimable after this long."
     )
-    worker_batch: int = Field(default=100, ge=1, le=10_000, description="Rows claimed at once.")
+    worker_batch: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Rows a worker has sent and not yet recorded, at most (claimed in halves).",
+    )
 
     # why the key file could not be read (reported when a key is needed, not at start-up)
     _secret_key_problem: str | None = PrivateAttr(default=None)

@@ -1,9 +1,18 @@
-"""SMTP configuration from a URL, and how replies become temporary or permanent failures."""
+"""SMTP configuration from a URL, how replies become temporary or permanent failures, and
+the bytes a real SMTP server receives."""
+
+import asyncio
 
 import pytest
 
-from newsletter.delivery.channels.base import PermanentDeliveryError, TemporaryDeliveryError
-from newsletter.delivery.channels.smtp import SmtpConfig, classify
+from newsletter.delivery.channels.base import (
+    PermanentDeliveryError,
+    SmtpReady,
+    TemporaryDeliveryError,
+)
+from newsletter.delivery.channels.smtp import SmtpChannel, SmtpConfig, classify, data_payload
+from newsletter.delivery.messages import Body, assemble
+from newsletter.rendering import SLOT
 
 
 def test_smtp_urls():
@@ -41,3 +50,42 @@ def test_reply_classification(code, message, kind, suppress):
     assert isinstance(err, kind) and err.code == code
     if suppress is not None:
         assert err.suppress is suppress
+
+
+def send(server, message: bytes, recipient: str = "reader@example.com") -> bytes:
+    async def go():
+        channel = SmtpChannel(SmtpConfig.from_url(server.url, timeout=10), connections=1)
+        try:
+            await channel.send(sender="brief@example.org", recipient=recipient, message=message)
+        finally:
+            await channel.aclose()
+
+    asyncio.run(go())
+    return server.recorder.to(recipient)[-1].data
+
+
+def test_a_built_message_arrives_byte_for_byte(smtp_server):
+    body = Body(
+        f"Hello {SLOT}greeting{SLOT}\n.a line starting with a dot\n" + "x" * 500,
+        html=False,
+    )
+    message = assemble(
+        [("From", "brief@example.org"), ("To", "reader@example.com"), ("Subject", "Hi")],
+        body,
+        body,
+        boundary="=_nl_test",
+        values={"greeting": "Ada"},
+    )
+    assert isinstance(message, SmtpReady)  # sent as it is
+    assert data_payload(message) == message + b".\r\n"
+    assert data_payload(bytes(message)) == message + b".\r\n"  # the same when checked
+    assert send(smtp_server, message) == message
+
+
+def test_line_endings_and_leading_dots_are_made_safe(smtp_server):
+    message = b"Subject: odd\n\n.one dot\r\n..two dots\rlone CR\nend"
+    assert data_payload(message) == (
+        b"Subject: odd\r\n\r\n..one dot\r\n...two dots\r\nlone CR\r\nend\r\n.\r\n"
+    )
+    received = send(smtp_server, message)
+    assert received == b"Subject: odd\r\n\r\n.one dot\r\n..two dots\r\nlone CR\r\nend\r\n"

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from email.header import Header
 from email.utils import format_datetime, parseaddr
 from functools import lru_cache
+from html import escape
 
 from ..addresses import AddressError, wire_address
 from ..models import Delivery, Edition, Subscriber
-from ..rendering import personalise
+from ..rendering import split_slots
 from ..settings import Settings
 from ..text import one_line
 from ..tokens import make_token
+from .channels.base import SmtpReady
 
 CRLF = "\r\n"
 
@@ -81,16 +83,95 @@ def address_header(name: str, addr: str, header: str = "To") -> str:
     return f"{phrase}{' ' if used + len(wire) + 3 <= 76 else CRLF + ' '}<{wire}>"
 
 
-def _base64_body(text: str) -> str:
-    body = base64.b64encode(text.replace("\r\n", "\n").replace("\n", CRLF).encode("utf-8"))
-    return CRLF.join(body[i : i + 76].decode("ascii") for i in range(0, len(body), 76))
+class Body:
+    """One text or HTML body, base64-encoded once, with its per-reader slots spliced in.
+
+    A digest edition is the same for thousands of readers but for a few slots (the
+    greeting, signed links). Encoding the whole body per message cost more than
+    anything else in building it, so the fixed text between the slots is encoded once
+    per edition, and per message only the slot values (and the few bytes around them
+    needed to keep base64's 3-byte groups whole) are encoded. Lines are at most 76
+    characters (RFC 2045); a line next to a slot may be shorter, which decoders ignore.
+    Decoded, the body is exactly the filled-in text, with CRLF line endings.
+    """
+
+    def __init__(self, text: str, *, html: bool):
+        parts = split_slots(_crlf(text))
+        self.html = html
+        # text, slot name, text, ...; each fixed text with its encoding for each of the
+        # three ways the bytes before it can end a base64 group
+        self.fixed = [_Fixed(part.encode("utf-8")) for part in parts[::2]]
+        self.slots = parts[1::2]
+
+    def encode(self, values: dict[str, str]) -> str:
+        lines: list[str] = []
+        pending = b""  # bytes not yet encoded: fewer than 3, or a slot's value
+        for i, fixed in enumerate(self.fixed):
+            if i:
+                value = values.get(self.slots[i - 1], "")
+                value = escape(value, quote=True) if self.html else value
+                pending += _crlf(value).encode("utf-8")
+            head, middle, tail = fixed.variants[len(pending) % 3]
+            pending += head
+            if middle:  # pending now ends on a group boundary
+                if pending:
+                    lines.append(_base64_lines(pending))
+                lines.append(middle)
+                pending = tail
+        if pending:
+            lines.append(_base64_lines(pending))
+        return CRLF.join(lines)
 
 
-def assemble(headers: list[tuple[str, str]], text: str, html: str, *, boundary: str) -> bytes:
+class _Fixed:
+    """Fixed bytes of a body, encoded for each length (mod 3) of what comes before:
+    (head that completes the previous group, base64 lines of the whole groups, tail)."""
+
+    __slots__ = ("variants",)
+
+    def __init__(self, data: bytes):
+        self.variants = []
+        for before in range(3):
+            start = (3 - before) % 3
+            if len(data) < start + 3:  # too short to hold a whole group of its own
+                self.variants.append((data, "", b""))
+                continue
+            end = start + (len(data) - start) // 3 * 3
+            self.variants.append((data[:start], _base64_lines(data[start:end]), data[end:]))
+
+
+def _crlf(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\n", CRLF) if "\n" in text else text
+
+
+def _base64_lines(data: bytes) -> str:
+    """base64 in lines of 76 characters (the last may be shorter), joined by CRLF."""
+    encoded = base64.b64encode(data).decode("ascii")
+    if len(encoded) <= 76:
+        return encoded
+    return CRLF.join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+
+
+@lru_cache(maxsize=256)
+def edition_body(text: str, html: bool) -> Body:
+    """Bodies of the editions being sent, encoded once per process."""
+    return Body(text, html=html)
+
+
+def assemble(
+    headers: list[tuple[str, str]],
+    text: str | Body,
+    html: str | Body,
+    *,
+    boundary: str,
+    values=None,
+) -> bytes:
     """multipart/alternative bytes: text first, HTML last (the preferred part).
 
     Built directly rather than through email.message, which costs ~10x more per
-    message; the tests parse every message back with the standard library.
+    message; the tests parse every message back with the standard library. Bodies are
+    base64 lines, so once the headers are checked the bytes are known to have CRLF line
+    endings only and no line starting with a dot: the SMTP channel sends them as they are.
     """
     out = [f"{name}: {value}" for name, value in headers]
     out += [
@@ -98,23 +179,41 @@ def assemble(headers: list[tuple[str, str]], text: str, html: str, *, boundary: 
         f'Content-Type: multipart/alternative; boundary="{boundary}"',
         "",
     ]
+    ready = smtp_clean(CRLF.join(out))
     for subtype, body in (("plain", text), ("html", html)):
+        if isinstance(body, str):
+            body = Body(body, html=subtype == "html")
         out += [
             f"--{boundary}",
             f'Content-Type: text/{subtype}; charset="utf-8"',
             "Content-Transfer-Encoding: base64",
             "",
-            _base64_body(body),
+            body.encode(values or {}),
         ]
     out += [f"--{boundary}--", ""]
     # ASCII but for an SMTPUTF8 recipient's address in To:
-    return CRLF.join(out).encode("utf-8")
+    data = CRLF.join(out).encode("utf-8")
+    return SmtpReady(data) if ready else data
+
+
+def smtp_clean(text: str) -> bool:
+    """CRLF line endings only, and no line starting with a dot (for short texts: headers)."""
+    return (
+        text.count("\r") == text.count("\n") == text.count(CRLF)
+        and not text.startswith(".")
+        and "\n." not in text
+    )
 
 
 def sender_parts(settings: Settings) -> tuple[str, str]:
-    name, addr = parseaddr(settings.mail_from)
+    return _sender_parts(settings.mail_from)
+
+
+@lru_cache(maxsize=16)
+def _sender_parts(mail_from: str) -> tuple[str, str]:
+    name, addr = parseaddr(mail_from)
     if "@" not in addr:
-        raise MessageError(f"NEWSLETTER_MAIL_FROM needs an address, got {settings.mail_from!r}")
+        raise MessageError(f"NEWSLETTER_MAIL_FROM needs an address, got {mail_from!r}")
     return one_line(name), addr
 
 
@@ -180,9 +279,10 @@ def build_digest_email(
     ]
     data = assemble(
         headers,
-        personalise(edition.body_text or "", values, html=False),
-        personalise(edition.body_html or "", values, html=True),
+        edition_body(edition.body_text or "", False),
+        edition_body(edition.body_html or "", True),
         boundary=f"=_nl_{digest}",
+        values=values,
     )
     data = dkim_sign(settings, data, domain)
     return BuiltMessage(
@@ -268,4 +368,5 @@ def dkim_sign(settings: Settings, data: bytes, domain: str) -> bytes:
         privkey=key,
         include_headers=SIGNED_HEADERS,
     )
-    return signature + data
+    ready = isinstance(data, SmtpReady) and smtp_clean(signature.decode("ascii"))
+    return SmtpReady(signature + data) if ready else signature + data

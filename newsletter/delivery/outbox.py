@@ -21,7 +21,9 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    DateTime,
     Engine,
+    Integer,
     String,
     bindparam,
     cast,
@@ -208,6 +210,19 @@ def claim(engine: Engine, *, worker: str, limit: int, lease_seconds: float) -> l
             # PostgreSQL may re-run it and return more than `limit` rows
             due = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
             target = select(due.c.id)
+        elif engine.dialect.name == "sqlite":
+            # without statistics SQLite picks the status index and sorts every queued
+            # row on each claim (7 ms at 20,000 rows, 25 ms at 100,000): name the index
+            # that holds them in order
+            target = (
+                text(
+                    "SELECT id FROM delivery INDEXED BY ix_delivery_due"
+                    " WHERE status = 'queued' AND next_attempt_at <= :now"
+                    " ORDER BY next_attempt_at, id LIMIT :limit"
+                )
+                .bindparams(bindparam("now", now, type_=DateTime), limit=limit)
+                .columns(id=Integer)
+            )
         else:
             target = due
         rows = conn.execute(

@@ -2,9 +2,12 @@
 
 One loop per process; several processes (on several machines, with PostgreSQL) can
 drain the same outbox. A batch is claimed in one transaction, sent with no
-transaction open, and recorded in another. Every database call runs in a thread, so a
-claim waiting on a lock never stops the event loop (nor the web app sharing it), and an
-unexpected error in one row fails that row only.
+transaction open, and recorded in another; while a full batch sends, the next one is
+claimed and its messages built, and the previous batch is recorded, so the
+connections do not wait for the database.
+Every database call runs in a thread, so a claim waiting on a lock never stops the
+event loop (nor the web app sharing it), and an unexpected error in one row fails that
+row only.
 """
 
 from __future__ import annotations
@@ -65,6 +68,16 @@ class RateLimiter:
 
 
 @dataclass
+class Batch:
+    """Claimed rows, prepared: messages to send, webhook groups, and rows already decided."""
+
+    ids: list[int]
+    jobs: list[EmailJob]
+    groups: list
+    ready: list[outbox.Outcome]
+
+
+@dataclass
 class WorkerStats:
     claimed: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
@@ -88,8 +101,16 @@ class Worker:
         self._webhooks = None
         self.pacer = EndpointPacer()
         self.stopping = asyncio.Event()
+        self._claim_size = max(1, settings.worker_batch // 2)
+        self._ahead: asyncio.Task[Batch | None] | None = None  # the next batch, being prepared
+        self._recording: asyncio.Task[None] | None = None  # the last batch's results
 
     async def aclose(self) -> None:
+        try:
+            await self._recorded()
+        except Exception:  # noqa: BLE001 - its rows stay leased and are sent again later
+            log.exception("recording the last batch failed")
+        await self._release_ahead()
         await self.channel.aclose()
         if self._webhooks is not None:
             await self._webhooks.aclose()
@@ -152,21 +173,49 @@ class Worker:
         return self.stats
 
     async def run_batch(self) -> int:
+        """Send one batch and record it; returns how many rows it held.
+
+        The pipeline: while a full batch sends, the next one is claimed and its messages
+        built, and the previous batch's results are recorded. Batches are half of
+        `worker_batch`, so at most `worker_batch` rows are ever sent and not yet recorded
+        (what a killed worker can send twice). `aclose()` finishes the recording and
+        gives back a batch claimed ahead and not sent.
+        """
+        ahead, self._ahead = self._ahead, None
+        batch = await (ahead or self._claim_and_prepare())
+        if batch is None:
+            await self._recorded()
+            return 0
+        self.stats.claimed += len(batch.ids)
+        if len(batch.ids) == self._claim_size and not self.stopping.is_set():
+            # more is probably due: have it ready when this batch is done
+            self._ahead = asyncio.create_task(self._claim_and_prepare())
+        sends = [self._send(job) for job in batch.jobs]
+        sends += [self._send_webhook(group) for group in batch.groups]
+        results = await asyncio.gather(*sends)
+        outcomes = batch.ready + [o for r in results for o in (r if isinstance(r, list) else [r])]
+        current = asyncio.create_task(self._record(batch, outcomes))
+        previous, self._recording = self._recording, current
+        if previous is not None:  # the next batch sends only once this one's elder is stored
+            await previous
+        if self._ahead is None or 2 * self._claim_size > self.settings.worker_batch:
+            await self._recorded()  # nothing to overlap with, or no room in the window
+        return len(batch.ids)
+
+    async def _claim_and_prepare(self) -> Batch | None:
         ids = await asyncio.to_thread(
             outbox.claim,
             self.engine,
             worker=self.name,
-            limit=self.settings.worker_batch,
+            limit=self._claim_size,
             lease_seconds=self.settings.lease_seconds,
         )
         if not ids:
-            return 0
-        self.stats.claimed += len(ids)
+            return None
         jobs, groups, ready = await asyncio.to_thread(self._prepare, ids)
-        sends = [self._send(job) for job in jobs]
-        sends += [self._send_webhook(group) for group in groups]
-        results = await asyncio.gather(*sends)
-        outcomes = ready + [o for r in results for o in (r if isinstance(r, list) else [r])]
+        return Batch(ids, jobs, groups, ready)
+
+    async def _record(self, batch: Batch, outcomes: list[outbox.Outcome]) -> None:
         counts = await asyncio.to_thread(
             outbox.record,
             self.engine,
@@ -180,9 +229,34 @@ class Worker:
         )
         self.stats.add(counts)
         log.info(
-            "batch of %d: %s", len(ids), ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+            "batch of %d: %s",
+            len(batch.ids),
+            ", ".join(f"{n} {k}" for k, n in sorted(counts.items())),
         )
-        return len(ids)
+
+    async def _recorded(self) -> None:
+        """Wait for the results being recorded (a failure to record is raised here)."""
+        recording, self._recording = self._recording, None
+        if recording is not None:
+            await recording
+
+    async def _release_ahead(self) -> None:
+        """On the way out: give back a batch claimed ahead and not sent."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return
+        try:
+            batch = await ahead
+        except Exception:  # noqa: BLE001 - its rows come back when their lease ends
+            log.warning("could not prepare the next batch", exc_info=True)
+            return
+        if batch is not None:
+            try:
+                await asyncio.to_thread(
+                    outbox.release, self.engine, worker=self.name, ids=batch.ids
+                )
+            except Exception:  # noqa: BLE001 - as above
+                log.warning("could not give back %d claimed rows", len(batch.ids), exc_info=True)
 
     def _prepare(self, ids: list[int]):
         """Build every claimed message; rows that must not be sent get their outcome now."""

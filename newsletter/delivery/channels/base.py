@@ -33,6 +33,13 @@ class PermanentDeliveryError(DeliveryError):
         self.disable = disable
 
 
+class SmtpReady(bytes):
+    """Message bytes that already have CRLF line endings only and no line starting with
+    a dot, as the message builder makes them: the SMTP channel writes them as they are
+    instead of scanning 30 KB per message. Any change (`+`, slicing) gives plain bytes
+    again, which are checked and fixed when sent."""
+
+
 class Channel(Protocol):
     """An email channel: SMTP, or the file drop used when no SMTP server is configured."""
 

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import aiosmtplib
 
 from ...addresses import AddressError, wire_address
-from .base import PermanentDeliveryError, TemporaryDeliveryError
+from .base import PermanentDeliveryError, SmtpReady, TemporaryDeliveryError
 
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _TRUE = {"1", "true", "yes", "on"}
@@ -112,13 +112,7 @@ class SmtpChannel:
                     raise PermanentDeliveryError(
                         f"{who} has a non-ASCII local part and the server does not offer SMTPUTF8"
                     )
-                _errors, reply = await client.sendmail(
-                    sender, [recipient], message, mail_options=options
-                )
-            except aiosmtplib.SMTPRecipientsRefused as exc:
-                await _drop(client)
-                refused = exc.recipients[0]
-                raise classify(refused.code, refused.message) from exc
+                reply = await _transaction(client, sender, recipient, message, options)
             except aiosmtplib.SMTPResponseException as exc:
                 await _drop(client)
                 raise classify(exc.code, exc.message) from exc
@@ -137,9 +131,64 @@ class SmtpChannel:
                 client.close()
 
 
-async def _offers_smtputf8(client: aiosmtplib.SMTP) -> bool:
+async def _transaction(
+    client: aiosmtplib.SMTP, sender: str, recipient: str, message: bytes, options: list[str]
+) -> str:
+    """MAIL, RCPT and DATA for one message; returns the server's final reply.
+
+    aiosmtplib's `sendmail` rewrites every message's line endings with a regular
+    expression (twice when the server takes SIZE), which cost more than the rest of the
+    send; built messages need no change, so the DATA payload is prepared here and
+    written as it is.
+    """
+    encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
+    payload = data_payload(message)
+    await _greet(client)
+    if client.supports_extension("size"):
+        options = [f"SIZE={len(payload) - 3}", *options]
+    await client.mail(sender, options=options, encoding=encoding)
+    await client.rcpt(recipient, encoding=encoding)
+    start = await client.execute_command(b"DATA")
+    if start.code != 354:
+        raise aiosmtplib.SMTPDataError(start.code, start.message)
+    client.protocol.write(payload)
+    reply = await client.protocol.read_response(timeout=client.timeout)
+    if reply.code != 250:
+        raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+    return reply.message
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
+
+
+def data_payload(message: bytes) -> bytes:
+    """A message as DATA sends it (RFC 5321 4.5.2): CRLF line endings, a dot that starts
+    a line doubled, then the closing dot line. Built messages are like that already."""
+    if isinstance(message, SmtpReady) and message.endswith(b"\r\n"):
+        return message + b".\r\n"
+    if not message.count(b"\r") == message.count(b"\n") == message.count(b"\r\n"):
+        message = _LINE_END.sub(b"\r\n", message)
+    if not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    if message.startswith(b".") or b"\n." in message:
+        message = _LEADING_DOT.sub(b"..", message)
+    return message + b".\r\n"
+
+
+async def _greet(client: aiosmtplib.SMTP) -> None:
+    """EHLO once per connection (HELO if the server knows no EHLO)."""
     if client.is_ehlo_or_helo_needed:
-        await client.ehlo()
+        try:
+            await client.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            if not client.is_connected:
+                raise
+            await client.helo()
+
+
+async def _offers_smtputf8(client: aiosmtplib.SMTP) -> bool:
+    await _greet(client)
     return client.supports_extension("smtputf8")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -13,11 +14,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
+from . import planning
 from .messages import build_digest_email
 from .models import Delivery, Edition, Event, utcnow
-from .outbox import enqueue
+from .outbox import enqueue_select
 from .periods import DIGEST_FREQUENCIES, Period, PeriodError, parse_period
-from .planning import Recipient, events_for, iter_recipients, period_events
+from .planning import events_for, period_events, reader_query
 from .rendering import Rendered, Segment, digest_context, render_digest
 from .settings import Settings
 from .subscribers import SubscriberError, get_subscriber, subscriber_topics
@@ -138,32 +140,49 @@ def send_digest(
     progress: Callable[[int], None] | None = None,
     timezone: str | None = None,
 ) -> SendSummary:
-    """Plan and enqueue a digest for every reader; enqueueing twice adds nothing."""
+    """Plan and enqueue a digest for every reader; enqueueing twice adds nothing.
+
+    The readers are grouped into segments in the database, each segment's edition is
+    rendered once here, and the delivery rows are written by the database itself, one
+    `INSERT ... SELECT` per range of subscriber ids (see planning.py). `batch_size` is
+    kept for callers; the ranges are `planning.ID_CHUNK` ids wide.
+    """
     period = check_frequency(frequency, period_key)
     renderer = DigestRenderer(session=session, env=env, settings=settings, period=period)
     summary = SendSummary(frequency=frequency, period=period.key)
-    for batch in iter_recipients(
-        session=session, frequency=frequency, batch_size=batch_size, timezone=timezone
-    ):
-        rows = []
-        for r in batch:
-            events = events_for(renderer.events, r.topic_slugs)
-            if not events:
-                summary.skipped_empty += 1
-                continue
-            segment = Segment("email", frequency, period, r.language, r.topic_slugs)
-            summary.recipients += 1
-            summary.segments[segment.key] = len(events)
-            summary.segment_recipients[segment.key] = (
-                summary.segment_recipients.get(segment.key, 0) + 1
+    groups = reader_query(session=session, frequency=frequency, timezone=timezone).grouped(session)
+    # segments in the order their first reader comes, as a reader-by-reader plan met them
+    first: dict[tuple[str, tuple[str, ...]], int] = {}
+    count: dict[tuple[str, tuple[str, ...]], int] = {}
+    in_bucket: dict[int, int] = {}
+    for g in groups:
+        key = (g.language, g.topic_slugs)
+        first[key] = min(first.get(key, g.first_id), g.first_id)
+        count[key] = count.get(key, 0) + g.readers
+        in_bucket[g.bucket] = in_bucket.get(g.bucket, 0) + g.readers
+    editions: dict[tuple[str, tuple[str, ...]], int] = {}
+    for language, slugs in sorted(first, key=first.__getitem__):
+        events = events_for(renderer.events, slugs)
+        readers = count[(language, slugs)]
+        if not events:
+            summary.skipped_empty += readers
+            continue
+        segment = Segment("email", frequency, period, language, slugs)
+        summary.recipients += readers
+        summary.segments[segment.key] = len(events)
+        summary.segment_recipients[segment.key] = readers
+        if not dry_run:
+            editions[(language, slugs)] = renderer.edition_id(segment, events)
+    if not dry_run and editions:
+        session.commit()  # the editions, before rows point at them
+    for bucket in sorted(in_bucket):
+        if editions and not dry_run:
+            summary.enqueued += _enqueue_range(
+                session, frequency, period, timezone, editions, bucket
             )
-            if not dry_run:
-                rows.append(_delivery_row(r, segment, renderer.edition_id(segment, events)))
-        if rows:
-            summary.enqueued += enqueue(session, rows)
             session.commit()
         if progress:
-            progress(len(batch))
+            progress(in_bucket[bucket])
     from .alerts import enqueue_webhook_digests
 
     summary.endpoints, summary.endpoint_rows = enqueue_webhook_digests(
@@ -178,15 +197,68 @@ def send_digest(
     return summary
 
 
-def _delivery_row(r: Recipient, segment: Segment, edition_id: int) -> dict:
-    return {
-        "idempotency_key": idempotency_key(r.subscriber_id, segment.frequency, segment.period),
-        "channel": "email",
-        "kind": digest_kind(segment.frequency),
-        "period": segment.period.key,
-        "subscriber_id": r.subscriber_id,
-        "edition_id": edition_id,
+def _enqueue_range(
+    session: Session,
+    frequency: str,
+    period: Period,
+    timezone: str | None,
+    editions: dict[tuple[str, tuple[str, ...]], int],
+    bucket: int,
+) -> int:
+    """Enqueue, in the database, the email rows of readers with ids in one bucket."""
+    readers = reader_query(session=session, frequency=frequency, timezone=timezone, in_chunk=True)
+    key_prefix, key_suffix = idempotency_key(0, frequency, period).split("0", 1)
+    params = {
+        **readers.params,
+        "lo": bucket * planning.ID_CHUNK,
+        "hi": (bucket + 1) * planning.ID_CHUNK,
+        "key_prefix": key_prefix,
+        "key_suffix": key_suffix,
+        "kind": digest_kind(frequency),
+        "period": period.key,
+        "now": utcnow(),
     }
+    words = range(readers.words)
+    segments = [(lang, readers.masks(slugs), eid) for (lang, slugs), eid in editions.items()]
+    if session.get_bind().dialect.name == "postgresql":
+        arrays = ", ".join(f"CAST(:m_w{k} AS bigint[])" for k in words)
+        names = ", ".join(f"w{k}" for k in words)
+        segment_map = (
+            f"unnest(CAST(:m_language AS text[]), {arrays}, CAST(:m_edition AS int[]))"
+            f" AS m(language, {names}, edition_id)"
+        )
+        params["m_language"] = [lang for lang, _, _ in segments]
+        for k in words:
+            params[f"m_w{k}"] = [masks[k] for _, masks, _ in segments]
+        params["m_edition"] = [eid for _, _, eid in segments]
+    else:
+        cols = "".join(f" json_extract(value, '$[{k + 1}]') AS w{k}," for k in words)
+        segment_map = (
+            f"(SELECT json_extract(value, '$[0]') AS language,{cols}"
+            f" json_extract(value, '$[{readers.words + 1}]') AS edition_id"
+            " FROM json_each(:m_json)) m"
+        )
+        params["m_json"] = json.dumps([[lang, *masks, eid] for lang, masks, eid in segments])
+    on = " AND ".join(["m.language = r.language"] + [f"m.w{k} = r.m{k}" for k in words])
+    select_sql = (
+        "SELECT :key_prefix || CAST(r.id AS TEXT) || :key_suffix, 'email', :kind, :period,"
+        " r.id, m.edition_id, 'queued', 0, :now, :now"
+        f" FROM ({readers.sql}) r JOIN {segment_map} ON {on}"
+        " WHERE true ORDER BY r.id"  # WHERE: SQLite reads ON CONFLICT after it unambiguously
+    )
+    columns = [
+        "idempotency_key",
+        "channel",
+        "kind",
+        "period",
+        "subscriber_id",
+        "edition_id",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+    ]
+    return enqueue_select(session, columns, select_sql, params)
 
 
 @dataclass

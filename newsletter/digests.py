@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.policy import default as default_policy
@@ -14,12 +16,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
-from . import planning
 from .messages import build_digest_email
 from .models import Delivery, Edition, Event, utcnow
 from .outbox import enqueue_select
 from .periods import DIGEST_FREQUENCIES, Period, PeriodError, parse_period
-from .planning import events_for, period_events, reader_query
+from .planning import ReaderQuery, events_for, period_events, reader_query
 from .rendering import Rendered, Segment, digest_context, render_digest
 from .settings import Settings
 from .subscribers import SubscriberError, get_subscriber, subscriber_topics
@@ -128,6 +129,11 @@ class SendSummary:
         return self.recipients - self.enqueued
 
 
+# Connections that write delivery rows at the same time on PostgreSQL: while the database
+# inserts one range of readers, it can insert another on a second core.
+ENQUEUE_CONNECTIONS = 2
+
+
 def send_digest(
     *,
     session: Session,
@@ -142,47 +148,72 @@ def send_digest(
 ) -> SendSummary:
     """Plan and enqueue a digest for every reader; enqueueing twice adds nothing.
 
-    The readers are grouped into segments in the database, each segment's edition is
-    rendered once here, and the delivery rows are written by the database itself, one
-    `INSERT ... SELECT` per range of subscriber ids (see planning.py). `batch_size` is
-    kept for callers; the ranges are `planning.ID_CHUNK` ids wide.
+    Readers are taken a range of `planning.ID_CHUNK` subscriber ids at a time: the
+    database groups the range's readers by language and topic set, each new segment's
+    edition is rendered and stored once, and the database writes the range's delivery
+    rows itself (`INSERT ... SELECT`, see `_enqueue_range`); no reader's row passes
+    through Python. On PostgreSQL the ranges are written on `ENQUEUE_CONNECTIONS`
+    connections at once. `batch_size` is accepted for callers and no longer used.
     """
     period = check_frequency(frequency, period_key)
     renderer = DigestRenderer(session=session, env=env, settings=settings, period=period)
     summary = SendSummary(frequency=frequency, period=period.key)
-    groups = reader_query(session=session, frequency=frequency, timezone=timezone).grouped(session)
-    # segments in the order their first reader comes, as a reader-by-reader plan met them
-    first: dict[tuple[str, tuple[str, ...]], int] = {}
-    count: dict[tuple[str, tuple[str, ...]], int] = {}
-    in_bucket: dict[int, int] = {}
-    for g in groups:
-        key = (g.language, g.topic_slugs)
-        first[key] = min(first.get(key, g.first_id), g.first_id)
-        count[key] = count.get(key, 0) + g.readers
-        in_bucket[g.bucket] = in_bucket.get(g.bucket, 0) + g.readers
+    readers = reader_query(session=session, frequency=frequency, timezone=timezone)
+    buckets = readers.buckets(session)
+    parallel = (
+        not dry_run
+        and ENQUEUE_CONNECTIONS > 1
+        and len(buckets) > 1
+        and session.get_bind().dialect.name == "postgresql"
+    )
+    segment_events: dict[tuple[str, tuple[str, ...]], list] = {}
     editions: dict[tuple[str, tuple[str, ...]], int] = {}
-    for language, slugs in sorted(first, key=first.__getitem__):
-        events = events_for(renderer.events, slugs)
-        readers = count[(language, slugs)]
-        if not events:
-            summary.skipped_empty += readers
-            continue
-        segment = Segment("email", frequency, period, language, slugs)
-        summary.recipients += readers
-        summary.segments[segment.key] = len(events)
-        summary.segment_recipients[segment.key] = readers
-        if not dry_run:
-            editions[(language, slugs)] = renderer.edition_id(segment, events)
-    if not dry_run and editions:
-        session.commit()  # the editions, before rows point at them
-    for bucket in sorted(in_bucket):
-        if editions and not dry_run:
-            summary.enqueued += _enqueue_range(
-                session, frequency, period, timezone, editions, bucket
-            )
-            session.commit()
-        if progress:
-            progress(in_bucket[bucket])
+    with ThreadPoolExecutor(ENQUEUE_CONNECTIONS) if parallel else nullcontext() as pool:
+        running: list[tuple[Future, int]] = []
+        for bucket in buckets:
+            in_range = 0
+            stored_new = False
+            for g in readers.grouped(session, bucket):
+                in_range += g.readers
+                key = (g.language, g.topic_slugs)
+                if key not in segment_events:
+                    segment_events[key] = events_for(renderer.events, g.topic_slugs)
+                events = segment_events[key]
+                if not events:
+                    summary.skipped_empty += g.readers
+                    continue
+                segment = Segment("email", frequency, period, g.language, g.topic_slugs)
+                summary.recipients += g.readers
+                summary.segments[segment.key] = len(events)
+                summary.segment_recipients[segment.key] = (
+                    summary.segment_recipients.get(segment.key, 0) + g.readers
+                )
+                if not dry_run and key not in editions:
+                    editions[key] = renderer.edition_id(segment, events)
+                    stored_new = True
+            if stored_new:
+                session.commit()  # the editions, before rows (on any connection) point at them
+            if dry_run or not in_range:
+                if progress:
+                    progress(in_range)
+                continue
+            args = (frequency, period, readers, dict(editions), bucket)
+            if pool is None:
+                summary.enqueued += _enqueue_range(session, *args)
+                session.commit()
+                if progress:
+                    progress(in_range)
+                continue
+            running.append((pool.submit(_enqueue_apart, session.get_bind(), *args), in_range))
+            while len(running) > ENQUEUE_CONNECTIONS or (running and running[0][0].done()):
+                future, n = running.pop(0)
+                summary.enqueued += future.result()
+                if progress:
+                    progress(n)
+        for future, n in running:
+            summary.enqueued += future.result()
+            if progress:
+                progress(n)
     from .alerts import enqueue_webhook_digests
 
     summary.endpoints, summary.endpoint_rows = enqueue_webhook_digests(
@@ -197,21 +228,26 @@ def send_digest(
     return summary
 
 
+def _enqueue_apart(engine, *args) -> int:
+    """`_enqueue_range` in a transaction of its own, on a connection of its own."""
+    with Session(engine) as session:
+        n = _enqueue_range(session, *args)
+        session.commit()
+    return n
+
+
 def _enqueue_range(
     session: Session,
     frequency: str,
     period: Period,
-    timezone: str | None,
+    readers: ReaderQuery,
     editions: dict[tuple[str, tuple[str, ...]], int],
     bucket: int,
 ) -> int:
-    """Enqueue, in the database, the email rows of readers with ids in one bucket."""
-    readers = reader_query(session=session, frequency=frequency, timezone=timezone, in_chunk=True)
+    """Enqueue, in the database, the email rows of the readers in one range of ids."""
     key_prefix, key_suffix = idempotency_key(0, frequency, period).split("0", 1)
     params = {
-        **readers.params,
-        "lo": bucket * planning.ID_CHUNK,
-        "hi": (bucket + 1) * planning.ID_CHUNK,
+        **readers.range_params(bucket),
         "key_prefix": key_prefix,
         "key_suffix": key_suffix,
         "kind": digest_kind(frequency),

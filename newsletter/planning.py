@@ -133,6 +133,7 @@ class ReaderQuery:
     sql: str
     params: dict[str, Any]
     slugs: list[str]  # topic slugs in display order: bit i of the masks is slugs[i]
+    where: list[str]  # the conditions on the subscriber (alias s), without the id range
 
     @property
     def words(self) -> int:
@@ -152,28 +153,41 @@ class ReaderQuery:
             if masks[i // MASK_BITS] >> (i % MASK_BITS) & 1
         )
 
-    def grouped(self, session: Session) -> list[ReaderGroup]:
+    def id_span(self, session: Session) -> tuple[int, int] | None:
+        """(lowest, highest) id of the subscribers the query may select, None if none."""
+        where = " AND ".join(w for w in self.where if "ss." not in w)
+        lo, hi = session.execute(
+            text(f"SELECT min(s.id), max(s.id) FROM subscriber s WHERE {where}"), self.params
+        ).one()
+        return None if lo is None else (int(lo), int(hi))
+
+    def buckets(self, session: Session) -> range:
+        """The ranges of ID_CHUNK subscriber ids that hold the query's readers."""
+        span = self.id_span(session)
+        return range(span[0] // ID_CHUNK, span[1] // ID_CHUNK + 1) if span else range(0)
+
+    def range_params(self, bucket: int) -> dict[str, Any]:
+        return {**self.params, "lo": bucket * ID_CHUNK, "hi": (bucket + 1) * ID_CHUNK}
+
+    def grouped(self, session: Session, bucket: int) -> list[ReaderGroup]:
+        """The readers of one range of ids by language and topic set, first reader first."""
         words = ", ".join(f"r.m{k}" for k in range(self.words))
         rows = session.execute(
             text(
-                f"SELECT r.language, r.id / {ID_CHUNK} AS bucket, count(*), min(r.id), {words}"
-                f" FROM ({self.sql}) r GROUP BY r.language, r.id / {ID_CHUNK}, {words}"
+                f"SELECT r.language, count(*), min(r.id) AS first, {words}"
+                f" FROM ({self.sql}) r GROUP BY r.language, {words} ORDER BY first"
             ),
-            self.params,
+            self.range_params(bucket),
         ).all()
         return [
-            ReaderGroup(lang, self.topic_slugs(tuple(masks)), int(bucket), int(n), int(first))
-            for lang, bucket, n, first, *masks in rows
+            ReaderGroup(lang, self.topic_slugs(tuple(masks)), bucket, int(n), int(first))
+            for lang, n, first, *masks in rows
         ]
 
 
-def reader_query(
-    *, session: Session, frequency: str, timezone: str | None = None, in_chunk: bool = False
-) -> ReaderQuery:
-    """Active, unsuppressed subscribers of a frequency that follow at least one topic.
-
-    With `in_chunk` the query takes `:lo` and `:hi`, a half-open range of subscriber ids.
-    """
+def reader_query(*, session: Session, frequency: str, timezone: str | None = None) -> ReaderQuery:
+    """Active, unsuppressed subscribers of a frequency that follow at least one topic,
+    with ids in a half-open range `:lo` to `:hi` (see `ReaderQuery.range_params`)."""
     dialect = session.get_bind().dialect.name
     topics = sorted(
         session.execute(select(Topic.id, Topic.slug, Topic.position)).all(),
@@ -184,12 +198,10 @@ def reader_query(
     if timezone is not None:
         where.append("s.timezone = :timezone")
         params["timezone"] = timezone
-    if in_chunk:
-        # on both tables, so that each is read by a range of its primary key
-        where.append("s.id >= :lo AND s.id < :hi")
-        where.append("ss.subscriber_id >= :lo AND ss.subscriber_id < :hi")
     if session.execute(select(Suppression.id).limit(1)).first() is not None:
         where.append(_not_suppressed(session, dialect, where, params))
+    # the range on both tables, so that each is read by a range of its primary key
+    in_range = ["s.id >= :lo AND s.id < :hi", "ss.subscriber_id >= :lo AND ss.subscriber_id < :hi"]
     words = []
     for k in range(max(1, -(-len(topics) // MASK_BITS))):
         part = topics[k * MASK_BITS : (k + 1) * MASK_BITS]
@@ -198,17 +210,15 @@ def reader_query(
     sql = (
         f"SELECT s.id AS id, s.language AS language, {', '.join(words)}"
         " FROM subscriber s JOIN subscription ss ON ss.subscriber_id = s.id"
-        f" WHERE {' AND '.join(where)} GROUP BY s.id, s.language"
+        f" WHERE {' AND '.join(where + in_range)} GROUP BY s.id, s.language"
     )
-    return ReaderQuery(sql, params, [slug for _, slug, _ in topics])
+    return ReaderQuery(sql, params, [slug for _, slug, _ in topics], where)
 
 
 def _not_suppressed(session: Session, dialect: str, where: list[str], params: dict) -> str:
     """A condition leaving out subscribers whose address hash is on the suppression list."""
     if dialect != "postgresql":
-        # SQLite calls Python's own address_hash
-        dbapi = session.connection().connection.driver_connection
-        dbapi.create_function("nl_address_hash", 1, address_hash, deterministic=True)
+        # SQLite calls Python's own address_hash (db.make_engine gives every connection it)
         return (
             "NOT EXISTS (SELECT 1 FROM suppression x"
             " WHERE x.address_hash = nl_address_hash(s.email))"
@@ -221,7 +231,7 @@ def _not_suppressed(session: Session, dialect: str, where: list[str], params: di
     odd = session.execute(
         text(
             "SELECT s.id, s.email FROM subscriber s WHERE "
-            + " AND ".join(w for w in where if ":lo" not in w and "ss." not in w)
+            + " AND ".join(where)
             + f" AND NOT {plain}"
         ),
         params,

@@ -125,7 +125,7 @@ def _expected(engine, period_key: str, timezone: str | None):
 
 def _stored(engine):
     with Session(engine) as s:
-        return [
+        return sorted(
             tuple(r)
             for r in s.execute(
                 select(
@@ -141,9 +141,8 @@ def _stored(engine):
                 )
                 .join(Edition, Edition.id == Delivery.edition_id)
                 .where(Delivery.channel == "email")
-                .order_by(Delivery.id)
             )
-        ]
+        )
 
 
 @pytest.mark.parametrize("timezone", [None, "Asia/Shanghai"])
@@ -179,8 +178,8 @@ def test_set_based_plan_matches_reader_by_reader_plan(engine, db_url, monkeypatc
         assert got.segments == {k: len(v) for k, v in segments.items()}
     assert summary.enqueued == len(rows) and dry.enqueued == 0
     assert sum(progressed) == 2 * (len(rows) + skipped)
-    # the same rows, with the same keys, in the same order (delivery ids follow readers)
-    assert _stored(engine) == rows
+    # the same rows, with the same keys
+    assert _stored(engine) == sorted(rows)
     with Session(engine) as s:
         editions = list(s.execute(select(Edition).order_by(Edition.id)).scalars())
         # one edition per segment, stored in the order the segments' first readers come
@@ -216,7 +215,7 @@ def test_set_based_plan_matches_reader_by_reader_plan(engine, db_url, monkeypatc
     # planning again adds nothing, and says so
     again = send()
     assert again.enqueued == 0 and again.already_enqueued == len(rows)
-    assert _stored(engine) == rows
+    assert _stored(engine) == sorted(rows)
 
 
 def test_a_reader_added_later_is_planned_once(engine, db_url):

@@ -84,21 +84,21 @@ def write_events(path: Path, n: int, seed: int = 13) -> None:
 def run_cli(url: str, *args: str) -> tuple[float, float, int, str]:
     """(seconds, peak RSS MB, exit code, last lines of output) of one command."""
     env = {**os.environ, "NEWSLETTER_DATABASE_URL": url}
-    out = tempfile.TemporaryFile()
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "newsletter", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    out.seek(0)
-    tail = [line for line in out.read().decode(errors="replace").splitlines() if line.strip()]
-    summary = next((line for line in tail if " added, " in line or " new, " in line), "")
+    with tempfile.TemporaryFile() as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "newsletter", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        lines = out.read().decode(errors="replace").splitlines()
+    summary = next((line for line in lines if " added, " in line or " new, " in line), "")
     return elapsed, usage.ru_maxrss / 1024, proc.returncode, summary
 
 

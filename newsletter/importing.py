@@ -16,11 +16,17 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from .db import bulk_insert, reserve_ids
 from .errors import reason
-from .events import EventIn, add_event
-from .topics import TopicError, compiled_rules
+from .events import EventIn, add_event, primary_title
+from .matching import match_topics
+from .models import Event, EventTopic, utcnow
+from .text import title_key
+from .topics import TopicError, compiled_rules, list_topics
 
 FORMATS = ("json", "jsonl", "yaml", "csv")
 SUFFIXES = {
@@ -187,40 +193,177 @@ READERS: dict[str, Callable[[str], Records]] = {
 }
 
 
+# Records validated in Python, then checked for duplicates and written together: two
+# queries for duplicates and two multi-row inserts per chunk of this many records.
+IMPORT_CHUNK = 1000
+
+
 def import_records(
     *, session: Session, records: Records, progress: Callable[[], None] | None = None
 ) -> ImportReport:
+    """Validate every record, and store the valid, new ones with their topics.
+
+    Records are judged in order, as `add_event` judges one (a duplicate is one whose URL,
+    or title and day, an earlier record or a stored event has), and written a chunk at a
+    time. Nothing is committed here: the caller commits once.
+    """
     report = ImportReport()
-    rules = compiled_rules(session=session)
+    batch = _EventBatch(session, report)
     for where, record in records:
         if progress:
             progress()
         if isinstance(record, Problem):
-            report.invalid.append(record)
+            batch.items.append(record)
             continue
         try:
             event_in = EventIn.model_validate(record)
         except ValidationError as exc:
-            report.invalid.append(Problem(where, reason(exc)))
-            continue
+            batch.items.append(Problem(where, reason(exc)))
         except ValueError as exc:
-            report.invalid.append(Problem(where, str(exc)))
-            continue
+            batch.items.append(Problem(where, str(exc)))
         except RecursionError:
-            report.invalid.append(Problem(where, TOO_DEEP))
-            continue
-        try:
-            with session.begin_nested():
-                result = add_event(session=session, event_in=event_in, rules=rules)
-        except TopicError as exc:
-            report.invalid.append(Problem(where, str(exc)))
-            continue
-        if result.created:
-            report.new += 1
-            report.new_ids.append(result.event.id)
+            batch.items.append(Problem(where, TOO_DEEP))
         else:
-            report.duplicate += 1
+            batch.items.append((where, event_in))
+            if len(batch.items) >= IMPORT_CHUNK:
+                batch.flush()
+    batch.flush()
     return report
+
+
+class _EventBatch:
+    """Judged records (a Problem, or a valid event) waiting to be written, in file order."""
+
+    def __init__(self, session: Session, report: ImportReport):
+        self.session, self.report = session, report
+        self.items: list[Problem | tuple[str, EventIn]] = []
+        self.rules = compiled_rules(session=session)
+        topics = list_topics(session=session)
+        self.topic_ids = {t.slug: t.id for t in topics}
+        self.known = ", ".join(t.slug for t in topics)
+
+    def flush(self) -> None:
+        items, self.items = self.items, []
+        if not items:
+            return
+        try:
+            with self.session.begin_nested():
+                outcome = self._write(items)
+        except IntegrityError:
+            # another writer stored one of these events meanwhile: record by record
+            outcome = self._write_one_by_one(items)
+        self.report.new += outcome.new
+        self.report.duplicate += outcome.duplicate
+        self.report.invalid += outcome.invalid
+        self.report.new_ids += outcome.new_ids
+
+    def _write(self, items: list[Problem | tuple[str, EventIn]]) -> ImportReport:
+        out = ImportReport()
+        valid = [item for item in items if not isinstance(item, Problem)]
+        keys = [title_key(primary_title(e.title, e.language)) for _, e in valid]
+        urls, pairs = self._stored([e.url for _, e in valid], keys)
+        now = utcnow()
+        events, topics = [], []
+        keys_of = iter(keys)
+        for item in items:
+            if isinstance(item, Problem):
+                out.invalid.append(item)
+                continue
+            where, event_in = item
+            key = next(keys_of)
+            if event_in.url in urls or (key, event_in.occurred_on) in pairs:
+                out.duplicate += 1
+                continue
+            if event_in.topics:
+                wanted = list(dict.fromkeys(t.strip() for t in event_in.topics if t.strip()))
+                missing = [slug for slug in wanted if slug not in self.topic_ids]
+                if missing:
+                    out.invalid.append(
+                        Problem(
+                            where,
+                            f"unknown topic(s): {', '.join(missing)} (known: {self.known})",
+                        )
+                    )
+                    continue
+            else:
+                wanted = []
+            urls.add(event_in.url)
+            pairs.add((key, event_in.occurred_on))
+            events.append(
+                {
+                    **event_in.model_dump(exclude={"topics"}),
+                    "title_key": key,
+                    "manual_topics": bool(wanted),
+                    "feed_id": None,
+                    "created_at": now,
+                }
+            )
+            if wanted:
+                topics.append({self.topic_ids[slug]: ("manual", "manual") for slug in wanted})
+            else:
+                found = match_topics(self.rules, event_in.title, event_in.summary)
+                topics.append({self.topic_ids[slug]: ("rule", why) for slug, why in found.items()})
+        if events:
+            ids = reserve_ids(self.session, Event.__table__, len(events))
+            columns = ["id", *events[0]]
+            rows = [(i, *e.values()) for i, e in zip(ids, events, strict=True)]
+            bulk_insert(self.session, Event.__table__, columns, rows)
+            links = [
+                (event_id, topic_id, source, why, now)
+                for event_id, chosen in zip(ids, topics, strict=True)
+                for topic_id, (source, why) in chosen.items()
+            ]
+            bulk_insert(
+                self.session,
+                EventTopic.__table__,
+                ["event_id", "topic_id", "source", "reason", "matched_at"],
+                links,
+            )
+            out.new, out.new_ids = len(ids), ids
+        return out
+
+    def _stored(self, urls: list[str], keys: list[str]) -> tuple[set, set]:
+        """(URLs, (title key, day) pairs) of stored events that these could duplicate."""
+        found_urls: set[str] = set()
+        found_pairs: set[tuple[str, Any]] = set()
+        for i in range(0, len(urls), 500):
+            found_urls.update(
+                self.session.execute(
+                    select(Event.url).where(Event.url.in_(urls[i : i + 500]))
+                ).scalars()
+            )
+        distinct = list(set(keys))
+        for i in range(0, len(distinct), 500):
+            found_pairs.update(
+                tuple(r)
+                for r in self.session.execute(
+                    select(Event.title_key, Event.occurred_on).where(
+                        Event.title_key.in_(distinct[i : i + 500])
+                    )
+                )
+            )
+        return found_urls, found_pairs
+
+    def _write_one_by_one(self, items: list[Problem | tuple[str, EventIn]]) -> ImportReport:
+        out = ImportReport()
+        for item in items:
+            if isinstance(item, Problem):
+                out.invalid.append(item)
+                continue
+            where, event_in = item
+            try:
+                with self.session.begin_nested():
+                    result = add_event(session=self.session, event_in=event_in, rules=self.rules)
+            except TopicError as exc:
+                out.invalid.append(Problem(where, str(exc)))
+                continue
+            if result.created:
+                out.new += 1
+                out.new_ids.append(result.event.id)
+                self.session.expunge(result.event)
+            else:
+                out.duplicate += 1
+        return out
 
 
 def import_file(

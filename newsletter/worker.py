@@ -127,9 +127,7 @@ class Worker:
                     # run (`--until-empty`) on a read-only database would wait forever:
                     # it stops and says why instead.
                     detail = (str(exc.orig).strip().splitlines() or [""])[0]
-                    if until_empty and "readonly" in detail.lower().replace("-", "").replace(
-                        " ", ""
-                    ):
+                    if until_empty and "readonly" in detail.lower().replace("-", "").replace(" ", ""):
                         raise
                     outage += 1
                     delay = min(0.2 * 2**outage, 10.0)

@@ -28,12 +28,12 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from newsletter.db import make_engine
+from newsletter.delivery.messages import build_digest_email
+from newsletter.delivery.worker import Worker
 from newsletter.digests import send_digest
-from newsletter.messages import build_digest_email
 from newsletter.models import Delivery, Edition, Subscriber
 from newsletter.rendering import make_environment
 from newsletter.settings import Settings
-from newsletter.worker import Worker
 
 
 def start_sink(port: int) -> subprocess.Popen:

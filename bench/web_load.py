@@ -32,9 +32,9 @@ import httpx
 from common import add_subscribers, free_port, fresh_database
 from sqlmodel import Session
 
-from newsletter import outbox
 from newsletter.admin_tokens import create_token
 from newsletter.db import make_engine
+from newsletter.delivery import outbox
 from newsletter.digests import send_digest
 from newsletter.rendering import make_environment
 from newsletter.settings import Settings

@@ -23,10 +23,10 @@ from sqlmodel import Session
 
 from newsletter.alerts import enqueue_alerts
 from newsletter.db import make_engine
+from newsletter.delivery.worker import Worker
 from newsletter.importing import import_records
 from newsletter.settings import Settings
 from newsletter.webhooks import EndpointIn, add_endpoint
-from newsletter.worker import Worker
 
 HERE = Path(__file__).resolve().parent
 

@@ -16,7 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from . import i18n
-from .cards import event_items, render_messages
+from .delivery.cards import event_items, render_messages
+from .delivery.outbox import enqueue
 from .digests import DigestRenderer
 from .events import slugs_by_event
 from .models import (
@@ -29,7 +30,6 @@ from .models import (
     WebhookTopic,
     utcnow,
 )
-from .outbox import enqueue
 from .periods import Period
 from .planning import events_for
 from .rendering import Segment

@@ -16,9 +16,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
-from .messages import build_digest_email
+from .delivery.messages import build_digest_email
+from .delivery.outbox import enqueue_select
 from .models import Delivery, Edition, Event, utcnow
-from .outbox import enqueue_select
 from .periods import DIGEST_FREQUENCIES, Period, PeriodError, parse_period
 from .planning import ReaderQuery, events_for, period_events, reader_query
 from .rendering import Rendered, Segment, digest_context, render_digest

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 
 from . import scheduler as sched
+from .delivery.worker import Worker
 from .health import Health, WorkerState
 from .metrics import WORKER_RESTARTS, WORKER_UP
 from .settings import Settings
-from .worker import Worker
 
 log = logging.getLogger("newsletter.service")
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select, update
 from sqlmodel import Session
 
-from .cards import PLATFORMS
+from .delivery.cards import PLATFORMS
 from .models import Delivery, Topic, WebhookEndpoint, WebhookTopic, utcnow
 from .periods import FREQUENCIES
 from .settings import Settings
@@ -240,7 +240,7 @@ def update_endpoint(
 
 def disable_endpoint(*, session: Session, endpoint: WebhookEndpoint, reason: str) -> None:
     """Stop sending; what is queued for it is held, not lost."""
-    from . import outbox
+    from .delivery import outbox
 
     endpoint.enabled, endpoint.disabled_reason = False, reason[:500]
     session.add(endpoint)
@@ -250,7 +250,7 @@ def disable_endpoint(*, session: Session, endpoint: WebhookEndpoint, reason: str
 
 def enable_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> int:
     """Resume; held messages are queued again. Returns how many."""
-    from . import outbox
+    from .delivery import outbox
 
     endpoint.enabled, endpoint.disabled_reason = True, None
     endpoint.consecutive_failures, endpoint.first_failure_at = 0, None

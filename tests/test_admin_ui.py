@@ -17,6 +17,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from newsletter.admin_tokens import create_token, revoke_token
+from newsletter.delivery.worker import Worker
 from newsletter.digests import send_digest
 from newsletter.events import EventIn, add_event, topic_slugs
 from newsletter.keys import ADMIN_SESSION, derive_key
@@ -34,7 +35,6 @@ from newsletter.sample import add_demo_readers, load_sample
 from newsletter.takes import get_take
 from newsletter.topics import get_topic
 from newsletter.web.app import create_app
-from newsletter.worker import Worker
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 PAGES = ["/admin/", "/admin/topics", "/admin/topics/hardware", "/admin/events", "/admin/take",

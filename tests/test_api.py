@@ -24,12 +24,12 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from newsletter.admin_tokens import create_token, revoke_token
+from newsletter.delivery.worker import Worker
 from newsletter.events import localised
 from newsletter.models import AdminToken, Delivery
 from newsletter.settings import Settings
 from newsletter.topics import ensure_default_topics
 from newsletter.web.app import create_app
-from newsletter.worker import Worker
 
 from .conftest import TEST_SECRET_KEY
 from .factories import event_record

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from newsletter.cards import event_items, render_messages
+from newsletter.delivery.cards import event_items, render_messages
 from newsletter.feeds import add_feed, poll_feeds
 from newsletter.models import Event, Topic
 from newsletter.rendering import make_environment

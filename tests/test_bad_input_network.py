@@ -17,8 +17,9 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from newsletter.admin_tokens import create_token
-from newsletter.channels.base import PermanentDeliveryError
-from newsletter.channels.webhook import PreparedRequest, WebhookChannel
+from newsletter.delivery.channels.base import PermanentDeliveryError
+from newsletter.delivery.channels.webhook import PreparedRequest, WebhookChannel
+from newsletter.delivery.worker import Worker
 from newsletter.digests import send_digest
 from newsletter.feeds import add_feed, poll_feeds
 from newsletter.importing import import_records
@@ -30,7 +31,6 @@ from newsletter.ssrf import UnsafeURLError, check_url
 from newsletter.text import normalise_url
 from newsletter.topics import ensure_default_topics
 from newsletter.web.app import create_app
-from newsletter.worker import Worker
 
 RSS = """<?xml version="1.0" encoding="utf-8"?>
 <rss version="2.0"><channel><title>Inside</title><link>https://inside.example/</link>

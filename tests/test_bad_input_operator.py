@@ -90,8 +90,10 @@ def test_webhook_allow_networks_must_be_networks(cli, monkeypatch):
     assert "NEWSLETTER_WEBHOOK_ALLOW_NETWORKS" in r.stderr and "garbage" in r.stderr
 
 
-def test_a_one_off_worker_on_a_read_only_database_stops_and_says_why(cli, db_url, engine, monkeypatch):
-    from newsletter.outbox import enqueue
+def test_a_one_off_worker_on_a_read_only_database_stops_and_says_why(
+    cli, db_url, engine, monkeypatch
+):
+    from newsletter.delivery.outbox import enqueue
     from newsletter.sample import add_demo_readers, load_sample
 
     if not db_url.startswith("sqlite"):

@@ -21,10 +21,12 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from newsletter import outbox, scheduler, service
+from newsletter import scheduler, service
 from newsletter.admin_tokens import create_token
-from newsletter.channels.smtp import SmtpChannel, SmtpConfig
 from newsletter.db import make_engine, sqlite_file
+from newsletter.delivery import outbox
+from newsletter.delivery.channels.smtp import SmtpChannel, SmtpConfig
+from newsletter.delivery.worker import Worker
 from newsletter.digests import send_digest
 from newsletter.health import Health
 from newsletter.models import Delivery, DeliveryAttempt, Subscriber
@@ -33,7 +35,6 @@ from newsletter.sample import load_sample
 from newsletter.settings import Settings
 from newsletter.subscribers import SubscriberIn, add_subscriber
 from newsletter.web.app import create_app
-from newsletter.worker import Worker
 
 from .conftest import BACKEND
 from .smtp_server import free_port
@@ -195,7 +196,7 @@ def test_a_row_that_crashes_the_channel_fails_alone(engine, db_url, smtp_server)
 def test_a_row_that_cannot_be_built_fails_alone(engine, db_url, smtp_server, monkeypatch):
     """A message that raises while being built (an address the mail libraries cannot
     encode, a template bug) fails that delivery permanently; the others go out."""
-    from newsletter import email_jobs
+    from newsletter.delivery import email_jobs
 
     settings = settings_for(db_url, smtp_server.url)
     queue_digest(engine, settings)

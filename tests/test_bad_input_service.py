@@ -65,9 +65,7 @@ def test_serve_survives_hostile_input_and_delivers_the_rest(
     base = f"http://127.0.0.1:{port}"
     answers: list[tuple[str, int]] = []
     try:
-        api = httpx.Client(
-            base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=20
-        )
+        api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=20)
 
         def call(method: str, path: str, **kw) -> httpx.Response:
             r = api.request(method, path, **kw)
@@ -164,9 +162,11 @@ def test_serve_survives_hostile_input_and_delivers_the_rest(
         assert b"Lab raises $2 billion" in hook.body
         assert "\x1b" not in hook.body.decode()
 
-        body = smtp_server.recorder.to("ok@example.com")[0].message.get_body(
-            preferencelist=("plain",)
-        ).get_content()
+        body = (
+            smtp_server.recorder.to("ok@example.com")[0]
+            .message.get_body(preferencelist=("plain",))
+            .get_content()
+        )
         assert "Lab raises $2 billion" in body
         assert "ok@example.com" not in body.split("Lab raises", 1)[1].split("\n", 1)[0]
 
@@ -191,4 +191,3 @@ def _ready(base: str) -> bool:
         return httpx.get(f"{base}/readyz", timeout=5).status_code == 200
     except httpx.HTTPError:
         return False
-

@@ -302,9 +302,7 @@ def status_of(engine, email: str) -> str:
         return get_subscriber(session=s, email=email).status
 
 
-def test_a_get_of_the_confirmation_link_does_not_confirm(
-    client, seeded, web_settings, smtp_server
-):
+def test_a_get_of_the_confirmation_link_does_not_confirm(client, seeded, web_settings, smtp_server):
     subscribe(client, "scanned@example.com")
     drain(seeded, web_settings)
     path = confirmation_link(smtp_server, "scanned@example.com")

@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import select, update
 from sqlmodel import Session
 
-from newsletter import outbox
+from newsletter.delivery import outbox
+from newsletter.delivery.worker import Worker
 from newsletter.digests import send_digest
 from newsletter.models import Delivery, DeliveryAttempt, Edition, Subscriber
 from newsletter.periods import parse_period
@@ -18,7 +19,6 @@ from newsletter.sample import load_sample
 from newsletter.settings import Settings
 from newsletter.subscribers import SubscriberIn, add_subscriber, is_suppressed
 from newsletter.tokens import read_token
-from newsletter.worker import Worker
 
 PEOPLE = [
     ("ada@example.com", "Ada", "en", "governance,capital"),

@@ -50,7 +50,13 @@ def test_health_readiness_and_metrics(engine, db_url, smtp_server):
 
 def test_json_logs_carry_delivery_ids():
     record = logging.LogRecord(
-        "newsletter.worker", logging.WARNING, __file__, 1, "delivery %s failed", (42,), None
+        "newsletter.delivery.worker",
+        logging.WARNING,
+        __file__,
+        1,
+        "delivery %s failed",
+        (42,),
+        None,
     )
     record.delivery_id = 42
     data = json.loads(JsonFormatter().format(record))

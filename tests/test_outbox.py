@@ -5,7 +5,7 @@ import random
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from newsletter import outbox
+from newsletter.delivery import outbox
 from newsletter.models import Delivery
 
 

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlmodel import Session
 
+from newsletter.delivery.worker import Worker
 from newsletter.digests import send_digest
 from newsletter.models import Delivery, Subscriber, Topic
 from newsletter.rendering import make_environment
@@ -17,7 +18,6 @@ from newsletter.sample import add_demo_readers, load_sample
 from newsletter.subscribers import get_subscriber, is_suppressed
 from newsletter.tokens import make_token
 from newsletter.web.app import create_app
-from newsletter.worker import Worker
 
 
 @pytest.fixture

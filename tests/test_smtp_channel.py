@@ -2,8 +2,8 @@
 
 import pytest
 
-from newsletter.channels.base import PermanentDeliveryError, TemporaryDeliveryError
-from newsletter.channels.smtp import SmtpConfig, classify
+from newsletter.delivery.channels.base import PermanentDeliveryError, TemporaryDeliveryError
+from newsletter.delivery.channels.smtp import SmtpConfig, classify
 
 
 def test_smtp_urls():

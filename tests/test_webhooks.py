@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from newsletter.alerts import enqueue_alerts
+from newsletter.delivery.worker import Worker
 from newsletter.digests import send_digest
 from newsletter.importing import import_records
 from newsletter.models import Delivery, DeliveryAttempt, WebhookEndpoint
@@ -24,7 +25,6 @@ from newsletter.webhooks import (
     enable_endpoint,
     new_generic_secret,
 )
-from newsletter.worker import Worker
 
 GENERIC_SECRET = new_generic_secret()
 SECRETS = {"feishu": "feishu-secret", "dingtalk": "SECdingtalk", "generic": GENERIC_SECRET}

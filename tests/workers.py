@@ -7,7 +7,7 @@ would fail; a thread of its own works in every test.
 import asyncio
 import threading
 
-from newsletter.worker import Worker
+from newsletter.delivery.worker import Worker
 
 
 def drain(engine, settings, **kw):

@@ -6,9 +6,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .. import outbox
+from ..delivery import outbox
+from ..delivery.worker import run_worker
 from ..logs import setup_logging
-from ..worker import run_worker
 from .common import console, fail, state
 
 outbox_app = typer.Typer(help="The outbox of messages to send.", no_args_is_help=True)

@@ -194,7 +194,7 @@ def enable_cmd(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
 @app.command("test")
 def test_cmd(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Send a sample card now and print the platform's answer."""
-    from ..webhooks_test import send_test
+    from ..delivery.chat_check import send_test
 
     st = state(ctx)
     with st.session() as session:

@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from ..delivery.outbox import last_errors, status_counts
 from ..models import Delivery, DeliveryAttempt, utcnow
-from ..outbox import last_errors, status_counts
 
 DAYS = 14
 

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import Query, Request
 from sqlalchemy import Engine, func, select
 
+from ..delivery.outbox import last_errors, status_counts
 from ..models import Delivery, DeliveryAttempt, utcnow
-from ..outbox import last_errors, status_counts
 from .api_common import admin_router, errors
 from .api_models import DeliveryStatPublic, OutboxErrorPublic, OutboxPublic
 

@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import Body, HTTPException, Path, Response
 from sqlmodel import Session, select
 
-from ..cards import PayloadError
-from ..channels.base import DeliveryError
+from ..delivery.cards import PayloadError
+from ..delivery.channels.base import DeliveryError
+from ..delivery.chat_check import send_test
 from ..models import WebhookEndpoint
 from ..webhooks import (
     EndpointIn,
@@ -25,7 +26,6 @@ from ..webhooks import (
     remove_endpoint,
     update_endpoint,
 )
-from ..webhooks_test import send_test
 from .api_common import admin_router, errors, status_on
 from .api_models import (
     WEBHOOK_NAME_PATTERN,

@@ -96,9 +96,7 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     from .deps import require_metrics_token
 
-    @app.get(
-        "/metrics", include_in_schema=False, dependencies=[Depends(require_metrics_token)]
-    )
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(require_metrics_token)])
     def metrics():
         return Response(
             render_metrics(app.state.engine, app.state.health), media_type=CONTENT_TYPE_LATEST

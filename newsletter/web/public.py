@@ -12,9 +12,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session
 
+from ..delivery.outbox import enqueue
 from ..errors import field_errors
 from ..models import Subscriber, utcnow
-from ..outbox import enqueue
 from ..rendering import personalise
 from ..subscribers import (
     SubscriberError,

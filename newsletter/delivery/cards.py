@@ -10,9 +10,9 @@ from typing import Any
 
 from jinja2 import Environment, TemplateError
 
-from . import i18n
-from .events import localised
-from .models import Event, Topic
+from .. import i18n
+from ..events import localised
+from ..models import Event, Topic
 
 PLATFORMS = ("slack", "discord", "teams", "feishu", "dingtalk", "wecom", "generic")
 KINDS = ("alert", "digest")

@@ -9,12 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from .events import slugs_by_event
+from ..events import slugs_by_event
+from ..models import Delivery, Edition, Event, Subscriber, Suppression, Topic, utcnow
+from ..rendering import alert_context, render_digest
+from ..subscribers import LIFTED_BY_OPT_IN, address_hash, subscriber_topics
 from .messages import BuiltMessage, MessageError, build_confirm_email, build_digest_email
-from .models import Delivery, Edition, Event, Subscriber, Suppression, Topic, utcnow
 from .outbox import Outcome, crashed
-from .rendering import alert_context, render_digest
-from .subscribers import LIFTED_BY_OPT_IN, address_hash, subscriber_topics
 
 
 @dataclass

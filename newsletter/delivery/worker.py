@@ -22,17 +22,17 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
+from ..models import Delivery, Edition, utcnow
+from ..settings import Settings
+from ..subscribers import suppress
 from . import outbox
 from .channels.base import PermanentDeliveryError, TemporaryDeliveryError
 from .channels.filedrop import FileDropChannel
 from .channels.smtp import SmtpChannel, SmtpConfig
+from .chat import EndpointPacer
 from .email_jobs import EmailJob, prepare_emails
-from .models import Delivery, Edition, utcnow
-from .settings import Settings
-from .subscribers import suppress
-from .webhooks_send import EndpointPacer
 
-log = logging.getLogger("newsletter.worker")
+log = logging.getLogger("newsletter.delivery.worker")
 
 
 def email_channel(settings: Settings):
@@ -127,7 +127,9 @@ class Worker:
                     # run (`--until-empty`) on a read-only database would wait forever:
                     # it stops and says why instead.
                     detail = (str(exc.orig).strip().splitlines() or [""])[0]
-                    if until_empty and "readonly" in detail.lower().replace("-", "").replace(" ", ""):
+                    if until_empty and "readonly" in detail.lower().replace("-", "").replace(
+                        " ", ""
+                    ):
                         raise
                     outage += 1
                     delay = min(0.2 * 2**outage, 10.0)
@@ -215,19 +217,19 @@ class Worker:
 
     def _prepare_webhooks(self, session: Session, deliveries: list[Delivery]):
         """Group an endpoint's alerts into one send; each digest part is its own send."""
-        from .webhooks_send import prepare_groups
+        from .chat import prepare_groups
 
         return prepare_groups(session, self.settings, self._env(), deliveries, self._edition)
 
     def _env(self):
         if self._jinja is None:
-            from .rendering import make_environment
+            from ..rendering import make_environment
 
             self._jinja = make_environment(self.settings.templates_dir)
         return self._jinja
 
     async def _send_webhook(self, group) -> list[outbox.Outcome]:
-        from .webhooks_send import send_group
+        from .chat import send_group
 
         if self._webhooks is None:
             from .channels.webhook import WebhookChannel
@@ -245,7 +247,7 @@ class Worker:
             return outbox.crashed(group.delivery_ids, exc, endpoint_id=group.endpoint_id)
 
     def _note_endpoints(self, outcomes) -> None:
-        from .webhooks import note_result
+        from ..webhooks import note_result
 
         by_endpoint: dict[int, outbox.Outcome] = {}
         for o in outcomes:

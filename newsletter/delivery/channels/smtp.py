@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
-from ..addresses import AddressError, wire_address
+from ...addresses import AddressError, wire_address
 from .base import PermanentDeliveryError, TemporaryDeliveryError
 
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")

@@ -17,7 +17,7 @@ from urllib.parse import quote_plus, urlsplit
 
 import httpx
 
-from ..ssrf import UnsafeURLError, check_url, pin
+from ...ssrf import UnsafeURLError, check_url, pin
 from .base import PermanentDeliveryError, TemporaryDeliveryError
 
 MAX_BODY = 64 * 1024  # we read at most this much of an answer

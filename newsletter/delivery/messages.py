@@ -14,12 +14,12 @@ from email.header import Header
 from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 
-from .addresses import AddressError, wire_address
-from .models import Delivery, Edition, Subscriber
-from .rendering import personalise
-from .settings import Settings
-from .text import one_line
-from .tokens import make_token
+from ..addresses import AddressError, wire_address
+from ..models import Delivery, Edition, Subscriber
+from ..rendering import personalise
+from ..settings import Settings
+from ..text import one_line
+from ..tokens import make_token
 
 CRLF = "\r\n"
 
@@ -156,7 +156,7 @@ def _envelope(
 def build_digest_email(
     *, settings: Settings, delivery: Delivery, edition: Edition, subscriber: Subscriber
 ) -> BuiltMessage:
-    from .i18n import labels
+    from ..i18n import labels
 
     headers, from_addr, domain, digest, message_id = _envelope(
         settings, delivery, subscriber, edition.subject, subscriber.name or ""
@@ -196,8 +196,8 @@ def build_confirm_email(
     """The double opt-in message: one link that activates the subscription."""
     import css_inline
 
-    from .i18n import labels
-    from .web.i18n_web import WEB_LABELS
+    from ..i18n import labels
+    from ..web.i18n_web import WEB_LABELS
 
     lang = subscriber.language if subscriber.language in WEB_LABELS else "en"
     t = {**labels(lang), **CONFIRM_LABELS[lang]}

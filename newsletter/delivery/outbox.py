@@ -17,8 +17,8 @@ from sqlalchemy import Engine, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
-from .metrics import MESSAGES, SEND_SECONDS
-from .models import Delivery, DeliveryAttempt, utcnow
+from ..metrics import MESSAGES, SEND_SECONDS
+from ..models import Delivery, DeliveryAttempt, utcnow
 
 STATUSES = ("queued", "sending", "sent", "failed", "held", "suppressed", "cancelled")
 

@@ -10,14 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from .alerts import alert_title
+from ..alerts import alert_title
+from ..events import slugs_by_event
+from ..models import Delivery, Event, Topic, WebhookEndpoint, utcnow
+from ..webhooks import endpoint_secret
 from .cards import PayloadError, event_items, render_messages
 from .channels.base import PermanentDeliveryError, TemporaryDeliveryError
 from .channels.webhook import WebhookChannel, prepare
-from .events import slugs_by_event
-from .models import Delivery, Event, Topic, WebhookEndpoint, utcnow
 from .outbox import Outcome, crashed
-from .webhooks import endpoint_secret
 
 # messages per window (seconds) that each platform accepts from one webhook
 PLATFORM_RATES = {

@@ -332,17 +332,27 @@ class SubscriberImportReport:
 
 
 def csv_rows(text: str | Iterable[str]) -> Iterator[tuple[str, dict[str, str]]]:
-    """(where, row) of a subscribers CSV, given as text or as lines (see `file_lines`)."""
+    """(where, row) of a subscribers CSV, given as text or as lines (see `file_lines`).
+
+    Read as csv.DictReader reads it (blank lines skipped, cells past the header dropped,
+    missing cells empty), without its per-row cost."""
     lines = io.StringIO(text, newline="") if isinstance(text, str) else text
-    reader = csv.DictReader(lines)
-    if not reader.fieldnames or "email" not in [f.strip().lower() for f in reader.fieldnames]:
+    reader = csv.reader(lines)
+    header = next(reader, None)
+    if not header or "email" not in [f.strip().lower() for f in header]:
         raise SubscriberError("CSV header needs an email column")
-    reader.fieldnames = [f.strip().lower() for f in reader.fieldnames]
+    names = [f.strip().lower() for f in header]
+    wanted = [(i, name) for i, name in enumerate(names) if name]
+    if len({name for _, name in wanted}) < len(wanted):  # a repeated column: the last wins
+        wanted = list({name: (i, name) for i, name in wanted}.values())
     line = 1
     for row in reader:
+        if not row:
+            continue
         where = f"line {line + 1}"
         line = reader.line_num
-        yield where, {k: csv_value((v or "").strip()) for k, v in row.items() if k}
+        n = len(row)
+        yield where, {name: csv_value(row[i].strip()) if i < n else "" for i, name in wanted}
 
 
 class FileReadError(ValueError):
@@ -351,27 +361,23 @@ class FileReadError(ValueError):
 
 def file_lines(path: Path, block: int = 1 << 20) -> Iterator[str]:
     """The lines of a UTF-8 file (a BOM dropped), read a block at a time, split as
-    `io.StringIO(text, newline="")` splits the whole text (at \\r, \\n and \\r\\n only)."""
+    `io.StringIO(text, newline="")` splits the whole text (at \\r, \\n and \\r\\n only).
+
+    A file that is not UTF-8 raises FileReadError with the message decoding it whole
+    gives (where the first bad byte is)."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
-    fed = 0
     carry = ""
     with path.open("rb") as f:
         while True:
             data = f.read(block)
-            pending = len(decoder.getstate()[0])
             try:
                 text = decoder.decode(data, final=not data)
-            except UnicodeDecodeError as exc:
-                start, end = fed - pending + exc.start, fed - pending + exc.end
-                what = (
-                    f"byte 0x{exc.object[exc.start]:02x} in position {start}"
-                    if end - start == 1
-                    else f"bytes in position {start}-{end - 1}"
-                )
-                raise FileReadError(f"'utf-8' codec can't decode {what}: {exc.reason}") from exc
-            if fed == 0 and data.startswith(codecs.BOM_UTF8):
-                fed -= len(codecs.BOM_UTF8)  # positions count from after the BOM
-            fed += len(data)
+            except UnicodeDecodeError:
+                try:  # only for the message: positions as in the whole file
+                    path.read_bytes().decode("utf-8-sig")
+                except UnicodeDecodeError as exc:
+                    raise FileReadError(str(exc)) from exc
+                raise
             lines = io.StringIO(carry + text, newline="").readlines()
             # a last line without its end may go on in the next block (even "\\r" + "\\n")
             carry = lines.pop() if lines and data and not lines[-1].endswith("\n") else ""
@@ -396,23 +402,41 @@ def import_subscribers(
 
     `text` is the CSV, or its lines (e.g. `file_lines(path)`, which keeps memory flat
     however large the file). Each row is judged as `add_subscriber` would judge it, in
-    file order; the rows that pass are written a chunk at a time. Nothing is committed
-    here: the caller commits once, so a file that fails as a whole leaves nothing.
+    file order; the rows that pass are written a chunk at a time. Nothing is committed here: the caller commits once, so a file that fails as a whole
+    leaves nothing.
     """
     report = SubscriberImportReport()
     batch = _ImportBatch(session, report)
-    for where, row in csv_rows(text):
+    for chunk in _chunks(csv_rows(text), IMPORT_CHUNK):
+        batch.flush(validate_rows(chunk, default_topics), progress)
+    return report
+
+
+def _chunks(rows: Iterator[tuple[str, dict[str, str]]], size: int) -> Iterator[list]:
+    chunk = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def validate_rows(
+    rows: list[tuple[str, dict[str, str]]], default_topics: list[str] | None
+) -> list[RowProblem | tuple[str, dict[str, Any]]]:
+    """Each CSV row as the fields of a valid SubscriberIn, or the problem with it."""
+    out: list[RowProblem | tuple[str, dict[str, Any]]] = []
+    for where, row in rows:
         data = {k: v for k, v in row.items() if v}
         if not data.get("topics") and default_topics:
             data["topics"] = default_topics
         try:
-            batch.rows.append((where, SubscriberIn.model_validate(data)))
+            out.append((where, SubscriberIn.model_validate(data).model_dump()))
         except (ValueError, SubscriberError) as exc:
-            batch.rows.append(RowProblem(where, reason(exc)))
-        if len(batch.rows) >= IMPORT_CHUNK:
-            batch.flush(progress)
-    batch.flush(progress)
-    return report
+            out.append(RowProblem(where, reason(exc)))
+    return out
 
 
 class _ImportBatch:
@@ -421,13 +445,11 @@ class _ImportBatch:
 
     def __init__(self, session: Session, report: SubscriberImportReport):
         self.session, self.report = session, report
-        self.rows: list[RowProblem | tuple[str, SubscriberIn]] = []
         topics = list_topics(session=session)
         self.topic_ids = {t.slug: t.id for t in topics}
         self.known = ", ".join(t.slug for t in topics)
 
-    def flush(self, progress: Callable[[int], None] | None) -> None:
-        items, self.rows = self.rows, []
+    def flush(self, items: list, progress: Callable[[int], None] | None) -> None:
         if items:
             try:
                 with self.session.begin_nested():
@@ -438,29 +460,30 @@ class _ImportBatch:
         if progress:
             progress(len(items))
 
-    def _write(self, items: list[RowProblem | tuple[str, SubscriberIn]]) -> None:
+    def _write(self, items: list[RowProblem | tuple[str, dict[str, Any]]]) -> None:
         """Judge and write one chunk; the report changes only once the rows are written."""
         session = self.session
         report = SubscriberImportReport()
         valid = [item for item in items if not isinstance(item, RowProblem)]
-        keys = {where: _lookup_key(sub_in.email) for where, sub_in in valid}
+        keys = {where: _lookup_key(sub["email"]) for where, sub in valid}
         existing = _existing_emails(session, [k for k in keys.values() if k])
-        suppressed = _suppressed_hashes(session, [address_hash(s.email) for _, s in valid])
+        hashes = {where: address_hash(sub["email"]) for where, sub in valid}
+        suppressed = _suppressed_hashes(session, list(hashes.values()))
         now = utcnow()
         subs, topic_ids, added = [], [], set()
         for item in items:
             if isinstance(item, RowProblem):
                 report.invalid.append(item)
                 continue
-            where, sub_in = item
+            where, sub = item
             key = keys[where]
             if key is not None and (key in existing or key in added):
                 report.duplicate += 1
                 continue
-            if not sub_in.topics:
+            if not sub["topics"]:
                 report.invalid.append(RowProblem(where, "choose at least one topic"))
                 continue
-            wanted = list(dict.fromkeys(sub_in.topics))
+            wanted = list(dict.fromkeys(sub["topics"]))
             missing = [slug for slug in wanted if slug not in self.topic_ids]
             if missing:
                 report.invalid.append(
@@ -469,19 +492,19 @@ class _ImportBatch:
                     )
                 )
                 continue
-            if address_hash(sub_in.email) in suppressed:
+            if hashes[where] in suppressed:
                 report.invalid.append(
                     RowProblem(
                         where,
-                        f"{sub_in.email} is on the suppression list "
+                        f"{sub['email']} is on the suppression list "
                         "(unsubscribed, removed or bounced)",
                     )
                 )
                 continue
-            added.add(sub_in.email)
+            added.add(sub["email"])
             subs.append(
                 {
-                    **sub_in.model_dump(exclude={"topics"}),
+                    **{k: v for k, v in sub.items() if k != "topics"},
                     "source": "import",
                     "status": "active",
                     "created_at": now,
@@ -505,14 +528,15 @@ class _ImportBatch:
         links = [(i, t) for i, tids in zip(ids, topic_ids, strict=True) for t in sorted(tids)]
         bulk_insert(session, Subscription.__table__, ["subscriber_id", "topic_id"], links)
 
-    def _write_one_by_one(self, items: list[RowProblem | tuple[str, SubscriberIn]]) -> None:
+    def _write_one_by_one(self, items: list[RowProblem | tuple[str, dict[str, Any]]]) -> None:
         from .topics import TopicError
 
         for item in items:
             if isinstance(item, RowProblem):
                 self.report.invalid.append(item)
                 continue
-            where, sub_in = item
+            where, fields = item
+            sub_in = SubscriberIn.model_construct(**fields)  # validated already
             if get_subscriber(session=self.session, email=sub_in.email) is not None:
                 self.report.duplicate += 1
                 continue

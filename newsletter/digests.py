@@ -11,7 +11,7 @@ from email import message_from_bytes
 from email.policy import default as default_policy
 
 from jinja2 import Environment
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -160,11 +160,13 @@ def send_digest(
     summary = SendSummary(frequency=frequency, period=period.key)
     readers = reader_query(session=session, frequency=frequency, timezone=timezone)
     buckets = readers.buckets(session)
+    bind = session.get_bind()
     parallel = (
         not dry_run
         and ENQUEUE_CONNECTIONS > 1
         and len(buckets) > 1
-        and session.get_bind().dialect.name == "postgresql"
+        and isinstance(bind, Engine)  # a session on one connection keeps to it
+        and bind.dialect.name == "postgresql"
     )
     segment_events: dict[tuple[str, tuple[str, ...]], list] = {}
     editions: dict[tuple[str, tuple[str, ...]], int] = {}
@@ -193,7 +195,7 @@ def send_digest(
                     stored_new = True
             if stored_new:
                 session.commit()  # the editions, before rows (on any connection) point at them
-            if dry_run or not in_range:
+            if dry_run or not in_range or not editions:  # nothing this range could get
                 if progress:
                     progress(in_range)
                 continue
@@ -204,7 +206,7 @@ def send_digest(
                 if progress:
                     progress(in_range)
                 continue
-            running.append((pool.submit(_enqueue_apart, session.get_bind(), *args), in_range))
+            running.append((pool.submit(_enqueue_apart, bind, *args), in_range))
             while len(running) > ENQUEUE_CONNECTIONS or (running and running[0][0].done()):
                 future, n = running.pop(0)
                 summary.enqueued += future.result()

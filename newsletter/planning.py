@@ -1,4 +1,4 @@
-"""Planning: who gets which events for a period, grouped into segments, streamed in batches."""
+"""Planning: who gets which events for a period, grouped into segments in the database."""
 
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ def iter_recipients(
 ) -> Iterator[list[Recipient]]:
     """Active, unsuppressed subscribers of a frequency, with their topics, in id order.
 
-    Keyset pagination keeps memory flat however many subscribers there are.
+    Keyset pagination keeps memory flat however many subscribers there are. This walks
+    every reader in Python: the plain statement of who gets a digest, kept as the
+    reference the set-based planning below is tested against (`send_digest` uses that).
     """
     order = {slug: pos for slug, pos in session.execute(select(Topic.slug, Topic.position))}
     last_id = 0

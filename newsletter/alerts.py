@@ -53,6 +53,10 @@ def alert_title(lang: str, topic_names: list[str], n: int) -> str:
     return t["alert_title_many"].format(brand=t["brand"], n=n)
 
 
+# Events looked at per round of enqueue_alerts.
+ALERT_CHUNK = 1000
+
+
 def enqueue_alerts(
     *, session: Session, settings, event_ids: list[int], now: dt.datetime | None = None
 ) -> int:
@@ -60,6 +64,16 @@ def enqueue_alerts(
     if not event_ids:
         return 0
     now = now or utcnow()
+    if len(event_ids) > ALERT_CHUNK:  # e.g. a large import: memory stays flat
+        return sum(
+            enqueue_alerts(
+                session=session,
+                settings=settings,
+                event_ids=event_ids[i : i + ALERT_CHUNK],
+                now=now,
+            )
+            for i in range(0, len(event_ids), ALERT_CHUNK)
+        )
     due = now + dt.timedelta(seconds=settings.alert_batch_seconds)
     event_slugs = {i: set(s) for i, s in slugs_by_event(session, event_ids).items()}
     endpoints = (

@@ -6,13 +6,16 @@ never stops the good ones, and a re-import finds every record a duplicate.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
-from collections.abc import Callable, Iterator
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 from pydantic import ValidationError
@@ -116,8 +119,10 @@ def read_json(text: str) -> Records:
     yield from _records_from_list(items, "a JSON file")
 
 
-def read_jsonl(text: str) -> Records:
-    for n, line in enumerate(text.splitlines(), start=1):
+def read_jsonl(text: str | Iterable[str]) -> Records:
+    """JSON Lines, given as text or as its lines (split as str.splitlines splits)."""
+    lines = text.splitlines() if isinstance(text, str) else text
+    for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -146,15 +151,16 @@ def read_yaml(text: str) -> Records:
 CSV_LOCALISED = ("title", "summary")
 
 
-def read_csv(text: str) -> Records:
+def read_csv(text: str | Iterable[str]) -> Records:
+    """CSV, given as text or as its lines (split as io.StringIO(text, newline="") splits)."""
     try:
         yield from _read_csv(text)
     except csv.Error as exc:
         raise ImportFileError(f"unreadable CSV: {exc}") from exc
 
 
-def _read_csv(text: str) -> Records:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+def _read_csv(text: str | Iterable[str]) -> Records:
+    reader = csv.DictReader(io.StringIO(text, newline="") if isinstance(text, str) else text)
     if not reader.fieldnames:
         return
     names = [(n or "").strip().lower() for n in reader.fieldnames]
@@ -366,6 +372,60 @@ class _EventBatch:
         return out
 
 
+# Formats read a line at a time from a file, so that memory stays flat however many
+# records it holds; JSON and YAML documents are parsed whole.
+STREAMED = {"jsonl": read_jsonl, "csv": read_csv}
+_LINE_ENDS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # str.splitlines() splits at these
+
+
+def _text_blocks(f: BinaryIO, path: Path, block: int = 1 << 20) -> Iterator[str]:
+    """A UTF-8 file's text (a BOM dropped) a block at a time; closes the file at the end.
+
+    Bytes that are not UTF-8 raise the ImportFileError `decode` gives for the whole file."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    try:
+        while True:
+            data = f.read(block)
+            try:
+                text = decoder.decode(data, final=not data)
+            except UnicodeDecodeError:
+                decode(path.read_bytes())  # the message, with the position in the whole file
+                raise
+            if text:
+                yield text
+            if not data:
+                return
+    finally:
+        f.close()
+
+
+def _split_lines(blocks: Iterable[str]) -> Iterator[str]:
+    """The lines of the text, without their ends, exactly as text.splitlines() gives them."""
+    carry = ""
+    for text in blocks:
+        pieces = (carry + text).splitlines(keepends=True)
+        carry = ""
+        # a last piece without its end, or ending in a carriage return (which a line feed
+        # in the next block would join into one line end), goes on with the next block
+        if pieces and (pieces[-1][-1] not in _LINE_ENDS or pieces[-1][-1] == "\r"):
+            carry = pieces.pop()
+        for piece in pieces:
+            yield piece[:-2] if piece.endswith("\r\n") else piece[:-1]
+    if carry:
+        yield from carry.splitlines()
+
+
+def _csv_lines(blocks: Iterable[str]) -> Iterator[str]:
+    """The lines of the text with their ends, as io.StringIO(text, newline="") gives them."""
+    carry = ""
+    for text in blocks:
+        pieces = io.StringIO(carry + text, newline="").readlines()
+        carry = pieces.pop() if pieces and not pieces[-1].endswith("\n") else ""
+        yield from pieces
+    if carry:
+        yield carry
+
+
 def import_file(
     *,
     session: Session,
@@ -376,7 +436,20 @@ def import_file(
     """Import one file; raises ImportFileError if the file as a whole is unreadable."""
     fmt = detect_format(path, fmt)
     try:
-        data = path.read_bytes()
+        f = path.open("rb")
+        size = os.fstat(f.fileno())
+    except OSError as exc:
+        raise ImportFileError(f"cannot read {path}: {exc.strerror}") from exc
+    if fmt in STREAMED and stat.S_ISREG(size.st_mode):
+        if size.st_size > MAX_BYTES:
+            f.close()
+            raise ImportFileError(f"file is larger than {MAX_BYTES // (1024 * 1024)} MB")
+        blocks = _text_blocks(f, path)
+        lines = _split_lines(blocks) if fmt == "jsonl" else _csv_lines(blocks)
+        return import_records(session=session, records=STREAMED[fmt](lines), progress=progress)
+    try:
+        with f:
+            data = f.read()
     except OSError as exc:
         raise ImportFileError(f"cannot read {path}: {exc.strerror}") from exc
     text = decode(data)

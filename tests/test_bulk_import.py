@@ -199,3 +199,28 @@ def test_event_chunks_match_record_by_record(tmp_path, db_url, monkeypatch):
     ]
     assert any(w[1] == "manual" for d in stored for w in d["why"])
     assert any(w[1] == "rule" for d in stored for w in d["why"])
+
+
+def test_event_files_are_read_line_by_line_as_when_read_whole():
+    text = (
+        "\ufeff{}\r\n{}\r{}\n\n{}\x0c{}\x85{}\u2028{}\u2029é李\r\n"
+        '"a","b\rc"\r\n{}\x1c\x1d\x1e{}\x0b\r'
+    )
+    blocks_of = {n: [text[i : i + n] for i in range(0, len(text), n)] for n in (1, 2, 3, 7, 999)}
+    for blocks in blocks_of.values():
+        assert list(importing._split_lines(blocks)) == text.splitlines()
+        assert list(importing._csv_lines(blocks)) == io.StringIO(text, newline="").readlines()
+
+
+def test_streamed_event_file_fails_as_a_whole_file_does(tmp_path, session):
+    from newsletter.importing import ImportFileError
+
+    ensure_default_topics(session=session)
+    path = tmp_path / "bad.jsonl"
+    good = json.dumps(event_record()) + "\n"
+    path.write_bytes((good * 3).encode() + b"\xff\xfe\n")
+    with pytest.raises(ImportFileError) as streamed:
+        import_file(session=session, path=path)
+    with pytest.raises(ImportFileError) as whole:
+        importing.decode(path.read_bytes())
+    assert str(streamed.value) == str(whole.value) and "not UTF-8" in str(whole.value)

@@ -12,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlmodel import Session, create_engine
@@ -206,3 +206,27 @@ def reserve_ids(session: Session, table, n: int) -> list[int]:
         )
     top = session.execute(text(f"SELECT coalesce(max(id), 0) FROM {table.name}")).scalar_one()
     return list(range(top + 1, top + 1 + n))
+
+
+def values_in(session: Session, column, values: list, *, chunk: int = 1000) -> set:
+    """The values of `column` (a model attribute) that equal one of `values`: one
+    `= ANY(array)` query on PostgreSQL (a thousand-parameter IN list costs more to parse
+    than to run), IN lists of `chunk` on SQLite."""
+    found: set = set()
+    if not values:
+        return found
+    table = column.class_.__table__.name
+    name = column.key
+    if session.get_bind().dialect.name == "postgresql":
+        found.update(
+            session.execute(
+                text(f"SELECT {name} FROM {table} WHERE {name} = ANY(:values)"),
+                {"values": list(values)},
+            ).scalars()
+        )
+        return found
+    for i in range(0, len(values), chunk):
+        found.update(
+            session.execute(select(column).where(column.in_(list(values[i : i + chunk])))).scalars()
+        )
+    return found

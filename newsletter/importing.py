@@ -20,10 +20,11 @@ from typing import Any, BinaryIO
 import yaml
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy import text as sql_text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from .db import bulk_insert, reserve_ids
+from .db import bulk_insert, reserve_ids, values_in
 from .errors import reason
 from .events import EventIn, add_event, primary_title
 from .matching import match_topics
@@ -330,24 +331,22 @@ class _EventBatch:
 
     def _stored(self, urls: list[str], keys: list[str]) -> tuple[set, set]:
         """(URLs, (title key, day) pairs) of stored events that these could duplicate."""
-        found_urls: set[str] = set()
-        found_pairs: set[tuple[str, Any]] = set()
-        for i in range(0, len(urls), 500):
-            found_urls.update(
-                self.session.execute(
-                    select(Event.url).where(Event.url.in_(urls[i : i + 500]))
-                ).scalars()
-            )
+        found_urls = values_in(self.session, Event.url, urls)
         distinct = list(set(keys))
-        for i in range(0, len(distinct), 500):
-            found_pairs.update(
-                tuple(r)
-                for r in self.session.execute(
-                    select(Event.title_key, Event.occurred_on).where(
-                        Event.title_key.in_(distinct[i : i + 500])
-                    )
+        if self.session.get_bind().dialect.name == "postgresql":
+            queries = [
+                sql_text("SELECT title_key, occurred_on FROM event WHERE title_key = ANY(:keys)")
+                .bindparams(keys=distinct)
+                .columns(Event.title_key, Event.occurred_on)
+            ]
+        else:
+            queries = [
+                select(Event.title_key, Event.occurred_on).where(
+                    Event.title_key.in_(distinct[i : i + 500])
                 )
-            )
+                for i in range(0, len(distinct), 500)
+            ]
+        found_pairs = {tuple(r) for q in queries for r in self.session.execute(q)}
         return found_urls, found_pairs
 
     def _write_one_by_one(self, items: list[Problem | tuple[str, EventIn]]) -> ImportReport:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from .db import bulk_insert, reserve_ids
+from .db import bulk_insert, reserve_ids, values_in
 from .errors import reason
 from .models import Subscriber, Subscription, Suppression, Topic, utcnow
 from .periods import FREQUENCIES
@@ -560,29 +560,13 @@ def _lookup_key(email: str) -> str | None:
 
 
 def _existing_emails(session: Session, emails: list[str]) -> set[str]:
-    found: set[str] = set()
-    for i in range(0, len(emails), 1000):
-        found.update(
-            session.execute(
-                select(Subscriber.email).where(Subscriber.email.in_(emails[i : i + 1000]))
-            ).scalars()
-        )
-    return found
+    return values_in(session, Subscriber.email, emails)
 
 
 def _suppressed_hashes(session: Session, hashes: list[str]) -> set[str]:
-    found: set[str] = set()
     if session.execute(select(Suppression.id).limit(1)).first() is None:
-        return found
-    for i in range(0, len(hashes), 1000):
-        found.update(
-            session.execute(
-                select(Suppression.address_hash).where(
-                    Suppression.address_hash.in_(hashes[i : i + 1000])
-                )
-            ).scalars()
-        )
-    return found
+        return set()
+    return values_in(session, Suppression.address_hash, hashes)
 
 
 def export_subscribers(*, session: Session) -> str:

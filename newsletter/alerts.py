@@ -65,15 +65,15 @@ def enqueue_alerts(
         return 0
     now = now or utcnow()
     if len(event_ids) > ALERT_CHUNK:  # e.g. a large import: memory stays flat
+        readers = instant_readers(session)  # once, not once per round
         return sum(
-            enqueue_alerts(
-                session=session,
-                settings=settings,
-                event_ids=event_ids[i : i + ALERT_CHUNK],
-                now=now,
-            )
+            _enqueue_alerts(session, settings, event_ids[i : i + ALERT_CHUNK], now, readers)
             for i in range(0, len(event_ids), ALERT_CHUNK)
         )
+    return _enqueue_alerts(session, settings, event_ids, now, None)
+
+
+def _enqueue_alerts(session: Session, settings, event_ids, now, readers) -> int:
     due = now + dt.timedelta(seconds=settings.alert_batch_seconds)
     event_slugs = {i: set(s) for i, s in slugs_by_event(session, event_ids).items()}
     endpoints = (
@@ -103,12 +103,12 @@ def enqueue_alerts(
                         "status": "queued" if ep.enabled else "held",
                     }
                 )
-    rows += reader_alert_rows(session, event_ids, event_slugs, created, due)
+    rows += reader_alert_rows(session, event_ids, event_slugs, created, due, readers)
     return enqueue(session, rows)
 
 
-def reader_alert_rows(session: Session, event_ids, event_slugs, created, due) -> list[dict]:
-    """Alert rows for subscribers who chose `instant`; the worker groups a reader's due rows."""
+def instant_readers(session: Session) -> tuple[dict[int, set[str]], dict[int, dt.datetime]]:
+    """({subscriber id: topic slugs}, {subscriber id: created at}) of instant readers."""
     follows: dict[int, set[str]] = {}
     for sub_id, slug in session.execute(
         select(Subscription.subscriber_id, Topic.slug)
@@ -122,6 +122,14 @@ def reader_alert_rows(session: Session, event_ids, event_slugs, created, due) ->
             select(Subscriber.id, Subscriber.created_at).where(Subscriber.id.in_(list(follows)))
         ).all()
     )
+    return follows, since
+
+
+def reader_alert_rows(
+    session: Session, event_ids, event_slugs, created, due, readers=None
+) -> list[dict]:
+    """Alert rows for subscribers who chose `instant`; the worker groups a reader's due rows."""
+    follows, since = readers or instant_readers(session)
     rows = []
     for sub_id, wanted in follows.items():
         for event_id in event_ids:

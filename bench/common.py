@@ -117,4 +117,8 @@ def add_subscribers(
             conn.exec_driver_sql(
                 "SELECT setval('subscriber_id_seq', (SELECT max(id) FROM subscriber))"
             )
+        # what autovacuum does to a table that grew this much: statistics for the planner
+        # (a fresh bulk load has none) and hint bits set, as in a database that has settled
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE subscriber, subscription")
     engine.dispose()

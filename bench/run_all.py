@@ -94,6 +94,23 @@ def planning_row(n: int, db: str, pg: str | None) -> list[str]:
     ]
 
 
+def import_rows(db: str, pg: str | None, subscribers: int, events: int) -> list[list[str]]:
+    args = ["--subscribers", str(subscribers), "--events", str(events), "--json"]
+    args += ["--database-url", fresh_pg(pg)] if db == "postgresql" else []
+    results = json.loads(run("imports.py", *args).strip().splitlines()[-1])
+    return [
+        [
+            f"{r['what']}, {r['rows']:,} rows",
+            db,
+            f"{r['seconds']} s",
+            f"{r['rows_per_second']:,} rows/s",
+            "",
+            f"peak RSS {r['peak_rss_mb']} MB",
+        ]
+        for r in results
+    ]
+
+
 def web_load_row(db: str, pg: str | None, seconds: int) -> list[str]:
     args = ["--seconds", str(seconds), "--json"] + (
         ["--postgres", pg] if db == "postgresql" else []
@@ -133,6 +150,12 @@ def main() -> None:
     for db in dbs:
         for n in [10_000] if args.quick else [10_000, 100_000, 1_000_000]:
             rows.append(planning_row(n, db, args.postgres))
+            print(" | ".join(rows[-1]), flush=True)
+    for db in dbs:
+        for row in import_rows(
+            db, args.postgres, *((20_000, 5_000) if args.quick else (1_000_000, 100_000))
+        ):
+            rows.append(row)
             print(" | ".join(rows[-1]), flush=True)
     for db in dbs:
         rows.append(web_load_row(db, args.postgres, 10 if args.quick else 60))

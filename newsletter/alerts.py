@@ -53,6 +53,10 @@ def alert_title(lang: str, topic_names: list[str], n: int) -> str:
     return t["alert_title_many"].format(brand=t["brand"], n=n)
 
 
+# Events looked at per round of enqueue_alerts.
+ALERT_CHUNK = 1000
+
+
 def enqueue_alerts(
     *, session: Session, settings, event_ids: list[int], now: dt.datetime | None = None
 ) -> int:
@@ -60,6 +64,16 @@ def enqueue_alerts(
     if not event_ids:
         return 0
     now = now or utcnow()
+    if len(event_ids) > ALERT_CHUNK:  # e.g. a large import: memory stays flat
+        readers = instant_readers(session)  # once, not once per round
+        return sum(
+            _enqueue_alerts(session, settings, event_ids[i : i + ALERT_CHUNK], now, readers)
+            for i in range(0, len(event_ids), ALERT_CHUNK)
+        )
+    return _enqueue_alerts(session, settings, event_ids, now, None)
+
+
+def _enqueue_alerts(session: Session, settings, event_ids, now, readers) -> int:
     due = now + dt.timedelta(seconds=settings.alert_batch_seconds)
     event_slugs = {i: set(s) for i, s in slugs_by_event(session, event_ids).items()}
     endpoints = (
@@ -90,12 +104,12 @@ def enqueue_alerts(
                         "next_attempt_at": due,
                     }
                 )
-    rows += reader_alert_rows(session, event_ids, event_slugs, created, due)
+    rows += reader_alert_rows(session, event_ids, event_slugs, created, due, readers)
     return enqueue(session, rows)
 
 
-def reader_alert_rows(session: Session, event_ids, event_slugs, created, due) -> list[dict]:
-    """Alert rows for subscribers who chose `instant`; the worker groups a reader's due rows."""
+def instant_readers(session: Session) -> tuple[dict[int, set[str]], dict[int, dt.datetime]]:
+    """({subscriber id: topic slugs}, {subscriber id: created at}) of instant readers."""
     follows: dict[int, set[str]] = {}
     for sub_id, slug in session.execute(
         select(Subscription.subscriber_id, Topic.slug)
@@ -109,6 +123,14 @@ def reader_alert_rows(session: Session, event_ids, event_slugs, created, due) ->
             select(Subscriber.id, Subscriber.created_at).where(Subscriber.id.in_(list(follows)))
         ).all()
     )
+    return follows, since
+
+
+def reader_alert_rows(
+    session: Session, event_ids, event_slugs, created, due, readers=None
+) -> list[dict]:
+    """Alert rows for subscribers who chose `instant`; the worker groups a reader's due rows."""
+    follows, since = readers or instant_readers(session)
     rows = []
     for sub_id, wanted in follows.items():
         for event_id in event_ids:

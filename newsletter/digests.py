@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.policy import default as default_policy
 
 from jinja2 import Environment
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from .delivery import outbox
 from .delivery.messages import build_digest_email
-from .delivery.outbox import enqueue
+from .delivery.outbox import enqueue_select
 from .models import Delivery, Edition, Event, utcnow
 from .periods import DIGEST_FREQUENCIES, Period, PeriodError, parse_period
-from .planning import Recipient, events_for, iter_recipients, period_events
+from .planning import ReaderQuery, events_for, period_events, reader_query
 from .rendering import Rendered, Segment, digest_context, render_digest
 from .settings import Settings
 from .subscribers import SubscriberError, get_subscriber, subscriber_topics
@@ -127,6 +130,11 @@ class SendSummary:
         return self.recipients - self.enqueued
 
 
+# Connections that write delivery rows at the same time on PostgreSQL: while the database
+# inserts one range of readers, it can insert another on a second core.
+ENQUEUE_CONNECTIONS = 2
+
+
 def send_digest(
     *,
     session: Session,
@@ -139,32 +147,76 @@ def send_digest(
     progress: Callable[[int], None] | None = None,
     timezone: str | None = None,
 ) -> SendSummary:
-    """Plan and enqueue a digest for every reader; enqueueing twice adds nothing."""
+    """Plan and enqueue a digest for every reader; enqueueing twice adds nothing.
+
+    Readers are taken a range of `planning.ID_CHUNK` subscriber ids at a time: the
+    database groups the range's readers by language and topic set, each new segment's
+    edition is rendered and stored once, and the database writes the range's delivery
+    rows itself (`INSERT ... SELECT`, see `_enqueue_range`); no reader's row passes
+    through Python. On PostgreSQL the ranges are written on `ENQUEUE_CONNECTIONS`
+    connections at once. `batch_size` is accepted for callers and no longer used.
+    """
     period = check_frequency(frequency, period_key)
     renderer = DigestRenderer(session=session, env=env, settings=settings, period=period)
     summary = SendSummary(frequency=frequency, period=period.key)
-    for batch in iter_recipients(
-        session=session, frequency=frequency, batch_size=batch_size, timezone=timezone
-    ):
-        rows = []
-        for r in batch:
-            events = events_for(renderer.events, r.topic_slugs)
-            if not events:
-                summary.skipped_empty += 1
+    readers = reader_query(session=session, frequency=frequency, timezone=timezone)
+    buckets = readers.buckets(session)
+    bind = session.get_bind()
+    parallel = (
+        not dry_run
+        and ENQUEUE_CONNECTIONS > 1
+        and len(buckets) > 1
+        and isinstance(bind, Engine)  # a session on one connection keeps to it
+        and bind.dialect.name == "postgresql"
+    )
+    segment_events: dict[tuple[str, tuple[str, ...]], list] = {}
+    editions: dict[tuple[str, tuple[str, ...]], int] = {}
+    with ThreadPoolExecutor(ENQUEUE_CONNECTIONS) if parallel else nullcontext() as pool:
+        running: list[tuple[Future, int]] = []
+        for bucket in buckets:
+            in_range = 0
+            stored_new = False
+            for g in readers.grouped(session, bucket):
+                in_range += g.readers
+                key = (g.language, g.topic_slugs)
+                if key not in segment_events:
+                    segment_events[key] = events_for(renderer.events, g.topic_slugs)
+                events = segment_events[key]
+                if not events:
+                    summary.skipped_empty += g.readers
+                    continue
+                segment = Segment("email", frequency, period, g.language, g.topic_slugs)
+                summary.recipients += g.readers
+                summary.segments[segment.key] = len(events)
+                summary.segment_recipients[segment.key] = (
+                    summary.segment_recipients.get(segment.key, 0) + g.readers
+                )
+                if not dry_run and key not in editions:
+                    editions[key] = renderer.edition_id(segment, events)
+                    stored_new = True
+            if stored_new:
+                session.commit()  # the editions, before rows (on any connection) point at them
+            if dry_run or not in_range or not editions:  # nothing this range could get
+                if progress:
+                    progress(in_range)
                 continue
-            segment = Segment("email", frequency, period, r.language, r.topic_slugs)
-            summary.recipients += 1
-            summary.segments[segment.key] = len(events)
-            summary.segment_recipients[segment.key] = (
-                summary.segment_recipients.get(segment.key, 0) + 1
-            )
-            if not dry_run:
-                rows.append(_delivery_row(r, segment, renderer.edition_id(segment, events)))
-        if rows:
-            summary.enqueued += enqueue(session, rows)
-            session.commit()
-        if progress:
-            progress(len(batch))
+            args = (frequency, period, readers, dict(editions), bucket)
+            if pool is None:
+                summary.enqueued += _enqueue_range(session, *args)
+                session.commit()
+                if progress:
+                    progress(in_range)
+                continue
+            running.append((pool.submit(_enqueue_apart, bind, *args), in_range))
+            while len(running) > ENQUEUE_CONNECTIONS or (running and running[0][0].done()):
+                future, n = running.pop(0)
+                summary.enqueued += future.result()
+                if progress:
+                    progress(n)
+        for future, n in running:
+            summary.enqueued += future.result()
+            if progress:
+                progress(n)
     from .alerts import enqueue_webhook_digests
 
     summary.endpoints, summary.endpoint_rows = enqueue_webhook_digests(
@@ -179,15 +231,73 @@ def send_digest(
     return summary
 
 
-def _delivery_row(r: Recipient, segment: Segment, edition_id: int) -> dict:
-    return {
-        "idempotency_key": idempotency_key(r.subscriber_id, segment.frequency, segment.period),
-        "channel": "email",
-        "kind": digest_kind(segment.frequency),
-        "period": segment.period.key,
-        "subscriber_id": r.subscriber_id,
-        "edition_id": edition_id,
+def _enqueue_apart(engine, *args) -> int:
+    """`_enqueue_range` in a transaction of its own, on a connection of its own."""
+    with Session(engine) as session:
+        n = _enqueue_range(session, *args)
+        session.commit()
+    return n
+
+
+def _enqueue_range(
+    session: Session,
+    frequency: str,
+    period: Period,
+    readers: ReaderQuery,
+    editions: dict[tuple[str, tuple[str, ...]], int],
+    bucket: int,
+) -> int:
+    """Enqueue, in the database, the email rows of the readers in one range of ids."""
+    key_prefix, key_suffix = idempotency_key(0, frequency, period).split("0", 1)
+    params = {
+        **readers.range_params(bucket),
+        "key_prefix": key_prefix,
+        "key_suffix": key_suffix,
+        "kind": digest_kind(frequency),
+        "period": period.key,
+        "now": utcnow(),
     }
+    words = range(readers.words)
+    segments = [(lang, readers.masks(slugs), eid) for (lang, slugs), eid in editions.items()]
+    if session.get_bind().dialect.name == "postgresql":
+        arrays = ", ".join(f"CAST(:m_w{k} AS bigint[])" for k in words)
+        names = ", ".join(f"w{k}" for k in words)
+        segment_map = (
+            f"unnest(CAST(:m_language AS text[]), {arrays}, CAST(:m_edition AS int[]))"
+            f" AS m(language, {names}, edition_id)"
+        )
+        params["m_language"] = [lang for lang, _, _ in segments]
+        for k in words:
+            params[f"m_w{k}"] = [masks[k] for _, masks, _ in segments]
+        params["m_edition"] = [eid for _, _, eid in segments]
+    else:
+        cols = "".join(f" json_extract(value, '$[{k + 1}]') AS w{k}," for k in words)
+        segment_map = (
+            f"(SELECT json_extract(value, '$[0]') AS language,{cols}"
+            f" json_extract(value, '$[{readers.words + 1}]') AS edition_id"
+            " FROM json_each(:m_json)) m"
+        )
+        params["m_json"] = json.dumps([[lang, *masks, eid] for lang, masks, eid in segments])
+    on = " AND ".join(["m.language = r.language"] + [f"m.w{k} = r.m{k}" for k in words])
+    select_sql = (
+        "SELECT :key_prefix || CAST(r.id AS TEXT) || :key_suffix, 'email', :kind, :period,"
+        " r.id, m.edition_id, 'queued', 0, :now, :now"
+        f" FROM ({readers.sql}) r JOIN {segment_map} ON {on}"
+        " WHERE true ORDER BY r.id"  # WHERE: SQLite reads ON CONFLICT after it unambiguously
+    )
+    columns = [
+        "idempotency_key",
+        "channel",
+        "kind",
+        "period",
+        "subscriber_id",
+        "edition_id",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+    ]
+    return enqueue_select(session, columns, select_sql, params)
 
 
 @dataclass

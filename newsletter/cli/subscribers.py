@@ -7,14 +7,24 @@ from pathlib import Path
 
 import typer
 from pydantic import ValidationError
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from ..rosters import RosterError, sync_rosters
 from ..subscribers import (
+    FileReadError,
     SubscriberError,
     SubscriberIn,
     add_subscriber,
     export_subscribers,
+    file_lines,
     get_subscriber,
     import_subscribers,
     list_subscribers,
@@ -73,19 +83,49 @@ def import_cmd(
         ..., help="CSV with email[,name,language,timezone,frequency,topics]."
     ),
     topics: str | None = typer.Option(None, "--topics", help="Topics for rows that name none."),
+    quiet: bool = typer.Option(
+        False,
+        "--quiet",
+        "-q",
+        help="No progress bar (there is none when stderr is not a terminal).",
+    ),
 ) -> None:
-    """Import subscribers from CSV; reports each invalid row and exits 1 if there were any."""
+    """Import subscribers from CSV; reports each invalid row and exits 1 if there were any.
+
+    The file is read as it is imported, so memory stays flat however many rows it has;
+    nothing is stored unless the whole file could be read.
+    """
     try:
-        text = file.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+        # a pipe cannot be read twice: its rows are counted as they come, without a total
+        total = _count_lines(file) - 1 if file.is_file() else None
+    except OSError as exc:
         fail(f"cannot read {file}: {exc}")
-    with state(ctx).session() as session:
+    with (
+        state(ctx).session() as session,
+        Progress(
+            TextColumn(f"importing {file.name}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rows"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+            disable=quiet or not err_console.is_terminal,
+        ) as bar,
+    ):
+        task = bar.add_task("import", total=None if total is None else max(total, 0))
         try:
             report = import_subscribers(
-                session=session, text=text, default_topics=topics.split(",") if topics else None
+                session=session,
+                text=file_lines(file),
+                default_topics=topics.split(",") if topics else None,
+                progress=lambda n: bar.advance(task, n),
             )
         except SubscriberError as exc:
             fail(str(exc))
+        except (FileReadError, OSError) as exc:
+            fail(f"cannot read {file}: {exc}")
     console.print(
         f"{file}: {report.added} added, {report.duplicate} duplicate, {len(report.invalid)} invalid"
     )
@@ -93,6 +133,15 @@ def import_cmd(
         err_console.print(f"  invalid {p.where}: {p.reason}", markup=False)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _count_lines(path: Path) -> int:
+    """Line breaks in a file: the progress bar's total (a quoted field may hold more)."""
+    n = 0
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            n += block.count(b"\n")
+    return n
 
 
 @app.command("export")

@@ -184,6 +184,26 @@ def _enqueue_postgres(session: Session, values: list[dict[str, Any]]) -> int:
     return len(session.connection().execute(_PG_ENQUEUE, params).all())
 
 
+def enqueue_select(session: Session, columns: Sequence[str], select_sql: str, params: dict) -> int:
+    """Insert the delivery rows a SELECT produces, in the database, skipping every row
+    whose idempotency key exists. Returns how many were inserted.
+
+    For plans too large to pass through Python row by row: `select_sql` yields one
+    value per name in `columns` (which must include the idempotency key); a `:now`
+    parameter, if the SELECT uses it, is bound as a timestamp.
+    """
+    unknown = set(columns) - set(_COLUMNS)
+    if unknown or "idempotency_key" not in columns:
+        raise ValueError(f"enqueue_select got bad column(s): {', '.join(sorted(unknown))}")
+    stmt = text(
+        f"INSERT INTO delivery ({', '.join(columns)}) {select_sql}"
+        " ON CONFLICT (idempotency_key) DO NOTHING"
+    )
+    if ":now" in select_sql:
+        stmt = stmt.bindparams(bindparam("now", type_=Delivery.__table__.c.created_at.type))
+    return session.execute(stmt, params).rowcount or 0
+
+
 def claim(engine: Engine, *, worker: str, limit: int, lease_seconds: float) -> list[int]:
     """Atomically take up to `limit` due rows for this worker.
 

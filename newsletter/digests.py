@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 from .delivery import outbox
 from .delivery.messages import build_digest_email
-from .delivery.outbox import enqueue_select
+from .delivery.outbox import BULK_ROWS, enqueue_select, refresh_statistics
 from .models import Delivery, Edition, Event, utcnow
 from .periods import DIGEST_FREQUENCIES, Period, PeriodError, parse_period
 from .planning import ReaderQuery, events_for, period_events, reader_query
@@ -228,6 +228,9 @@ def send_digest(
         timezone=timezone,
     )
     session.commit()
+    if summary.enqueued >= BULK_ROWS:
+        refresh_statistics(session)
+        session.commit()
     return summary
 
 

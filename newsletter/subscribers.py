@@ -10,7 +10,6 @@ import inspect
 import io
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -404,17 +403,8 @@ def import_subscribers(
     """
     report = SubscriberImportReport()
     batch = _ImportBatch(session, report)
-    # the next chunk is validated in a thread while this one is written: the database's
-    # work (another process) then overlaps Python's instead of following it
-    with ThreadPoolExecutor(1, thread_name_prefix="validate") as pool:
-        pending: Future | None = None
-        for chunk in _chunks(csv_rows(text), IMPORT_CHUNK):
-            judged = pool.submit(validate_rows, chunk, default_topics)
-            if pending is not None:
-                batch.flush(pending.result(), progress)
-            pending = judged
-        if pending is not None:
-            batch.flush(pending.result(), progress)
+    for chunk in _chunks(csv_rows(text), IMPORT_CHUNK):
+        batch.flush(validate_rows(chunk, default_topics), progress)
     return report
 
 

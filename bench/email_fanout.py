@@ -14,6 +14,7 @@ Prints messages/second for it and for smtp-source with 16 sessions, and their ra
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import platform
 import resource
@@ -82,6 +83,32 @@ def smtp_source(port: int, *, messages: int, size: int, sessions: int) -> float:
         stderr=subprocess.DEVNULL,
     )
     return messages / (time.perf_counter() - start)
+
+
+def aiosmtplib_floor(
+    port: int, data: bytes, messages: int, connections: int
+) -> tuple[float, float]:
+    """The same message sent by bare aiosmtplib (`sendmail` with bytes, no database, no
+    building) over as many connections as the worker uses: (msg/s, ms of CPU per message).
+    What any aiosmtplib-based sender costs at least."""
+    import aiosmtplib
+
+    todo = iter(range(messages))
+
+    async def one_connection() -> None:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port)
+        await smtp.connect()
+        for _ in todo:
+            await smtp.sendmail(MAIL_FROM, ["reader@example.com"], data)
+        await smtp.quit()
+
+    async def all_connections() -> None:
+        await asyncio.gather(*(one_connection() for _ in range(connections)))
+
+    cpu, start = time.process_time(), time.perf_counter()
+    asyncio.run(all_connections())
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return messages / seconds, 1000 * cpu / messages
 
 
 def run_worker(
@@ -164,7 +191,7 @@ def main() -> None:
         plan_s = time.perf_counter() - t0
         with Session(engine) as s:
             d = s.execute(select(Delivery).limit(1)).scalar_one()
-            size = len(
+            sample = bytes(
                 build_digest_email(
                     settings=settings,
                     delivery=d,
@@ -172,12 +199,15 @@ def main() -> None:
                     subscriber=s.get(Subscriber, d.subscriber_id),
                 ).data
             )
+            size = len(sample)
         engine.dispose()
         send_s, cpu_s, counts, shown = run_worker(url, port, args)
         sent = counts.get("sent", 0)
         ours = sent / send_s
         n_source = min(sent, 20_000)
         many = smtp_source(port, messages=n_source, size=size, sessions=16)
+        connections = args.connections or settings.smtp_connections
+        floor, floor_cpu = aiosmtplib_floor(port, sample, n_source, connections)
     finally:
         sink.terminate()
         sink.wait()
@@ -197,7 +227,12 @@ def main() -> None:
     print(f"{'sender':<44}{'messages':>10}{'msg/s':>10}")
     print(f"{shown:<44}{sent:>10}{ours:>10,.0f}")
     print(f"{'smtp-source, 16 sessions':<44}{n_source:>10}{many:>10,.0f}")
+    print(f"{f'bare aiosmtplib, {connections} connections':<44}{n_source:>10}{floor:>10,.0f}")
     print(f"ratio ours / smtp-source (16 sessions): {ours / many:.2f}")
+    print(
+        f"bare aiosmtplib: {floor_cpu:.2f} ms of CPU per message; "
+        f"ratio ours / bare aiosmtplib: {ours / floor:.2f}"
+    )
 
 
 if __name__ == "__main__":

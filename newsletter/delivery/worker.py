@@ -207,6 +207,7 @@ class Worker:
         return len(batch.ids)
 
     async def _claim_and_prepare(self) -> Batch | None:
+        claimed = time.monotonic()  # the lease starts no later than this
         ids = await asyncio.to_thread(
             outbox.claim,
             self.engine,
@@ -217,7 +218,7 @@ class Worker:
         if not ids:
             return None
         jobs, groups, ready = await asyncio.to_thread(self._prepare, ids)
-        return Batch(ids, jobs, groups, ready)
+        return Batch(ids, jobs, groups, ready, claimed)
 
     async def _renewed(self, batch: Batch) -> Batch:
         """The batch with a fresh lease, less any row that is no longer this worker's

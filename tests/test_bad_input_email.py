@@ -324,3 +324,39 @@ def test_hostile_names_stay_in_their_own_message_and_keep_mime_whole(engine, db_
                 read_token(settings.secret_key, "unsubscribe", token)[1]
                 == (address_hash(address)[:16])
             )
+
+
+def test_a_suppression_made_after_planning_stops_every_spelling_of_the_address(
+    engine, db_url, smtp_server
+):
+    """One mailbox stored twice by an older version ("Zoe@Bücher" and "zoe@bücher"), both planned,
+    then suppressed before the worker runs: neither row is sent."""
+    from newsletter.models import Suppression
+    from newsletter.subscribers import address_hash
+
+    add_readers(engine, ("plain@example.com", ""))
+    spellings = ["Zoe@Bücher.example", "zoe@bücher.example"]
+    with Session(engine) as s:
+        topic_id = s.exec(select(Topic.id).where(Topic.slug == "capital")).scalar_one()
+        for address in spellings:
+            sub = Subscriber(email=address, name="", status="active", source="import")
+            s.add(sub)
+            s.flush()
+            s.add(Subscription(subscriber_id=sub.id, topic_id=topic_id))
+        s.commit()
+    settings = Settings(database_url=db_url, smtp_url=smtp_server.url, smtp_connections=1)
+    with Session(engine) as s:
+        summary = send_digest(
+            session=s,
+            env=make_environment(settings.templates_dir),
+            settings=settings,
+            frequency="monthly",
+            period_key="2025-07",
+        )
+        assert summary.enqueued == 3
+        s.add(Suppression(address_hash=address_hash("zoe@bücher.example"), reason="complained"))
+        s.commit()
+    assert drain(engine, settings) is not None
+    assert [r.rcpt_tos for r in smtp_server.recorder.received] == [["plain@example.com"]]
+    for address in spellings:
+        assert delivery_of(engine, address).status == "suppressed"

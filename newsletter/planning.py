@@ -59,12 +59,15 @@ def iter_recipients(
             return
         first_id, last_id = subs[0][0], subs[-1][0]
         ids = [s[0] for s in subs]
-        hashes = {address_hash(s[1]): s[0] for s in subs}
+        hashes: dict[str, list[int]] = {}  # one mailbox may be stored in two spellings
+        for sid, email, _lang in subs:
+            hashes.setdefault(address_hash(email), []).append(sid)
         suppressed = {
-            hashes[h]
+            sid
             for h in session.execute(
                 select(Suppression.address_hash).where(Suppression.address_hash.in_(list(hashes)))
             ).scalars()
+            for sid in hashes[h]
         }
         topics: dict[int, list[str]] = {i: [] for i in ids}
         # a range, not IN (2000 ids): cheaper to plan, and the primary key serves it
@@ -238,17 +241,20 @@ def _not_suppressed(session: Session, dialect: str, where: list[str], params: di
         ),
         params,
     ).all()
-    hashes = {address_hash(email): sid for sid, email in odd}
+    hashes: dict[str, list[int]] = {}  # one mailbox may be stored in two spellings
+    for sid, email in odd:
+        hashes.setdefault(address_hash(email), []).append(sid)
     suppressed_odd: list[int] = []
     keys = list(hashes)
     for i in range(0, len(keys), 1000):
         suppressed_odd += [
-            hashes[h]
+            sid
             for h in session.execute(
                 select(Suppression.address_hash).where(
                     Suppression.address_hash.in_(keys[i : i + 1000])
                 )
             ).scalars()
+            for sid in hashes[h]
         ]
     params["nl_odd"] = suppressed_odd
     params["nl_upper"], params["nl_lower"] = _UPPER, _UPPER.lower()

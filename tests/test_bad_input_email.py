@@ -272,3 +272,91 @@ def test_a_roster_listing_one_mailbox_in_two_spellings_reports_it(cli, tmp_path)
     r = cli("subscribers", "sync", str(rosters))
     assert r.exit_code == 1 and "1 created" in r.output
     assert "also listed at team.yaml subscribers[1]" in r.stderr
+
+
+# --- per-reader slots spliced into bodies encoded once per edition ---------------------------
+
+SLOT_NAMES = [
+    "Zoë Ünïcode",
+    "😀" * 40,
+    "A" * 200,
+    "Eve\r\n.\r\nMAIL FROM:<x@evil.example>\r\nDATA\r\n",
+    ".a dot first",
+    "=?utf-8?b?SGk=?=",
+    '<b>&amp;</b> "q"',
+    "名",
+    "ab",
+    "",
+]
+
+
+def test_hostile_names_stay_in_their_own_message_and_keep_mime_whole(engine, db_url, smtp_server):
+    """Each reader's name and signed links land in that reader's message only, whatever
+    their length mod 3 (the base64 groups the slots are spliced between), with base64
+    lines of at most 76 characters and CRLF line endings only."""
+    from html import escape
+
+    from newsletter.subscribers import address_hash
+    from newsletter.tokens import read_token
+
+    readers = [(f"slot{i}@example.com", name) for i, name in enumerate(SLOT_NAMES)]
+    add_readers(engine, *readers)
+    settings = Settings(database_url=db_url, smtp_url=smtp_server.url)
+    send_july(engine, settings)
+    assert len(smtp_server.recorder.received) == len(readers)
+    for address, name in readers:
+        (got,) = smtp_server.recorder.to(address)
+        assert b"\r" not in got.data.replace(b"\r\n", b"")
+        assert b"\n" not in got.data.replace(b"\r\n", b"")
+        text, html = [part for part in got.message.walk() if not part.is_multipart()]
+        for part in (text, html):
+            assert all(len(line) <= 76 for line in part.get_payload().split("\r\n"))
+            body = part.get_content()
+            for other, _ in readers:
+                assert other == address or other not in body
+        if one_line(name):
+            assert f"Hi {one_line(name)}," in text.get_content()
+            assert escape(one_line(name)) in html.get_content()
+        tokens = re.findall(r"/u/([\w.-]+)", text.get_content())
+        assert tokens
+        for token in tokens:
+            assert (
+                read_token(settings.secret_key, "unsubscribe", token)[1]
+                == (address_hash(address)[:16])
+            )
+
+
+def test_a_suppression_made_after_planning_stops_every_spelling_of_the_address(
+    engine, db_url, smtp_server
+):
+    """One mailbox stored twice by an older version ("Zoe@Bücher" and "zoe@bücher"), both planned,
+    then suppressed before the worker runs: neither row is sent."""
+    from newsletter.models import Suppression
+    from newsletter.subscribers import address_hash
+
+    add_readers(engine, ("plain@example.com", ""))
+    spellings = ["Zoe@Bücher.example", "zoe@bücher.example"]
+    with Session(engine) as s:
+        topic_id = s.exec(select(Topic.id).where(Topic.slug == "capital")).scalar_one()
+        for address in spellings:
+            sub = Subscriber(email=address, name="", status="active", source="import")
+            s.add(sub)
+            s.flush()
+            s.add(Subscription(subscriber_id=sub.id, topic_id=topic_id))
+        s.commit()
+    settings = Settings(database_url=db_url, smtp_url=smtp_server.url, smtp_connections=1)
+    with Session(engine) as s:
+        summary = send_digest(
+            session=s,
+            env=make_environment(settings.templates_dir),
+            settings=settings,
+            frequency="monthly",
+            period_key="2025-07",
+        )
+        assert summary.enqueued == 3
+        s.add(Suppression(address_hash=address_hash("zoe@bücher.example"), reason="complained"))
+        s.commit()
+    assert drain(engine, settings) is not None
+    assert [r.rcpt_tos for r in smtp_server.recorder.received] == [["plain@example.com"]]
+    for address in spellings:
+        assert delivery_of(engine, address).status == "suppressed"

@@ -427,3 +427,110 @@ def test_worker_processes_share_the_outbox(world, db_url, smtp_server, tmp_path)
     rcpts = [r.rcpt_tos[0] for r in smtp_server.recorder.received]
     assert len(rcpts) == total == len(set(rcpts))
     assert done.stdout.count("Worker finished") == 2
+
+
+def test_a_batch_claimed_ahead_is_not_sent_once_its_lease_went_to_another_worker(world, db_url):
+    """The next batch is claimed while the current one sends. If that send outlasts the
+    lease, the batch waiting its turn may have been claimed by another worker meanwhile:
+    it must not be sent by this one as well (the reader would get the digest twice)."""
+    import threading
+    import time
+
+    from .smtp_server import Recorder, SmtpServer
+
+    release = threading.Event()
+
+    class SlowFirst(Recorder):
+        async def handle_DATA(self, server, session, envelope):
+            while not release.is_set():  # the first batch hangs in DATA
+                await asyncio.sleep(0.02)
+            return await super().handle_DATA(server, session, envelope)
+
+    lease = 2.0
+    with SmtpServer() as smtp:
+        smtp.recorder = smtp.controller.handler = SlowFirst()
+        settings = settings_for(db_url, smtp.url, worker_batch=4, lease_seconds=lease)
+        plan(world, settings)
+        worker = Worker(engine=world, settings=settings, name="one")
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=lambda: loop.run_until_complete(worker.run()))
+        thread.start()
+        try:
+            deadline = time.monotonic() + 20
+            while True:  # two rows sending, two claimed ahead
+                with Session(world) as s:
+                    held = s.exec(select(Delivery.id).where(Delivery.claimed_by == "one")).all()
+                if len(held) == 4 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            assert len(held) == 4
+            time.sleep(lease + 0.1)
+            stolen = outbox.claim(world, worker="two", limit=4, lease_seconds=lease)
+            assert len(stolen) == 4
+            with Session(world) as s:
+                ahead = {
+                    sub.email
+                    for d, sub in s.exec(
+                        select(Delivery, Subscriber)
+                        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+                        .order_by(Delivery.next_attempt_at, Delivery.id)
+                    ).all()[2:]
+                }
+            release.set()
+            time.sleep(1.0)  # worker "one" is past the ahead batch; "two" still holds it
+        finally:
+            loop.call_soon_threadsafe(worker.stop)
+            thread.join(timeout=30)
+        sent_by_one = {r.rcpt_tos[0] for r in smtp.recorder.received}
+    assert len(ahead) == 2
+    assert not ahead & sent_by_one, "rows held by another worker were sent"
+
+
+def test_stopping_mid_batch_records_it_and_gives_back_the_batch_claimed_ahead(world, db_url):
+    """SIGTERM while a batch sends (the next one claimed and built meanwhile): the batch
+    in flight is sent and recorded, the one claimed ahead goes back to the queue unsent,
+    and a later worker sends every reader exactly one message."""
+    import threading
+    import time
+
+    from .smtp_server import Recorder, SmtpServer
+
+    release = threading.Event()
+
+    class Held(Recorder):
+        async def handle_DATA(self, server, session, envelope):
+            while not release.is_set():
+                await asyncio.sleep(0.02)
+            return await super().handle_DATA(server, session, envelope)
+
+    with SmtpServer() as smtp:
+        smtp.recorder = smtp.controller.handler = Held()
+        settings = settings_for(db_url, smtp.url, worker_batch=4)
+        plan(world, settings)
+        worker = Worker(engine=world, settings=settings, name="one")
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=lambda: loop.run_until_complete(worker.run()))
+        thread.start()
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:  # two rows sending, two claimed ahead
+                with Session(world) as s:
+                    held = s.exec(select(Delivery.id).where(Delivery.claimed_by == "one")).all()
+                if len(held) == 4:
+                    break
+                time.sleep(0.02)
+            assert len(held) == 4
+            loop.call_soon_threadsafe(worker.stop)
+            time.sleep(0.1)
+            release.set()
+        finally:
+            release.set()
+            thread.join(timeout=30)
+        assert not thread.is_alive()
+        with Session(world) as s:
+            states = sorted((d.status, d.claimed_by) for d in s.exec(select(Delivery)).scalars())
+        assert states == [("queued", None)] * 2 + [("sent", None)] * 2
+        assert len(smtp.recorder.received) == 2
+        drain(world, settings)
+        got = sorted(r.rcpt_tos[0] for r in smtp.recorder.received)
+    assert got == sorted(p[0] for p in PEOPLE)

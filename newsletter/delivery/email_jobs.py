@@ -34,14 +34,17 @@ def prepare_emails(session: Session, settings, env, deliveries: list[Delivery], 
             )
         ).scalars()
     }
-    hashes = {address_hash(s.email): s.id for s in subscribers.values()}
+    hashes: dict[str, list[int]] = {}  # one mailbox may be stored in two spellings
+    for s in subscribers.values():
+        hashes.setdefault(address_hash(s.email), []).append(s.id)
     suppressed = {
-        hashes[h]: why
+        sub_id: why
         for h, why in session.execute(
             select(Suppression.address_hash, Suppression.reason).where(
                 Suppression.address_hash.in_(list(hashes))
             )
         )
+        for sub_id in hashes[h]
     }
     alerts: dict[int, list[Delivery]] = {}
     for d in deliveries:

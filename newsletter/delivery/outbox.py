@@ -286,6 +286,26 @@ def release(engine: Engine, *, worker: str, ids: Sequence[int]) -> int:
     return result.rowcount or 0
 
 
+def renew(engine: Engine, *, worker: str, ids: Sequence[int]) -> set[int]:
+    """Start the lease of claimed rows again, just before they are sent; returns the ids
+    this worker still holds (a row whose lease ended may be another worker's now, and
+    must not be sent by this one as well)."""
+    if not ids:
+        return set()
+    with engine.begin() as conn:
+        rows = conn.execute(
+            update(Delivery)
+            .where(
+                Delivery.id.in_(list(ids)),
+                Delivery.claimed_by == worker,
+                Delivery.status == DeliveryStatus.SENDING,
+            )
+            .values(claimed_at=utcnow())
+            .returning(Delivery.id)
+        ).all()
+    return {r[0] for r in rows}
+
+
 @dataclass
 class Outcome:
     """What one try to send produced."""

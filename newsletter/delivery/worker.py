@@ -75,6 +75,7 @@ class Batch:
     jobs: list[EmailJob]
     groups: list
     ready: list[outbox.Outcome]
+    claimed: float = field(default_factory=time.monotonic)  # when the lease began
 
 
 @dataclass
@@ -186,6 +187,9 @@ class Worker:
         if batch is None:
             await self._recorded()
             return 0
+        if time.monotonic() - batch.claimed > self.settings.lease_seconds / 4:
+            # it waited its turn (behind a slow send) long enough for its lease to matter
+            batch = await self._renewed(batch)
         self.stats.claimed += len(batch.ids)
         if len(batch.ids) == self._claim_size and not self.stopping.is_set():
             # more is probably due: have it ready when this batch is done
@@ -203,6 +207,7 @@ class Worker:
         return len(batch.ids)
 
     async def _claim_and_prepare(self) -> Batch | None:
+        claimed = time.monotonic()  # the lease starts no later than this
         ids = await asyncio.to_thread(
             outbox.claim,
             self.engine,
@@ -213,7 +218,25 @@ class Worker:
         if not ids:
             return None
         jobs, groups, ready = await asyncio.to_thread(self._prepare, ids)
-        return Batch(ids, jobs, groups, ready)
+        return Batch(ids, jobs, groups, ready, claimed)
+
+    async def _renewed(self, batch: Batch) -> Batch:
+        """The batch with a fresh lease, less any row that is no longer this worker's
+        (its lease ended while it waited and another worker claimed it)."""
+        held = await asyncio.to_thread(outbox.renew, self.engine, worker=self.name, ids=batch.ids)
+        if len(held) == len(batch.ids):
+            batch.claimed = time.monotonic()
+            return batch
+        log.warning(
+            "%d claimed row(s) were claimed again by another worker before being sent; left to it",
+            len(batch.ids) - len(held),
+        )
+        return Batch(
+            [i for i in batch.ids if i in held],
+            [j for j in batch.jobs if all(i in held for i in j.delivery_ids)],
+            [g for g in batch.groups if all(i in held for i in g.delivery_ids)],
+            [o for o in batch.ready if o.delivery_id in held],
+        )
 
     async def _record(self, batch: Batch, outcomes: list[outbox.Outcome]) -> None:
         counts = await asyncio.to_thread(

@@ -74,9 +74,11 @@ def retry_after_seconds(response: httpx.Response, data: Any) -> float | None:
         try:
             return max(0.0, float(value))
         except ValueError:
-            when = email.utils.parsedate_to_datetime(value)
-            if when:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
                 return max(0.0, when.timestamp() - time.time())
+            except (TypeError, ValueError, OverflowError):
+                pass  # neither seconds nor a date: our own backoff decides
     if isinstance(data, dict) and isinstance(data.get("retry_after"), int | float):
         seconds = float(data["retry_after"])
         return seconds / 1000 if seconds > 1000 else seconds  # some report milliseconds

@@ -546,3 +546,61 @@ def test_archive_feeds_drop_control_characters_and_refuse_bad_topics(archive):
     assert bad.status_code == 400 and "topic must be a topic slug" in bad.text
     unknown = archive.get("/archive/feed.atom?topic=no-such-topic")
     assert unknown.status_code == 404 and "no topic named no-such-topic" in unknown.text
+
+
+class KeepAliveReceivers:
+    """`n` HTTP/1.1 receivers on 127.0.0.1 (one port each, so each is a host of its own to
+    the client) that keep every connection open and count the open ones."""
+
+    def __init__(self):
+        self.open = 0
+        self.servers = []
+
+    async def start(self, n):
+        for _ in range(n):
+            self.servers.append(await asyncio.start_server(self.serve, "127.0.0.1", 0))
+        return [s.sockets[0].getsockname()[1] for s in self.servers]
+
+    async def serve(self, reader, writer):
+        self.open += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = re.search(rb"(?i)content-length: *(\d+)", head)
+                await reader.readexactly(int(length.group(1)) if length else 0)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.open -= 1
+            writer.close()
+
+    async def close(self):
+        for s in self.servers:
+            s.close()
+
+
+def test_idle_connections_are_bounded_across_hosts():
+    """Endpoints on many hosts (or ports) leave at most `in_flight` idle connections open
+    between sends: each kept-alive one is a file descriptor, and the database and the mail
+    server need theirs too."""
+
+    async def run():
+        receivers = KeepAliveReceivers()
+        ports = await receivers.start(24)
+        channel = WebhookChannel(allow_http=True, allow_networks=["127.0.0.0/8"], in_flight=4)
+        try:
+            for _ in range(2):
+                for port in ports:
+                    url = f"http://127.0.0.1:{port}/x"
+                    assert (await channel.post("generic", PreparedRequest(url, b"{}", {}))) == (
+                        "HTTP 200: ok"
+                    )
+            await asyncio.sleep(0.2)  # the receivers see the closed ones
+            return receivers.open
+        finally:
+            await channel.aclose()
+            await receivers.close()
+
+    assert asyncio.run(run()) <= 4

@@ -1,7 +1,8 @@
 """Chat webhooks over httpx: each platform's signature, the SSRF guard at connect time,
 and each platform's way of saying no (some say it inside an HTTP 200).
 
-Connections are kept alive and shared by every endpoint on the same host. Each one is
+Connections are kept alive (at most `in_flight` idle ones in all) and shared by every
+endpoint on the same host. Each one is
 pinned to an address that passed the SSRF guard: a host name is resolved when a
 connection is opened (a checked answer is reused for up to 10 s), every address it
 resolves to is checked (any inside address refuses the name, so DNS rebinding cannot
@@ -163,7 +164,24 @@ def _aiohttp_session(guard: _Guard, in_flight: int):
         async def close(self) -> None:
             return None
 
-    connector = aiohttp.TCPConnector(
+    class Connector(aiohttp.TCPConnector):
+        """aiohttp bounds the connections in use, not the idle ones kept alive: endpoints
+        on many hosts (or ports) would each hold a file descriptor for keepalive_timeout.
+        This keeps at most `in_flight` idle connections, closing the longest kept first."""
+
+        def _release(self, key, protocol, *, should_close=False):
+            super()._release(key, protocol, should_close=should_close)
+            conns = self._conns
+            idle = sum(map(len, conns.values()))
+            while idle > in_flight:
+                oldest = next(iter(conns))  # keys in the order they were first kept
+                proto, _ = conns[oldest].popleft()
+                if not conns[oldest]:
+                    del conns[oldest]
+                proto.close()
+                idle -= 1
+
+    connector = Connector(
         limit=in_flight,
         limit_per_host=0,
         resolver=Resolver(),

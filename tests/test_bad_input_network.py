@@ -604,3 +604,32 @@ def test_idle_connections_are_bounded_across_hosts():
             await receivers.close()
 
     assert asyncio.run(run()) <= 4
+
+
+def test_name_lookups_do_not_share_the_database_threads(inside):
+    """Host names are looked up in the channel's own threads: the worker's database calls
+    run in asyncio's default threads, and neither may wait for the other (a name whose DNS
+    hangs must not hold the claims and results of every other delivery)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        default = ThreadPoolExecutor(2)
+        loop.set_default_executor(default)
+        release = threading.Event()
+        busy = [asyncio.to_thread(release.wait, 10) for _ in range(2)]  # database calls
+        busy = [asyncio.ensure_future(b) for b in busy]
+        await asyncio.sleep(0.1)
+        channel = WebhookChannel(
+            allow_http=True, allow_networks=["127.0.0.0/8", "::1/128"], timeout=2
+        )
+        try:
+            url = f"http://localhost:{inside.port}/x"
+            return await channel.post("slack", PreparedRequest(url, b"{}", {}))
+        finally:
+            release.set()
+            await asyncio.gather(*busy)
+            await channel.aclose()
+
+    assert asyncio.run(run()).startswith("HTTP 200")
+    assert [path for path, _ in inside.requests] == ["/x"]

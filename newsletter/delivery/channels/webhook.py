@@ -2,12 +2,12 @@
 and each platform's way of saying no (some say it inside an HTTP 200).
 
 Connections are kept alive (at most `in_flight` idle ones in all) and shared by every
-endpoint on the same host. Each one is
-pinned to an address that passed the SSRF guard: a host name is resolved when a
-connection is opened (a checked answer is reused for up to 10 s), every address it
-resolves to is checked (any inside address refuses the name, so DNS rebinding cannot
-pick one), and the socket is checked again against the address it is about to connect
-to, which also covers addresses written in the URL.
+endpoint on the same host. Each one is pinned to an address that passed the SSRF guard:
+a host name is resolved, in the channel's own threads, when a connection is opened (a
+checked answer is reused for up to 10 s), every address it resolves to is checked (any
+inside address refuses the name, so DNS rebinding cannot pick one), and the socket is
+checked again against the address it is about to connect to, which also covers
+addresses written in the URL.
 httpx is the client API; its transport is aiohttp's (httpx-aiohttp), which measured
 several times faster than httpx's default transport with tens of requests in flight
 (`bench/webhook_transports.py`: about a fifth of the CPU per request).
@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import ipaddress
 import json
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,14 +129,18 @@ class _Guard:
     """The SSRF guard where connections are made: names through `resolve`, every socket
     through `socket_for` just before it connects."""
 
-    def __init__(self, allow_networks: list[str]):
+    def __init__(self, allow_networks: list[str], lookups: int = 64):
         self.allow_networks = list(allow_networks)
         self.allow = _networks(allow_networks)
+        # lookups in threads of their own: asyncio's default threads run the worker's
+        # database calls, and a name whose DNS hangs must not hold those (nor they it)
+        self.lookups = ThreadPoolExecutor(lookups, thread_name_prefix="webhook-dns")
 
     async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[dict]:
-        addresses = await asyncio.to_thread(
+        lookup = functools.partial(
             checked_addresses, host, port, allow_networks=self.allow_networks
         )
+        addresses = await asyncio.get_running_loop().run_in_executor(self.lookups, lookup)
         return [
             {
                 "hostname": host,
@@ -214,7 +220,7 @@ class WebhookChannel:
         from httpx_aiohttp import AiohttpTransport
 
         self.allow_http = allow_http
-        guard = _Guard(allow_networks or [])
+        self._guard = guard = _Guard(allow_networks or [], lookups=in_flight)
         # the aiohttp session is made on first use, inside the event loop that uses it
         transport = AiohttpTransport(client=lambda: _aiohttp_session(guard, in_flight))
         self.client = httpx.AsyncClient(
@@ -281,3 +287,4 @@ class WebhookChannel:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        self._guard.lookups.shutdown(wait=False, cancel_futures=True)

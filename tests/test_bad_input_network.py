@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from newsletter.admin_tokens import create_token
-from newsletter.delivery.channels.base import PermanentDeliveryError
+from newsletter.delivery.channels.base import PermanentDeliveryError, TemporaryDeliveryError
 from newsletter.delivery.channels.webhook import PreparedRequest, WebhookChannel
 from newsletter.delivery.worker import Worker
 from newsletter.digests import send_digest
@@ -633,3 +633,36 @@ def test_name_lookups_do_not_share_the_database_threads(inside):
 
     assert asyncio.run(run()).startswith("HTTP 200")
     assert [path for path, _ in inside.requests] == ["/x"]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"garbage\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\nok",
+    ],
+)
+def test_an_answer_that_is_not_http_is_a_temporary_failure(answer):
+    """A receiver (or something in front of it) answering bytes that are not HTTP fails
+    the send for now, like a dropped connection: not as a crash that fails the rows for
+    good."""
+
+    async def run():
+        async def serve(reader, writer):
+            await reader.read(65536)
+            writer.write(answer)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/x"
+        channel = WebhookChannel(allow_http=True, allow_networks=["127.0.0.0/8"], timeout=5)
+        try:
+            await channel.post("slack", PreparedRequest(url, b"{}", {}))
+        finally:
+            await channel.aclose()
+            server.close()
+
+    with pytest.raises(TemporaryDeliveryError, match="not a valid HTTP answer"):
+        asyncio.run(run())

@@ -217,7 +217,10 @@ class WebhookChannel:
         allow_networks: list[str] | None = None,
         in_flight: int = 64,
     ):
+        from aiohttp import ClientError
         from httpx_aiohttp import AiohttpTransport
+
+        self._bad_answer = ClientError
 
         self.allow_http = allow_http
         self._guard = guard = _Guard(allow_networks or [], lookups=in_flight)
@@ -248,6 +251,9 @@ class WebhookChannel:
             raise TemporaryDeliveryError(f"timed out: {exc!r}") from exc
         except httpx.HTTPError as exc:
             raise TemporaryDeliveryError(f"connection problem: {exc!r}") from exc
+        except self._bad_answer as exc:
+            # what httpx-aiohttp leaves unmapped: an answer aiohttp cannot parse
+            raise TemporaryDeliveryError(f"not a valid HTTP answer: {exc}") from exc
         return interpret(platform, response, text)
 
     async def _exchange(self, request: PreparedRequest):

@@ -253,7 +253,9 @@ class WebhookChannel:
             raise TemporaryDeliveryError(f"connection problem: {exc!r}") from exc
         except self._bad_answer as exc:
             # what httpx-aiohttp leaves unmapped: an answer aiohttp cannot parse
-            raise TemporaryDeliveryError(f"not a valid HTTP answer: {exc}") from exc
+            # its message only: its str() holds the URL, and a chat webhook's URL is a secret
+            what = getattr(exc, "message", "") or type(exc).__name__
+            raise TemporaryDeliveryError(f"not a valid HTTP answer: {what}") from exc
         return interpret(platform, response, text)
 
     async def _exchange(self, request: PreparedRequest):

@@ -667,3 +667,33 @@ def test_an_answer_that_is_not_http_is_a_temporary_failure(answer):
     with pytest.raises(TemporaryDeliveryError, match="not a valid HTTP answer") as info:
         asyncio.run(run())
     assert "token" not in str(info.value)  # the URL (a secret for chat webhooks) is not kept
+
+
+@pytest.mark.parametrize("charset", ["zlib", "rot13", "idna", "undefined"])
+def test_an_answer_in_a_charset_that_is_not_text_is_read_as_utf8(charset):
+    """The charset of an answer is the receiver's choice: one Python cannot decode text
+    with (a compression codec, an unknown name) is read as UTF-8, so a 200 is still a
+    send and a 503 still a try-again, not a crash that fails the rows for good."""
+
+    async def run(status):
+        async def serve(reader, writer):
+            await reader.read(65536)
+            writer.write(
+                f"HTTP/1.1 {status} X\r\nContent-Type: text/plain; charset={charset}\r\n"
+                "Content-Length: 2\r\n\r\nok".encode()
+            )
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/x"
+        channel = WebhookChannel(allow_http=True, allow_networks=["127.0.0.0/8"], timeout=5)
+        try:
+            return await channel.post("slack", PreparedRequest(url, b"{}", {}))
+        finally:
+            await channel.aclose()
+            server.close()
+
+    assert asyncio.run(run(200)) == "HTTP 200: ok"
+    with pytest.raises(TemporaryDeliveryError, match="HTTP 503: ok"):
+        asyncio.run(run(503))

@@ -282,7 +282,10 @@ class WebhookChannel:
         finally:
             await response.aclose()
         body = b"".join(chunks)[:MAX_BODY]
-        return body.decode(response.encoding or "utf-8", "replace"), response
+        try:
+            return body.decode(response.encoding or "utf-8", "replace"), response
+        except (LookupError, UnicodeError):  # a charset that is no text encoding ("zlib")
+            return body.decode("utf-8", "replace"), response
 
     def _url(self, url: str) -> httpx.URL:
         """Parsed once per endpoint URL (parsing costs more than the rest of a request)."""

@@ -697,3 +697,25 @@ def test_an_answer_in_a_charset_that_is_not_text_is_read_as_utf8(charset):
     assert asyncio.run(run(200)) == "HTTP 200: ok"
     with pytest.raises(TemporaryDeliveryError, match="HTTP 503: ok"):
         asyncio.run(run(503))
+
+
+def test_a_receiver_that_hangs_up_is_a_connection_problem_not_a_timeout():
+    """httpx-aiohttp calls every dropped connection a ConnectTimeout; the attempt says what
+    happened (a receiver hanging up at once is not one that is slow)."""
+
+    async def run():
+        async def serve(reader, writer):
+            await reader.read(65536)
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/x"
+        channel = WebhookChannel(allow_http=True, allow_networks=["127.0.0.0/8"], timeout=5)
+        try:
+            await channel.post("slack", PreparedRequest(url, b"{}", {}))
+        finally:
+            await channel.aclose()
+            server.close()
+
+    with pytest.raises(TemporaryDeliveryError, match="connection problem.*disconnected"):
+        asyncio.run(run())

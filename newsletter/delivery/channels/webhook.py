@@ -248,7 +248,10 @@ class WebhookChannel:
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise PermanentDeliveryError(f"refused by the SSRF guard: {exc}") from exc
         except (httpx.TimeoutException, TimeoutError) as exc:
-            raise TemporaryDeliveryError(f"timed out: {exc!r}") from exc
+            if isinstance(exc, TimeoutError) or isinstance(exc.__cause__, TimeoutError | None):
+                raise TemporaryDeliveryError(f"timed out: {exc!r}") from exc
+            # httpx-aiohttp maps every dropped connection to ConnectTimeout
+            raise TemporaryDeliveryError(f"connection problem: {exc!r}") from exc
         except httpx.HTTPError as exc:
             raise TemporaryDeliveryError(f"connection problem: {exc!r}") from exc
         except self._bad_answer as exc:

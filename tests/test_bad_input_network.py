@@ -719,3 +719,21 @@ def test_a_receiver_that_hangs_up_is_a_connection_problem_not_a_timeout():
 
     with pytest.raises(TemporaryDeliveryError, match="connection problem.*disconnected"):
         asyncio.run(run())
+
+
+def test_a_name_that_does_not_resolve_now_is_tried_again():
+    """A stored endpoint's name that DNS cannot answer for now (a resolver down, a lapsed
+    zone) fails the send for now, not the rows for good; adding such a URL is refused."""
+    url = "http://no-such-host.invalid/x"
+    with pytest.raises(UnsafeURLError, match="cannot resolve"):
+        check_url(url, allow_http=True)
+    channel = WebhookChannel(allow_http=True)
+
+    async def post():
+        try:
+            return await channel.post("slack", PreparedRequest(url, b"{}", {}))
+        finally:
+            await channel.aclose()
+
+    with pytest.raises(TemporaryDeliveryError, match="cannot resolve no-such-host.invalid"):
+        asyncio.run(post())

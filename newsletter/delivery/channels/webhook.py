@@ -28,7 +28,14 @@ from typing import Any
 
 import httpx
 
-from ...ssrf import UnsafeURLError, _networks, check_address, check_form, checked_addresses
+from ...ssrf import (
+    UnresolvedError,
+    UnsafeURLError,
+    _networks,
+    check_address,
+    check_form,
+    checked_addresses,
+)
 from .. import platforms
 from ..cards import encode
 from .base import PermanentDeliveryError, TemporaryDeliveryError
@@ -243,6 +250,8 @@ class WebhookChannel:
             check_form(request.url, allow_http=self.allow_http)
             async with self._in_flight, asyncio.timeout(self.total_timeout):
                 text, response = await self._exchange(request)
+        except UnresolvedError as exc:  # checked when the URL was added: DNS may be down
+            raise TemporaryDeliveryError(str(exc)) from exc
         except UnsafeURLError as exc:
             raise PermanentDeliveryError(f"refused by the SSRF guard: {exc}") from exc
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:

@@ -47,6 +47,11 @@ class UnsafeURLError(ValueError):
     """A webhook or feed URL the service refuses to call, with the reason."""
 
 
+class UnresolvedError(UnsafeURLError):
+    """A host name DNS gives no address for: refused when a URL is added, but when
+    sending to a stored one it may be a passing failure (a resolver down)."""
+
+
 @dataclass(frozen=True)
 class Target:
     scheme: str
@@ -124,11 +129,13 @@ def _resolve(host: str, port: int, resolve) -> list[ipaddress._BaseAddress]:
         pass  # a name, not an address literal
     try:
         infos = resolve(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+    except socket.gaierror as exc:
+        raise UnresolvedError(f"cannot resolve {host}: {exc}") from exc
+    except UnicodeError as exc:
         raise UnsafeURLError(f"cannot resolve {host}: {exc}") from exc
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     if not addresses:
-        raise UnsafeURLError(f"{host} resolves to no address")
+        raise UnresolvedError(f"{host} resolves to no address")
     return addresses
 
 

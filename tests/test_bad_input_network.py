@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from newsletter.admin_tokens import create_token
-from newsletter.delivery.channels.base import PermanentDeliveryError
+from newsletter.delivery.channels.base import PermanentDeliveryError, TemporaryDeliveryError
 from newsletter.delivery.channels.webhook import PreparedRequest, WebhookChannel
 from newsletter.delivery.worker import Worker
 from newsletter.digests import send_digest
@@ -546,3 +546,194 @@ def test_archive_feeds_drop_control_characters_and_refuse_bad_topics(archive):
     assert bad.status_code == 400 and "topic must be a topic slug" in bad.text
     unknown = archive.get("/archive/feed.atom?topic=no-such-topic")
     assert unknown.status_code == 404 and "no topic named no-such-topic" in unknown.text
+
+
+class KeepAliveReceivers:
+    """`n` HTTP/1.1 receivers on 127.0.0.1 (one port each, so each is a host of its own to
+    the client) that keep every connection open and count the open ones."""
+
+    def __init__(self):
+        self.open = 0
+        self.servers = []
+
+    async def start(self, n):
+        for _ in range(n):
+            self.servers.append(await asyncio.start_server(self.serve, "127.0.0.1", 0))
+        return [s.sockets[0].getsockname()[1] for s in self.servers]
+
+    async def serve(self, reader, writer):
+        self.open += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = re.search(rb"(?i)content-length: *(\d+)", head)
+                await reader.readexactly(int(length.group(1)) if length else 0)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.open -= 1
+            writer.close()
+
+    async def close(self):
+        for s in self.servers:
+            s.close()
+
+
+def test_idle_connections_are_bounded_across_hosts():
+    """Endpoints on many hosts (or ports) leave at most `in_flight` idle connections open
+    between sends: each kept-alive one is a file descriptor, and the database and the mail
+    server need theirs too."""
+
+    async def run():
+        receivers = KeepAliveReceivers()
+        ports = await receivers.start(24)
+        channel = WebhookChannel(allow_http=True, allow_networks=["127.0.0.0/8"], in_flight=4)
+        try:
+            for _ in range(2):
+                for port in ports:
+                    url = f"http://127.0.0.1:{port}/x"
+                    assert (await channel.post("generic", PreparedRequest(url, b"{}", {}))) == (
+                        "HTTP 200: ok"
+                    )
+            await asyncio.sleep(0.2)  # the receivers see the closed ones
+            return receivers.open
+        finally:
+            await channel.aclose()
+            await receivers.close()
+
+    assert asyncio.run(run()) <= 4
+
+
+def test_name_lookups_do_not_share_the_database_threads(inside):
+    """Host names are looked up in the channel's own threads: the worker's database calls
+    run in asyncio's default threads, and neither may wait for the other (a name whose DNS
+    hangs must not hold the claims and results of every other delivery)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        default = ThreadPoolExecutor(2)
+        loop.set_default_executor(default)
+        release = threading.Event()
+        busy = [asyncio.to_thread(release.wait, 10) for _ in range(2)]  # database calls
+        busy = [asyncio.ensure_future(b) for b in busy]
+        await asyncio.sleep(0.1)
+        channel = WebhookChannel(
+            allow_http=True, allow_networks=["127.0.0.0/8", "::1/128"], timeout=2
+        )
+        try:
+            url = f"http://localhost:{inside.port}/x"
+            return await channel.post("slack", PreparedRequest(url, b"{}", {}))
+        finally:
+            release.set()
+            await asyncio.gather(*busy)
+            await channel.aclose()
+
+    assert asyncio.run(run()).startswith("HTTP 200")
+    assert [path for path, _ in inside.requests] == ["/x"]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"garbage\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\nok",
+    ],
+)
+def test_an_answer_that_is_not_http_is_a_temporary_failure(answer):
+    """A receiver (or something in front of it) answering bytes that are not HTTP fails
+    the send for now, like a dropped connection: not as a crash that fails the rows for
+    good."""
+
+    async def run():
+        async def serve(reader, writer):
+            await reader.read(65536)
+            writer.write(answer)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/T000/B000/XXXX-token"
+        channel = WebhookChannel(allow_http=True, allow_networks=["127.0.0.0/8"], timeout=5)
+        try:
+            await channel.post("slack", PreparedRequest(url, b"{}", {}))
+        finally:
+            await channel.aclose()
+            server.close()
+
+    with pytest.raises(TemporaryDeliveryError, match="not a valid HTTP answer") as info:
+        asyncio.run(run())
+    assert "token" not in str(info.value)  # the URL (a secret for chat webhooks) is not kept
+
+
+@pytest.mark.parametrize("charset", ["zlib", "rot13", "idna", "undefined"])
+def test_an_answer_in_a_charset_that_is_not_text_is_read_as_utf8(charset):
+    """The charset of an answer is the receiver's choice: one Python cannot decode text
+    with (a compression codec, an unknown name) is read as UTF-8, so a 200 is still a
+    send and a 503 still a try-again, not a crash that fails the rows for good."""
+
+    async def run(status):
+        async def serve(reader, writer):
+            await reader.read(65536)
+            writer.write(
+                f"HTTP/1.1 {status} X\r\nContent-Type: text/plain; charset={charset}\r\n"
+                "Content-Length: 2\r\n\r\nok".encode()
+            )
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/x"
+        channel = WebhookChannel(allow_http=True, allow_networks=["127.0.0.0/8"], timeout=5)
+        try:
+            return await channel.post("slack", PreparedRequest(url, b"{}", {}))
+        finally:
+            await channel.aclose()
+            server.close()
+
+    assert asyncio.run(run(200)) == "HTTP 200: ok"
+    with pytest.raises(TemporaryDeliveryError, match="HTTP 503: ok"):
+        asyncio.run(run(503))
+
+
+def test_a_receiver_that_hangs_up_is_a_connection_problem_not_a_timeout():
+    """httpx-aiohttp calls every dropped connection a ConnectTimeout; the attempt says what
+    happened (a receiver hanging up at once is not one that is slow)."""
+
+    async def run():
+        async def serve(reader, writer):
+            await reader.read(65536)
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/x"
+        channel = WebhookChannel(allow_http=True, allow_networks=["127.0.0.0/8"], timeout=5)
+        try:
+            await channel.post("slack", PreparedRequest(url, b"{}", {}))
+        finally:
+            await channel.aclose()
+            server.close()
+
+    with pytest.raises(TemporaryDeliveryError, match="connection problem.*disconnected"):
+        asyncio.run(run())
+
+
+def test_a_name_that_does_not_resolve_now_is_tried_again():
+    """A stored endpoint's name that DNS cannot answer for now (a resolver down, a lapsed
+    zone) fails the send for now, not the rows for good; adding such a URL is refused."""
+    url = "http://no-such-host.invalid/x"
+    with pytest.raises(UnsafeURLError, match="cannot resolve"):
+        check_url(url, allow_http=True)
+    channel = WebhookChannel(allow_http=True)
+
+    async def post():
+        try:
+            return await channel.post("slack", PreparedRequest(url, b"{}", {}))
+        finally:
+            await channel.aclose()
+
+    with pytest.raises(TemporaryDeliveryError, match="cannot resolve no-such-host.invalid"):
+        asyncio.run(post())

@@ -291,6 +291,26 @@ def test_429_with_retry_after_and_500_then_success(sample, db_url, chat_receiver
     assert (retry.started_at - first.finished_at).total_seconds() >= 0.9  # Retry-After honoured
 
 
+def test_a_malformed_retry_after_is_a_temporary_failure(sample, db_url, chat_receiver):
+    """A busy receiver's Retry-After that is neither seconds nor a date is ignored: the
+    rows are tried again later, not failed for good as if the send had crashed."""
+    settings = settings_for(db_url)
+    chat_receiver.platforms.script["/slack/slack"] = [
+        (503, {"Retry-After": "soon"}, "busy"),
+        (429, {"Retry-After": "Wed, 99 Oct 2015 07:28:00 GMT"}, "rate_limited"),
+    ]
+    with Session(sample) as s:
+        add(s, settings, chat_receiver, "slack", topics="open-source")
+        s.commit()
+    plan(sample, settings)
+    stats = drain(sample, settings)
+    assert stats.by_status.get("sent") == 1 and "failed" not in stats.by_status
+    assert len(chat_receiver.platforms.for_path("/slack/slack")) == 3
+    with Session(sample) as s:
+        outcomes = s.execute(select(DeliveryAttempt.outcome).order_by(DeliveryAttempt.id)).all()
+    assert [o for (o,) in outcomes] == ["temporary", "temporary", "sent"]
+
+
 def test_error_inside_a_200_and_timeouts(sample, db_url, chat_receiver):
     settings = settings_for(db_url, webhook_timeout=0.5)
     chat_receiver.platforms.script["/wecom/wecom"] = [

@@ -1,12 +1,13 @@
 """Chat webhooks over httpx: each platform's signature, the SSRF guard at connect time,
 and each platform's way of saying no (some say it inside an HTTP 200).
 
-Connections are kept alive and shared by every endpoint on the same host. Each one is
-pinned to an address that passed the SSRF guard: a host name is resolved when a
-connection is opened (a checked answer is reused for up to 10 s), every address it
-resolves to is checked (any inside address refuses the name, so DNS rebinding cannot
-pick one), and the socket is checked again against the address it is about to connect
-to, which also covers addresses written in the URL.
+Connections are kept alive (at most `in_flight` idle ones in all) and shared by every
+endpoint on the same host. Each one is pinned to an address that passed the SSRF guard:
+a host name is resolved, in the channel's own threads, when a connection is opened (a
+checked answer is reused for up to 10 s), every address it resolves to is checked (any
+inside address refuses the name, so DNS rebinding cannot pick one), and the socket is
+checked again against the address it is about to connect to, which also covers
+addresses written in the URL.
 httpx is the client API; its transport is aiohttp's (httpx-aiohttp), which measured
 several times faster than httpx's default transport with tens of requests in flight
 (`bench/webhook_transports.py`: about a fifth of the CPU per request).
@@ -16,16 +17,25 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import ipaddress
 import json
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from ...ssrf import UnsafeURLError, _networks, check_address, check_form, checked_addresses
+from ...ssrf import (
+    UnresolvedError,
+    UnsafeURLError,
+    _networks,
+    check_address,
+    check_form,
+    checked_addresses,
+)
 from .. import platforms
 from ..cards import encode
 from .base import PermanentDeliveryError, TemporaryDeliveryError
@@ -74,9 +84,11 @@ def retry_after_seconds(response: httpx.Response, data: Any) -> float | None:
         try:
             return max(0.0, float(value))
         except ValueError:
-            when = email.utils.parsedate_to_datetime(value)
-            if when:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
                 return max(0.0, when.timestamp() - time.time())
+            except (TypeError, ValueError, OverflowError):
+                pass  # neither seconds nor a date: our own backoff decides
     if isinstance(data, dict) and isinstance(data.get("retry_after"), int | float):
         seconds = float(data["retry_after"])
         return seconds / 1000 if seconds > 1000 else seconds  # some report milliseconds
@@ -124,14 +136,18 @@ class _Guard:
     """The SSRF guard where connections are made: names through `resolve`, every socket
     through `socket_for` just before it connects."""
 
-    def __init__(self, allow_networks: list[str]):
+    def __init__(self, allow_networks: list[str], lookups: int = 64):
         self.allow_networks = list(allow_networks)
         self.allow = _networks(allow_networks)
+        # lookups in threads of their own: asyncio's default threads run the worker's
+        # database calls, and a name whose DNS hangs must not hold those (nor they it)
+        self.lookups = ThreadPoolExecutor(lookups, thread_name_prefix="webhook-dns")
 
     async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[dict]:
-        addresses = await asyncio.to_thread(
+        lookup = functools.partial(
             checked_addresses, host, port, allow_networks=self.allow_networks
         )
+        addresses = await asyncio.get_running_loop().run_in_executor(self.lookups, lookup)
         return [
             {
                 "hostname": host,
@@ -161,7 +177,24 @@ def _aiohttp_session(guard: _Guard, in_flight: int):
         async def close(self) -> None:
             return None
 
-    connector = aiohttp.TCPConnector(
+    class Connector(aiohttp.TCPConnector):
+        """aiohttp bounds the connections in use, not the idle ones kept alive: endpoints
+        on many hosts (or ports) would each hold a file descriptor for keepalive_timeout.
+        This keeps at most `in_flight` idle connections, closing the longest kept first."""
+
+        def _release(self, key, protocol, *, should_close=False):
+            super()._release(key, protocol, should_close=should_close)
+            conns = self._conns
+            idle = sum(map(len, conns.values()))
+            while idle > in_flight:
+                oldest = next(iter(conns))  # keys in the order they were first kept
+                proto, _ = conns[oldest].popleft()
+                if not conns[oldest]:
+                    del conns[oldest]
+                proto.close()
+                idle -= 1
+
+    connector = Connector(
         limit=in_flight,
         limit_per_host=0,
         resolver=Resolver(),
@@ -191,10 +224,13 @@ class WebhookChannel:
         allow_networks: list[str] | None = None,
         in_flight: int = 64,
     ):
+        from aiohttp import ClientError
         from httpx_aiohttp import AiohttpTransport
 
+        self._bad_answer = ClientError
+
         self.allow_http = allow_http
-        guard = _Guard(allow_networks or [])
+        self._guard = guard = _Guard(allow_networks or [], lookups=in_flight)
         # the aiohttp session is made on first use, inside the event loop that uses it
         transport = AiohttpTransport(client=lambda: _aiohttp_session(guard, in_flight))
         self.client = httpx.AsyncClient(
@@ -214,14 +250,24 @@ class WebhookChannel:
             check_form(request.url, allow_http=self.allow_http)
             async with self._in_flight, asyncio.timeout(self.total_timeout):
                 text, response = await self._exchange(request)
+        except UnresolvedError as exc:  # checked when the URL was added: DNS may be down
+            raise TemporaryDeliveryError(str(exc)) from exc
         except UnsafeURLError as exc:
             raise PermanentDeliveryError(f"refused by the SSRF guard: {exc}") from exc
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise PermanentDeliveryError(f"refused by the SSRF guard: {exc}") from exc
         except (httpx.TimeoutException, TimeoutError) as exc:
-            raise TemporaryDeliveryError(f"timed out: {exc!r}") from exc
+            if isinstance(exc, TimeoutError) or isinstance(exc.__cause__, TimeoutError | None):
+                raise TemporaryDeliveryError(f"timed out: {exc!r}") from exc
+            # httpx-aiohttp maps every dropped connection to ConnectTimeout
+            raise TemporaryDeliveryError(f"connection problem: {exc!r}") from exc
         except httpx.HTTPError as exc:
             raise TemporaryDeliveryError(f"connection problem: {exc!r}") from exc
+        except self._bad_answer as exc:
+            # what httpx-aiohttp leaves unmapped: an answer aiohttp cannot parse
+            # its message only: its str() holds the URL, and a chat webhook's URL is a secret
+            what = getattr(exc, "message", "") or type(exc).__name__
+            raise TemporaryDeliveryError(f"not a valid HTTP answer: {what}") from exc
         return interpret(platform, response, text)
 
     async def _exchange(self, request: PreparedRequest):
@@ -248,7 +294,10 @@ class WebhookChannel:
         finally:
             await response.aclose()
         body = b"".join(chunks)[:MAX_BODY]
-        return body.decode(response.encoding or "utf-8", "replace"), response
+        try:
+            return body.decode(response.encoding or "utf-8", "replace"), response
+        except (LookupError, UnicodeError):  # a charset that is no text encoding ("zlib")
+            return body.decode("utf-8", "replace"), response
 
     def _url(self, url: str) -> httpx.URL:
         """Parsed once per endpoint URL (parsing costs more than the rest of a request)."""
@@ -261,3 +310,4 @@ class WebhookChannel:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        self._guard.lookups.shutdown(wait=False, cancel_futures=True)

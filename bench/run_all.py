@@ -9,6 +9,7 @@ Postfix's smtp-source into the same smtp-sink, webhooks against wrk on the same 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
@@ -35,8 +36,15 @@ def fresh_pg(url: str) -> str:
     import psycopg
 
     name = f"nl_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+    admin = url.replace("+psycopg", "")
+    with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:  # a database per benchmark: gone again when the run ends
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    atexit.register(drop)
     return url.rsplit("/", 1)[0] + "/" + name
 
 

@@ -635,6 +635,27 @@ def test_name_lookups_do_not_share_the_database_threads(inside):
     assert [path for path, _ in inside.requests] == ["/x"]
 
 
+async def post_to_raw_server(answer: bytes | None, path: str = "/x") -> str:
+    """One webhook post to a bare TCP server on 127.0.0.1 that reads the request and
+    writes `answer` (hangs up without a word when None): the channel's answer."""
+
+    async def serve(reader, writer):
+        await reader.read(65536)
+        if answer is not None:
+            writer.write(answer)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}{path}"
+    channel = WebhookChannel(allow_http=True, allow_networks=["127.0.0.0/8"], timeout=5)
+    try:
+        return await channel.post("slack", PreparedRequest(url, b"{}", {}))
+    finally:
+        await channel.aclose()
+        server.close()
+
+
 @pytest.mark.parametrize(
     "answer",
     [
@@ -648,24 +669,8 @@ def test_an_answer_that_is_not_http_is_a_temporary_failure(answer):
     the send for now, like a dropped connection: not as a crash that fails the rows for
     good."""
 
-    async def run():
-        async def serve(reader, writer):
-            await reader.read(65536)
-            writer.write(answer)
-            await writer.drain()
-            writer.close()
-
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/T000/B000/XXXX-token"
-        channel = WebhookChannel(allow_http=True, allow_networks=["127.0.0.0/8"], timeout=5)
-        try:
-            await channel.post("slack", PreparedRequest(url, b"{}", {}))
-        finally:
-            await channel.aclose()
-            server.close()
-
     with pytest.raises(TemporaryDeliveryError, match="not a valid HTTP answer") as info:
-        asyncio.run(run())
+        asyncio.run(post_to_raw_server(answer, "/T000/B000/XXXX-token"))
     assert "token" not in str(info.value)  # the URL (a secret for chat webhooks) is not kept
 
 
@@ -675,50 +680,23 @@ def test_an_answer_in_a_charset_that_is_not_text_is_read_as_utf8(charset):
     with (a compression codec, an unknown name) is read as UTF-8, so a 200 is still a
     send and a 503 still a try-again, not a crash that fails the rows for good."""
 
-    async def run(status):
-        async def serve(reader, writer):
-            await reader.read(65536)
-            writer.write(
-                f"HTTP/1.1 {status} X\r\nContent-Type: text/plain; charset={charset}\r\n"
-                "Content-Length: 2\r\n\r\nok".encode()
-            )
-            await writer.drain()
-            writer.close()
+    def answer(status: int) -> bytes:
+        return (
+            f"HTTP/1.1 {status} X\r\nContent-Type: text/plain; charset={charset}\r\n"
+            "Content-Length: 2\r\n\r\nok".encode()
+        )
 
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/x"
-        channel = WebhookChannel(allow_http=True, allow_networks=["127.0.0.0/8"], timeout=5)
-        try:
-            return await channel.post("slack", PreparedRequest(url, b"{}", {}))
-        finally:
-            await channel.aclose()
-            server.close()
-
-    assert asyncio.run(run(200)) == "HTTP 200: ok"
+    assert asyncio.run(post_to_raw_server(answer(200))) == "HTTP 200: ok"
     with pytest.raises(TemporaryDeliveryError, match="HTTP 503: ok"):
-        asyncio.run(run(503))
+        asyncio.run(post_to_raw_server(answer(503)))
 
 
 def test_a_receiver_that_hangs_up_is_a_connection_problem_not_a_timeout():
     """httpx-aiohttp calls every dropped connection a ConnectTimeout; the attempt says what
     happened (a receiver hanging up at once is not one that is slow)."""
 
-    async def run():
-        async def serve(reader, writer):
-            await reader.read(65536)
-            writer.close()
-
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/x"
-        channel = WebhookChannel(allow_http=True, allow_networks=["127.0.0.0/8"], timeout=5)
-        try:
-            await channel.post("slack", PreparedRequest(url, b"{}", {}))
-        finally:
-            await channel.aclose()
-            server.close()
-
     with pytest.raises(TemporaryDeliveryError, match="connection problem.*disconnected"):
-        asyncio.run(run())
+        asyncio.run(post_to_raw_server(None))
 
 
 def test_a_name_that_does_not_resolve_now_is_tried_again():

@@ -30,7 +30,7 @@ def test_spliced_bodies_decode_to_the_filled_in_text():
         template = "".join([*pieces, text(rng.randint(0, 150))])
         values = {"greeting": text(rng.randint(0, 40)), "unsubscribe_url": text(rng.randint(0, 80))}
         for html in (False, True):
-            encoded = Body(template, html=html).encode(values)
+            encoded = Body(template, html=html).encode(values).decode("ascii")
             lines = encoded.split(CRLF)
             assert all(len(line) <= 76 and len(line) % 4 == 0 for line in lines)
             assert "=" not in encoded.rstrip("=")  # padding only at the very end

@@ -16,6 +16,11 @@ from ..subscribers import LIFTED_BY_OPT_IN, address_hash, subscriber_topics
 from .messages import BuiltMessage, MessageError, build_confirm_email, build_digest_email
 from .outbox import Outcome, crashed
 
+#: what building a reader's message reads of them (plain rows: nothing here changes them)
+_SUBSCRIBER_COLUMNS = [
+    Subscriber.__table__.c[name] for name in ("id", "email", "name", "language", "status")
+]
+
 
 @dataclass
 class EmailJob:
@@ -29,10 +34,10 @@ def prepare_emails(session: Session, settings, env, deliveries: list[Delivery], 
     subscribers = {
         s.id: s
         for s in session.execute(
-            select(Subscriber).where(
+            select(*_SUBSCRIBER_COLUMNS).where(
                 Subscriber.id.in_({d.subscriber_id for d in deliveries if d.subscriber_id})
             )
-        ).scalars()
+        )
     }
     hashes: dict[str, list[int]] = {}  # one mailbox may be stored in two spellings
     for s in subscribers.values():

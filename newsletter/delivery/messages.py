@@ -7,6 +7,7 @@ sends exactly the same message (same Date and Message-ID).
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import re
 from dataclasses import dataclass
@@ -103,14 +104,15 @@ class Body:
         self.fixed = [_Fixed(part.encode("utf-8")) for part in parts[::2]]
         self.slots = parts[1::2]
 
-    def encode(self, values: dict[str, str]) -> str:
-        lines: list[str] = []
+    def encode(self, values: dict[str, str]) -> bytes:
+        lines: list[bytes] = []
         pending = b""  # bytes not yet encoded: fewer than 3, or a slot's value
         for i, fixed in enumerate(self.fixed):
             if i:
                 value = values.get(self.slots[i - 1], "")
-                value = escape(value, quote=True) if self.html else value
-                pending += _crlf(value).encode("utf-8")
+                if value:
+                    value = escape(value, quote=True) if self.html else value
+                    pending += _crlf(value).encode("utf-8")
             head, middle, tail = fixed.variants[len(pending) % 3]
             pending += head
             if middle:  # pending now ends on a group boundary
@@ -120,7 +122,7 @@ class Body:
                 pending = tail
         if pending:
             lines.append(_base64_lines(pending))
-        return CRLF.join(lines)
+        return b"\r\n".join(lines)
 
 
 class _Fixed:
@@ -134,7 +136,7 @@ class _Fixed:
         for before in range(3):
             start = (3 - before) % 3
             if len(data) < start + 3:  # too short to hold a whole group of its own
-                self.variants.append((data, "", b""))
+                self.variants.append((data, b"", b""))
                 continue
             end = start + (len(data) - start) // 3 * 3
             self.variants.append((data[:start], _base64_lines(data[start:end]), data[end:]))
@@ -144,12 +146,12 @@ def _crlf(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\n", CRLF) if "\n" in text else text
 
 
-def _base64_lines(data: bytes) -> str:
+def _base64_lines(data: bytes) -> bytes:
     """base64 in lines of 76 characters (the last may be shorter), joined by CRLF."""
-    encoded = base64.b64encode(data).decode("ascii")
+    encoded = binascii.b2a_base64(data, newline=False)
     if len(encoded) <= 76:
         return encoded
-    return CRLF.join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+    return b"\r\n".join([encoded[i : i + 76] for i in range(0, len(encoded), 76)])
 
 
 @lru_cache(maxsize=256)
@@ -180,19 +182,20 @@ def assemble(
         "",
     ]
     ready = smtp_clean(CRLF.join(out))
+    # ASCII but for an SMTPUTF8 recipient's address in To:
+    lines = [line.encode("utf-8") for line in out]
     for subtype, body in (("plain", text), ("html", html)):
         if isinstance(body, str):
             body = Body(body, html=subtype == "html")
-        out += [
-            f"--{boundary}",
-            f'Content-Type: text/{subtype}; charset="utf-8"',
-            "Content-Transfer-Encoding: base64",
-            "",
+        lines += [
+            f"--{boundary}".encode("ascii"),
+            f'Content-Type: text/{subtype}; charset="utf-8"'.encode("ascii"),
+            b"Content-Transfer-Encoding: base64",
+            b"",
             body.encode(values or {}),
         ]
-    out += [f"--{boundary}--", ""]
-    # ASCII but for an SMTPUTF8 recipient's address in To:
-    data = CRLF.join(out).encode("utf-8")
+    lines += [f"--{boundary}--".encode("ascii"), b""]
+    data = b"\r\n".join(lines)
     return SmtpReady(data) if ready else data
 
 

@@ -10,6 +10,7 @@ is gone disabled, its queued rows held).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import math
 import random
@@ -597,20 +598,51 @@ def _update_rows(
             {"worker": worker, **{c: [r[c] for r in rows] for c in names}},
         )
         return
-    stmt = (
-        update(Delivery)
-        .where(
-            Delivery.id == bindparam("b_id"),
-            Delivery.status == DeliveryStatus.SENDING.value,
-            Delivery.claimed_by == worker,
-        )
-        .values(
-            claimed_by=None,
-            claimed_at=None,
-            **{c: bindparam(f"b_{c}", type_=Delivery.__table__.c[c].type) for c in columns},
-        )
+    sets = ", ".join(f"{c} = ?" for c in columns)
+    _driver_executemany(
+        conn,
+        f"UPDATE delivery SET {sets}, claimed_by = NULL, claimed_at = NULL"
+        " WHERE id = ? AND status = 'sending' AND claimed_by = ?",
+        Delivery.__table__,
+        [*columns, "id"],
+        rows,
+        worker,
     )
-    conn.execute(stmt, [{f"b_{k}": v for k, v in r.items()} for r in rows])
+
+
+@functools.lru_cache(maxsize=64)
+def _bind_processor(dialect, column):
+    return column.type.dialect_impl(dialect).bind_processor(dialect)
+
+
+def _converters(dialect, table, columns: Sequence[str]):
+    return [(name, _bind_processor(dialect, table.c[name])) for name in columns]
+
+
+def _driver_executemany(conn, sql: str, table, columns: Sequence[str], rows, *extra) -> None:
+    """The driver's executemany with values converted as SQLAlchemy would bind them
+    (SQLite stores timestamps as text): SQLAlchemy's own per-row parameter handling cost
+    five times the statements themselves. A batch shares most values (one timestamp),
+    so each distinct value is converted once. `sql` uses qmark placeholders for
+    `columns`, then for `extra` (the same for every row)."""
+    converters = [
+        (name, process, {}) for name, process in _converters(conn.dialect, table, columns)
+    ]
+    params = []
+    for r in rows:
+        values = []
+        for name, process, seen in converters:
+            value = r[name]
+            if process is not None and value is not None:
+                try:
+                    value = seen[value]
+                except KeyError:
+                    value = seen[value] = process(value)
+                except TypeError:  # not hashable
+                    value = process(value)
+            values.append(value)
+        params.append((*values, *extra))
+    conn.exec_driver_sql(sql, params)
 
 
 _ATTEMPT_TYPES = {
@@ -633,7 +665,15 @@ def _insert_attempts(conn, dialect: str, rows: list[dict[str, Any]]) -> None:
     if dialect == "postgresql":
         conn.execute(_PG_ATTEMPTS, {c: [r[c] for r in rows] for c in _ATTEMPT_TYPES})
     else:
-        conn.execute(insert(DeliveryAttempt), rows)
+        names = list(_ATTEMPT_TYPES)
+        _driver_executemany(
+            conn,
+            f"INSERT INTO deliveryattempt ({', '.join(names)})"
+            f" VALUES ({', '.join('?' * len(names))})",
+            DeliveryAttempt.__table__,
+            names,
+            rows,
+        )
 
 
 def _side_effects(

@@ -1,4 +1,5 @@
-"""SMTP over aiosmtplib: a small pool of reused connections, replies mapped to errors."""
+"""Email out through an SMTP relay: a small pool of kept-open connections, each reply
+mapped to a temporary or permanent failure."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import aiosmtplib
-
 from ...addresses import AddressError, wire_address
 from .base import PermanentDeliveryError, SmtpReady, TemporaryDeliveryError
+from .smtp_client import SmtpConnection, SmtpConnectionError, SmtpReplyError
 
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _TRUE = {"1", "true", "yes", "on"}
@@ -64,33 +64,39 @@ def classify(code: int, message: str) -> Exception:
 
 
 class SmtpChannel:
+    """A few kept-open connections to one relay, shared by all sends of a worker."""
+
     name = "smtp"
 
     def __init__(self, config: SmtpConfig, *, connections: int = 4):
         self.config = config
-        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
+        self._idle: list[SmtpConnection] = []  # most recently used last
         self._slots = asyncio.Semaphore(connections)
 
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def _connect(self) -> SmtpConnection:
         c = self.config
-        tls_context = None
-        if not c.verify:
-            tls_context = ssl.create_default_context()
-            tls_context.check_hostname = False
-            tls_context.verify_mode = ssl.CERT_NONE
-        client = aiosmtplib.SMTP(
-            hostname=c.host,
-            port=c.port,
-            use_tls=c.use_tls,
-            start_tls=c.start_tls,
-            validate_certs=c.verify,
-            tls_context=tls_context,
+        connection = SmtpConnection(
+            c.host,
+            c.port,
             timeout=c.timeout,
+            implicit_tls=c.use_tls,
+            start_tls=c.start_tls,
+            verify=c.verify,
             username=c.username,
             password=c.password,
         )
-        await client.connect()
-        return client
+        try:
+            await connection.open()
+        except SmtpReplyError as exc:
+            connection.close()
+            # the relay refused us (login, greeting, TLS), not this message: try again later
+            raise TemporaryDeliveryError(
+                f"the SMTP server refused the session at {exc.command}: {exc}", code=exc.code
+            ) from exc
+        except (TimeoutError, OSError, ssl.SSLError) as exc:
+            connection.close()
+            raise TemporaryDeliveryError(f"cannot open an SMTP session: {exc!r}") from exc
+        return connection
 
     async def send(self, *, sender: str, recipient: str, message: bytes, key: str = "") -> str:
         try:  # IDN domains as A-labels (the message's headers already use them)
@@ -99,63 +105,45 @@ class SmtpChannel:
             raise PermanentDeliveryError(str(exc)) from exc
         # a non-ASCII local part needs SMTPUTF8 (RFC 6531), whose servers also take 8BITMIME
         utf8 = not (sender.isascii() and recipient.isascii())
-        options = ["SMTPUTF8", "BODY=8BITMIME"] if utf8 else []
+        encoding = "utf-8" if utf8 else "ascii"
+        payload = data_payload(message)
         async with self._slots:
-            client = None
-            try:
-                client = self._idle.get_nowait() if not self._idle.empty() else None
-                if client is None or not client.is_connected:
-                    client = await self._connect()
-                if utf8 and not await _offers_smtputf8(client):
-                    self._idle.put_nowait(client)  # nothing was sent: the connection is fine
+            for fresh in (False, True):
+                connection = self._idle.pop() if self._idle and not fresh else None
+                if connection is None or not connection.usable:
+                    connection = await self._connect()
+                    fresh = True
+                if utf8 and not connection.supports("smtputf8"):
+                    self._idle.append(connection)  # nothing was sent: the connection is fine
                     who = "sender" if recipient.isascii() else "recipient"
                     raise PermanentDeliveryError(
                         f"{who} has a non-ASCII local part and the server does not offer SMTPUTF8"
                     )
-                reply = await _transaction(client, sender, recipient, message, options)
-            except aiosmtplib.SMTPResponseException as exc:
-                await _drop(client)
-                raise classify(exc.code, exc.message) from exc
-            except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-                await _drop(client)
-                raise TemporaryDeliveryError(f"connection problem: {exc!r}") from exc
-            self._idle.put_nowait(client)
-            return reply
+                options = b" SMTPUTF8 BODY=8BITMIME" if utf8 else b""
+                if connection.supports("size"):
+                    options = b" SIZE=%d" % (len(payload) - 3) + options
+                try:
+                    reply = await connection.send(
+                        sender.encode(encoding), recipient.encode(encoding), payload, options
+                    )
+                except SmtpReplyError as exc:
+                    if exc.code == 421 or not connection.usable:  # the server is closing
+                        connection.close()
+                    else:
+                        self._idle.append(connection)
+                    raise classify(exc.code, exc.message) from exc
+                except (SmtpConnectionError, OSError) as exc:
+                    connection.close()
+                    if not fresh and not getattr(exc, "message_sent", True):
+                        continue  # a kept-open connection the server had closed: once more
+                    raise TemporaryDeliveryError(f"connection problem: {exc}") from exc
+                self._idle.append(connection)
+                return reply
+        raise AssertionError("unreachable")
 
     async def aclose(self) -> None:
-        while not self._idle.empty():
-            client = self._idle.get_nowait()
-            try:
-                await client.quit()
-            except Exception:  # noqa: BLE001 - closing anyway
-                client.close()
-
-
-async def _transaction(
-    client: aiosmtplib.SMTP, sender: str, recipient: str, message: bytes, options: list[str]
-) -> str:
-    """MAIL, RCPT and DATA for one message; returns the server's final reply.
-
-    aiosmtplib's `sendmail` rewrites every message's line endings with a regular
-    expression (twice when the server takes SIZE), which cost more than the rest of the
-    send; built messages need no change, so the DATA payload is prepared here and
-    written as it is.
-    """
-    encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
-    payload = data_payload(message)
-    await _greet(client)
-    if client.supports_extension("size"):
-        options = [f"SIZE={len(payload) - 3}", *options]
-    await client.mail(sender, options=options, encoding=encoding)
-    await client.rcpt(recipient, encoding=encoding)
-    start = await client.execute_command(b"DATA")
-    if start.code != 354:
-        raise aiosmtplib.SMTPDataError(start.code, start.message)
-    client.protocol.write(payload)
-    reply = await client.protocol.read_response(timeout=client.timeout)
-    if reply.code != 250:
-        raise aiosmtplib.SMTPDataError(reply.code, reply.message)
-    return reply.message
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(c.quit() for c in idle), return_exceptions=True)
 
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
@@ -174,24 +162,3 @@ def data_payload(message: bytes) -> bytes:
     if message.startswith(b".") or b"\n." in message:
         message = _LEADING_DOT.sub(b"..", message)
     return message + b".\r\n"
-
-
-async def _greet(client: aiosmtplib.SMTP) -> None:
-    """EHLO once per connection (HELO if the server knows no EHLO)."""
-    if client.is_ehlo_or_helo_needed:
-        try:
-            await client.ehlo()
-        except aiosmtplib.SMTPHeloError:
-            if not client.is_connected:
-                raise
-            await client.helo()
-
-
-async def _offers_smtputf8(client: aiosmtplib.SMTP) -> bool:
-    await _greet(client)
-    return client.supports_extension("smtputf8")
-
-
-async def _drop(client: aiosmtplib.SMTP | None) -> None:
-    if client is not None:
-        client.close()

@@ -44,6 +44,12 @@ class Recorder:
     chaos: tuple[float, float] | None = None
     rng: random.Random = field(default_factory=lambda: random.Random(1234))
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # like Postfix and most relays (aiosmtpd reads pipelined commands in order anyway)
+        session.host_name = hostname
+        responses.insert(1, "250-PIPELINING")
+        return responses
+
     async def handle_DATA(self, server, session, envelope):
         rcpt = envelope.rcpt_tos[0].lower()
         with self.lock:

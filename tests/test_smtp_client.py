@@ -35,6 +35,7 @@ class Handler:
         self.close_at_mail: set[int] = set()  # the n-th MAIL (0-based): cut the connection
         self.mails = 0
         self.logins: list[str] = []
+        self.slow: dict[str, float] = {}  # recipient -> seconds before the final reply
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
@@ -58,6 +59,8 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if envelope.rcpt_tos[0] in self.slow:
+            await asyncio.sleep(self.slow[envelope.rcpt_tos[0]])
         port = str(session.peer[1])
         self.received.append((envelope.rcpt_tos[0], envelope.original_content, port))
         return "250 2.0.0 queued"
@@ -131,6 +134,41 @@ def test_a_connection_the_server_closed_meanwhile_is_replaced_without_losing_the
     assert results == ["2.0.0 queued", "2.0.0 queued"]
     assert [r for r, _, _ in handler.received] == ["a@example.com", "b@example.com"]
     assert len({port for _, _, port in handler.received}) == 2
+
+
+def test_a_send_cancelled_midway_never_leaves_its_replies_to_the_next_message():
+    """The cancelled transaction's late reply must not be read as the next one's."""
+    handler = Handler()
+    handler.slow["slow@example.com"] = 1.0
+    controller, port = start(handler)
+
+    async def go():
+        channel = SmtpChannel(SmtpConfig.from_url(f"smtp://127.0.0.1:{port}"), connections=1)
+        try:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(
+                    channel.send(
+                        sender="b@example.org", recipient="slow@example.com", message=MESSAGE
+                    ),
+                    0.3,
+                )
+            return await channel.send(
+                sender="b@example.org", recipient="next@example.com", message=MESSAGE
+            )
+        finally:
+            await channel.aclose()
+
+    try:
+        assert asyncio.run(go()) == "2.0.0 queued"
+        for _ in range(50):  # the slow one may still land: the server had all of it
+            if len(handler.received) == 2:
+                break
+            asyncio.run(asyncio.sleep(0.05))
+    finally:
+        controller.stop()
+    by_recipient = {r: port for r, _, port in handler.received}
+    assert "next@example.com" in by_recipient
+    assert by_recipient.get("slow@example.com") != by_recipient["next@example.com"]
 
 
 @pytest.fixture(scope="module")

@@ -236,6 +236,12 @@ def greeting(subscriber: Subscriber, labels: dict[str, str]) -> str:
     return labels["greeting_named"].format(name=name) if name else labels["greeting"]
 
 
+@lru_cache(maxsize=64)
+def _date_header(when) -> str:
+    """A plan's rows share their creation time: formatted once."""
+    return format_datetime(when)
+
+
 def _envelope(
     settings: Settings, delivery: Delivery, subscriber: Subscriber, subject: str, to_name: str
 ):
@@ -247,9 +253,10 @@ def _envelope(
     message_id = f"<{delivery.id}.{digest}@{domain}>"
     headers = [
         ("From", from_header),
-        ("To", address_header(to_name, subscriber.email)),
+        # each reader's To is new: a cache would only churn
+        ("To", address_header.__wrapped__(to_name, subscriber.email)),
         ("Subject", text_header("Subject", subject)),
-        ("Date", format_datetime(delivery.created_at)),
+        ("Date", _date_header(delivery.created_at)),
         ("Message-ID", message_id),
     ]
     return headers, from_addr, domain, digest, message_id

@@ -17,6 +17,7 @@ import base64
 import hmac
 import socket
 import ssl
+import time
 from collections import deque
 from typing import NamedTuple
 
@@ -51,6 +52,7 @@ class _Replies(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed: Exception | None = None
+        self.deadline: float | None = None  # the awaited replies are overdue after this
         self._buffer = b""
         self._lines: list[str] = []
         self._ready: deque[Reply] = deque()
@@ -168,6 +170,7 @@ class SmtpConnection:
         self.sent = 0  # transactions completed on this connection
         self._replies = _Replies()
         self._reset_first = False  # the last transaction failed midway: RSET before the next
+        self._clock = time.monotonic  # the event loop's clock
 
     @property
     def usable(self) -> bool:
@@ -194,6 +197,8 @@ class SmtpConnection:
                 ssl=context,
                 server_hostname=self.host if context else None,
             )
+            self._clock = loop.time
+            self._watch()
             await self._expect(None, 220, "greeting")
             await self._hello()
             wants_tls = self.start_tls if self.start_tls is not None else self.supports("starttls")
@@ -258,7 +263,8 @@ class SmtpConnection:
         ending in CRLF.CRLF). Returns the server's final reply text; raises
         SmtpReplyError (the connection stays usable) or SmtpConnectionError."""
         replies = self._replies
-        timer = self._deadline()
+        clock = self._clock
+        replies.deadline = clock() + self.timeout
         try:
             commands = b"MAIL FROM:<%s>%s\r\nRCPT TO:<%s>\r\nDATA\r\n" % (
                 sender,
@@ -277,10 +283,15 @@ class SmtpConnection:
                 mail, rcpt, data = await self._one_by_one(commands)
         except SmtpConnectionError as exc:
             exc.message_sent = False
+            replies.deadline = None
             raise
-        finally:
-            timer.cancel()
-        timer = self._deadline()  # the message itself may take a while on a slow link
+        except BaseException:
+            # interrupted (cancelled) with replies outstanding: the connection's state is
+            # unknown, and a later transaction must never read this one's replies
+            replies.fail(SmtpConnectionError("a transaction was interrupted"))
+            raise
+        # the message itself may take a while on a slow link: its own timeout
+        replies.deadline = clock() + self.timeout
         try:
             if data.code == 354 and (mail.code != 250 or rcpt.code not in (250, 251)):
                 replies.write(b".\r\n")  # DATA took, though nobody may receive it: end it
@@ -300,16 +311,27 @@ class SmtpConnection:
                 raise SmtpReplyError(final, "end of data")
             self.sent += 1
             return final.message
+        except SmtpReplyError:
+            raise
+        except BaseException:
+            replies.fail(SmtpConnectionError("a transaction was interrupted"))
+            raise
         finally:
-            timer.cancel()
+            replies.deadline = None
 
-    def _deadline(self) -> asyncio.TimerHandle:
-        """Ends the connection unless the awaited replies come within the timeout."""
-        return asyncio.get_running_loop().call_later(
-            self.timeout,
-            self._replies.fail,
-            SmtpConnectionError(f"the server did not answer within {self.timeout:g} s"),
-        )
+    def _watch(self) -> None:
+        """Ends the connection when awaited replies are overdue. A look every so often
+        rather than a timer per command: timers cost more than the rest of a send."""
+        replies = self._replies
+        if replies.closed is not None:
+            return
+        loop = asyncio.get_running_loop()
+        if replies.deadline is not None and loop.time() > replies.deadline:
+            replies.fail(
+                SmtpConnectionError(f"the server did not answer within {self.timeout:g} s")
+            )
+            return
+        loop.call_later(min(1.0, self.timeout / 4), self._watch)
 
     async def _one_by_one(self, commands: bytes) -> tuple[Reply, Reply, Reply]:
         """Without PIPELINING: each command waits for its reply; a refused one stops the

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from markdown_it import MarkdownIt
+import functools
+
 from sqlmodel import Session, select
 
 from .models import SharpTake, utcnow
@@ -10,12 +11,20 @@ from .periods import parse_period
 from .text import clean_block
 
 MAX_CHARS = 10_000
+
+
 # raw HTML in the Markdown is shown as text, never interpreted
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).disable("image")
+@functools.cache
+def _markdown():
+    """Made on first use: importing the parser costs every command (and worker) about
+    0.1 s of start-up, and only renderings of a take need it."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False, "linkify": False}).disable("image")
 
 
 def markdown_to_html(text: str) -> str:
-    return _markdown.render(text)
+    return _markdown().render(text)
 
 
 def set_take(*, session: Session, period: str, language: str, body: str) -> SharpTake:

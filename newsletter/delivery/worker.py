@@ -209,10 +209,10 @@ class Worker:
         if len(batch.ids) == self._claim_size and not self.stopping.is_set():
             # more is probably due: have it ready when this batch is done
             self._ahead = asyncio.create_task(self._claim_and_prepare())
-        sends = [self._send(job) for job in batch.jobs]
+        sends = [self._send_emails(batch.jobs)]
         sends += [self._send_webhook(group) for group in batch.groups]
         results = await asyncio.gather(*sends)
-        outcomes = batch.ready + [o for r in results for o in (r if isinstance(r, list) else [r])]
+        outcomes = batch.ready + [o for r in results for o in r]
         current = asyncio.create_task(self._record(batch, outcomes))
         previous, self._recording = self._recording, current
         if previous is not None:  # the next batch sends only once this one's elder is stored
@@ -357,6 +357,21 @@ class Worker:
             edition = session.get(Edition, edition_id)
             self._editions[edition_id] = edition
         return edition
+
+    async def _send_emails(self, jobs: list[EmailJob]) -> list[outbox.Outcome]:
+        """As many lanes as the channel has connections, each sending one message after
+        another: a task per message would mostly wait for a connection, and cost more
+        to schedule than the send itself."""
+        outcomes: list[outbox.Outcome] = []
+        todo = iter(jobs)
+
+        async def lane() -> None:
+            for job in todo:
+                outcomes.extend(await self._send(job))
+
+        lanes = min(len(jobs), self.settings.smtp_connections)
+        await asyncio.gather(*(lane() for _ in range(lanes)))
+        return outcomes
 
     async def _send(self, job: EmailJob) -> list[outbox.Outcome]:
         await self.limiter.acquire()

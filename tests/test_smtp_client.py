@@ -6,7 +6,6 @@ or do not speak SMTP."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import socket
 import ssl
@@ -245,7 +244,8 @@ def test_starttls_required_by_us_but_not_offered():
 
 
 class RawServer:
-    """A TCP server on 127.0.0.1 that answers with scripted lines, then stays silent."""
+    """A TCP server on 127.0.0.1 that sends its first line on connecting and each next
+    one when the client has sent something, then stays silent."""
 
     def __init__(self, lines: list[bytes]):
         self.lines = lines
@@ -266,22 +266,41 @@ class RawServer:
                 continue
             with conn:
                 conn.settimeout(0.2)
-                for line in self.lines:
-                    conn.sendall(line)
-                    if not line.startswith(b"220"):
-                        with contextlib.suppress(TimeoutError):
-                            conn.recv(4096)
+                todo = list(self.lines)
+                conn.sendall(todo.pop(0))
                 while not self.stop.is_set():
                     try:
                         if not conn.recv(4096):
                             break
                     except TimeoutError:
                         continue
+                    if todo:
+                        conn.sendall(todo.pop(0))
 
     def close(self) -> None:
         self.stop.set()
         self.thread.join(5)
         self.sock.close()
+
+
+def test_replies_sent_before_starttls_took_effect_are_refused():
+    """Text injected in the clear before the TLS handshake must not pass for the server's
+    answers inside TLS."""
+    server = RawServer(
+        [b"220 hi\r\n", b"250-hi\r\n250 STARTTLS\r\n", b"220 go ahead\r\n250 injected\r\n"]
+    )
+    try:
+        results = send_all(f"smtp://127.0.0.1:{server.port}?verify=false", ["a@example.com"])
+    finally:
+        server.close()
+    assert isinstance(results[0], TemporaryDeliveryError)
+    assert "data after agreeing to STARTTLS" in str(results[0])
+
+
+def test_envelope_addresses_cannot_carry_commands():
+    results = send_all("smtp://127.0.0.1:9", ["a@example.com>\r\nRCPT TO:<b@example.com"])
+    assert isinstance(results[0], PermanentDeliveryError) and not results[0].suppress
+    assert "line break" in str(results[0])
 
 
 def test_a_server_that_stops_answering_is_a_temporary_failure_after_the_timeout():

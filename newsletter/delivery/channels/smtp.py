@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import ssl
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -93,7 +92,7 @@ class SmtpChannel:
             raise TemporaryDeliveryError(
                 f"the SMTP server refused the session at {exc.command}: {exc}", code=exc.code
             ) from exc
-        except (TimeoutError, OSError, ssl.SSLError) as exc:
+        except Exception as exc:  # noqa: BLE001 - the session, not this message: try later
             connection.close()
             raise TemporaryDeliveryError(f"cannot open an SMTP session: {exc!r}") from exc
         return connection
@@ -103,6 +102,12 @@ class SmtpChannel:
             sender, recipient = wire_address(sender), wire_address(recipient)
         except AddressError as exc:
             raise PermanentDeliveryError(str(exc)) from exc
+        if any(c in address for address in (sender, recipient) for c in "\r\n\0<> "):
+            # never part of a valid address; in a command they would start another one
+            raise PermanentDeliveryError(
+                "refusing an envelope address with a line break, space or angle bracket:"
+                f" {sender!r} -> {recipient!r}"
+            )
         # a non-ASCII local part needs SMTPUTF8 (RFC 6531), whose servers also take 8BITMIME
         utf8 = not (sender.isascii() and recipient.isascii())
         encoding = "utf-8" if utf8 else "ascii"

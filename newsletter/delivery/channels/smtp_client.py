@@ -128,6 +128,10 @@ class _Replies(asyncio.Protocol):
             self._waiting.append(waiter)
         return waiter
 
+    def pending(self) -> bool:
+        """Whether anything was received that no one has read yet."""
+        return bool(self._ready or self._buffer or self._lines)
+
     def write(self, data: bytes) -> None:
         if self.closed is not None:
             raise self.closed
@@ -206,6 +210,10 @@ class SmtpConnection:
                 if not self.supports("starttls"):
                     raise SmtpConnectionError("the server does not offer STARTTLS")
                 await self._expect(b"STARTTLS\r\n", 220, "STARTTLS")
+                if self._replies.pending():
+                    # text sent before the encryption began cannot be trusted after it
+                    # (someone in the path could answer for the server): give up
+                    raise SmtpConnectionError("the server sent data after agreeing to STARTTLS")
                 context = self._tls_context()
                 transport = await loop.start_tls(
                     self._replies.transport, self._replies, context, server_hostname=self.host

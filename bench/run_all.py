@@ -57,8 +57,8 @@ def email_row(n: int, db: str, pg: str | None) -> list[str]:
     limit = re.search(r"smtp-source, 16 sessions\s+(\d+)\s+([\d,]+)", out)
     plan = re.search(r"planning \+ rendering: .*?, ([\d.]+)s", out)
     cpu = re.search(r"worker CPU: .*?, ([\d.]+) ms per message", out).group(1)
-    floor = re.search(r"bare aiosmtplib, \d+ connections\s+\d+\s+([\d,]+)", out).group(1)
-    floor_cpu = re.search(r"bare aiosmtplib: ([\d.]+) ms of CPU", out).group(1)
+    floor = re.search(r"SMTP channel alone, \d+ connections\s+\d+\s+([\d,]+)", out).group(1)
+    floor_cpu = re.search(r"SMTP channel alone: ([\d.]+) ms of CPU", out).group(1)
     size = re.search(r"message size: ([\d,]+) bytes", out).group(1)
     o, lim = float(ours.group(2).replace(",", "")), float(limit.group(2).replace(",", ""))
     return [
@@ -67,7 +67,7 @@ def email_row(n: int, db: str, pg: str | None) -> list[str]:
         f"{o:,.0f} msg/s",
         f"{lim:,.0f} msg/s (smtp-source, 16 sessions)",
         f"{o / lim:.2f}",
-        f"plan {plan.group(1)} s; worker CPU {cpu} ms/msg; bare aiosmtplib, same message: "
+        f"plan {plan.group(1)} s; worker CPU {cpu} ms/msg; SMTP channel alone, same message: "
         f"{floor} msg/s, {floor_cpu} ms/msg",
     ]
 

@@ -11,7 +11,16 @@ from typing import Annotated
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# the `newsletter` folder, however deep this module sits in it, and the checkout around it
+PACKAGE_DIR = Path(__file__).resolve().parents[__name__.count(".") - 1]
+PROJECT_ROOT = PACKAGE_DIR.parent
+
+
+def default_templates_dir() -> Path:
+    """The templates a built wheel carries inside the package; in a source checkout (or an
+    editable install) the top-level `templates/` beside the package."""
+    packaged = PACKAGE_DIR / "templates"
+    return packaged if packaged.is_dir() else PROJECT_ROOT / "templates"
 
 
 class Settings(BaseSettings):
@@ -26,7 +35,8 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; SQLite by default, postgresql+psycopg://... in production.",
     )
     templates_dir: Path = Field(
-        default=PROJECT_ROOT / "templates", description="Jinja2 templates (email, webhooks, web)."
+        default_factory=default_templates_dir,
+        description="Jinja2 templates (email, webhooks, web); the packaged ones by default.",
     )
     base_url: str = Field(
         default="http://127.0.0.1:8000", description="Public URL of the web app, used in links."

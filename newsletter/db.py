@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from alembic import command
@@ -75,7 +76,7 @@ def sqlite_file(url: str | URL) -> str | None:
     return os.path.abspath(database)
 
 
-def existing_file_url(url: str, path: str) -> URL:
+def existing_file_url(url: str | URL, path: str) -> URL:
     """The same database as an SQLite URI that opens the file only if it exists."""
     parsed = make_url(url)
     query = {**parsed.query, "mode": "rw", "uri": "true"}
@@ -128,8 +129,10 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 
 def head_revision() -> str:
-    script = ScriptDirectory(str(MIGRATIONS_DIR))
-    return script.get_current_head()
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations in {MIGRATIONS_DIR}")
+    return head
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -147,7 +150,7 @@ def check_schema(engine: Engine) -> None:
         )
 
 
-def bulk_insert(session: Session, table, columns: list[str], rows: list[tuple]) -> None:
+def bulk_insert(session: Session, table, columns: list[str], rows: Sequence[Sequence[Any]]) -> None:
     """Insert many rows in the session's transaction, the fastest way each database has:
     COPY on PostgreSQL, the driver's executemany on SQLite, values converted as SQLAlchemy
     converts them (timestamps, JSON). No defaults are applied: give every column needed."""
@@ -156,6 +159,7 @@ def bulk_insert(session: Session, table, columns: list[str], rows: list[tuple]) 
     conn = session.connection()
     dialect = conn.dialect
     dbapi = conn.connection.driver_connection
+    assert dbapi is not None, "the session's connection is open"
     names = ", ".join(columns)
     convert = [
         (i, p)
@@ -163,9 +167,9 @@ def bulk_insert(session: Session, table, columns: list[str], rows: list[tuple]) 
         if (p := table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
     ]
     if convert:
-        rows = [list(row) for row in rows]
+        converted = [list(row) for row in rows]
         seen: dict = {}  # e.g. one timestamp for every row: converted once
-        for row in rows:
+        for row in converted:
             for i, process in convert:
                 value = row[i]
                 try:
@@ -176,10 +180,11 @@ def bulk_insert(session: Session, table, columns: list[str], rows: list[tuple]) 
                     row[i] = process(value)
             if len(seen) > 10_000:
                 seen.clear()
+        rows = converted
     if dialect.name == "postgresql":
         with dbapi.cursor() as cur, cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+            for values in rows:
+                copy.write_row(values)
         return
     marks = ", ".join("?" * len(columns))
     cur = dbapi.cursor()

@@ -357,6 +357,7 @@ def preview_digest(
         settings=settings, delivery=delivery, edition=edition, subscriber=subscriber
     )
     parsed = message_from_bytes(built.data, policy=default_policy)
-    html = parsed.get_body(("html",)).get_content()
-    text = parsed.get_body(("plain",)).get_content()
+    html_part, text_part = parsed.get_body(("html",)), parsed.get_body(("plain",))
+    assert html_part is not None and text_part is not None, "a digest has both parts"
+    html, text = html_part.get_content(), text_part.get_content()
     return Preview(rendered.subject, html, text, len(events), built.data)

@@ -218,14 +218,14 @@ def _replace_topics(session: Session, event: Event, wanted: dict[int, tuple[str,
         if topic_id not in wanted:
             session.delete(row)
     for topic_id, (source, reason) in wanted.items():
-        row = current.get(topic_id)
-        if row is None:
+        existing = current.get(topic_id)
+        if existing is None:
             session.add(
                 EventTopic(event_id=event.id, topic_id=topic_id, source=source, reason=reason)
             )
-        elif (row.source, row.reason) != (source, reason):
-            row.source, row.reason = source, reason
-            session.add(row)
+        elif (existing.source, existing.reason) != (source, reason):
+            existing.source, existing.reason = source, reason
+            session.add(existing)
     session.flush()
 
 

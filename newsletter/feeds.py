@@ -177,7 +177,7 @@ def poll_feed(
                     added = add_event(
                         session=session, event_in=event_in, rules=rules, feed_id=feed.id
                     )
-                if added.created:
+                if added.event is not None:
                     result.new_ids.append(added.event.id)
                 else:
                     result.duplicates += 1

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy import text as sql_text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import Executable
 from sqlmodel import Session
 
 from .db import bulk_insert, reserve_ids, values_in
@@ -333,6 +334,7 @@ class _EventBatch:
         """(URLs, (title key, day) pairs) of stored events that these could duplicate."""
         found_urls = values_in(self.session, Event.url, urls)
         distinct = list(set(keys))
+        queries: list[Executable]
         if self.session.get_bind().dialect.name == "postgresql":
             queries = [
                 sql_text("SELECT title_key, occurred_on FROM event WHERE title_key = ANY(:keys)")
@@ -362,7 +364,7 @@ class _EventBatch:
             except TopicError as exc:
                 out.invalid.append(Problem(where, str(exc)))
                 continue
-            if result.created:
+            if result.event is not None:
                 out.new += 1
                 out.new_ids.append(result.event.id)
                 self.session.expunge(result.event)

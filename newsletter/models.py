@@ -24,7 +24,7 @@ def utcnow() -> dt.datetime:
 class Topic(SQLModel, table=True):
     """A subject readers follow. `rules` decide which events it gets."""
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     slug: str = Field(index=True, unique=True, max_length=64)
     name_en: str = Field(max_length=200)
     name_zh: str = Field(max_length=200)
@@ -44,7 +44,7 @@ class Event(SQLModel, table=True):
         UniqueConstraint("title_key", "occurred_on", name="uq_event_title_day"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     # {"zh": "...", "en": "..."}: at least one language present
     title: dict[str, str] = Field(sa_type=JSON)
     summary: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
@@ -78,7 +78,7 @@ class EventTopic(SQLModel, table=True):
 class Subscriber(SQLModel, table=True):
     """A person who receives email digests."""
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     email: str = Field(unique=True, index=True, max_length=320)
     name: str = Field(default="", max_length=200)
     language: str = Field(default="en", max_length=8)
@@ -101,7 +101,7 @@ class Subscription(SQLModel, table=True):
 class WebhookEndpoint(SQLModel, table=True):
     """A team's chat channel or signed generic webhook."""
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     name: str = Field(unique=True, index=True, max_length=100)
     platform: str = Field(max_length=16)  # a name in delivery.platforms.PLATFORMS
     url: str = Field(max_length=2000)
@@ -128,7 +128,7 @@ class WebhookTopic(SQLModel, table=True):
 class Suppression(SQLModel, table=True):
     """An address that must never be mailed again; kept after personal data is deleted."""
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     # sha256 of the normalised address: lets us refuse it without keeping it
     address_hash: str = Field(unique=True, index=True, max_length=64)
     reason: str = Field(max_length=200)  # unsubscribed|removed|bounced|complaint
@@ -143,7 +143,7 @@ class SharpTake(SQLModel, table=True):
 
     __table_args__ = (UniqueConstraint("period", "language", name="uq_sharptake_period_lang"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     period: str = Field(max_length=7)  # YYYY-MM
     language: str = Field(max_length=8)
     body_markdown: str = Field(sa_type=Text)
@@ -153,7 +153,7 @@ class SharpTake(SQLModel, table=True):
 class Feed(SQLModel, table=True):
     """An RSS/Atom source polled for events."""
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     url: str = Field(unique=True, max_length=2000)
     name: str = Field(unique=True, max_length=200)
     region: str = Field(default="global", max_length=32)
@@ -176,7 +176,7 @@ class Edition(SQLModel, table=True):
 
     __table_args__ = (UniqueConstraint("segment_key", name="uq_edition_segment"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     # "<format>|<frequency>|<period>|<language>|<topic,topic>"
     segment_key: str = Field(max_length=500)
     format: str = Field(max_length=16)  # email, or a chat platform's name
@@ -209,7 +209,7 @@ class Delivery(SQLModel, table=True):
         ),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     # "<recipient>|<kind>|<period>", e.g. "subscriber:42|digest-monthly|2025-07"
     idempotency_key: str = Field(max_length=500)
     channel: str = Field(max_length=16, index=True)  # email, or a chat platform's name
@@ -233,7 +233,7 @@ class Delivery(SQLModel, table=True):
 class DeliveryAttempt(SQLModel, table=True):
     """What happened on one try to send a delivery."""
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     delivery_id: int = Field(foreign_key="delivery.id", index=True, ondelete="CASCADE")
     started_at: dt.datetime = Field(default_factory=utcnow)
     finished_at: dt.datetime | None = None
@@ -249,7 +249,7 @@ class DeliveryAttempt(SQLModel, table=True):
 class AdminToken(SQLModel, table=True):
     """A bearer token for the admin API, stored as a hash."""
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     name: str = Field(unique=True, max_length=100)
     token_hash: str = Field(unique=True, max_length=64)
     created_at: dt.datetime = Field(default_factory=utcnow)
@@ -264,7 +264,7 @@ class AdminWebSession(SQLModel, table=True):
     the row and revoking the token ends it, so a copied cookie stops working server-side.
     """
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     session_hash: str = Field(unique=True, max_length=64)
     token_id: int = Field(foreign_key="admintoken.id", index=True)
     created_at: dt.datetime = Field(default_factory=utcnow)
@@ -282,7 +282,7 @@ class DigestRun(SQLModel, table=True):
         UniqueConstraint("frequency", "period", "timezone", name="uq_digestrun_period_zone"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int = Field(default=None, primary_key=True)
     frequency: str = Field(max_length=16)
     period: str = Field(max_length=32)
     timezone: str = Field(max_length=64)

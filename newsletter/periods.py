@@ -96,14 +96,14 @@ def _parse(frequency: str, key: str) -> Period:
     if frequency == "weekly":
         m = _WEEK.match(key)
         try:
-            start = dt.date.fromisocalendar(int(m.group(1)), int(m.group(2)), 1) if m else None
+            monday = dt.date.fromisocalendar(int(m.group(1)), int(m.group(2)), 1) if m else None
         except ValueError:
-            start = None
-        if start is None:
+            monday = None
+        if monday is None:
             raise PeriodError(
                 f"a weekly period is an ISO week YYYY-Www, e.g. 2025-W31, not {key!r}"
             )
-        return Period(frequency, key, start, start + dt.timedelta(days=7))
+        return Period(frequency, key, monday, monday + dt.timedelta(days=7))
     if frequency == "daily":
         try:
             day = dt.date.fromisoformat(key) if _DAY.match(key) else None

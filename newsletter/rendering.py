@@ -189,7 +189,7 @@ def digest_context(
             }
         )
     topic_name = (lambda s: by_slug[s].name_zh) if lang == "zh" else (lambda s: by_slug[s].name_en)
-    section_list = [
+    section_list: list[dict[str, Any]] = [
         {"slug": s, "name": topic_name(s), "events": items}
         for s, items in sections.items()
         if items

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from sqlalchemy import Engine
 
@@ -156,6 +156,10 @@ def _web_server(engine: Engine, settings: Settings, host: str, port: int, health
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=list(settings.trusted_proxies),
     )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # we handle signals ourselves
-    return server
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # uvicorn leaves SIGTERM/SIGINT alone: the service stops every part itself
+
+    return Server(config)

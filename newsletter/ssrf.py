@@ -21,6 +21,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 METADATA = [
     ipaddress.ip_network(n) for n in ("169.254.0.0/16", "fd00:ec2::254/128", "100.100.100.200/32")
 ]
@@ -60,7 +63,7 @@ class Target:
     address: str  # the checked IP to connect to
 
 
-def _networks(allow: Iterable[str]) -> list[ipaddress._BaseNetwork]:
+def _networks(allow: Iterable[str]) -> list[IPNetwork]:
     nets = []
     for cidr in allow:
         try:
@@ -70,7 +73,7 @@ def _networks(allow: Iterable[str]) -> list[ipaddress._BaseNetwork]:
     return nets
 
 
-def embedded_ipv4(ip: ipaddress._BaseAddress) -> tuple[ipaddress.IPv4Address, str] | None:
+def embedded_ipv4(ip: IPAddress) -> tuple[ipaddress.IPv4Address, str] | None:
     """The IPv4 address an IPv6 address stands for, and the name of the form, if any."""
     if not isinstance(ip, ipaddress.IPv6Address):
         return None
@@ -84,7 +87,7 @@ def embedded_ipv4(ip: ipaddress._BaseAddress) -> tuple[ipaddress.IPv4Address, st
     return None
 
 
-def _refusal(ip: ipaddress._BaseAddress, allow: list[ipaddress._BaseNetwork]) -> str | None:
+def _refusal(ip: IPAddress, allow: list[IPNetwork]) -> str | None:
     """What kind of non-public address `ip` is ("a loopback address"), or None if allowed."""
     if any(ip in net for net in allow):
         return None
@@ -106,7 +109,7 @@ def _refusal(ip: ipaddress._BaseAddress, allow: list[ipaddress._BaseNetwork]) ->
     return None
 
 
-def check_address(ip: ipaddress._BaseAddress, allow: list[ipaddress._BaseNetwork]) -> None:
+def check_address(ip: IPAddress, allow: list[IPNetwork]) -> None:
     """Raise UnsafeURLError unless `ip` (or the IPv4 address inside it) is public or allowed."""
     if any(ip in net for net in allow):
         return
@@ -122,7 +125,7 @@ def check_address(ip: ipaddress._BaseAddress, allow: list[ipaddress._BaseNetwork
         raise UnsafeURLError(f"{what}; the service only calls public addresses")
 
 
-def _resolve(host: str, port: int, resolve) -> list[ipaddress._BaseAddress]:
+def _resolve(host: str, port: int, resolve) -> list[IPAddress]:
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:

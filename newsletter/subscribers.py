@@ -46,7 +46,7 @@ def _remember_domain_checks() -> None:
     """
     module = sys.modules.get("email_validator.validate_email")
     check = getattr(module, "validate_email_domain_name", None)
-    if check is None or getattr(check, "remembered", False):
+    if module is None or check is None or getattr(check, "remembered", False):
         return
     try:
         params = list(inspect.signature(check).parameters)
@@ -61,7 +61,7 @@ def _remember_domain_checks() -> None:
         return dict(remembered(domain, test_environment, globally_deliverable))
 
     validate_email_domain_name.remembered = True  # type: ignore[attr-defined]
-    module.validate_email_domain_name = validate_email_domain_name
+    module.validate_email_domain_name = validate_email_domain_name  # type: ignore[attr-defined]
 
 
 _remember_domain_checks()
@@ -425,7 +425,7 @@ def validate_rows(
     """Each CSV row as the fields of a valid SubscriberIn, or the problem with it."""
     out: list[RowProblem | tuple[str, dict[str, Any]]] = []
     for where, row in rows:
-        data = {k: v for k, v in row.items() if v}
+        data: dict[str, Any] = {k: v for k, v in row.items() if v}
         if not data.get("topics") and default_topics:
             data["topics"] = default_topics
         try:

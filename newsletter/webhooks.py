@@ -316,9 +316,10 @@ def note_results(
             if gone
             else f"{failures} consecutive failures since {since:%Y-%m-%d %H:%M} UTC; last: {error}"
         )
-        disable_endpoint(
-            session=session, endpoint=session.get(WebhookEndpoint, endpoint_id), reason=why
-        )
+        endpoint = session.get(WebhookEndpoint, endpoint_id)
+        if endpoint is None:
+            continue  # deleted meanwhile
+        disable_endpoint(session=session, endpoint=endpoint, reason=why)
         disabled.append((endpoint_id, why))
     return disabled
 

@@ -27,15 +27,13 @@ INSTRUMENTED = "sqlalchemy.orm.attributes.InstrumentedAttribute"
 TABLE = "sqlalchemy.sql.schema.Table"
 
 
+METADATA_KEY = "sqlmodel-table"
+
+
 def _is_table_model(info: TypeInfo) -> bool:
-    """A subclass of SQLModel declared (itself or a base) with `table=True`."""
-    if not info.has_base(SQLMODEL):
-        return False
-    for base in info.mro:
-        table = base.defn.keywords.get("table")
-        if isinstance(table, NameExpr) and table.fullname == "builtins.True":
-            return True
-    return False
+    """A subclass of SQLModel declared (itself or a base) with `table=True`: marked in the
+    class's metadata while its definition is analysed, as the cache keeps no keywords."""
+    return info.has_base(SQLMODEL) and any(METADATA_KEY in base.metadata for base in info.mro)
 
 
 class SQLModelPlugin(Plugin):
@@ -68,6 +66,9 @@ class SQLModelPlugin(Plugin):
 
 def _add_table(ctx: ClassDefContext) -> None:
     info = ctx.cls.info
+    table = ctx.cls.keywords.get("table")
+    if isinstance(table, NameExpr) and table.fullname == "builtins.True":
+        info.metadata[METADATA_KEY] = {}
     if "__table__" in info.names or not _is_table_model(info):
         return
     sym = ctx.api.lookup_fully_qualified_or_none(TABLE)

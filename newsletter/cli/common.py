@@ -6,6 +6,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -88,7 +89,7 @@ def settings_problems(exc: ValidationError) -> str:
     )
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     err_console.print(f"Error: {message}", markup=False)
     raise typer.Exit(code)
 

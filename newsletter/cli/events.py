@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def import_cmd(
                     session=session,
                     path=path,
                     fmt=fmt,
-                    progress=lambda task=task: bar.advance(task),
+                    progress=functools.partial(bar.advance, task),
                 )
                 alerts = enqueue_alerts(
                     session=session, settings=st.settings, event_ids=report.new_ids

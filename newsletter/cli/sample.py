@@ -5,7 +5,13 @@ from __future__ import annotations
 import typer
 
 from ..digests import send_digest
-from ..sample import SAMPLE_PERIOD, add_demo_readers, load_sample
+
+# mypy resolves `..sample` to the data folder sample/ (no __init__.py) beside sample.py
+from ..sample import (  # type: ignore[attr-defined]
+    SAMPLE_PERIOD,
+    add_demo_readers,
+    load_sample,
+)
 from .common import console, state
 
 app = typer.Typer(help="Sample data for a first look.", no_args_is_help=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from pydantic import ValidationError
@@ -159,7 +160,7 @@ def list_cmd(
 ) -> None:
     """List subscribers with their topics."""
     with state(ctx).session() as session:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "email": s.email,
                 "name": s.name,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import typer
 from pydantic import ValidationError
@@ -78,7 +79,7 @@ def list_cmd(
 ) -> None:
     """Every endpoint, with its state; secrets are masked."""
     with state(ctx).session() as session:
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "name": e.name,
                 "platform": e.platform,

@@ -88,7 +88,7 @@ def prepare_emails(session: Session, settings, env, deliveries: list[Delivery], 
         jobs.append(EmailJob([d.id], built))
     for sub_id, rows in alerts.items():
         try:
-            built = build_alert_email(session, settings, env, subscribers[sub_id], rows)
+            alert = build_alert_email(session, settings, env, subscribers[sub_id], rows)
         except MessageError as exc:
             ready += [Outcome(d.id, "permanent", str(exc)) for d in rows]
             continue
@@ -97,10 +97,10 @@ def prepare_emails(session: Session, settings, env, deliveries: list[Delivery], 
         except Exception as exc:  # noqa: BLE001 - one broken row must not stop the batch
             ready += crashed([d.id for d in rows], exc)
             continue
-        if built is None:
+        if alert is None:
             ready += [Outcome(d.id, "cancelled", "the events are gone") for d in rows]
         else:
-            jobs.append(EmailJob([d.id for d in rows], built))
+            jobs.append(EmailJob([d.id for d in rows], alert))
     return jobs, ready
 
 

@@ -16,6 +16,7 @@ import math
 import random
 import re
 import traceback
+import typing
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -37,6 +38,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import CursorResult, Result
+from sqlalchemy.sql import Insert, Select
+from sqlalchemy.sql.selectable import TextualSelect
 from sqlmodel import Session
 
 from ..metrics import MESSAGES, SEND_SECONDS
@@ -105,6 +109,7 @@ def enqueue(session: Session, rows: Sequence[dict[str, Any]]) -> int:
     values = _hold_for_disabled_endpoints(session, _full_rows(rows, utcnow()))
     if dialect == "postgresql":
         return _enqueue_postgres(session, values)
+    stmt: Insert
     if dialect == "sqlite":
         stmt = sqlite_insert(Delivery).on_conflict_do_nothing(index_elements=["idempotency_key"])
     else:  # pragma: no cover - other databases: check first, then insert
@@ -209,7 +214,7 @@ def enqueue_select(session: Session, columns: Sequence[str], select_sql: str, pa
     )
     if ":now" in select_sql:
         stmt = stmt.bindparams(bindparam("now", type_=Delivery.__table__.c.created_at.type))
-    return session.execute(stmt, params).rowcount or 0
+    return _rowcount(session.execute(stmt, params))
 
 
 # a plan adding this many rows refreshes the table's statistics (see refresh_statistics)
@@ -246,11 +251,12 @@ def claim(engine: Engine, *, worker: str, limit: int, lease_seconds: float) -> l
             .order_by(Delivery.next_attempt_at, Delivery.id)
             .limit(limit)
         )
+        target: Select[Any] | TextualSelect
         if engine.dialect.name == "postgresql":
             # a materialised CTE runs the locking subquery exactly once; inside IN (...)
             # PostgreSQL may re-run it and return more than `limit` rows
-            due = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
-            target = select(due.c.id)
+            locked = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+            target = select(locked.c.id)
         elif engine.dialect.name == "sqlite":
             # without statistics SQLite picks the status index and sorts every queued
             # row on each claim (7 ms at 20,000 rows, 25 ms at 100,000): name the index
@@ -418,7 +424,10 @@ def record(
         ).where(Delivery.id.in_(list(latest)))
         if dialect == "postgresql":  # no claim may slip in between this read and the writes
             rows = rows.with_for_update()
-        known = {i: rest for i, *rest in conn.execute(rows)}
+        known: dict[int, tuple[int, str, str, str | None]] = {
+            i: (attempts, channel, status, claimed_by)
+            for i, attempts, channel, status, claimed_by in conn.execute(rows)
+        }
         batch = _Batch([], [], [], [], [])
         tried: list[tuple[str, Outcome]] = []
         lost: list[int] = []
@@ -723,8 +732,13 @@ def _suppress_bounced(session: Session, delivery_ids: list[int]) -> None:
 
 
 def _bulk(session: Session, stmt) -> int:
-    result = session.execute(stmt.execution_options(synchronize_session=False))
-    return result.rowcount or 0
+    return _rowcount(session.execute(stmt.execution_options(synchronize_session=False)))
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows an INSERT/UPDATE/DELETE touched (Session.execute types its result as a plain
+    Result; for these statements it is a CursorResult)."""
+    return typing.cast(CursorResult[Any], result).rowcount or 0
 
 
 def hold_endpoint(session: Session, endpoint_id: int) -> int:
@@ -847,7 +861,8 @@ def retry(
     got = Retried(queued=0, held=0)
     unique = sorted(set(ids))
     # ids in slices: a statement binds at most 65535 parameters on PostgreSQL
-    for part in [unique[n : n + 10_000] for n in range(0, len(unique), 10_000)] or [None]:
+    parts: list[list[int] | None] = [unique[n : n + 10_000] for n in range(0, len(unique), 10_000)]
+    for part in parts or [None]:
         these = [*where, Delivery.id.in_(part)] if part is not None else where
         got.held += _bulk(
             session,
@@ -938,7 +953,7 @@ def status_counts(engine: Engine) -> dict[str, dict[str, int]]:
     return out
 
 
-def last_errors(engine: Engine, limit: int = 10) -> list[tuple[int, str, str, str]]:
+def last_errors(engine: Engine, limit: int = 10) -> list[tuple[int, str, str, str | None]]:
     """(delivery id, key, outcome, error) of the most recent failed attempts."""
     with engine.connect() as conn:
         rows = conn.execute(
@@ -953,4 +968,4 @@ def last_errors(engine: Engine, limit: int = 10) -> list[tuple[int, str, str, st
             .order_by(DeliveryAttempt.id.desc())
             .limit(limit)
         ).all()
-    return [tuple(r) for r in rows]
+    return [(i, key, outcome, error) for i, key, outcome, error in rows]

@@ -20,6 +20,7 @@ import signal
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
@@ -33,6 +34,11 @@ from .channels.filedrop import FileDropChannel
 from .channels.smtp import SmtpChannel, SmtpConfig
 from .chat import EndpointPacer
 from .email_jobs import EmailJob, prepare_emails
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
+    from .channels.webhook import WebhookChannel
 
 log = logging.getLogger("newsletter.delivery.worker")
 
@@ -113,8 +119,8 @@ class Worker:
         self.limiter = RateLimiter(settings.send_rate, burst=settings.smtp_connections)
         self.stats = WorkerStats()
         self._editions: dict[int, Edition] = {}
-        self._jinja = None
-        self._webhooks = None
+        self._jinja: Environment | None = None
+        self._webhooks: WebhookChannel | None = None
         self.pacer = EndpointPacer()
         self.stopping = asyncio.Event()
         self._claim_size = max(1, settings.worker_batch // 2)
@@ -355,6 +361,8 @@ class Worker:
             if len(self._editions) > 256:
                 self._editions.clear()
             edition = session.get(Edition, edition_id)
+            if edition is None:
+                raise LookupError(f"edition {edition_id} is gone")
             self._editions[edition_id] = edition
         return edition
 

@@ -48,7 +48,7 @@ def channel_rows(engine: Engine) -> tuple[list[dict[str, Any]], dict[str, int]]:
     for channel in sorted(by_channel):
         counts = by_channel[channel]
         retry = retrying.get(channel, 0)
-        row = {
+        row: dict[str, Any] = {
             "channel": channel,
             "sent": counts.get("sent", 0),
             "failed": counts.get("failed", 0),
@@ -79,7 +79,7 @@ def daily_attempts(engine: Engine, today: dt.date) -> dict[dt.date, dict[str, in
             .where(column >= since)
             .group_by(day, DeliveryAttempt.outcome)
         ).all()
-    out = {first + dt.timedelta(days=i): {} for i in range(DAYS)}
+    out: dict[dt.date, dict[str, int]] = {first + dt.timedelta(days=i): {} for i in range(DAYS)}
     for value, outcome, n in rows:
         d = value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
         if d in out:

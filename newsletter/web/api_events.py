@@ -79,7 +79,8 @@ def create_event(
     session: SessionDep, settings: SettingsDep, event_in: EventCreate
 ) -> EventCreatedPublic:
     result = add_event(session=session, event_in=event_in)
-    if not result.created:
+    if result.event is None:
+        assert result.duplicate_of is not None, "an event not created is a duplicate"
         raise HTTPException(
             409, f"a duplicate of event {result.duplicate_of.id} (same URL, or same title that day)"
         )

@@ -239,7 +239,7 @@ class SubscriberCreate(SubscriberIn):
     language: Language = "en"
     timezone: Timezone = "UTC"
     frequency: Mode = "monthly"
-    topics: list[Slug] = Field(min_length=1, max_length=50)  # type: ignore[assignment]
+    topics: list[Slug] = Field(min_length=1, max_length=50)
 
 
 class SubscriberChange(BaseModel):

@@ -119,12 +119,13 @@ def interpret(platform: str, response: httpx.Response, text: str | None = None) 
         raise PermanentDeliveryError(summary, code=status, disable=gone)
     codes = entry.body_codes
     if codes is not None:
-        code = data.get(codes.field, data.get("StatusCode")) if isinstance(data, dict) else None
+        body = data if isinstance(data, dict) else {}
+        code = body.get(codes.field, body.get("StatusCode"))
         if code is None:
             raise TemporaryDeliveryError(f"{summary} (no {codes.field} in the answer)", code=status)
         if code != 0:
             message = (
-                f"{platform} {codes.field} {code}: {data.get('msg') or data.get('errmsg') or ''}"
+                f"{platform} {codes.field} {code}: {body.get('msg') or body.get('errmsg') or ''}"
             )
             if code in codes.temporary:
                 raise TemporaryDeliveryError(message, code=status, retry_after=codes.retry_after)

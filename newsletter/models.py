@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Index, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Index, Row, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -293,3 +293,9 @@ class DigestRun(SQLModel, table=True):
     enqueued: int = Field(default=0)
     outcome: str = Field(default="running", max_length=16)  # running|done|skipped|failed
     note: str | None = Field(default=None, max_length=500)
+
+
+# a stored object, or a plain result row of its columns: the worker reads rows, as
+# building thousands of tracked objects per batch cost more than the query
+DeliveryRow = Delivery | Row[Any]
+SubscriberRow = Subscriber | Row[Any]

@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 
 from .db import bulk_insert, reserve_ids, values_in
 from .errors import reason
-from .models import Subscriber, Subscription, Suppression, Topic, utcnow
+from .models import Subscriber, SubscriberRow, Subscription, Suppression, Topic, utcnow
 from .periods import FREQUENCIES
 from .text import csv_cell, csv_value, one_line
 from .topics import list_topics, topics_by_slug
@@ -206,7 +206,7 @@ def get_subscriber(*, session: Session, email: str) -> Subscriber | None:
     return session.exec(select(Subscriber).where(Subscriber.email == email)).first()
 
 
-def subscriber_topics(*, session: Session, subscriber: Subscriber) -> list[Topic]:
+def subscriber_topics(*, session: Session, subscriber: SubscriberRow) -> list[Topic]:
     return list(
         session.exec(
             select(Topic)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -12,7 +13,7 @@ from sqlmodel import Session
 
 from ..alerts import alert_title
 from ..events import slugs_by_event
-from ..models import Delivery, Event, Topic, WebhookEndpoint, utcnow
+from ..models import DeliveryRow, Event, Topic, WebhookEndpoint, utcnow
 from ..webhooks import endpoint_secret
 from . import platforms
 from .cards import PayloadError, encode, event_items, render_messages
@@ -118,7 +119,7 @@ class BatchCards:
         return cards  # type: ignore[return-value]
 
 
-def _event_id(d: Delivery) -> int:
+def _event_id(d: DeliveryRow) -> int:
     """The event of an alert row (its period is "event:<id>")."""
     kind, _, value = (d.period or "").partition(":")
     if kind != "event" or not value.isdigit():
@@ -126,7 +127,7 @@ def _event_id(d: Delivery) -> int:
     return int(value)
 
 
-def prepare_groups(session: Session, settings, env, deliveries: list[Delivery], edition_of):
+def prepare_groups(session: Session, settings, env, deliveries: Sequence[DeliveryRow], edition_of):
     groups: list[WebhookGroup] = []
     ready: list[Outcome] = []
     if not deliveries:
@@ -139,8 +140,8 @@ def prepare_groups(session: Session, settings, env, deliveries: list[Delivery], 
             )
         ).scalars()
     }
-    alerts: dict[int, list[tuple[Delivery, int]]] = {}
-    editions: list[tuple[WebhookEndpoint, Delivery]] = []
+    alerts: dict[int, list[tuple[DeliveryRow, int]]] = {}
+    editions: list[tuple[WebhookEndpoint, DeliveryRow]] = []
     for d in deliveries:
         ep = endpoints.get(d.endpoint_id)
         if ep is None:

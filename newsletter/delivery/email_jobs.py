@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -10,7 +11,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from ..events import slugs_by_event
-from ..models import Delivery, Edition, Event, Subscriber, Suppression, Topic, utcnow
+from ..models import (
+    DeliveryRow,
+    Edition,
+    Event,
+    Subscriber,
+    SubscriberRow,
+    Suppression,
+    Topic,
+    utcnow,
+)
 from ..rendering import alert_context, render_digest
 from ..subscribers import LIFTED_BY_OPT_IN, address_hash, subscriber_topics
 from .messages import BuiltMessage, MessageError, build_confirm_email, build_digest_email
@@ -28,7 +38,7 @@ class EmailJob:
     built: BuiltMessage
 
 
-def prepare_emails(session: Session, settings, env, deliveries: list[Delivery], edition_of):
+def prepare_emails(session: Session, settings, env, deliveries: Sequence[DeliveryRow], edition_of):
     jobs: list[EmailJob] = []
     ready: list[Outcome] = []
     subscribers = {
@@ -51,7 +61,7 @@ def prepare_emails(session: Session, settings, env, deliveries: list[Delivery], 
         )
         for sub_id in hashes[h]
     }
-    alerts: dict[int, list[Delivery]] = {}
+    alerts: dict[int, list[DeliveryRow]] = {}
     for d in deliveries:
         sub = subscribers.get(d.subscriber_id)
         confirm = d.kind == "confirm"
@@ -105,7 +115,7 @@ def prepare_emails(session: Session, settings, env, deliveries: list[Delivery], 
 
 
 def build_alert_email(
-    session: Session, settings, env, sub: Subscriber, rows: list[Delivery]
+    session: Session, settings, env, sub: SubscriberRow, rows: list[DeliveryRow]
 ) -> BuiltMessage | None:
     """One email with every event this reader's due alert rows name."""
     ids = [int(d.period.split(":", 1)[1]) for d in rows]

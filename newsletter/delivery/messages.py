@@ -17,7 +17,7 @@ from functools import lru_cache
 from html import escape
 
 from ..addresses import AddressError, wire_address
-from ..models import Delivery, Edition, Subscriber
+from ..models import DeliveryRow, Edition, SubscriberRow
 from ..rendering import split_slots
 from ..settings import Settings
 from ..text import one_line
@@ -220,7 +220,7 @@ def _sender_parts(mail_from: str) -> tuple[str, str]:
     return one_line(name), addr
 
 
-def links_for(settings: Settings, subscriber: Subscriber) -> dict[str, str]:
+def links_for(settings: Settings, subscriber: SubscriberRow) -> dict[str, str]:
     base = settings.base_url.rstrip("/")
     unsub = make_token(settings.secret_key, "unsubscribe", subscriber.id, subscriber.email)
     prefs = make_token(settings.secret_key, "preferences", subscriber.id, subscriber.email)
@@ -231,7 +231,7 @@ def links_for(settings: Settings, subscriber: Subscriber) -> dict[str, str]:
     }
 
 
-def greeting(subscriber: Subscriber, labels: dict[str, str]) -> str:
+def greeting(subscriber: SubscriberRow, labels: dict[str, str]) -> str:
     name = one_line(subscriber.name or "")
     return labels["greeting_named"].format(name=name) if name else labels["greeting"]
 
@@ -243,7 +243,7 @@ def _date_header(when) -> str:
 
 
 def _envelope(
-    settings: Settings, delivery: Delivery, subscriber: Subscriber, subject: str, to_name: str
+    settings: Settings, delivery: DeliveryRow, subscriber: SubscriberRow, subject: str, to_name: str
 ):
     """From, To, Subject, Date and Message-ID: the same on every retry of a delivery."""
     from_name, from_addr = sender_parts(settings)
@@ -263,7 +263,7 @@ def _envelope(
 
 
 def build_digest_email(
-    *, settings: Settings, delivery: Delivery, edition: Edition, subscriber: Subscriber
+    *, settings: Settings, delivery: DeliveryRow, edition: Edition, subscriber: SubscriberRow
 ) -> BuiltMessage:
     from ..i18n import labels
 
@@ -301,7 +301,7 @@ def build_digest_email(
 
 
 def build_confirm_email(
-    *, settings: Settings, env, delivery: Delivery, subscriber: Subscriber
+    *, settings: Settings, env, delivery: DeliveryRow, subscriber: SubscriberRow
 ) -> BuiltMessage:
     """The double opt-in message: one link that activates the subscription."""
     import css_inline

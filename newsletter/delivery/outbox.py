@@ -634,7 +634,7 @@ def _driver_executemany(conn, sql: str, table, columns: Sequence[str], rows, *ex
     five times the statements themselves. A batch shares most values (one timestamp),
     so each distinct value is converted once. `sql` uses qmark placeholders for
     `columns`, then for `extra` (the same for every row)."""
-    converters = [
+    converters: list[tuple[str, Any, dict[Any, Any]]] = [
         (name, process, {}) for name, process in _converters(conn.dialect, table, columns)
     ]
     params = []

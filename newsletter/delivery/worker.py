@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,7 +27,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-from ..models import Delivery, Edition, utcnow
+from ..models import Delivery, DeliveryRow, Edition, utcnow
 from ..settings import Settings
 from . import outbox
 from .channels.base import PermanentDeliveryError, TemporaryDeliveryError
@@ -323,7 +324,7 @@ class Worker:
             session.expunge_all()
         return jobs, groups, ready + more
 
-    def _prepare_webhooks(self, session: Session, deliveries: list[Delivery]):
+    def _prepare_webhooks(self, session: Session, deliveries: Sequence[DeliveryRow]):
         """Group an endpoint's alerts into one send; each digest part is its own send."""
         from .chat import prepare_groups
 

@@ -58,7 +58,7 @@ class _Replies(asyncio.Protocol):
         self._ready: deque[Reply] = deque()
         self._waiting: deque[asyncio.Future[Reply]] = deque()
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
@@ -215,8 +215,11 @@ class SmtpConnection:
                     # (someone in the path could answer for the server): give up
                     raise SmtpConnectionError("the server sent data after agreeing to STARTTLS")
                 context = self._tls_context()
+                plain = self._replies.transport
+                if plain is None:
+                    raise SmtpConnectionError("the server closed the connection at STARTTLS")
                 transport = await loop.start_tls(
-                    self._replies.transport, self._replies, context, server_hostname=self.host
+                    plain, self._replies, context, server_hostname=self.host
                 )
                 self._replies.transport = transport
                 await self._hello()

@@ -50,15 +50,19 @@ class SmtpConfig:
         )
 
 
-def classify(code: int, message: str) -> Exception:
-    """Map an SMTP reply to the outbox's two kinds of failure."""
+def classify(code: int, message: str, command: str = "RCPT") -> Exception:
+    """Map an SMTP reply to the outbox's two kinds of failure. Only a 5yz is
+    permanent: a 2yz or 3yz where another was due is the server out of step."""
     text = f"{code} {message}".strip()
-    if 400 <= code < 500:
+    if not 500 <= code < 600:
         return TemporaryDeliveryError(text, code=code)
     enhanced = _ENHANCED.search(message or "")
     detail = enhanced.group(0) if enhanced else ""
-    # policy/auth rejections and oversize messages say nothing about the address
-    address_is_bad = not (detail.startswith("5.7.") or detail in ("5.3.4", "5.2.3") or code == 552)
+    # policy/auth rejections, oversize messages and a refused sender (MAIL) or
+    # transaction (DATA) say nothing about the recipient's address
+    address_is_bad = command in ("RCPT", "end of data") and not (
+        detail.startswith("5.7.") or detail in ("5.3.4", "5.2.3") or code == 552
+    )
     return PermanentDeliveryError(text, code=code, suppress=address_is_bad)
 
 
@@ -136,7 +140,7 @@ class SmtpChannel:
                         connection.close()
                     else:
                         self._idle.append(connection)
-                    raise classify(exc.code, exc.message) from exc
+                    raise classify(exc.code, exc.message, exc.command) from exc
                 except (SmtpConnectionError, OSError) as exc:
                     connection.close()
                     if not fresh and not getattr(exc, "message_sent", True):

@@ -1,5 +1,6 @@
 """The SMTP client against servers that misbehave, scripted line by line on 127.0.0.1:
-replies nobody asked for, reply codes that are not SMTP, a refused sender."""
+replies nobody asked for, reply codes that are not SMTP, a refused sender, a send
+cancelled while its session opens, a channel closed while a send is in flight."""
 
 from __future__ import annotations
 
@@ -190,3 +191,79 @@ def test_a_refused_sender_says_nothing_about_the_recipient():
         server.close()
     assert isinstance(results[0], PermanentDeliveryError) and results[0].code == 550
     assert not results[0].suppress
+
+
+def client_hung_up(peer: Peer) -> bool:
+    """Whether the client closed the connection (True) or left it open (False)."""
+    try:
+        while line := peer.line():
+            if line == b"QUIT":
+                peer.send(b"221 bye\r\n")
+        return True
+    except TimeoutError:
+        return False
+    except ConnectionError:  # closed with unread data: a reset
+        return True
+
+
+def test_a_send_cancelled_while_its_session_opens_leaves_no_connection_open():
+    """The half-opened connection stayed open (with its watchdog) until the server
+    dropped it."""
+    greeted = threading.Event()
+
+    def script(peer: Peer, n: int):
+        greeted.wait(5)
+        try:
+            peer.send(b"220 test ready\r\n")
+        except ConnectionError:
+            return True
+        return client_hung_up(peer)
+
+    server = ScriptedServer(script)
+
+    async def go():
+        channel = SmtpChannel(SmtpConfig.from_url(server.url(), timeout=10), connections=1)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(
+                channel.send(sender="s@example.org", recipient="a@example.com", message=MESSAGE),
+                0.2,
+            )
+        greeted.set()
+        await asyncio.to_thread(server.close)  # while this loop still runs
+        await channel.aclose()
+
+    asyncio.run(go())
+    assert server.results == {0: True}
+
+
+def test_a_send_that_ends_after_aclose_does_not_leave_its_connection_open():
+    final_allowed = threading.Event()
+
+    def script(peer: Peer, n: int):
+        peer.session()
+        for _ in range(3):  # MAIL, RCPT, DATA
+            peer.line()
+        peer.send(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
+        while peer.line() not in (b".", None):
+            pass
+        final_allowed.wait(5)
+        peer.send(b"250 2.0.0 queued\r\n")
+        return client_hung_up(peer)
+
+    server = ScriptedServer(script)
+
+    async def go():
+        channel = SmtpChannel(SmtpConfig.from_url(server.url(), timeout=10), connections=1)
+        send = asyncio.create_task(
+            channel.send(sender="s@example.org", recipient="a@example.com", message=MESSAGE)
+        )
+        await asyncio.sleep(0)
+        while not server.threads:
+            await asyncio.sleep(0.01)
+        await channel.aclose()  # the send is in flight
+        final_allowed.set()
+        assert await send == "2.0.0 queued"
+        await asyncio.to_thread(server.close)  # while this loop still runs
+
+    asyncio.run(go())
+    assert server.results == {0: True}

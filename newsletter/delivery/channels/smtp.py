@@ -75,6 +75,7 @@ class SmtpChannel:
         self.config = config
         self._idle: list[SmtpConnection] = []  # most recently used last
         self._slots = asyncio.Semaphore(connections)
+        self._closed = False
 
     async def _connect(self) -> SmtpConnection:
         c = self.config
@@ -99,6 +100,9 @@ class SmtpChannel:
         except Exception as exc:  # noqa: BLE001 - the session, not this message: try later
             connection.close()
             raise TemporaryDeliveryError(f"cannot open an SMTP session: {exc!r}") from exc
+        except BaseException:  # cancelled while opening: the half-open session too
+            connection.close()
+            raise
         return connection
 
     async def send(self, *, sender: str, recipient: str, message: bytes, key: str = "") -> str:
@@ -123,7 +127,7 @@ class SmtpChannel:
                     connection = await self._connect()
                     fresh = True
                 if utf8 and not connection.supports("smtputf8"):
-                    self._idle.append(connection)  # nothing was sent: the connection is fine
+                    self._keep(connection)  # nothing was sent: the connection is fine
                     who = "sender" if recipient.isascii() else "recipient"
                     raise PermanentDeliveryError(
                         f"{who} has a non-ASCII local part and the server does not offer SMTPUTF8"
@@ -139,18 +143,26 @@ class SmtpChannel:
                     if exc.code == 421 or not connection.usable:  # the server is closing
                         connection.close()
                     else:
-                        self._idle.append(connection)
+                        self._keep(connection)
                     raise classify(exc.code, exc.message, exc.command) from exc
                 except (SmtpConnectionError, OSError) as exc:
                     connection.close()
                     if not fresh and not getattr(exc, "message_sent", True):
                         continue  # a kept-open connection the server had closed: once more
                     raise TemporaryDeliveryError(f"connection problem: {exc}") from exc
-                self._idle.append(connection)
+                self._keep(connection)
                 return reply
         raise AssertionError("unreachable")
 
+    def _keep(self, connection: SmtpConnection) -> None:
+        """Back to the pool; after aclose() a send that was in flight closes its own."""
+        if self._closed:
+            connection.close()
+        else:
+            self._idle.append(connection)
+
     async def aclose(self) -> None:
+        self._closed = True
         idle, self._idle = self._idle, []
         await asyncio.gather(*(c.quit() for c in idle), return_exceptions=True)
 

@@ -1,6 +1,7 @@
 """The SMTP client against servers that misbehave, scripted line by line on 127.0.0.1:
 replies nobody asked for, reply codes that are not SMTP, a refused sender, a send
-cancelled while its session opens, a channel closed while a send is in flight."""
+cancelled while its session opens, a channel closed while a send is in flight, and a
+password that cannot be sent."""
 
 from __future__ import annotations
 
@@ -267,3 +268,22 @@ def test_a_send_that_ends_after_aclose_does_not_leave_its_connection_open():
 
     asyncio.run(go())
     assert server.results == {0: True}
+
+
+def test_a_password_never_shows_in_errors_or_the_configuration():
+    """A password read from a non-UTF-8 environment cannot be encoded; the error used
+    to carry it whole (UnicodeEncodeError's repr), into the attempts and the log."""
+
+    def script(peer: Peer, n: int):
+        peer.session(b"250-test\r\n250 AUTH PLAIN LOGIN\r\n")
+        return peer.line()
+
+    server = ScriptedServer(script)
+    try:
+        url = server.url("brief:TopSecret\udcff@")
+        assert "TopSecret" not in repr(SmtpConfig.from_url(url))
+        results = send_all(url, ["a@example.com"])
+    finally:
+        server.close()
+    assert isinstance(results[0], TemporaryDeliveryError)
+    assert "TopSecret" not in str(results[0]) and "password" in str(results[0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ...addresses import AddressError, wire_address
@@ -21,7 +21,7 @@ class SmtpConfig:
     host: str
     port: int
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     use_tls: bool = False  # implicit TLS (smtps://)
     start_tls: bool | None = None  # None: use it when the server offers it
     verify: bool = True

@@ -248,6 +248,12 @@ class SmtpConnection:
     async def _login(self) -> None:
         offered = self.extensions.get("auth", "").upper().split()
         user, password = self.username or "", self.password or ""
+        try:
+            (user + password).encode()
+        except UnicodeEncodeError:  # its message would quote the password
+            raise SmtpConnectionError(
+                "the SMTP user name or password is not valid UTF-8 text"
+            ) from None
         if "CRAM-MD5" in offered:
             challenge = await self._expect(b"AUTH CRAM-MD5\r\n", 334, "AUTH")
             digest = hmac.new(

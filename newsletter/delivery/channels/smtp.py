@@ -34,13 +34,20 @@ class SmtpConfig:
             raise ValueError("NEWSLETTER_SMTP_URL must start with smtp:// or smtps://")
         if not parts.hostname:
             raise ValueError("NEWSLETTER_SMTP_URL has no host")
+        try:
+            port = parts.port
+        except ValueError:  # urllib's message quotes the "port": often a password's start
+            raise ValueError(
+                "NEWSLETTER_SMTP_URL has no valid port; in the user name and password,"
+                " / ? # @ : must be percent-encoded (%2F %3F %23 %40 %3A)"
+            ) from None
         query = {k: v[-1].lower() for k, v in parse_qs(parts.query).items()}
         start_tls = None
         if "starttls" in query:
             start_tls = query["starttls"] in _TRUE
         return cls(
             host=parts.hostname,
-            port=parts.port or (465 if parts.scheme == "smtps" else 25),
+            port=port or (465 if parts.scheme == "smtps" else 25),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             use_tls=parts.scheme == "smtps",

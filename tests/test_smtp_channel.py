@@ -32,6 +32,12 @@ def test_smtp_urls():
     assert SmtpConfig.from_url("smtp://localhost").start_tls is None  # when offered
     with pytest.raises(ValueError, match="smtp:// or smtps://"):
         SmtpConfig.from_url("http://mail.example.com")
+    # a password with an unescaped # or / ends the host part early: its start was the
+    # "port" that urllib quoted in its error
+    for url in ("smtp://user:Xy7#secret@mail.example.com:587", "smtp://user:Xy7/s@mail"):
+        with pytest.raises(ValueError, match="percent-encoded") as refused:
+            SmtpConfig.from_url(url)
+        assert "Xy7" not in str(refused.value)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ...addresses import AddressError, wire_address
@@ -21,7 +21,7 @@ class SmtpConfig:
     host: str
     port: int
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     use_tls: bool = False  # implicit TLS (smtps://)
     start_tls: bool | None = None  # None: use it when the server offers it
     verify: bool = True
@@ -34,13 +34,20 @@ class SmtpConfig:
             raise ValueError("NEWSLETTER_SMTP_URL must start with smtp:// or smtps://")
         if not parts.hostname:
             raise ValueError("NEWSLETTER_SMTP_URL has no host")
+        try:
+            port = parts.port
+        except ValueError:  # urllib's message quotes the "port": often a password's start
+            raise ValueError(
+                "NEWSLETTER_SMTP_URL has no valid port; in the user name and password,"
+                " / ? # @ : must be percent-encoded (%2F %3F %23 %40 %3A)"
+            ) from None
         query = {k: v[-1].lower() for k, v in parse_qs(parts.query).items()}
         start_tls = None
         if "starttls" in query:
             start_tls = query["starttls"] in _TRUE
         return cls(
             host=parts.hostname,
-            port=parts.port or (465 if parts.scheme == "smtps" else 25),
+            port=port or (465 if parts.scheme == "smtps" else 25),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             use_tls=parts.scheme == "smtps",
@@ -50,15 +57,19 @@ class SmtpConfig:
         )
 
 
-def classify(code: int, message: str) -> Exception:
-    """Map an SMTP reply to the outbox's two kinds of failure."""
+def classify(code: int, message: str, command: str = "RCPT") -> Exception:
+    """Map an SMTP reply to the outbox's two kinds of failure. Only a 5yz is
+    permanent: a 2yz or 3yz where another was due is the server out of step."""
     text = f"{code} {message}".strip()
-    if 400 <= code < 500:
+    if not 500 <= code < 600:
         return TemporaryDeliveryError(text, code=code)
     enhanced = _ENHANCED.search(message or "")
     detail = enhanced.group(0) if enhanced else ""
-    # policy/auth rejections and oversize messages say nothing about the address
-    address_is_bad = not (detail.startswith("5.7.") or detail in ("5.3.4", "5.2.3") or code == 552)
+    # policy/auth rejections, oversize messages and a refused sender (MAIL) or
+    # transaction (DATA) say nothing about the recipient's address
+    address_is_bad = command in ("RCPT", "end of data") and not (
+        detail.startswith("5.7.") or detail in ("5.3.4", "5.2.3") or code == 552
+    )
     return PermanentDeliveryError(text, code=code, suppress=address_is_bad)
 
 
@@ -71,6 +82,7 @@ class SmtpChannel:
         self.config = config
         self._idle: list[SmtpConnection] = []  # most recently used last
         self._slots = asyncio.Semaphore(connections)
+        self._closed = False
 
     async def _connect(self) -> SmtpConnection:
         c = self.config
@@ -95,6 +107,9 @@ class SmtpChannel:
         except Exception as exc:  # noqa: BLE001 - the session, not this message: try later
             connection.close()
             raise TemporaryDeliveryError(f"cannot open an SMTP session: {exc!r}") from exc
+        except BaseException:  # cancelled while opening: the half-open session too
+            connection.close()
+            raise
         return connection
 
     async def send(self, *, sender: str, recipient: str, message: bytes, key: str = "") -> str:
@@ -119,7 +134,7 @@ class SmtpChannel:
                     connection = await self._connect()
                     fresh = True
                 if utf8 and not connection.supports("smtputf8"):
-                    self._idle.append(connection)  # nothing was sent: the connection is fine
+                    self._keep(connection)  # nothing was sent: the connection is fine
                     who = "sender" if recipient.isascii() else "recipient"
                     raise PermanentDeliveryError(
                         f"{who} has a non-ASCII local part and the server does not offer SMTPUTF8"
@@ -135,18 +150,26 @@ class SmtpChannel:
                     if exc.code == 421 or not connection.usable:  # the server is closing
                         connection.close()
                     else:
-                        self._idle.append(connection)
-                    raise classify(exc.code, exc.message) from exc
+                        self._keep(connection)
+                    raise classify(exc.code, exc.message, exc.command) from exc
                 except (SmtpConnectionError, OSError) as exc:
                     connection.close()
                     if not fresh and not getattr(exc, "message_sent", True):
                         continue  # a kept-open connection the server had closed: once more
                     raise TemporaryDeliveryError(f"connection problem: {exc}") from exc
-                self._idle.append(connection)
+                self._keep(connection)
                 return reply
         raise AssertionError("unreachable")
 
+    def _keep(self, connection: SmtpConnection) -> None:
+        """Back to the pool; after aclose() a send that was in flight closes its own."""
+        if self._closed:
+            connection.close()
+        else:
+            self._idle.append(connection)
+
     async def aclose(self) -> None:
+        self._closed = True
         idle, self._idle = self._idle, []
         await asyncio.gather(*(c.quit() for c in idle), return_exceptions=True)
 

@@ -77,7 +77,9 @@ class _Replies(asyncio.Protocol):
         if line.endswith(b"\r"):
             line = line[:-1]
         code, mark = line[:3], line[3:4]
-        if not (code.isdigit() and mark in (b" ", b"-", b"")):
+        if not (len(code) == 3 and code.isdigit() and b"2" <= code[:1] <= b"5"):
+            mark = b"?"  # RFC 5321 4.2: 2yz to 5yz only; anything else is not SMTP
+        if mark not in (b" ", b"-", b""):
             self.fail(SmtpConnectionError(f"not an SMTP reply: {line[:80]!r}"))
             return
         text = line[4:].decode("utf-8", "replace")
@@ -249,6 +251,12 @@ class SmtpConnection:
     async def _login(self) -> None:
         offered = self.extensions.get("auth", "").upper().split()
         user, password = self.username or "", self.password or ""
+        try:
+            (user + password).encode()
+        except UnicodeEncodeError:  # its message would quote the password
+            raise SmtpConnectionError(
+                "the SMTP user name or password is not valid UTF-8 text"
+            ) from None
         if "CRAM-MD5" in offered:
             challenge = await self._expect(b"AUTH CRAM-MD5\r\n", 334, "AUTH")
             digest = hmac.new(
@@ -277,6 +285,10 @@ class SmtpConnection:
         clock = self._clock
         replies.deadline = clock() + self.timeout
         try:
+            if replies.pending():
+                # said while idle (a 421 before hanging up, a reply twice): the replies
+                # are out of step with the commands, and the next MAIL would read this
+                replies.fail(SmtpConnectionError("the server sent a reply nobody asked for"))
             commands = b"MAIL FROM:<%s>%s\r\nRCPT TO:<%s>\r\nDATA\r\n" % (
                 sender,
                 options,
@@ -303,22 +315,23 @@ class SmtpConnection:
             raise
         # the message itself may take a while on a slow link: its own timeout
         replies.deadline = clock() + self.timeout
+        # judged by the first digit, as RFC 5321 4.2.1 asks: 2yz done, 3yz go on
         try:
-            if data.code == 354 and (mail.code != 250 or rcpt.code not in (250, 251)):
+            if data.code // 100 == 3 and (mail.code // 100 != 2 or rcpt.code // 100 != 2):
                 replies.write(b".\r\n")  # DATA took, though nobody may receive it: end it
                 await replies.read()
-            if mail.code != 250:
+            if mail.code // 100 != 2:
                 self._reset_first = True
                 raise SmtpReplyError(mail, "MAIL")
-            if rcpt.code not in (250, 251):
+            if rcpt.code // 100 != 2:
                 self._reset_first = True
                 raise SmtpReplyError(rcpt, "RCPT")
-            if data.code != 354:
+            if data.code // 100 != 3:
                 self._reset_first = True
                 raise SmtpReplyError(data, "DATA")
             replies.write(payload)
             final = await replies.read()
-            if final.code != 250:
+            if final.code // 100 != 2:
                 raise SmtpReplyError(final, "end of data")
             self.sent += 1
             return final.message

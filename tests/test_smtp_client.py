@@ -18,6 +18,7 @@ from aiosmtpd.smtp import AuthResult
 
 from newsletter.delivery.channels.base import PermanentDeliveryError, TemporaryDeliveryError
 from newsletter.delivery.channels.smtp import SmtpChannel, SmtpConfig
+from newsletter.delivery.channels.smtp_client import may_login_in_clear
 
 from .smtp_server import free_port
 
@@ -321,3 +322,31 @@ def test_a_server_that_does_not_speak_smtp_is_a_temporary_failure():
         server.close()
     assert isinstance(results[0], TemporaryDeliveryError)
     assert "not an SMTP reply" in str(results[0])
+
+
+def test_a_password_goes_out_unencrypted_only_to_this_machine_or_when_allowed():
+    assert may_login_in_clear("127.0.0.1", None) and may_login_in_clear("::1", None)
+    assert may_login_in_clear("localhost", None)
+    assert not may_login_in_clear("mail.example.com", None)  # STARTTLS stripped on the way
+    assert not may_login_in_clear("192.0.2.10", None)
+    assert may_login_in_clear("mail.example.com", False)  # ?starttls=false: meant so
+
+
+def test_login_without_tls_to_a_relay_on_this_machine():
+    handler = Handler()
+    controller, port = start(handler, authenticator=authenticator, auth_require_tls=False)
+    try:
+        results = send_all(f"smtp://brief:s3cret%3Apass@127.0.0.1:{port}", ["a@example.com"])
+    finally:
+        controller.stop()
+    assert results == ["2.0.0 queued"] and handler.logins == ["PLAIN"]
+
+
+def test_a_flood_of_replies_nobody_asked_for_ends_the_session():
+    server = RawServer([b"220 hi\r\n" + b"250 ok\r\n" * 40])
+    try:
+        results = send_all(f"smtp://127.0.0.1:{server.port}", ["a@example.com"], timeout=2)
+    finally:
+        server.close()
+    assert isinstance(results[0], TemporaryDeliveryError)
+    assert "replies nobody asked for" in str(results[0])

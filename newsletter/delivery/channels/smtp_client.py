@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import ipaddress
 import socket
 import ssl
 import time
@@ -22,6 +23,11 @@ from collections import deque
 from typing import NamedTuple
 
 MAX_REPLY_BYTES = 64 * 1024  # one reply, all its lines; a server sending more is broken
+MAX_UNREAD_REPLIES = 16  # more replies than a pipelined group asks for: not an SMTP server
+#: RFC 5321 4.5.3.2 gives a server 10 minutes to answer the end of a message (it may be
+#: scanning it), and giving up early risks sending twice what it then accepts; but a
+#: claimed row's lease (5 minutes by default) must not run out meanwhile either
+FINAL_REPLY_TIMEOUT = 120.0
 
 
 class Reply(NamedTuple):
@@ -95,6 +101,9 @@ class _Replies(asyncio.Protocol):
             if not waiter.done():
                 waiter.set_result(reply)
                 return
+        if len(self._ready) >= MAX_UNREAD_REPLIES:  # nobody asked: a flood, not SMTP
+            self.fail(SmtpConnectionError("the server sends replies nobody asked for"))
+            return
         self._ready.append(reply)
 
     def fail(self, exc: Exception) -> None:
@@ -226,6 +235,16 @@ class SmtpConnection:
                 self._replies.transport = transport
                 await self._hello()
             if self.username:
+                if not (
+                    self.implicit_tls or wants_tls or may_login_in_clear(self.host, self.start_tls)
+                ):
+                    # STARTTLS was not offered (or was stripped by someone in the path):
+                    # the password would go out readable. `?starttls=false` says that
+                    # is meant.
+                    raise SmtpConnectionError(
+                        "the server does not offer STARTTLS; not sending the password"
+                        " unencrypted (add ?starttls=false to the SMTP URL to allow it)"
+                    )
                 await self._login()
 
     async def _expect(self, command: bytes | None, code: int, name: str) -> Reply:
@@ -313,8 +332,9 @@ class SmtpConnection:
             # unknown, and a later transaction must never read this one's replies
             replies.fail(SmtpConnectionError("a transaction was interrupted"))
             raise
-        # the message itself may take a while on a slow link: its own timeout
-        replies.deadline = clock() + self.timeout
+        # the message itself may take a while on a slow link, and the server may check
+        # it before answering: a timeout of its own
+        replies.deadline = clock() + max(self.timeout, FINAL_REPLY_TIMEOUT)
         # judged by the first digit, as RFC 5321 4.2.1 asks: 2yz done, 3yz go on
         try:
             if data.code // 100 == 3 and (mail.code // 100 != 2 or rcpt.code // 100 != 2):
@@ -397,6 +417,17 @@ class SmtpConnection:
             self._replies.transport.close()
         if self._replies.closed is None:
             self._replies.closed = SmtpConnectionError("closed")
+
+
+def may_login_in_clear(host: str, start_tls: bool | None) -> bool:
+    """Whether a password may go out unencrypted: to a relay on this machine (nothing
+    to overhear), or when the SMTP URL says so with `?starttls=false`."""
+    if start_tls is False or host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _b64(text: str) -> bytes:

@@ -37,13 +37,13 @@ from common import (
 from sqlalchemy import select
 from sqlmodel import Session
 
-from newsletter.db import make_engine
-from newsletter.delivery import outbox
+from newsletter.core import outbox
+from newsletter.core.db import make_engine
+from newsletter.core.models import Delivery, Edition, Subscriber
+from newsletter.core.settings import Settings
 from newsletter.delivery.messages import build_digest_email
-from newsletter.digests import send_digest
-from newsletter.models import Delivery, Edition, Subscriber
-from newsletter.rendering import make_environment
-from newsletter.settings import Settings
+from newsletter.planning.digests import send_digest
+from newsletter.rendering.editions import make_environment
 
 MAIL_FROM = "Brief <brief@bench.example>"
 

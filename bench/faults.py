@@ -22,10 +22,10 @@ from aiosmtpd.controller import Controller
 from common import add_subscribers, free_port, fresh_database
 from sqlmodel import Session
 
-from newsletter.db import make_engine
-from newsletter.digests import send_digest
-from newsletter.rendering import make_environment
-from newsletter.settings import Settings
+from newsletter.core.db import make_engine
+from newsletter.core.settings import Settings
+from newsletter.planning.digests import send_digest
+from newsletter.rendering.editions import make_environment
 
 
 class Recorder:

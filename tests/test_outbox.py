@@ -5,8 +5,8 @@ import random
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from newsletter.delivery import outbox
-from newsletter.models import Delivery
+from newsletter.core import outbox
+from newsletter.core.models import Delivery
 
 
 def rows(n, prefix="k"):
@@ -101,14 +101,14 @@ import datetime as dt  # noqa: E402
 import pytest  # noqa: E402
 from sqlalchemy import literal  # noqa: E402
 
-from newsletter.metrics import MESSAGES  # noqa: E402
-from newsletter.models import (  # noqa: E402
+from newsletter.audience.subscribers import SubscriberIn, add_subscriber, address_hash  # noqa: E402
+from newsletter.core.metrics import MESSAGES  # noqa: E402
+from newsletter.core.models import (  # noqa: E402
     DeliveryAttempt,
     Suppression,
     WebhookEndpoint,
     utcnow,
 )
-from newsletter.subscribers import SubscriberIn, add_subscriber, address_hash  # noqa: E402
 
 RECORD = {"worker": "w", "max_attempts": 3, "retry_base": 60, "retry_max": 600}
 
@@ -317,7 +317,7 @@ def test_endpoint_failures_are_counted_and_reset_by_a_success(engine):
 
 
 def test_a_bug_noting_side_effects_does_not_cost_the_results(engine, monkeypatch):
-    from newsletter import webhooks
+    from newsletter.audience import endpoints as webhooks
 
     def broken(**kw):
         raise RuntimeError("bug in endpoint health")
@@ -530,7 +530,7 @@ def test_a_row_held_while_its_endpoint_was_enabled_is_queued(engine):
     """The worker finds the endpoint disabled and holds the row; the operator enables it
     before that is recorded. Enabling queues held rows, but this one was still `sending`:
     recorded `held`, it would wait for an enable that has already happened."""
-    from newsletter.webhooks import disable_endpoint, enable_endpoint
+    from newsletter.audience.endpoints import disable_endpoint, enable_endpoint
 
     ep = _endpoint(engine)
     (i,) = _queue_and_claim(engine, 1, channel="generic", endpoint_id=ep)

@@ -12,15 +12,15 @@ import pytest
 from sqlalchemy import insert, select
 from sqlmodel import Session
 
-from newsletter import planning
-from newsletter.digests import digest_kind, idempotency_key, send_digest
-from newsletter.models import Delivery, Edition, Subscriber, Subscription, Suppression, Topic
-from newsletter.periods import parse_period
-from newsletter.planning import events_for, iter_recipients, period_events
-from newsletter.rendering import Segment, make_environment
-from newsletter.sample import load_sample
-from newsletter.settings import Settings
-from newsletter.subscribers import address_hash
+from newsletter.audience.subscribers import address_hash
+from newsletter.core.models import Delivery, Edition, Subscriber, Subscription, Suppression, Topic
+from newsletter.core.periods import parse_period
+from newsletter.core.settings import Settings
+from newsletter.ingest.sample import load_sample
+from newsletter.planning import readers as planning
+from newsletter.planning.digests import digest_kind, idempotency_key, send_digest
+from newsletter.planning.readers import events_for, iter_recipients, period_events
+from newsletter.rendering.editions import Segment, make_environment
 
 
 def _population(engine) -> None:

@@ -7,13 +7,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from newsletter.db import make_engine
-from newsletter.models import Delivery, DigestRun
-from newsletter.rendering import make_environment
-from newsletter.sample import load_sample
-from newsletter.schedule import run_due_digests, send_moments
-from newsletter.settings import Settings
-from newsletter.subscribers import SubscriberIn, add_subscriber
+from newsletter.audience.subscribers import SubscriberIn, add_subscriber
+from newsletter.core.db import make_engine
+from newsletter.core.models import Delivery, DigestRun
+from newsletter.core.settings import Settings
+from newsletter.ingest.sample import load_sample
+from newsletter.planning.send_times import run_due_digests, send_moments
+from newsletter.rendering.editions import make_environment
 
 UTC = dt.UTC
 EIGHT = dt.time(8, 0)

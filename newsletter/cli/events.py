@@ -9,8 +9,9 @@ import typer
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..alerts import enqueue_alerts
-from ..events import (
+from newsletter.cli.common import console, err_console, fail, state
+from newsletter.core.text import printable
+from newsletter.ingest.events import (
     event_as_dict,
     get_event,
     list_events,
@@ -18,10 +19,9 @@ from ..events import (
     retag,
     topic_matches,
 )
-from ..importing import ImportFileError, import_file
-from ..text import printable
-from ..topics import TopicError, list_topics
-from .common import console, err_console, fail, state
+from newsletter.ingest.files import ImportFileError, import_file
+from newsletter.planning.alerts import enqueue_alerts
+from newsletter.topics.catalogue import TopicError, list_topics
 
 app = typer.Typer(
     help="Events: import them, list them, see why they match topics.", no_args_is_help=True

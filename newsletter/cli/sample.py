@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from ..digests import send_digest
-from ..sample import SAMPLE_PERIOD, add_demo_readers, load_sample
-from .common import console, state
+from newsletter.cli.common import console, state
+from newsletter.ingest.sample import SAMPLE_PERIOD, add_demo_readers, load_sample
+from newsletter.planning.digests import send_digest
 
 app = typer.Typer(help="Sample data for a first look.", no_args_is_help=True)
 

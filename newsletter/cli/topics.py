@@ -10,9 +10,10 @@ from rich.table import Table
 from sqlalchemy import func
 from sqlmodel import select
 
-from ..errors import reason as validation_message
-from ..models import EventTopic
-from ..topics import (
+from newsletter.cli.common import console, fail, state
+from newsletter.core.errors import reason as validation_message
+from newsletter.core.models import EventTopic
+from newsletter.topics.catalogue import (
     TopicError,
     TopicIn,
     TopicUpdate,
@@ -23,7 +24,6 @@ from ..topics import (
     subscriber_count,
     update_topic,
 )
-from .common import console, fail, state
 
 app = typer.Typer(
     help="Topics readers follow, and the rules that match events to them.", no_args_is_help=True

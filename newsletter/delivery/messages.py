@@ -15,13 +15,13 @@ from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 from html import escape
 
-from ..addresses import AddressError, wire_address
-from ..models import Delivery, Edition, Subscriber
-from ..rendering import split_slots
-from ..settings import Settings
-from ..text import one_line
-from ..tokens import make_token
-from .channels.base import SmtpReady
+from newsletter.audience.reader_links import make_token
+from newsletter.core.addresses import AddressError, wire_address
+from newsletter.core.models import Delivery, Edition, Subscriber
+from newsletter.core.settings import Settings
+from newsletter.core.text import one_line
+from newsletter.delivery.channels.base import SmtpReady
+from newsletter.rendering.editions import split_slots
 
 CRLF = "\r\n"
 
@@ -255,7 +255,7 @@ def _envelope(
 def build_digest_email(
     *, settings: Settings, delivery: Delivery, edition: Edition, subscriber: Subscriber
 ) -> BuiltMessage:
-    from ..i18n import labels
+    from newsletter.rendering.labels import labels
 
     headers, from_addr, domain, digest, message_id = _envelope(
         settings, delivery, subscriber, edition.subject, subscriber.name or ""
@@ -296,8 +296,8 @@ def build_confirm_email(
     """The double opt-in message: one link that activates the subscription."""
     import css_inline
 
-    from ..i18n import labels
-    from ..web.i18n_web import WEB_LABELS
+    from newsletter.rendering.labels import labels
+    from newsletter.web.i18n_web import WEB_LABELS
 
     lang = subscriber.language if subscriber.language in WEB_LABELS else "en"
     t = {**labels(lang), **CONFIRM_LABELS[lang]}

@@ -10,8 +10,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
-from ...addresses import AddressError, wire_address
-from .base import PermanentDeliveryError, SmtpReady, TemporaryDeliveryError
+from newsletter.core.addresses import AddressError, wire_address
+from newsletter.delivery.channels.base import (
+    PermanentDeliveryError,
+    SmtpReady,
+    TemporaryDeliveryError,
+)
 
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _TRUE = {"1", "true", "yes", "on"}

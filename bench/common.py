@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from newsletter.core.db import make_engine, upgrade
 from newsletter.core.models import Subscriber, Subscription, Topic
-from newsletter.ingest.sample import load_sample
+from newsletter.pipeline.sample import load_sample
 
 # workers sign reader links and refuse to run without a strong key: one per benchmark run
 # (inherited by the worker processes a benchmark starts)

@@ -42,7 +42,7 @@ from newsletter.core.db import make_engine
 from newsletter.core.models import Delivery, Edition, Subscriber
 from newsletter.core.settings import Settings
 from newsletter.delivery.messages import build_digest_email
-from newsletter.planning.digests import send_digest
+from newsletter.pipeline import plan_period
 from newsletter.rendering.editions import make_environment
 
 MAIL_FROM = "Brief <brief@bench.example>"
@@ -180,7 +180,7 @@ def main() -> None:
         engine = make_engine(url)
         t0 = time.perf_counter()
         with Session(engine) as s:
-            summary = send_digest(
+            summary = plan_period(
                 session=s,
                 env=make_environment(settings.templates_dir),
                 settings=settings,

@@ -24,7 +24,7 @@ from sqlmodel import Session
 
 from newsletter.core.db import make_engine
 from newsletter.core.settings import Settings
-from newsletter.planning.digests import send_digest
+from newsletter.pipeline import plan_period
 from newsletter.rendering.editions import make_environment
 
 
@@ -54,7 +54,7 @@ def main() -> None:
         add_subscribers(url, args.messages)
         settings = Settings(database_url=url)
         with Session(make_engine(url)) as s:
-            total = send_digest(
+            total = plan_period(
                 session=s,
                 env=make_environment(settings.templates_dir),
                 settings=settings,

@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from newsletter.core.db import make_engine
 from newsletter.core.settings import Settings
-from newsletter.planning.digests import send_digest
+from newsletter.pipeline import plan_period
 from newsletter.rendering.editions import make_environment
 
 
@@ -34,7 +34,7 @@ def main() -> None:
         engine = make_engine(url)
         t0 = time.perf_counter()
         with Session(engine) as s:
-            summary = send_digest(
+            summary = plan_period(
                 session=s,
                 env=make_environment(settings.templates_dir),
                 settings=settings,

@@ -133,7 +133,7 @@ def session(engine) -> Iterator[Session]:
 @pytest.fixture
 def sample(engine):
     """The database with the default topics and the July 2025 sample events."""
-    from newsletter.ingest.sample import load_sample
+    from newsletter.pipeline.sample import load_sample
 
     with Session(engine) as s:
         load_sample(session=s)

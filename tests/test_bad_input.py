@@ -11,7 +11,8 @@ from sqlmodel import Session
 
 from newsletter.core.models import Event, Topic
 from newsletter.core.settings import Settings
-from newsletter.ingest.feeds import add_feed, poll_feeds
+from newsletter.ingest.feeds import add_feed
+from newsletter.pipeline import poll_feeds
 from newsletter.rendering.cards import event_items, render_messages
 from newsletter.rendering.editions import make_environment
 from newsletter.topics.catalogue import ensure_default_topics
@@ -218,7 +219,7 @@ def test_markup_in_titles_is_inert_in_emails_and_cards(engine, db_url):
 
 def test_crlf_in_a_signup_name_never_reaches_a_header(engine, db_url, smtp_server):
     from newsletter.audience.subscribers import SubscriberIn, add_subscriber
-    from newsletter.ingest.sample import load_sample
+    from newsletter.pipeline.sample import load_sample
 
     from .workers import drain
 
@@ -234,9 +235,9 @@ def test_crlf_in_a_signup_name_never_reaches_a_header(engine, db_url, smtp_serve
             ),
         )
         assert "\n" not in sub.name and "\r" not in sub.name
-        from newsletter.planning.digests import send_digest
+        from newsletter.pipeline import plan_period
 
-        send_digest(
+        plan_period(
             session=s,
             env=make_environment(settings.templates_dir),
             settings=settings,

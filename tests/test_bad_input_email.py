@@ -16,8 +16,8 @@ from newsletter.audience.subscribers import SubscriberIn, add_subscriber, is_sup
 from newsletter.core.models import Delivery, Edition, Subscriber, Subscription, Topic
 from newsletter.core.settings import Settings
 from newsletter.core.text import one_line
-from newsletter.ingest.sample import load_sample
-from newsletter.planning.digests import send_digest
+from newsletter.pipeline import plan_period
+from newsletter.pipeline.sample import load_sample
 from newsletter.rendering.editions import make_environment
 
 from .smtp_server import SmtpServer
@@ -47,7 +47,7 @@ def add_readers(engine, *readers: tuple[str, str]) -> None:
 def send_july(engine, settings, *, subject: str | None = None) -> None:
     """Queue the July monthly digest (optionally with another subject) and drain the outbox."""
     with Session(engine) as s:
-        send_digest(
+        plan_period(
             session=s,
             env=make_environment(settings.templates_dir),
             settings=settings,
@@ -346,7 +346,7 @@ def test_a_suppression_made_after_planning_stops_every_spelling_of_the_address(
         s.commit()
     settings = Settings(database_url=db_url, smtp_url=smtp_server.url, smtp_connections=1)
     with Session(engine) as s:
-        summary = send_digest(
+        summary = plan_period(
             session=s,
             env=make_environment(settings.templates_dir),
             settings=settings,

@@ -19,7 +19,7 @@ from sqlmodel import Session
 from newsletter.audience.subscribers import SubscriberIn, add_subscriber
 from newsletter.core.admin_tokens import create_token
 from newsletter.core.models import Delivery, Event
-from newsletter.ingest.sample import load_sample
+from newsletter.pipeline.sample import load_sample
 from newsletter.web.app import create_app
 
 from .factories import event_record
@@ -305,8 +305,8 @@ def _bodies(received) -> str:
 def test_a_title_cannot_forge_per_reader_slots(engine, web_settings, smtp_server, tmp_path, how):
     from newsletter.ingest.events import tag_event
     from newsletter.ingest.files import import_records
-    from newsletter.ingest.sample import add_demo_readers
-    from newsletter.planning.digests import send_digest
+    from newsletter.pipeline import plan_period
+    from newsletter.pipeline.sample import add_demo_readers
     from newsletter.rendering.editions import SLOT, make_environment
     from newsletter.topics.catalogue import compiled_rules
 
@@ -328,7 +328,7 @@ def test_a_title_cannot_forge_per_reader_slots(engine, web_settings, smtp_server
             assert report.new == 1
         s.flush()
         env = make_environment(web_settings.templates_dir)
-        send_digest(session=s, env=env, settings=web_settings, frequency="monthly",
+        plan_period(session=s, env=env, settings=web_settings, frequency="monthly",
                     period_key="2025-07")  # fmt: skip
         s.commit()
     drain(engine, web_settings)
@@ -477,7 +477,7 @@ def test_out_of_range_periods_get_a_clear_error(cli, client, frequency, period):
 
 def test_no_admin_page_fails_on_a_far_dated_stored_event(engine, web_settings, sample, cli):
     from newsletter.ingest.events import tag_event
-    from newsletter.ingest.sample import add_demo_readers
+    from newsletter.pipeline.sample import add_demo_readers
     from newsletter.topics.catalogue import compiled_rules
 
     from .test_admin_ui import PAGES, csrf_of

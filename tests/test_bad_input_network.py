@@ -24,10 +24,10 @@ from newsletter.core.text import normalise_url
 from newsletter.delivery.channels.base import PermanentDeliveryError, TemporaryDeliveryError
 from newsletter.delivery.channels.webhook import PreparedRequest, WebhookChannel
 from newsletter.delivery.worker import Worker
-from newsletter.ingest.feeds import add_feed, poll_feeds
+from newsletter.ingest.feeds import add_feed
 from newsletter.ingest.files import import_records
-from newsletter.ingest.sample import add_demo_readers, load_sample
-from newsletter.planning.digests import send_digest
+from newsletter.pipeline import plan_period, poll_feeds
+from newsletter.pipeline.sample import add_demo_readers, load_sample
 from newsletter.rendering.editions import make_environment
 from newsletter.topics.catalogue import ensure_default_topics
 from newsletter.web.app import create_app
@@ -357,7 +357,7 @@ def test_a_stored_disguised_webhook_fails_its_delivery_with_the_reason(
         ep.url = f"http://[::127.0.0.1]:{inside.port}/hook"  # as an older version stored it
         s.add(ep)
         s.commit()
-        send_digest(
+        plan_period(
             session=s,
             env=make_environment(allowed.templates_dir),
             settings=allowed,
@@ -479,7 +479,7 @@ def archive(engine, web_settings):
     with Session(engine) as s:
         load_sample(session=s)
         add_demo_readers(session=s)
-        send_digest(
+        plan_period(
             session=s,
             env=make_environment(web_settings.templates_dir),
             settings=web_settings,

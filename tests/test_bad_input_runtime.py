@@ -30,8 +30,8 @@ from newsletter.core.models import Delivery, DeliveryAttempt, Subscriber
 from newsletter.core.settings import Settings
 from newsletter.delivery.channels.smtp import SmtpChannel, SmtpConfig
 from newsletter.delivery.worker import Worker
-from newsletter.ingest.sample import load_sample
-from newsletter.planning.digests import send_digest
+from newsletter.pipeline import plan_period
+from newsletter.pipeline.sample import load_sample
 from newsletter.rendering.editions import make_environment
 from newsletter.service import runner as service
 from newsletter.service import scheduler
@@ -81,7 +81,7 @@ def queue_digest(engine, settings) -> None:
             add_subscriber(
                 session=s, sub_in=SubscriberIn(email=email_, language=lang, topics=topics)
             )
-        send_digest(
+        plan_period(
             session=s,
             env=make_environment(settings.templates_dir),
             settings=settings,

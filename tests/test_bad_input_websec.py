@@ -30,7 +30,7 @@ from newsletter.core.admin_tokens import create_token
 from newsletter.core.keys import ADMIN_SESSION, CSRF, READER_LINKS, SecretKeyError, derive_key
 from newsletter.core.models import AdminToken
 from newsletter.core.settings import Settings
-from newsletter.ingest.sample import add_demo_readers, load_sample
+from newsletter.pipeline.sample import add_demo_readers, load_sample
 from newsletter.topics.catalogue import get_topic
 from newsletter.web.app import create_app
 

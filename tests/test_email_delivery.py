@@ -15,8 +15,8 @@ from newsletter.core.models import Delivery, DeliveryAttempt, Edition, Subscribe
 from newsletter.core.periods import parse_period
 from newsletter.core.settings import Settings
 from newsletter.delivery.worker import Worker
-from newsletter.ingest.sample import load_sample
-from newsletter.planning.digests import send_digest
+from newsletter.pipeline import plan_period
+from newsletter.pipeline.sample import load_sample
 from newsletter.planning.readers import events_for, period_events
 from newsletter.rendering.editions import make_environment
 
@@ -59,7 +59,7 @@ def world(engine, db_url):
 
 def plan(engine, settings, frequency="monthly", period="2025-07"):
     with Session(engine, expire_on_commit=False) as s:
-        summary = send_digest(
+        summary = plan_period(
             session=s,
             env=make_environment(settings.templates_dir),
             settings=settings,

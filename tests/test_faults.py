@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from newsletter.core.models import Delivery
 from newsletter.core.settings import Settings
-from newsletter.planning.digests import send_digest
+from newsletter.pipeline import plan_period
 from newsletter.rendering.editions import make_environment
 
 from .workers import drain
@@ -32,7 +32,7 @@ def seed(engine, db_url, n):
     _sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
     from common import add_subscribers
 
-    from newsletter.ingest.sample import load_sample
+    from newsletter.pipeline.sample import load_sample
 
     with Session(engine) as s:
         load_sample(session=s)
@@ -40,7 +40,7 @@ def seed(engine, db_url, n):
     add_subscribers(db_url, n)
     settings = Settings(database_url=db_url)
     with Session(engine) as s:
-        summary = send_digest(
+        summary = plan_period(
             session=s,
             env=make_environment(settings.templates_dir),
             settings=settings,

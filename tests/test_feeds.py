@@ -11,7 +11,8 @@ from sqlmodel import Session
 from newsletter.core.models import Event, Feed
 from newsletter.core.settings import Settings
 from newsletter.ingest.events import event_as_dict
-from newsletter.ingest.feeds import FeedError, add_feed, poll_feeds
+from newsletter.ingest.feeds import FeedError, add_feed
+from newsletter.pipeline import poll_feeds
 from newsletter.topics.catalogue import ensure_default_topics
 
 RSS = """<?xml version="1.0" encoding="utf-8"?>

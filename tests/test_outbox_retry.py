@@ -13,8 +13,8 @@ from newsletter.core import outbox
 from newsletter.core.admin_tokens import create_token
 from newsletter.core.models import Delivery, Subscriber
 from newsletter.core.settings import Settings
-from newsletter.ingest.sample import load_sample
-from newsletter.planning.digests import send_digest
+from newsletter.pipeline import plan_period
+from newsletter.pipeline.sample import load_sample
 from newsletter.rendering.editions import make_environment
 from newsletter.web.app import create_app
 
@@ -43,7 +43,7 @@ def failed_digest(engine, settings):
         load_sample(session=s)
         for email in READERS:
             add_subscriber(session=s, sub_in=SubscriberIn(email=email, topics=["capital"]))
-        send_digest(
+        plan_period(
             session=s,
             env=make_environment(settings.templates_dir),
             settings=settings,

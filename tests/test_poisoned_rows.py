@@ -25,9 +25,9 @@ from newsletter.core.models import Delivery, DeliveryAttempt, Event, Subscriber,
 from newsletter.core.settings import Settings
 from newsletter.delivery.channels.smtp import SmtpChannel, SmtpConfig
 from newsletter.ingest.events import slugs_by_event
-from newsletter.ingest.sample import load_sample
+from newsletter.pipeline import plan_period
+from newsletter.pipeline.sample import load_sample
 from newsletter.planning.alerts import enqueue_alerts
-from newsletter.planning.digests import send_digest
 from newsletter.rendering.editions import make_environment
 
 from .conftest import TEST_SECRET_KEY
@@ -67,7 +67,7 @@ def fill_outbox(engine, settings, chat_receiver) -> None:
         load_sample(session=s)
         for email in ACTIVE:
             add_subscriber(session=s, sub_in=SubscriberIn(email=email, topics=["capital"]))
-        send_digest(
+        plan_period(
             session=s,
             env=make_environment(settings.templates_dir),
             settings=settings,

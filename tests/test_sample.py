@@ -3,7 +3,7 @@
 from sqlmodel import select
 
 from newsletter.core.models import Event, SharpTake
-from newsletter.ingest.sample import load_sample
+from newsletter.pipeline.sample import load_sample
 
 
 def test_sample_loads_once_and_is_bilingual(session):

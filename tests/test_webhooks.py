@@ -22,8 +22,8 @@ from newsletter.core.settings import Settings
 from newsletter.core.ssrf import UnsafeURLError, check_url
 from newsletter.delivery.worker import Worker
 from newsletter.ingest.files import import_records
+from newsletter.pipeline import plan_period
 from newsletter.planning.alerts import enqueue_alerts
-from newsletter.planning.digests import send_digest
 from newsletter.rendering.editions import make_environment
 
 GENERIC_SECRET = new_generic_secret()
@@ -82,7 +82,7 @@ def drain(engine, settings):
 
 def plan(engine, settings, frequency="monthly", period="2025-07"):
     with Session(engine) as s:
-        summary = send_digest(
+        summary = plan_period(
             session=s,
             env=make_environment(settings.templates_dir),
             settings=settings,

@@ -399,3 +399,15 @@ def sync_team(session: Session, settings: Settings, where: str, entry: Any):
             else str(exc)
         )
         return EntryResult(where, name, "invalid", reason)
+
+
+def endpoint_topic_slugs(session: Session) -> dict[int, tuple[str, ...]]:
+    """Each endpoint's topic slugs, in the topics' order."""
+    out: dict[int, list[str]] = {}
+    for ep_id, slug in session.execute(
+        select(WebhookTopic.endpoint_id, Topic.slug)
+        .join(Topic, Topic.id == WebhookTopic.topic_id)
+        .order_by(Topic.position)
+    ):
+        out.setdefault(ep_id, []).append(slug)
+    return {k: tuple(v) for k, v in out.items()}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import codecs
 import csv
 import functools
-import hashlib
 import inspect
 import io
 import sys
@@ -20,6 +19,7 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from newsletter.core.addresses import address_hash
 from newsletter.core.db import bulk_insert, reserve_ids, values_in
 from newsletter.core.errors import reason
 from newsletter.core.models import Subscriber, Subscription, Suppression, Topic, utcnow
@@ -85,10 +85,6 @@ def address_key(value: str) -> str:
         return normalise_email(value)
     except SubscriberError:
         return value.strip().lower()
-
-
-def address_hash(email: str) -> str:
-    return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
 
 
 def check_timezone(value: str) -> str:

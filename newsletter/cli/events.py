@@ -9,6 +9,7 @@ import typer
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from newsletter import pipeline
 from newsletter.cli.common import console, err_console, fail, state
 from newsletter.core.text import printable
 from newsletter.ingest.events import (
@@ -19,8 +20,7 @@ from newsletter.ingest.events import (
     retag,
     topic_matches,
 )
-from newsletter.ingest.files import ImportFileError, import_file
-from newsletter.planning.alerts import enqueue_alerts
+from newsletter.ingest.files import ImportFileError
 from newsletter.topics.catalogue import TopicError, list_topics
 
 app = typer.Typer(
@@ -61,15 +61,14 @@ def import_cmd(
                 ) as bar,
             ):
                 task = bar.add_task("import", total=None)
-                report = import_file(
+                ingested = pipeline.ingest_file(
                     session=session,
+                    settings=st.settings,
                     path=path,
                     fmt=fmt,
                     progress=lambda task=task: bar.advance(task),
                 )
-                alerts = enqueue_alerts(
-                    session=session, settings=st.settings, event_ids=report.new_ids
-                )
+                report, alerts = ingested.report, ingested.alerts
         except ImportFileError as exc:
             err_console.print(f"Error: {path}: {exc}", markup=False)
             failed = True

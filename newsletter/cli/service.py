@@ -14,9 +14,9 @@ from newsletter.ingest.feeds import (
     add_feed,
     get_feed,
     list_feeds,
-    poll_feeds,
     remove_feed,
 )
+from newsletter.pipeline import poll_feeds
 from newsletter.service import runner as service
 
 schedule_app = typer.Typer(help="The scheduler's jobs.", no_args_is_help=True)

@@ -12,6 +12,7 @@ older version (or by hand) are sent correctly too.
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 
 import idna
@@ -37,3 +38,8 @@ def wire_address(address: str) -> str:
                 f"the domain of {address!r} cannot be written in ASCII (IDNA): {exc}"
             ) from exc
     return f"{local}@{domain}"
+
+
+def address_hash(email: str) -> str:
+    """The suppression list's key for an address (kept after personal data is deleted)."""
+    return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()

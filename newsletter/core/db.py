@@ -48,7 +48,7 @@ def make_engine(url: str | URL, *, create: bool = True, **kwargs) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
             # planning leaves out suppressed addresses by their hash, computed in SQL
-            from newsletter.audience.subscribers import address_hash
+            from newsletter.core.addresses import address_hash
 
             dbapi_conn.create_function("nl_address_hash", 1, address_hash, deterministic=True)
             if path is not None:

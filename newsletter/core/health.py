@@ -4,9 +4,10 @@ overdue because its wake-ups stopped)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 
 @dataclass
@@ -32,10 +33,18 @@ class Health:
             if not self.worker.up:
                 problems.append(f"worker restarting after: {self.worker.last_error}")
         if self.scheduler_grace is not None:
-            from newsletter.service.scheduler import overdue_seconds
-
             late = overdue_seconds(engine)
             details["scheduler"] = {"overdue_seconds": round(late, 1)}
             if late > self.scheduler_grace:
                 problems.append(f"scheduler jobs are overdue by {late:.0f}s")
         return problems, details
+
+
+def overdue_seconds(engine: Engine) -> float:
+    """How far in the past the scheduler's earliest stored next run time is (0 when none
+    is late): read from its job store, so any process can tell."""
+    with engine.connect() as conn:
+        first = conn.execute(
+            text("SELECT min(next_run_time) FROM apscheduler_jobs WHERE next_run_time IS NOT NULL")
+        ).scalar()
+    return 0.0 if first is None else max(0.0, time.time() - float(first))

@@ -104,7 +104,7 @@ def render_metrics(engine: Engine, health=None) -> bytes:
     """This process's counters, then the outbox read from this app's database (collected
     per scrape: registering it would clash when a process holds two engines)."""
     if health is not None and health.scheduler_grace is not None:
-        from newsletter.service.scheduler import overdue_seconds
+        from newsletter.core.health import overdue_seconds
 
         # a scrape must not fail because the database is down
         with contextlib.suppress(Exception):

@@ -15,7 +15,7 @@ import math
 import random
 import re
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -39,7 +39,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from newsletter.core.metrics import MESSAGES, SEND_SECONDS
-from newsletter.core.models import Delivery, DeliveryAttempt, Subscriber, WebhookEndpoint, utcnow
+from newsletter.core.models import Delivery, DeliveryAttempt, WebhookEndpoint, utcnow
 from newsletter.core.periods import DIGEST_FREQUENCIES
 
 log = logging.getLogger("newsletter.core.outbox")
@@ -380,6 +380,13 @@ _PG_TYPES = {
 }
 
 
+SideEffects = Callable[..., list[tuple[int, str]]]
+
+
+def _no_side_effects(session: Session, tried: list[Outcome], **_limits) -> list[tuple[int, str]]:
+    return []
+
+
 def record(
     engine: Engine,
     outcomes: Sequence[Outcome],
@@ -390,15 +397,15 @@ def record(
     retry_max: float,
     webhook_disable_after_failures: int = 10,
     webhook_disable_after_hours: float = 24.0,
+    side_effects: SideEffects | None = None,
 ) -> dict[str, int]:
     """Write a batch of results in one transaction; returns counts by status.
 
     A few statements whatever the batch size: one read of the rows' attempt counts, one
     UPDATE per kind of result (sent, retried, deferred, ended), one INSERT of the
-    attempts. In the same transaction: hard bounces go on the suppression list, and each
-    webhook endpoint's health is noted (one that is gone, or failing for too long, is
-    disabled and its queued rows held). A bug in those two is logged and does not cost
-    the results: they run in a savepoint.
+    attempts. In the same transaction, `side_effects` (the delivery stage's
+    `outcomes.note`: hard bounces suppressed, endpoint health noted) sees the rows that
+    were tried; it returns the endpoints it disabled.
 
     `deferred` (rate-limited before trying) is not an attempt: the row is queued again
     after `retry_after`. A temporary failure is retried with backoff until the row has
@@ -449,7 +456,7 @@ def record(
         for group in ("sent", "retry", "defer", "end"):
             _update_rows(conn, dialect, _SETS[group], getattr(batch, group), worker)
         _insert_attempts(conn, dialect, batch.attempts)
-        disabled = _side_effects(
+        disabled = (side_effects or _no_side_effects)(
             session,
             [o for _, o in tried],
             after_failures=webhook_disable_after_failures,
@@ -634,49 +641,6 @@ def _insert_attempts(conn, dialect: str, rows: list[dict[str, Any]]) -> None:
         conn.execute(_PG_ATTEMPTS, {c: [r[c] for r in rows] for c in _ATTEMPT_TYPES})
     else:
         conn.execute(insert(DeliveryAttempt), rows)
-
-
-def _side_effects(
-    session: Session, tried: list[Outcome], *, after_failures: int, after_hours: float
-) -> list[tuple[int, str]]:
-    """Bounces and endpoint health for this batch's tries; returns endpoints disabled."""
-    bounced = [o.delivery_id for o in tried if o.suppress]
-    health: dict[int, Outcome] = {}
-    for o in tried:  # an endpoint's last result in the batch is its state
-        if o.endpoint_id:
-            health[o.endpoint_id] = o
-    if not bounced and not health:
-        return []
-    from newsletter.audience.endpoints import note_results
-
-    try:
-        with session.begin_nested():
-            if bounced:
-                _suppress_bounced(session, bounced)
-            if not health:
-                return []
-            return note_results(
-                session=session,
-                results={i: (o.result == "sent", o.error, o.disable) for i, o in health.items()},
-                disable_after_failures=after_failures,
-                disable_after_hours=after_hours,
-            )
-    except Exception:
-        # the results are worth more than these: keep them, say what went wrong
-        log.exception("noting bounces and endpoint health for a batch")
-        return []
-
-
-def _suppress_bounced(session: Session, delivery_ids: list[int]) -> None:
-    from newsletter.audience.subscribers import suppress
-
-    emails = session.execute(
-        select(Subscriber.email)
-        .join(Delivery, Delivery.subscriber_id == Subscriber.id)
-        .where(Delivery.id.in_(delivery_ids))
-    ).scalars()
-    for email in sorted(set(emails)):
-        suppress(session=session, email=email, reason="bounced")
 
 
 # --- state changes made by operators and by the rest of the service ------------------------

@@ -17,8 +17,8 @@ from newsletter.core.outbox import Outcome, crashed
 from newsletter.delivery.channels.base import PermanentDeliveryError, TemporaryDeliveryError
 from newsletter.delivery.channels.webhook import WebhookChannel, prepare
 from newsletter.ingest.events import slugs_by_event
-from newsletter.planning.alerts import alert_title
 from newsletter.rendering.cards import PayloadError, encode, event_items, render_messages
+from newsletter.rendering.labels import alert_title
 
 
 class EndpointPacer:

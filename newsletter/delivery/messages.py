@@ -296,11 +296,10 @@ def build_confirm_email(
     """The double opt-in message: one link that activates the subscription."""
     import css_inline
 
-    from newsletter.rendering.labels import labels
-    from newsletter.web.i18n_web import WEB_LABELS
+    from newsletter.rendering.labels import LANGUAGES, labels
 
-    lang = subscriber.language if subscriber.language in WEB_LABELS else "en"
-    t = {**labels(lang), **CONFIRM_LABELS[lang]}
+    lang = subscriber.language if subscriber.language in LANGUAGES else "en"
+    t = labels(lang)
     token = make_token(settings.secret_key, "confirm", subscriber.id, subscriber.email)
     context = {
         "lang": lang,
@@ -322,22 +321,6 @@ def build_confirm_email(
     return BuiltMessage(
         sender=from_addr, recipient=subscriber.email, message_id=message_id, data=data
     )
-
-
-CONFIRM_LABELS = {
-    "en": {
-        "confirm_subject": "Confirm your subscription to the AI Industry Brief",
-        "confirm_intro": "Someone (hopefully you) asked to receive the AI Industry Brief at this address.",
-        "confirm_button": "Yes, subscribe me",
-        "confirm_ignore": "If this was not you, ignore this email: nothing will be sent.",
-    },
-    "zh": {
-        "confirm_subject": "请确认订阅 AI 产业简报",
-        "confirm_intro": "有人（希望是你）用这个邮箱订阅了 AI 产业简报。",
-        "confirm_button": "确认订阅",
-        "confirm_ignore": "如果不是你本人操作，请忽略本邮件，我们不会再发送任何内容。",
-    },
-}
 
 
 SIGNED_HEADERS = [

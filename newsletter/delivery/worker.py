@@ -240,7 +240,7 @@ class Worker:
 
     async def _record(self, batch: Batch, outcomes: list[outbox.Outcome]) -> None:
         counts = await asyncio.to_thread(
-            outbox.record,
+            outcomes.record,
             self.engine,
             outcomes,
             worker=self.name,

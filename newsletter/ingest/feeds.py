@@ -11,6 +11,7 @@ import datetime as dt
 import html
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
@@ -209,10 +210,12 @@ def poll_feeds(
     only: str | None = None,
     now: dt.datetime | None = None,
     client: httpx.Client | None = None,
+    after_poll: Callable[[Session, PollResult], None] | None = None,
 ) -> list[PollResult]:
-    """Poll every feed that is due (or the named one now), each in its own transaction."""
-    from newsletter.planning.alerts import enqueue_alerts
+    """Poll every feed that is due (or the named one now), each in its own transaction.
 
+    `after_poll` sees each feed's result in its session before the next feed
+    (`pipeline.poll_feeds` queues the alerts for the new events there)."""
     now = now or utcnow()
     own = client is None
     client = client or httpx.Client(
@@ -235,10 +238,8 @@ def poll_feeds(
                 result = poll_feed(
                     session=session, client=client, feed=feed, settings=settings, now=now
                 )
-                if result.new_ids:
-                    enqueue_alerts(
-                        session=session, settings=settings, event_ids=result.new_ids, now=now
-                    )
+                if result.new_ids and after_poll is not None:
+                    after_poll(session, result)
                     session.commit()
                 results.append(result)
     finally:

@@ -19,7 +19,7 @@ from sqlmodel import Session
 from newsletter.audience.subscribers import SubscriberError, get_subscriber, subscriber_topics
 from newsletter.core import outbox
 from newsletter.core.models import Delivery, Edition, Event, utcnow
-from newsletter.core.outbox import BULK_ROWS, enqueue_select, refresh_statistics
+from newsletter.core.outbox import enqueue_select
 from newsletter.core.periods import DIGEST_FREQUENCIES, Period, PeriodError, parse_period
 from newsletter.core.settings import Settings
 from newsletter.delivery.messages import build_digest_email
@@ -135,29 +135,26 @@ class SendSummary:
 ENQUEUE_CONNECTIONS = 2
 
 
-def send_digest(
+def plan_emails(
     *,
     session: Session,
-    env: Environment,
-    settings: Settings,
-    frequency: str,
-    period_key: str,
+    renderer: DigestRenderer,
     dry_run: bool = False,
-    batch_size: int = 1000,
     progress: Callable[[int], None] | None = None,
     timezone: str | None = None,
 ) -> SendSummary:
-    """Plan and enqueue a digest for every reader; enqueueing twice adds nothing.
+    """Plan and enqueue the period's email digest for every reader; twice adds nothing.
 
-    Readers are taken a range of `planning.ID_CHUNK` subscriber ids at a time: the
+    Readers are taken a range of `readers.ID_CHUNK` subscriber ids at a time: the
     database groups the range's readers by language and topic set, each new segment's
     edition is rendered and stored once, and the database writes the range's delivery
     rows itself (`INSERT ... SELECT`, see `_enqueue_range`); no reader's row passes
     through Python. On PostgreSQL the ranges are written on `ENQUEUE_CONNECTIONS`
-    connections at once. `batch_size` is accepted for callers and no longer used.
+    connections at once. Chat digests are `chat_digests.plan_chat_digests`; both run
+    from `pipeline.plan_period`.
     """
-    period = check_frequency(frequency, period_key)
-    renderer = DigestRenderer(session=session, env=env, settings=settings, period=period)
+    period = renderer.period
+    frequency = period.frequency
     summary = SendSummary(frequency=frequency, period=period.key)
     readers = reader_query(session=session, frequency=frequency, timezone=timezone)
     buckets = readers.buckets(session)
@@ -217,20 +214,6 @@ def send_digest(
             summary.enqueued += future.result()
             if progress:
                 progress(n)
-    from newsletter.planning.alerts import enqueue_webhook_digests
-
-    summary.endpoints, summary.endpoint_rows = enqueue_webhook_digests(
-        session=session,
-        env=env,
-        settings=settings,
-        renderer=renderer,
-        dry_run=dry_run,
-        timezone=timezone,
-    )
-    session.commit()
-    if summary.enqueued >= BULK_ROWS:
-        refresh_statistics(session)
-        session.commit()
     return summary
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -18,7 +19,7 @@ from sqlmodel import Session
 
 from newsletter.core.models import DigestRun, Subscriber, WebhookEndpoint, utcnow
 from newsletter.core.periods import DIGEST_FREQUENCIES, Period, previous_period
-from newsletter.planning.digests import send_digest
+from newsletter.planning.digests import SendSummary
 
 log = logging.getLogger("newsletter.planning.send_times")
 STALE_RUN = dt.timedelta(minutes=30)
@@ -112,9 +113,17 @@ def _finish(session: Session, due: Due, **values) -> None:
 
 
 def run_due_digests(
-    *, engine: Engine, env: Environment, settings, now: dt.datetime | None = None
+    *,
+    engine: Engine,
+    env: Environment,
+    settings,
+    plan: Callable[..., SendSummary],
+    now: dt.datetime | None = None,
 ) -> list[tuple[Due, str]]:
     """Plan every digest whose local send time has passed and that no run has claimed.
+
+    `plan` plans one (frequency, period, time zone): `pipeline.plan_period`, which calls
+    this through `pipeline.plan_due_periods`.
 
     Looks back over the catch-up horizon (plus one period, to log what it skips).
     Returns what this call did: (due, "done" | "skipped" | "failed").
@@ -129,7 +138,9 @@ def run_due_digests(
             for tz in zones(session, frequency):
                 for due in send_moments(frequency, tz, send_time, start, now):
                     if _claim_run(session, due, now):
-                        done.append((due, _run_one(session, env, settings, due, now - horizon)))
+                        done.append(
+                            (due, _run_one(session, env, settings, plan, due, now - horizon))
+                        )
     return done
 
 
@@ -140,7 +151,9 @@ LOOKBACK = {
 }
 
 
-def _run_one(session: Session, env: Environment, settings, due: Due, oldest: dt.datetime) -> str:
+def _run_one(
+    session: Session, env: Environment, settings, plan, due: Due, oldest: dt.datetime
+) -> str:
     what = f"{due.frequency} digest {due.period.key} for {due.timezone}"
     if due.due_at < oldest:
         log.warning(
@@ -149,7 +162,7 @@ def _run_one(session: Session, env: Environment, settings, due: Due, oldest: dt.
         _finish(session, due, outcome="skipped", note="older than the catch-up horizon")
         return "skipped"
     try:
-        summary = send_digest(
+        summary = plan(
             session=session,
             env=env,
             settings=settings,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
+from newsletter import pipeline
 from newsletter.core.settings import Settings
 from newsletter.rendering.editions import make_environment
 
@@ -40,30 +40,24 @@ def _ctx() -> Context:
 
 
 def digests_job() -> None:
-    from newsletter.planning.send_times import run_due_digests
-
     ctx = _ctx()
-    run_due_digests(
+    pipeline.plan_due_periods(
         engine=ctx.engine, env=make_environment(ctx.settings.templates_dir), settings=ctx.settings
     )
 
 
 def alerts_job() -> None:
-    from newsletter.planning.alerts import enqueue_recent_alerts
-
     ctx = _ctx()
     with Session(ctx.engine) as session:
-        if enqueue_recent_alerts(session=session, settings=ctx.settings):
+        if pipeline.queue_recent_alerts(session=session, settings=ctx.settings):
             session.commit()
 
 
 def feeds_job() -> None:
-    from newsletter.ingest.feeds import poll_feeds
-
     ctx = _ctx()
     with exclusive(ctx.engine, "feeds") as mine:
         if mine:  # one poller at a time across processes
-            poll_feeds(engine=ctx.engine, settings=ctx.settings)
+            pipeline.poll_feeds(engine=ctx.engine, settings=ctx.settings)
 
 
 LOCK_IDS = {"feeds": 7_310_001}
@@ -130,15 +124,6 @@ def overdue_grace(settings: Settings) -> float:
     """How late a stored job may be before the scheduler counts as stuck."""
     longest = max(settings.digest_check_seconds, settings.alert_check_seconds, 60.0)
     return max(120.0, 2 * longest)
-
-
-def overdue_seconds(engine: Engine) -> float:
-    """How far in the past the earliest stored next run time is (0 when none is late)."""
-    with engine.connect() as conn:
-        first = conn.execute(
-            text("SELECT min(next_run_time) FROM apscheduler_jobs WHERE next_run_time IS NOT NULL")
-        ).scalar()
-    return 0.0 if first is None else max(0.0, time.time() - float(first))
 
 
 def build_scheduler(engine: Engine, settings: Settings) -> ResilientScheduler:

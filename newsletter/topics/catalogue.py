@@ -334,3 +334,10 @@ def ensure_default_topics(*, session: Session) -> int:
 
 def compiled_rules(*, session: Session) -> list[TopicRules]:
     return [TopicRules.compile(t.slug, t.rules) for t in list_topics(session=session)]
+
+
+def event_counts(*, session: Session) -> dict[int, int]:
+    """How many events each topic has, by topic id (topics with none are absent)."""
+    return dict(
+        session.exec(select(EventTopic.topic_id, func.count()).group_by(EventTopic.topic_id)).all()
+    )

@@ -14,6 +14,7 @@ from newsletter.core.keys import check_secret_key
 from newsletter.core.metrics import render_metrics
 from newsletter.core.settings import Settings
 from newsletter.rendering.editions import make_environment
+from newsletter.rendering.labels import page_labels
 
 
 def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
@@ -116,12 +117,6 @@ def error_page(request: Request, status: int, message: str) -> HTMLResponse:
     env = request.app.state.env
     lang = "zh" if request.query_params.get("lang") == "zh" else "en"
     html = env.get_template("web/error.html.j2").render(
-        status=status, message=message, lang=lang, t=labels(lang)
+        status=status, message=message, lang=lang, t=page_labels(lang)
     )
     return HTMLResponse(html, status_code=status)
-
-
-def labels(lang: str) -> dict[str, str]:
-    from newsletter.web.i18n_web import WEB_LABELS
-
-    return WEB_LABELS[lang]

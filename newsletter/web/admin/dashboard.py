@@ -9,7 +9,8 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from newsletter.core.models import Delivery, DeliveryAttempt, utcnow
+from newsletter.core import delivery_stats
+from newsletter.core.models import Delivery, utcnow
 from newsletter.core.outbox import DeliveryStatus, last_errors, status_counts
 
 DAYS = 14
@@ -67,21 +68,8 @@ def channel_rows(engine: Engine) -> tuple[list[dict[str, Any]], dict[str, int]]:
 def daily_attempts(engine: Engine, today: dt.date) -> dict[dt.date, dict[str, int]]:
     """{day: {outcome: attempts}} for the last DAYS days (UTC), every day present."""
     first = today - dt.timedelta(days=DAYS - 1)
-    since = dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC)
-    column = DeliveryAttempt.started_at
-    if engine.dialect.name == "postgresql":
-        day = func.date(func.timezone("UTC", column))
-    else:  # SQLite stores UTC text
-        day = func.date(column)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(day, DeliveryAttempt.outcome, func.count())
-            .where(column >= since)
-            .group_by(day, DeliveryAttempt.outcome)
-        ).all()
     out = {first + dt.timedelta(days=i): {} for i in range(DAYS)}
-    for value, outcome, n in rows:
-        d = value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
+    for d, outcome, n in delivery_stats.attempts_by_outcome(engine, first):
         if d in out:
             out[d][outcome] = out[d].get(outcome, 0) + n
     return out

@@ -16,7 +16,8 @@ from newsletter.core.models import Delivery, Subscriber
 from newsletter.core.periods import DIGEST_FREQUENCIES, PeriodError, parse_period
 from newsletter.ingest.events import latest_event_day
 from newsletter.ingest.takes import MAX_CHARS, get_take, markdown_to_html, set_take
-from newsletter.planning.digests import SendSummary, digest_kind, preview_digest, send_digest
+from newsletter.pipeline import plan_period
+from newsletter.planning.digests import SendSummary, digest_kind, preview_digest
 from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, fragment, render
 from newsletter.web.deps import EnvDep, SessionDep, SettingsDep
 
@@ -232,7 +233,7 @@ def send_page(
     if not period:
         return _send_page(request, admin, frequency=frequency, period=latest_month(session))
     try:
-        summary = send_digest(
+        summary = plan_period(
             session=session,
             env=env,
             settings=settings,
@@ -264,7 +265,7 @@ def send_now(
     period: Annotated[str, Form()] = "",
 ):
     try:
-        result = send_digest(
+        result = plan_period(
             session=session,
             env=env,
             settings=settings,

@@ -10,27 +10,27 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
-from sqlalchemy import func
 from sqlmodel import Session, select
 
-from newsletter.core.models import Event, EventTopic, Topic
+from newsletter.core.models import Event, Topic
 from newsletter.core.text import one_line
 from newsletter.ingest.events import latest_event_day, list_events, localised, retag, topic_matches
 from newsletter.topics.catalogue import (
     TopicError,
     TopicUpdate,
+    event_counts,
     get_topic,
     list_topics,
     subscriber_count,
     update_topic,
 )
+from newsletter.topics.dry_run import dry_run
 from newsletter.topics.matching import (
     MAX_KEYWORDS,
     RuleError,
     TopicRules,
     check_regex,
     check_terms,
-    event_fields,
 )
 from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, fragment, render, safe_next
 from newsletter.web.deps import SessionDep
@@ -108,16 +108,10 @@ def check_rules(session: Session, topic: Topic, form: RulesForm) -> dict[str, An
     events = session.exec(
         select(Event).order_by(Event.occurred_on.desc(), Event.id.desc()).limit(CHECK_LIMIT)
     ).all()
-    current = set(session.exec(select(EventTopic.event_id).where(EventTopic.topic_id == topic.id)))
-    matches, lost = [], []
-    for event in events:
-        why = rules.explain(event_fields(event.title, event.summary))
-        row = {"event": event, "title": localised(event.title, "en"), "why": why}
-        if why:
-            row["new"] = event.id not in current and not event.manual_topics
-            matches.append(row)
-        elif event.id in current and not event.manual_topics:
-            lost.append(row)
+    run = dry_run(session, rules, events, topic.id)
+    row = lambda e, why: {"event": e, "title": localised(e.title, "en"), "why": why}  # noqa: E731
+    matches = [{**row(h.event, h.why), "new": h.new} for h in run.hits]
+    lost = [row(e, None) for e in run.lost]
     result.update(
         examined=len(events),
         limited=len(events) == CHECK_LIMIT,
@@ -147,9 +141,7 @@ def topics_page(
     kept: int | None = None,
 ):
     topics = list_topics(session=session)
-    counts = dict(
-        session.exec(select(EventTopic.topic_id, func.count()).group_by(EventTopic.topic_id)).all()
-    )
+    counts = event_counts(session=session)
     rows = []
     for topic in topics:
         subs, hooks = subscriber_count(session=session, topic=topic)

@@ -8,7 +8,8 @@ from fastapi import HTTPException, Path, Query
 
 from newsletter.core.periods import PeriodError, parse_period
 from newsletter.ingest.takes import get_take, markdown_to_html, set_take
-from newsletter.planning.digests import DigestError, preview_digest, send_digest
+from newsletter.pipeline import plan_period
+from newsletter.planning.digests import DigestError, preview_digest
 from newsletter.web.api.common import admin_router, errors, invalid, status_on
 from newsletter.web.api.models import (
     MONTH_PATTERN,
@@ -115,7 +116,7 @@ def preview(
 def send_now(
     session: SessionDep, env: EnvDep, settings: SettingsDep, send: DigestSendIn
 ) -> DigestSendPublic:
-    summary = send_digest(
+    summary = plan_period(
         session=session,
         env=env,
         settings=settings,

@@ -10,17 +10,16 @@ from fastapi import File, Form, HTTPException, Path, Query, UploadFile
 from pydantic import ValidationError
 from sqlmodel import Session
 
+from newsletter import pipeline
 from newsletter.core.models import Event
 from newsletter.ingest.events import (
-    add_event,
     event_as_dict,
     get_event,
     list_events,
     retag,
     topic_matches,
 )
-from newsletter.ingest.files import READERS, Problem, Records, decode, detect_format, import_records
-from newsletter.planning.alerts import enqueue_alerts
+from newsletter.ingest.files import READERS, Problem, Records, decode, detect_format
 from newsletter.web.api.common import admin_router, errors
 from newsletter.web.api.models import (
     MONTH_PATTERN,
@@ -85,12 +84,11 @@ def read_events(
 def create_event(
     session: SessionDep, settings: SettingsDep, event_in: EventCreate
 ) -> EventCreatedPublic:
-    result = add_event(session=session, event_in=event_in)
+    result, alerts = pipeline.ingest_event(session=session, settings=settings, event_in=event_in)
     if not result.created:
         raise HTTPException(
             409, f"a duplicate of event {result.duplicate_of.id} (same URL, or same title that day)"
         )
-    alerts = enqueue_alerts(session=session, settings=settings, event_ids=[result.event.id])
     detail = event_detail(session, result.event)
     return EventCreatedPublic(**detail.model_dump(), alerts_enqueued=alerts)
 
@@ -135,10 +133,10 @@ def import_events(
     fmt = detect_format(FilePath(file.filename or "upload"), format)
     records = _within_column_limits(READERS[fmt](decode(data)))
     try:
-        report = import_records(session=session, records=records)
+        ingested = pipeline.ingest_records(session=session, settings=settings, records=records)
     except csv.Error as exc:  # e.g. a NUL byte, or a field over the csv module's limit
         raise HTTPException(400, f"invalid CSV: {exc}") from exc
-    alerts = enqueue_alerts(session=session, settings=settings, event_ids=report.new_ids)
+    report, alerts = ingested.report, ingested.alerts
     return ImportReportPublic(
         format=fmt,
         new=report.new,

@@ -13,9 +13,9 @@ from newsletter.ingest.feeds import (
     add_feed,
     get_feed,
     list_feeds,
-    poll_feeds,
     remove_feed,
 )
+from newsletter.pipeline import poll_feeds
 from newsletter.web.api.common import admin_router, errors, status_on
 from newsletter.web.api.models import FeedCreate, FeedPublic, FeedsPublic, PollResultPublic
 from newsletter.web.deps import SessionDep, SettingsDep

@@ -144,6 +144,11 @@ class RuleMatchPublic(BaseModel):
     tagged: bool | None = Field(
         default=None, description="Whether the event has the topic now (when a slug is given)."
     )
+    new: bool | None = Field(
+        default=None,
+        description="Whether retagging would add the topic (when a slug is given); never for "
+        "an event whose topics were chosen by hand.",
+    )
 
 
 class RulesCheckPublic(BaseModel):

@@ -7,12 +7,13 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import Query, Request
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from newsletter.audience.endpoints import get_endpoint
+from newsletter.core import delivery_stats as stats
 from newsletter.core import outbox
-from newsletter.core.models import Delivery, DeliveryAttempt, utcnow
-from newsletter.core.outbox import DeliveryStatus, last_errors, status_counts
+from newsletter.core.models import utcnow
+from newsletter.core.outbox import last_errors, status_counts
 from newsletter.web.api.common import admin_router, errors
 from newsletter.web.api.models import (
     DeliveryStatPublic,
@@ -74,12 +75,6 @@ def retry_failed(session: SessionDep, body: OutboxRetryIn) -> OutboxRetryPublic:
     return OutboxRetryPublic(requeued=got.total, held=got.held)
 
 
-def _utc_day(engine: Engine, column):
-    if engine.dialect.name == "postgresql":
-        return func.date(func.timezone("UTC", column))
-    return func.date(column)  # SQLite stores UTC text
-
-
 @router.get(
     "/stats/deliveries",
     response_model=list[DeliveryStatPublic],
@@ -94,34 +89,8 @@ def delivery_stats(
 ) -> list[DeliveryStatPublic]:
     engine: Engine = request.app.state.engine
     first = utcnow().date() - dt.timedelta(days=days - 1)
-    since = dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC)
-    sent_day = _utc_day(engine, Delivery.sent_at)
-    sent = (
-        select(sent_day, Delivery.channel, func.count())
-        .where(Delivery.status == DeliveryStatus.SENT, Delivery.sent_at >= since)
-        .group_by(sent_day, Delivery.channel)
-    )
-    last_try = (
-        select(
-            DeliveryAttempt.delivery_id.label("delivery_id"),
-            func.max(DeliveryAttempt.finished_at).label("at"),
-        )
-        .group_by(DeliveryAttempt.delivery_id)
-        .subquery()
-    )
-    failed_day = _utc_day(engine, last_try.c.at)
-    failed = (
-        select(failed_day, Delivery.channel, func.count())
-        .join(last_try, last_try.c.delivery_id == Delivery.id)
-        .where(Delivery.status == DeliveryStatus.FAILED, last_try.c.at >= since)
-        .group_by(failed_day, Delivery.channel)
-    )
-    rows = []
-    with engine.connect() as conn:
-        for status, query in (("sent", sent), ("failed", failed)):
-            for day, channel, count in conn.execute(query):
-                day = day if isinstance(day, dt.date) else dt.date.fromisoformat(str(day))
-                rows.append(
-                    DeliveryStatPublic(day=day, channel=channel, status=status, count=count)
-                )
+    rows = [
+        DeliveryStatPublic(day=day, channel=channel, status=status, count=count)
+        for day, channel, status, count in stats.sent_and_failed(engine, first)
+    ]
     return sorted(rows, key=lambda r: (r.day, r.channel, r.status))

@@ -5,21 +5,22 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Path, Query, Response
-from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from newsletter.core.models import EventTopic, Topic
+from newsletter.core.models import Topic
 from newsletter.ingest.events import list_events
 from newsletter.topics.catalogue import (
     TopicError,
     create_topic,
     delete_topic,
+    event_counts,
     get_topic,
     list_topics,
     subscriber_count,
     update_topic,
 )
-from newsletter.topics.matching import TopicRules, match_topics
+from newsletter.topics.dry_run import dry_run
+from newsletter.topics.matching import TopicRules
 from newsletter.web.api.common import admin_router, errors, status_on
 from newsletter.web.api.models import (
     SLUG_PATTERN,
@@ -39,16 +40,10 @@ router = admin_router("/topics", "topics")
 SlugPath = Annotated[str, Path(max_length=64, pattern=SLUG_PATTERN)]
 
 
-def event_counts(session: Session) -> dict[int, int]:
-    return dict(
-        session.exec(select(EventTopic.topic_id, func.count()).group_by(EventTopic.topic_id)).all()
-    )
-
-
 def topic_public(session: Session, topic: Topic, events: int | None = None) -> TopicPublic:
     subs, hooks = subscriber_count(session=session, topic=topic)
     if events is None:
-        events = event_counts(session).get(topic.id, 0)
+        events = event_counts(session=session).get(topic.id, 0)
     return TopicPublic(
         **topic.model_dump(exclude={"rules"}),
         rules=RulesPublic(**(topic.rules or {})),
@@ -65,7 +60,7 @@ def topic_or_404(session: Session, slug: str) -> Topic:
 
 @router.get("", response_model=TopicsPublic, summary="List topics")
 def read_topics(session: SessionDep) -> TopicsPublic:
-    counts = event_counts(session)
+    counts = event_counts(session=session)
     data = [topic_public(session, t, counts.get(t.id, 0)) for t in list_topics(session=session)]
     return TopicsPublic(data=data, count=len(data))
 
@@ -90,41 +85,25 @@ def add_topic(session: SessionDep, topic_in: TopicCreate) -> TopicPublic:
     responses=errors(404, 422),
 )
 def check_rules(session: SessionDep, check: RulesCheckIn) -> RulesCheckPublic:
-    compiled = [TopicRules.compile(check.slug or "_", dict(check.rules))]
+    rules = TopicRules.compile(check.slug or "_", dict(check.rules))
     events = list_events(session=session, month=check.month, region=check.region)
-    tagged: dict[int, str] = {}
-    if check.slug:
-        topic = topic_or_404(session, check.slug)
-        tagged = dict(
-            session.exec(
-                select(EventTopic.event_id, EventTopic.source).where(
-                    EventTopic.topic_id == topic.id
-                )
-            ).all()
-        )
-    matched: list[RuleMatchPublic] = []
-    matched_ids: set[int] = set()
-    for event in events:
-        found = match_topics(compiled, event.title, event.summary)
-        if not found:
-            continue
-        matched_ids.add(event.id)
-        if len(matched) < check.limit:
-            matched.append(
-                RuleMatchPublic(
-                    id=event.id,
-                    title=event.title,
-                    occurred_on=event.occurred_on,
-                    reason=next(iter(found.values())),
-                    tagged=(event.id in tagged) if check.slug else None,
-                )
-            )
-    in_scope = {e.id for e in events}
-    dropped = sorted(
-        i for i, source in tagged.items() if source == "rule" and i in in_scope - matched_ids
-    )
+    topic = topic_or_404(session, check.slug) if check.slug else None
+    run = dry_run(session, rules, events, topic.id if topic else None)
     return RulesCheckPublic(
-        examined=len(events), matched=len(matched_ids), events=matched, dropped=dropped
+        examined=run.examined,
+        matched=len(run.hits),
+        events=[
+            RuleMatchPublic(
+                id=h.event.id,
+                title=h.event.title,
+                occurred_on=h.event.occurred_on,
+                reason=h.why,
+                tagged=h.tagged if topic else None,
+                new=h.new if topic else None,
+            )
+            for h in run.hits[: check.limit]
+        ],
+        dropped=sorted(e.id for e in run.lost),
     )
 
 

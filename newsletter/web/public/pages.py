@@ -28,9 +28,9 @@ from newsletter.core.errors import field_errors
 from newsletter.core.models import Subscriber, utcnow
 from newsletter.core.outbox import enqueue, idempotency_key
 from newsletter.rendering.editions import personalise
+from newsletter.rendering.labels import LANGUAGES, page_labels
 from newsletter.topics.catalogue import TopicError, list_topics, topics_by_slug
 from newsletter.web.deps import EnvDep, SessionDep, SettingsDep
-from newsletter.web.i18n_web import WEB_LABELS
 from newsletter.web.public import archive
 from newsletter.web.public.security import (
     RateLimiter,
@@ -63,7 +63,7 @@ FREQUENCIES = ["monthly", "weekly", "daily", "instant"]
 
 def page_language(request: Request) -> str:
     lang = request.query_params.get("lang")
-    if lang in WEB_LABELS:
+    if lang in LANGUAGES:
         return lang
     return "zh" if request.headers.get("accept-language", "").lower().startswith("zh") else "en"
 
@@ -75,7 +75,7 @@ def render(
     settings = request.app.state.settings
     cookie, new = csrf_cookie(request)
     html = env.get_template(template).render(
-        lang=lang, t=WEB_LABELS[lang], csrf=csrf_token(settings.secret_key, cookie), **context
+        lang=lang, t=page_labels(lang), csrf=csrf_token(settings.secret_key, cookie), **context
     )
     response = HTMLResponse(html, status_code=status)
     if new:
@@ -171,7 +171,7 @@ def subscribe(
             timezone=timezone,
         )
         if not sub_in.topics:
-            errors.append(WEB_LABELS[lang]["choose_topic"])
+            errors.append(page_labels(lang)["choose_topic"])
         else:
             topics_by_slug(session=session, slugs=sub_in.topics)
     except ValidationError as exc:
@@ -202,7 +202,7 @@ def subscribe(
             timezones=TIMEZONES,
             frequencies=FREQUENCIES,
             form=form,
-            errors=[WEB_LABELS[lang]["too_many"]],
+            errors=[page_labels(lang)["too_many"]],
         )
     request_confirmation(session, sub_in)
     # the same answer whether or not the address was known: nothing is revealed
@@ -357,7 +357,7 @@ def save_preferences(
             timezone=timezone,
         )
         if not sub_in.topics:
-            raise SubscriberError(WEB_LABELS[sub.language]["choose_topic"])
+            raise SubscriberError(page_labels(sub.language)["choose_topic"])
         chosen = topics_by_slug(session=session, slugs=sub_in.topics)
     except ValidationError as exc:
         errors = field_errors(exc)

@@ -33,6 +33,7 @@ from newsletter.delivery.channels.filedrop import FileDropChannel
 from newsletter.delivery.channels.smtp import SmtpChannel, SmtpConfig
 from newsletter.delivery.chat import EndpointPacer
 from newsletter.delivery.email_jobs import EmailJob, prepare_emails
+from newsletter.delivery.outcomes import record as record_outcomes
 
 log = logging.getLogger("newsletter.delivery.worker")
 
@@ -240,7 +241,7 @@ class Worker:
 
     async def _record(self, batch: Batch, outcomes: list[outbox.Outcome]) -> None:
         counts = await asyncio.to_thread(
-            outcomes.record,
+            record_outcomes,
             self.engine,
             outcomes,
             worker=self.name,

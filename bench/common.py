@@ -14,9 +14,9 @@ from pathlib import Path
 from sqlalchemy import insert, select
 from sqlmodel import Session
 
-from newsletter.db import make_engine, upgrade
-from newsletter.models import Subscriber, Subscription, Topic
-from newsletter.sample import load_sample
+from newsletter.core.db import make_engine, upgrade
+from newsletter.core.models import Subscriber, Subscription, Topic
+from newsletter.pipeline.sample import load_sample
 
 # workers sign reader links and refuse to run without a strong key: one per benchmark run
 # (inherited by the worker processes a benchmark starts)

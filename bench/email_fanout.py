@@ -37,13 +37,13 @@ from common import (
 from sqlalchemy import select
 from sqlmodel import Session
 
-from newsletter.db import make_engine
-from newsletter.delivery import outbox
+from newsletter.core import outbox
+from newsletter.core.db import make_engine
+from newsletter.core.models import Delivery, Edition, Subscriber
+from newsletter.core.settings import Settings
 from newsletter.delivery.messages import build_digest_email
-from newsletter.digests import send_digest
-from newsletter.models import Delivery, Edition, Subscriber
-from newsletter.rendering import make_environment
-from newsletter.settings import Settings
+from newsletter.pipeline import plan_period
+from newsletter.rendering.editions import make_environment
 
 MAIL_FROM = "Brief <brief@bench.example>"
 MAIL_FROM_ADDRESS = "brief@bench.example"
@@ -187,7 +187,7 @@ def main() -> None:
         engine = make_engine(url)
         t0 = time.perf_counter()
         with Session(engine) as s:
-            summary = send_digest(
+            summary = plan_period(
                 session=s,
                 env=make_environment(settings.templates_dir),
                 settings=settings,

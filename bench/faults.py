@@ -22,10 +22,10 @@ from aiosmtpd.controller import Controller
 from common import add_subscribers, free_port, fresh_database
 from sqlmodel import Session
 
-from newsletter.db import make_engine
-from newsletter.digests import send_digest
-from newsletter.rendering import make_environment
-from newsletter.settings import Settings
+from newsletter.core.db import make_engine
+from newsletter.core.settings import Settings
+from newsletter.pipeline import plan_period
+from newsletter.rendering.editions import make_environment
 
 
 class Recorder:
@@ -54,7 +54,7 @@ def main() -> None:
         add_subscribers(url, args.messages)
         settings = Settings(database_url=url)
         with Session(make_engine(url)) as s:
-            total = send_digest(
+            total = plan_period(
                 session=s,
                 env=make_environment(settings.templates_dir),
                 settings=settings,

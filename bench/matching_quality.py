@@ -6,9 +6,10 @@ python bench/matching_quality.py [--mistakes]
 import sys
 from pathlib import Path
 
-from newsletter.evaluation import evaluate, load_labelled
-from newsletter.matching import TopicRules
-from newsletter.topics import DEFAULT_TOPICS
+from evaluation import evaluate, load_labelled
+
+from newsletter.topics.catalogue import DEFAULT_TOPICS
+from newsletter.topics.matching import TopicRules
 
 LABELLED = (
     Path(__file__).resolve().parent.parent / "tests" / "data" / "labelled_events_2025_07.yaml"

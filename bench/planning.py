@@ -14,10 +14,10 @@ import time
 from common import add_subscribers, fresh_database
 from sqlmodel import Session
 
-from newsletter.db import make_engine
-from newsletter.digests import send_digest
-from newsletter.rendering import make_environment
-from newsletter.settings import Settings
+from newsletter.core.db import make_engine
+from newsletter.core.settings import Settings
+from newsletter.pipeline import plan_period
+from newsletter.rendering.editions import make_environment
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
         engine = make_engine(url)
         t0 = time.perf_counter()
         with Session(engine) as s:
-            summary = send_digest(
+            summary = plan_period(
                 session=s,
                 env=make_environment(settings.templates_dir),
                 settings=settings,

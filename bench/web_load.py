@@ -32,12 +32,12 @@ import httpx
 from common import add_subscribers, free_port, fresh_database
 from sqlmodel import Session
 
-from newsletter.admin_tokens import create_token
-from newsletter.db import make_engine
-from newsletter.delivery import outbox
-from newsletter.digests import send_digest
-from newsletter.rendering import make_environment
-from newsletter.settings import Settings
+from newsletter.core import outbox
+from newsletter.core.admin_tokens import create_token
+from newsletter.core.db import make_engine
+from newsletter.core.settings import Settings
+from newsletter.pipeline import plan_period
+from newsletter.rendering.editions import make_environment
 
 HERE = Path(__file__).resolve().parent
 SLOW = 5.0
@@ -63,7 +63,7 @@ def plant_send(url: str, readers: int) -> tuple[str, int]:
     engine = make_engine(url)
     settings = Settings(database_url=url)
     with Session(engine, expire_on_commit=False) as s:
-        summary = send_digest(
+        summary = plan_period(
             session=s,
             env=make_environment(settings.templates_dir),
             settings=settings,

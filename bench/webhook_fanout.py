@@ -35,12 +35,12 @@ from pathlib import Path
 from common import ensure_wrk, free_port, fresh_database
 from sqlmodel import Session
 
-from newsletter.alerts import enqueue_alerts
-from newsletter.db import make_engine
+from newsletter.audience.endpoints import EndpointIn, add_endpoint, new_generic_secret
+from newsletter.core.db import make_engine
+from newsletter.core.settings import Settings
 from newsletter.delivery.worker import Worker
-from newsletter.importing import import_records
-from newsletter.settings import Settings
-from newsletter.webhooks import EndpointIn, add_endpoint, new_generic_secret
+from newsletter.ingest.files import import_records
+from newsletter.planning.alerts import enqueue_alerts
 
 HERE = Path(__file__).resolve().parent
 PLATFORMS = ("generic", "feishu", "dingtalk")  # the signed ones

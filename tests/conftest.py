@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, SQLModel
 from typer.testing import CliRunner
 
-from newsletter.db import make_engine, upgrade
+from newsletter.core.db import make_engine, upgrade
 
 BACKEND = os.environ.get("NEWSLETTER_TEST_BACKEND", "sqlite")
 # the service refuses short or placeholder keys; every test runs with this one
@@ -133,7 +133,7 @@ def session(engine) -> Iterator[Session]:
 @pytest.fixture
 def sample(engine):
     """The database with the default topics and the July 2025 sample events."""
-    from newsletter.sample import load_sample
+    from newsletter.pipeline.sample import load_sample
 
     with Session(engine) as s:
         load_sample(session=s)
@@ -177,7 +177,7 @@ def chat_receiver():
 @pytest.fixture
 def web_settings(db_url, tmp_path, smtp_server):
     """Settings for a web app under test: mail goes to the local SMTP server."""
-    from newsletter.settings import Settings
+    from newsletter.core.settings import Settings
 
     return Settings(
         database_url=db_url,

@@ -16,12 +16,9 @@ from playwright.sync_api import expect
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from newsletter.admin_tokens import create_token, revoke_token
-from newsletter.delivery.worker import Worker
-from newsletter.digests import send_digest
-from newsletter.events import EventIn, add_event, topic_slugs
-from newsletter.keys import ADMIN_SESSION, derive_key
-from newsletter.models import (
+from newsletter.core.admin_tokens import create_token, revoke_token
+from newsletter.core.keys import ADMIN_SESSION, derive_key
+from newsletter.core.models import (
     AdminToken,
     Delivery,
     DeliveryAttempt,
@@ -30,10 +27,13 @@ from newsletter.models import (
     Topic,
     utcnow,
 )
-from newsletter.rendering import make_environment
-from newsletter.sample import add_demo_readers, load_sample
-from newsletter.takes import get_take
-from newsletter.topics import get_topic
+from newsletter.delivery.worker import Worker
+from newsletter.ingest.events import EventIn, add_event, topic_slugs
+from newsletter.ingest.takes import get_take
+from newsletter.pipeline import plan_period
+from newsletter.pipeline.sample import add_demo_readers, load_sample
+from newsletter.rendering.editions import make_environment
+from newsletter.topics.catalogue import get_topic
 from newsletter.web.app import create_app
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -483,7 +483,7 @@ def add_history(engine, days: int = 14, seed: int = 7) -> None:
 def test_dashboard_screenshot(page, live_server, engine, token, smtp_server, screenshot_dir):
     settings = live_server.settings
     with Session(engine, expire_on_commit=False) as session:
-        summary = send_digest(
+        summary = plan_period(
             session=session, env=make_environment(settings.templates_dir), settings=settings,
             frequency="monthly", period_key="2025-07",
         )  # fmt: skip

@@ -23,12 +23,12 @@ from schemathesis.checks import not_a_server_error
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from newsletter.admin_tokens import create_token, revoke_token
+from newsletter.core.admin_tokens import create_token, revoke_token
+from newsletter.core.models import AdminToken, Delivery
+from newsletter.core.settings import Settings
 from newsletter.delivery.worker import Worker
-from newsletter.events import localised
-from newsletter.models import AdminToken, Delivery
-from newsletter.settings import Settings
-from newsletter.topics import ensure_default_topics
+from newsletter.ingest.events import localised
+from newsletter.topics.catalogue import ensure_default_topics
 from newsletter.web.app import create_app
 
 from .conftest import TEST_SECRET_KEY

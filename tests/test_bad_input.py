@@ -9,12 +9,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from newsletter.delivery.cards import event_items, render_messages
-from newsletter.feeds import add_feed, poll_feeds
-from newsletter.models import Event, Topic
-from newsletter.rendering import make_environment
-from newsletter.settings import Settings
-from newsletter.topics import ensure_default_topics
+from newsletter.core.models import Event, Topic
+from newsletter.core.settings import Settings
+from newsletter.ingest.feeds import add_feed
+from newsletter.pipeline import poll_feeds
+from newsletter.rendering.cards import event_items, render_messages
+from newsletter.rendering.editions import make_environment
+from newsletter.topics.catalogue import ensure_default_topics
 
 NAUGHTY = [
     "<script>alert('x')</script>",
@@ -164,15 +165,15 @@ def test_naughty_strings_through_the_cli_import(cli, tmp_path):
 
 
 def test_markup_in_titles_is_inert_in_emails_and_cards(engine, db_url):
-    from newsletter.digests import DigestRenderer
-    from newsletter.periods import parse_period
-    from newsletter.rendering import Segment
+    from newsletter.core.periods import parse_period
+    from newsletter.planning.digests import DigestRenderer
+    from newsletter.rendering.editions import Segment
 
     settings = Settings(database_url=db_url)
     env = make_environment(settings.templates_dir)
     with Session(engine) as s:
         ensure_default_topics(session=s)
-        from newsletter.importing import import_records
+        from newsletter.ingest.files import import_records
 
         import_records(
             session=s,
@@ -217,8 +218,8 @@ def test_markup_in_titles_is_inert_in_emails_and_cards(engine, db_url):
 
 
 def test_crlf_in_a_signup_name_never_reaches_a_header(engine, db_url, smtp_server):
-    from newsletter.sample import load_sample
-    from newsletter.subscribers import SubscriberIn, add_subscriber
+    from newsletter.audience.subscribers import SubscriberIn, add_subscriber
+    from newsletter.pipeline.sample import load_sample
 
     from .workers import drain
 
@@ -234,9 +235,9 @@ def test_crlf_in_a_signup_name_never_reaches_a_header(engine, db_url, smtp_serve
             ),
         )
         assert "\n" not in sub.name and "\r" not in sub.name
-        from newsletter.digests import send_digest
+        from newsletter.pipeline import plan_period
 
-        send_digest(
+        plan_period(
             session=s,
             env=make_environment(settings.templates_dir),
             settings=settings,
@@ -263,10 +264,10 @@ def test_bad_email_addresses_are_refused_everywhere(cli, tmp_path):
         r = cli("subscribers", "add", bad, "--topics", "capital")
         assert r.exit_code != 0
     with Session(
-        __import__("newsletter.db", fromlist=["make_engine"]).make_engine(
+        __import__("newsletter.core.db", fromlist=["make_engine"]).make_engine(
             __import__("os").environ["NEWSLETTER_DATABASE_URL"]
         )
     ) as s:
-        from newsletter.models import Subscriber
+        from newsletter.core.models import Subscriber
 
         assert s.execute(select(func.count()).select_from(Subscriber)).scalar_one() == 0

@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from newsletter.digests import send_digest
-from newsletter.models import Delivery, Edition, Subscriber, Subscription, Topic
-from newsletter.rendering import make_environment
-from newsletter.sample import load_sample
-from newsletter.settings import Settings
-from newsletter.subscribers import SubscriberIn, add_subscriber, is_suppressed
-from newsletter.text import one_line
+from newsletter.audience.subscribers import SubscriberIn, add_subscriber, is_suppressed
+from newsletter.core.models import Delivery, Edition, Subscriber, Subscription, Topic
+from newsletter.core.settings import Settings
+from newsletter.core.text import one_line
+from newsletter.pipeline import plan_period
+from newsletter.pipeline.sample import load_sample
+from newsletter.rendering.editions import make_environment
 
 from .smtp_server import SmtpServer
 from .workers import drain
@@ -47,7 +47,7 @@ def add_readers(engine, *readers: tuple[str, str]) -> None:
 def send_july(engine, settings, *, subject: str | None = None) -> None:
     """Queue the July monthly digest (optionally with another subject) and drain the outbox."""
     with Session(engine) as s:
-        send_digest(
+        plan_period(
             session=s,
             env=make_environment(settings.templates_dir),
             settings=settings,
@@ -296,8 +296,8 @@ def test_hostile_names_stay_in_their_own_message_and_keep_mime_whole(engine, db_
     lines of at most 76 characters and CRLF line endings only."""
     from html import escape
 
-    from newsletter.subscribers import address_hash
-    from newsletter.tokens import read_token
+    from newsletter.audience.reader_links import read_token
+    from newsletter.audience.subscribers import address_hash
 
     readers = [(f"slot{i}@example.com", name) for i, name in enumerate(SLOT_NAMES)]
     add_readers(engine, *readers)
@@ -331,8 +331,8 @@ def test_a_suppression_made_after_planning_stops_every_spelling_of_the_address(
 ):
     """One mailbox stored twice by an older version ("Zoe@Bücher" and "zoe@bücher"), both planned,
     then suppressed before the worker runs: neither row is sent."""
-    from newsletter.models import Suppression
-    from newsletter.subscribers import address_hash
+    from newsletter.audience.subscribers import address_hash
+    from newsletter.core.models import Suppression
 
     add_readers(engine, ("plain@example.com", ""))
     spellings = ["Zoe@Bücher.example", "zoe@bücher.example"]
@@ -346,7 +346,7 @@ def test_a_suppression_made_after_planning_stops_every_spelling_of_the_address(
         s.commit()
     settings = Settings(database_url=db_url, smtp_url=smtp_server.url, smtp_connections=1)
     with Session(engine) as s:
-        summary = send_digest(
+        summary = plan_period(
             session=s,
             env=make_environment(settings.templates_dir),
             settings=settings,

@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlmodel import Session
 
-from newsletter.admin_tokens import create_token
-from newsletter.models import Delivery, Event
-from newsletter.sample import load_sample
-from newsletter.subscribers import SubscriberIn, add_subscriber
+from newsletter.audience.subscribers import SubscriberIn, add_subscriber
+from newsletter.core.admin_tokens import create_token
+from newsletter.core.models import Delivery, Event
+from newsletter.pipeline.sample import load_sample
 from newsletter.web.app import create_app
 
 from .factories import event_record
@@ -147,11 +147,11 @@ def test_cli_import_alerts_instant_reader_and_webhook(
 
 
 def test_scheduler_alert_job_with_mixed_recipients(client, engine, settings_, chat_receiver):
-    from newsletter.alerts import enqueue_recent_alerts
+    from newsletter.planning.alerts import enqueue_recent_alerts
 
     instant_reader_and_webhook(client, chat_receiver)
     with Session(engine) as s:
-        from newsletter.events import EventIn, add_event
+        from newsletter.ingest.events import EventIn, add_event
 
         add_event(session=s, event_in=EventIn.model_validate(chip_event()))
         s.commit()
@@ -162,7 +162,7 @@ def test_scheduler_alert_job_with_mixed_recipients(client, engine, settings_, ch
 
 
 def test_enqueue_widens_rows_of_different_shapes(engine, sample):
-    from newsletter.delivery.outbox import enqueue
+    from newsletter.core.outbox import enqueue
 
     with Session(engine) as s:
         reader = add_subscriber(
@@ -303,12 +303,12 @@ def _bodies(received) -> str:
 
 @pytest.mark.parametrize("how", ["stored-raw", "imported"])
 def test_a_title_cannot_forge_per_reader_slots(engine, web_settings, smtp_server, tmp_path, how):
-    from newsletter.digests import send_digest
-    from newsletter.events import tag_event
-    from newsletter.importing import import_records
-    from newsletter.rendering import SLOT, make_environment
-    from newsletter.sample import add_demo_readers
-    from newsletter.topics import compiled_rules
+    from newsletter.ingest.events import tag_event
+    from newsletter.ingest.files import import_records
+    from newsletter.pipeline import plan_period
+    from newsletter.pipeline.sample import add_demo_readers
+    from newsletter.rendering.editions import SLOT, make_environment
+    from newsletter.topics.catalogue import compiled_rules
 
     forged = "".join(f"{SLOT}{n}{SLOT}" for n in ("email", "unsubscribe_url", "greeting"))
     title = f"GPU export ban {forged} details"
@@ -328,7 +328,7 @@ def test_a_title_cannot_forge_per_reader_slots(engine, web_settings, smtp_server
             assert report.new == 1
         s.flush()
         env = make_environment(web_settings.templates_dir)
-        send_digest(session=s, env=env, settings=web_settings, frequency="monthly",
+        plan_period(session=s, env=env, settings=web_settings, frequency="monthly",
                     period_key="2025-07")  # fmt: skip
         s.commit()
     drain(engine, web_settings)
@@ -393,7 +393,7 @@ def test_rule_limits_through_the_cli(cli, engine):
 
 
 def test_rule_limits_in_the_admin_ui(engine, web_settings, sample):
-    from newsletter.topics import get_topic
+    from newsletter.topics.catalogue import get_topic
 
     from .test_admin_ui import csrf_of
 
@@ -428,7 +428,7 @@ FAR_DATES = ["9999-12-31", "0001-01-01", "1989-12-31", "2999-01-01"]
 
 @pytest.mark.parametrize("day", FAR_DATES)
 def test_out_of_range_event_dates_are_refused_at_every_input(client, cli, tmp_path, engine, day):
-    from newsletter.periods import date_window
+    from newsletter.core.periods import date_window
 
     first, last = date_window()
     record = event_record(occurred_on=day)
@@ -447,7 +447,7 @@ def test_out_of_range_event_dates_are_refused_at_every_input(client, cli, tmp_pa
 
 
 def test_the_date_window_edges_are_accepted(client):
-    from newsletter.periods import date_window
+    from newsletter.core.periods import date_window
 
     for day in date_window():
         r = client.post("/api/v1/events", json=event_record(occurred_on=day.isoformat()))
@@ -476,9 +476,9 @@ def test_out_of_range_periods_get_a_clear_error(cli, client, frequency, period):
 
 
 def test_no_admin_page_fails_on_a_far_dated_stored_event(engine, web_settings, sample, cli):
-    from newsletter.events import tag_event
-    from newsletter.sample import add_demo_readers
-    from newsletter.topics import compiled_rules
+    from newsletter.ingest.events import tag_event
+    from newsletter.pipeline.sample import add_demo_readers
+    from newsletter.topics.catalogue import compiled_rules
 
     from .test_admin_ui import PAGES, csrf_of
 
@@ -612,7 +612,7 @@ def test_subscriber_export_neutralises_formulas_and_round_trips(cli, tmp_path):
 
 def test_webhooks_add_piped_to_head_is_stored(db_url, engine, sample, tmp_path):
     """The issue's own reproduction, as a real pipeline."""
-    from newsletter.models import WebhookEndpoint
+    from newsletter.core.models import WebhookEndpoint
 
     env = {**os.environ, "NEWSLETTER_DATABASE_URL": db_url, "NEWSLETTER_WEBHOOK_ALLOW_HTTP": "true",
            "NEWSLETTER_WEBHOOK_ALLOW_NETWORKS": '["127.0.0.0/8"]'}  # fmt: skip

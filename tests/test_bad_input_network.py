@@ -16,20 +16,20 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlmodel import Session
 
-from newsletter.admin_tokens import create_token
+from newsletter.core.admin_tokens import create_token
+from newsletter.core.models import Delivery, DeliveryAttempt, Edition, Event, Feed
+from newsletter.core.settings import Settings
+from newsletter.core.ssrf import UnsafeURLError, check_url
+from newsletter.core.text import normalise_url
 from newsletter.delivery.channels.base import PermanentDeliveryError, TemporaryDeliveryError
 from newsletter.delivery.channels.webhook import PreparedRequest, WebhookChannel
 from newsletter.delivery.worker import Worker
-from newsletter.digests import send_digest
-from newsletter.feeds import add_feed, poll_feeds
-from newsletter.importing import import_records
-from newsletter.models import Delivery, DeliveryAttempt, Edition, Event, Feed
-from newsletter.rendering import make_environment
-from newsletter.sample import add_demo_readers, load_sample
-from newsletter.settings import Settings
-from newsletter.ssrf import UnsafeURLError, check_url
-from newsletter.text import normalise_url
-from newsletter.topics import ensure_default_topics
+from newsletter.ingest.feeds import add_feed
+from newsletter.ingest.files import import_records
+from newsletter.pipeline import plan_period, poll_feeds
+from newsletter.pipeline.sample import add_demo_readers, load_sample
+from newsletter.rendering.editions import make_environment
+from newsletter.topics.catalogue import ensure_default_topics
 from newsletter.web.app import create_app
 
 RSS = """<?xml version="1.0" encoding="utf-8"?>
@@ -333,7 +333,7 @@ def test_a_name_resolving_inside_is_refused_when_connecting(inside):
 def test_a_stored_disguised_webhook_fails_its_delivery_with_the_reason(
     sample, db_url, inside, monkeypatch
 ):
-    from newsletter.webhooks import EndpointIn, add_endpoint
+    from newsletter.audience.endpoints import EndpointIn, add_endpoint
 
     allowed = Settings(
         database_url=db_url,
@@ -357,7 +357,7 @@ def test_a_stored_disguised_webhook_fails_its_delivery_with_the_reason(
         ep.url = f"http://[::127.0.0.1]:{inside.port}/hook"  # as an older version stored it
         s.add(ep)
         s.commit()
-        send_digest(
+        plan_period(
             session=s,
             env=make_environment(allowed.templates_dir),
             settings=allowed,
@@ -479,7 +479,7 @@ def archive(engine, web_settings):
     with Session(engine) as s:
         load_sample(session=s)
         add_demo_readers(session=s)
-        send_digest(
+        plan_period(
             session=s,
             env=make_environment(web_settings.templates_dir),
             settings=web_settings,

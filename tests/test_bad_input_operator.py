@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from newsletter.models import Subscriber
-from newsletter.topics import ensure_default_topics
+from newsletter.core.models import Subscriber
+from newsletter.topics.catalogue import ensure_default_topics
 
 
 @pytest.mark.parametrize(
@@ -93,8 +93,8 @@ def test_webhook_allow_networks_must_be_networks(cli, monkeypatch):
 def test_a_one_off_worker_on_a_read_only_database_stops_and_says_why(
     cli, db_url, engine, monkeypatch
 ):
-    from newsletter.delivery.outbox import enqueue
-    from newsletter.sample import add_demo_readers, load_sample
+    from newsletter.core.outbox import enqueue
+    from newsletter.pipeline.sample import add_demo_readers, load_sample
 
     if not db_url.startswith("sqlite"):
         pytest.skip("an SQLite file opened read-only")

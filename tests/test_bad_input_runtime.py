@@ -21,19 +21,20 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from newsletter import scheduler, service
-from newsletter.admin_tokens import create_token
-from newsletter.db import make_engine, sqlite_file
-from newsletter.delivery import outbox
+from newsletter.audience.subscribers import SubscriberIn, add_subscriber
+from newsletter.core import outbox
+from newsletter.core.admin_tokens import create_token
+from newsletter.core.db import make_engine, sqlite_file
+from newsletter.core.health import Health
+from newsletter.core.models import Delivery, DeliveryAttempt, Subscriber
+from newsletter.core.settings import Settings
 from newsletter.delivery.channels.smtp import SmtpChannel, SmtpConfig
 from newsletter.delivery.worker import Worker
-from newsletter.digests import send_digest
-from newsletter.health import Health
-from newsletter.models import Delivery, DeliveryAttempt, Subscriber
-from newsletter.rendering import make_environment
-from newsletter.sample import load_sample
-from newsletter.settings import Settings
-from newsletter.subscribers import SubscriberIn, add_subscriber
+from newsletter.pipeline import plan_period
+from newsletter.pipeline.sample import load_sample
+from newsletter.rendering.editions import make_environment
+from newsletter.service import runner as service
+from newsletter.service import scheduler
 from newsletter.web.app import create_app
 
 from .conftest import BACKEND
@@ -80,7 +81,7 @@ def queue_digest(engine, settings) -> None:
             add_subscriber(
                 session=s, sub_in=SubscriberIn(email=email_, language=lang, topics=topics)
             )
-        send_digest(
+        plan_period(
             session=s,
             env=make_environment(settings.templates_dir),
             settings=settings,

@@ -18,16 +18,21 @@ from playwright.sync_api import expect
 from pydantic import SecretStr
 from sqlmodel import Session, select
 
-from newsletter.admin_tokens import create_token
-from newsletter.keys import ADMIN_SESSION, CSRF, READER_LINKS, SecretKeyError, derive_key
-from newsletter.models import AdminToken
-from newsletter.sample import add_demo_readers, load_sample
-from newsletter.settings import Settings
-from newsletter.subscribers import get_subscriber, is_suppressed, suppress, suppression_reason
-from newsletter.tokens import make_token
-from newsletter.topics import get_topic
+from newsletter.audience.endpoints import EndpointIn, add_endpoint, mask, mask_url
+from newsletter.audience.reader_links import make_token
+from newsletter.audience.subscribers import (
+    get_subscriber,
+    is_suppressed,
+    suppress,
+    suppression_reason,
+)
+from newsletter.core.admin_tokens import create_token
+from newsletter.core.keys import ADMIN_SESSION, CSRF, READER_LINKS, SecretKeyError, derive_key
+from newsletter.core.models import AdminToken
+from newsletter.core.settings import Settings
+from newsletter.pipeline.sample import add_demo_readers, load_sample
+from newsletter.topics.catalogue import get_topic
 from newsletter.web.app import create_app
-from newsletter.webhooks import EndpointIn, add_endpoint, mask, mask_url
 
 from .conftest import TEST_SECRET_KEY
 from .smtp_server import free_port
@@ -225,8 +230,8 @@ def test_unsubscribe_links_in_emails_sent_before_the_upgrade_keep_working(
 
 def serve_like_the_service(settings, engine):
     """The app under the uvicorn configuration `newsletter serve` uses, in a thread."""
-    from newsletter.health import Health
-    from newsletter.service import _web_server
+    from newsletter.core.health import Health
+    from newsletter.service.runner import _web_server
 
     port = free_port()
     server = _web_server(engine, settings, "127.0.0.1", port, Health())
@@ -463,7 +468,7 @@ def test_secrets_show_only_their_last_four_characters(client, seeded, admin_toke
 def test_metrics_can_require_a_bearer_token(seeded, web_settings, monkeypatch):
     from prometheus_client import CollectorRegistry
 
-    from newsletter import metrics
+    from newsletter.core import metrics
 
     # the process-wide registry keeps a collector per engine it has seen: scrape into a
     # throwaway one so this test's engine does not linger for the tests after it

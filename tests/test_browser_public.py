@@ -7,9 +7,9 @@ import pytest
 from playwright.sync_api import expect
 from sqlmodel import Session
 
-from newsletter.sample import load_sample
-from newsletter.subscribers import get_subscriber
-from newsletter.tokens import make_token
+from newsletter.audience.reader_links import make_token
+from newsletter.audience.subscribers import get_subscriber
+from newsletter.pipeline.sample import load_sample
 
 from .workers import drain
 
@@ -70,7 +70,7 @@ def test_subscribe_confirm_preferences_unsubscribe(site, engine, page, smtp_serv
 
 
 def test_one_click_unsubscribe_is_a_cookieless_post(site, engine, browser):
-    from newsletter.sample import add_demo_readers
+    from newsletter.pipeline.sample import add_demo_readers
 
     with Session(engine) as s:
         add_demo_readers(session=s)

@@ -13,19 +13,20 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from newsletter import importing, subscribers
-from newsletter.db import make_engine, upgrade
-from newsletter.events import event_as_dict
-from newsletter.importing import import_file
-from newsletter.models import Event, EventTopic, Subscriber, Topic
-from newsletter.subscribers import (
+from newsletter.audience import subscribers
+from newsletter.audience.subscribers import (
     FileReadError,
     file_lines,
     import_subscribers,
     subscriber_topics,
     suppress,
 )
-from newsletter.topics import ensure_default_topics
+from newsletter.core.db import make_engine, upgrade
+from newsletter.core.models import Event, EventTopic, Subscriber, Topic
+from newsletter.ingest import files as importing
+from newsletter.ingest.events import event_as_dict
+from newsletter.ingest.files import import_file
+from newsletter.topics.catalogue import ensure_default_topics
 
 from .factories import event_record
 
@@ -213,7 +214,7 @@ def test_event_files_are_read_line_by_line_as_when_read_whole():
 
 
 def test_streamed_event_file_fails_as_a_whole_file_does(tmp_path, session):
-    from newsletter.importing import ImportFileError
+    from newsletter.ingest.files import ImportFileError
 
     ensure_default_topics(session=session)
     path = tmp_path / "bad.jsonl"

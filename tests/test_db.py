@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
-from newsletter.db import (
+from newsletter.core.db import (
     SchemaOutOfDate,
     check_schema,
     current_revision,
@@ -26,7 +26,7 @@ def test_migrations_match_the_models(engine):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from newsletter.db import include_object
+    from newsletter.core.db import include_object
 
     with engine.connect() as conn:
         # the scheduler's own table (as `serve` makes it) is not ours to compare; on

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from newsletter.settings import Settings
+from newsletter.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,17 +8,17 @@ import pytest
 from sqlalchemy import select, update
 from sqlmodel import Session
 
-from newsletter.delivery import outbox
+from newsletter.audience.reader_links import read_token
+from newsletter.audience.subscribers import SubscriberIn, add_subscriber, is_suppressed
+from newsletter.core import outbox
+from newsletter.core.models import Delivery, DeliveryAttempt, Edition, Subscriber
+from newsletter.core.periods import parse_period
+from newsletter.core.settings import Settings
 from newsletter.delivery.worker import Worker
-from newsletter.digests import send_digest
-from newsletter.models import Delivery, DeliveryAttempt, Edition, Subscriber
-from newsletter.periods import parse_period
-from newsletter.planning import events_for, period_events
-from newsletter.rendering import make_environment
-from newsletter.sample import load_sample
-from newsletter.settings import Settings
-from newsletter.subscribers import SubscriberIn, add_subscriber, is_suppressed
-from newsletter.tokens import read_token
+from newsletter.pipeline import plan_period
+from newsletter.pipeline.sample import load_sample
+from newsletter.planning.readers import events_for, period_events
+from newsletter.rendering.editions import make_environment
 
 PEOPLE = [
     ("ada@example.com", "Ada", "en", "governance,capital"),
@@ -59,7 +59,7 @@ def world(engine, db_url):
 
 def plan(engine, settings, frequency="monthly", period="2025-07"):
     with Session(engine, expire_on_commit=False) as s:
-        summary = send_digest(
+        summary = plan_period(
             session=s,
             env=make_environment(settings.templates_dir),
             settings=settings,
@@ -333,9 +333,9 @@ def test_dkim_signature_covers_one_click_headers(world, db_url, smtp_server, tmp
 
 
 def test_instant_readers_get_one_email_per_burst(engine, db_url, smtp_server):
-    from newsletter.alerts import enqueue_recent_alerts
-    from newsletter.importing import import_records
-    from newsletter.topics import ensure_default_topics
+    from newsletter.ingest.files import import_records
+    from newsletter.planning.alerts import enqueue_recent_alerts
+    from newsletter.topics.catalogue import ensure_default_topics
 
     settings = settings_for(db_url, smtp_server.url, alert_batch_seconds=0)
     with Session(engine) as s:

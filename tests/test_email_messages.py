@@ -7,10 +7,10 @@ from unittest import mock
 
 import pytest
 
+from newsletter.audience.reader_links import _serializer, make_token, read_token
+from newsletter.audience.subscribers import address_hash
 from newsletter.delivery.messages import CRLF, Body
-from newsletter.rendering import SLOT, personalise
-from newsletter.subscribers import address_hash
-from newsletter.tokens import _serializer, make_token, read_token
+from newsletter.rendering.editions import SLOT, personalise
 
 SECRET = "test-secret-for-email-messages-0123456789"
 
@@ -45,7 +45,7 @@ def test_tokens_are_the_ones_itsdangerous_makes(subscriber_id, purpose):
     for now in (1, 256, 1_700_000_000, 4_300_000_000):
         with (
             mock.patch("itsdangerous.timed.time.time", return_value=now + 0.5),
-            mock.patch("newsletter.tokens.time.time", return_value=now + 0.5),
+            mock.patch("newsletter.audience.reader_links.time.time", return_value=now + 0.5),
         ):
             ours = make_token(SECRET, purpose, subscriber_id, "Reader@Example.com")
             theirs = _serializer(SECRET, purpose).dumps(

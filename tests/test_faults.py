@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlmodel import Session
 
-from newsletter.digests import send_digest
-from newsletter.models import Delivery
-from newsletter.rendering import make_environment
-from newsletter.settings import Settings
+from newsletter.core.models import Delivery
+from newsletter.core.settings import Settings
+from newsletter.pipeline import plan_period
+from newsletter.rendering.editions import make_environment
 
 from .workers import drain
 
@@ -32,7 +32,7 @@ def seed(engine, db_url, n):
     _sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
     from common import add_subscribers
 
-    from newsletter.sample import load_sample
+    from newsletter.pipeline.sample import load_sample
 
     with Session(engine) as s:
         load_sample(session=s)
@@ -40,7 +40,7 @@ def seed(engine, db_url, n):
     add_subscribers(db_url, n)
     settings = Settings(database_url=db_url)
     with Session(engine) as s:
-        summary = send_digest(
+        summary = plan_period(
             session=s,
             env=make_environment(settings.templates_dir),
             settings=settings,
@@ -143,7 +143,7 @@ def test_worker_reconnects_when_postgres_drops_its_connections(engine, db_url, s
     def restart_like():
         """What a server restart looks like to clients: every connection is cut."""
         admin = engine.url.set(database="postgres")
-        from newsletter.db import make_engine
+        from newsletter.core.db import make_engine
 
         admin_engine = make_engine(
             admin.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT"

@@ -8,11 +8,12 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from newsletter.events import event_as_dict
-from newsletter.feeds import FeedError, add_feed, poll_feeds
-from newsletter.models import Event, Feed
-from newsletter.settings import Settings
-from newsletter.topics import ensure_default_topics
+from newsletter.core.models import Event, Feed
+from newsletter.core.settings import Settings
+from newsletter.ingest.events import event_as_dict
+from newsletter.ingest.feeds import FeedError, add_feed
+from newsletter.pipeline import poll_feeds
+from newsletter.topics.catalogue import ensure_default_topics
 
 RSS = """<?xml version="1.0" encoding="utf-8"?>
 <rss version="2.0"><channel><title>AI Wire</title><link>https://wire.example.com/</link><description>x</description>

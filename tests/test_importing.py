@@ -5,10 +5,10 @@ import json
 import pytest
 from sqlmodel import select
 
-from newsletter.events import event_as_dict
-from newsletter.importing import ImportFileError, import_file
-from newsletter.models import Event
-from newsletter.topics import ensure_default_topics
+from newsletter.core.models import Event
+from newsletter.ingest.events import event_as_dict
+from newsletter.ingest.files import ImportFileError, import_file
+from newsletter.topics.catalogue import ensure_default_topics
 
 from .factories import event_record
 

@@ -2,8 +2,14 @@
 
 import pytest
 
-from newsletter.matching import RuleError, TopicRules, compile_term, match_topics, validate_rules
-from newsletter.topics import DEFAULT_TOPICS
+from newsletter.topics.catalogue import DEFAULT_TOPICS
+from newsletter.topics.matching import (
+    RuleError,
+    TopicRules,
+    compile_term,
+    match_topics,
+    validate_rules,
+)
 
 
 def rules(slug="t", **kw):

@@ -6,10 +6,10 @@ import logging
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from newsletter.db import downgrade
-from newsletter.logs import JsonFormatter
-from newsletter.sample import add_demo_readers, load_sample
-from newsletter.settings import Settings
+from newsletter.core.db import downgrade
+from newsletter.core.logs import JsonFormatter
+from newsletter.core.settings import Settings
+from newsletter.pipeline.sample import add_demo_readers, load_sample
 from newsletter.web.app import create_app
 
 from .workers import drain
@@ -20,10 +20,10 @@ def test_health_readiness_and_metrics(engine, db_url, smtp_server):
     with Session(engine) as s:
         load_sample(session=s)
         add_demo_readers(session=s)
-        from newsletter.digests import send_digest
-        from newsletter.rendering import make_environment
+        from newsletter.pipeline import plan_period
+        from newsletter.rendering.editions import make_environment
 
-        send_digest(
+        plan_period(
             session=s,
             env=make_environment(settings.templates_dir),
             settings=settings,

@@ -5,8 +5,9 @@ import random
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from newsletter.delivery import outbox
-from newsletter.models import Delivery
+from newsletter.core import outbox
+from newsletter.core.models import Delivery
+from newsletter.delivery import outcomes
 
 
 def rows(n, prefix="k"):
@@ -52,7 +53,7 @@ def test_temporary_failures_back_off_then_die(engine):
         s.commit()
     for attempt in range(1, 4):
         (i,) = outbox.claim(engine, worker="w", limit=1, lease_seconds=60)
-        counts = outbox.record(
+        counts = outcomes.record(
             engine,
             [outbox.Outcome(i, "temporary", "451 later", 451)],
             worker="w",
@@ -75,7 +76,7 @@ def test_retry_after_is_honoured(engine):
         outbox.enqueue(s, rows(1))
         s.commit()
     (i,) = outbox.claim(engine, worker="w", limit=1, lease_seconds=60)
-    outbox.record(
+    outcomes.record(
         engine,
         [outbox.Outcome(i, "temporary", "429", 429, retry_after=3600)],
         worker="w",
@@ -101,14 +102,14 @@ import datetime as dt  # noqa: E402
 import pytest  # noqa: E402
 from sqlalchemy import literal  # noqa: E402
 
-from newsletter.metrics import MESSAGES  # noqa: E402
-from newsletter.models import (  # noqa: E402
+from newsletter.audience.subscribers import SubscriberIn, add_subscriber, address_hash  # noqa: E402
+from newsletter.core.metrics import MESSAGES  # noqa: E402
+from newsletter.core.models import (  # noqa: E402
     DeliveryAttempt,
     Suppression,
     WebhookEndpoint,
     utcnow,
 )
-from newsletter.subscribers import SubscriberIn, add_subscriber, address_hash  # noqa: E402
 
 RECORD = {"worker": "w", "max_attempts": 3, "retry_base": 60, "retry_max": 600}
 
@@ -166,7 +167,7 @@ def test_record_writes_every_kind_of_outcome_in_one_go(engine):
     before = MESSAGES.labels("email", "sent")._value.get()
     started = utcnow() - dt.timedelta(seconds=1)
     Oc = outbox.Outcome
-    counts = outbox.record(
+    counts = outcomes.record(
         engine,
         [
             Oc(ids[0], "sent", None, 250, message_id="<m0>", started_at=started),
@@ -215,14 +216,14 @@ def test_record_writes_every_kind_of_outcome_in_one_go(engine):
 def test_the_last_allowed_temporary_failure_is_final(engine):
     (i,) = _queue_and_claim(engine, 1)
     for _ in range(2):
-        outbox.record(engine, [outbox.Outcome(i, "temporary", "x")], **RECORD)
+        outcomes.record(engine, [outbox.Outcome(i, "temporary", "x")], **RECORD)
         with engine.begin() as conn:  # due at once, claimable again
             conn.execute(
                 Delivery.__table__.update().values(
                     next_attempt_at=utcnow(), status="sending", claimed_by="w"
                 )
             )
-    counts = outbox.record(engine, [outbox.Outcome(i, "temporary", "x")], **RECORD)
+    counts = outcomes.record(engine, [outbox.Outcome(i, "temporary", "x")], **RECORD)
     assert counts == {"failed": 1} and _rows(engine)[i].attempts == 3
 
 
@@ -234,7 +235,7 @@ def test_a_hard_bounce_is_suppressed_with_the_result(engine, sample):
         s.commit()
         sub_id = sub.id
     (i,) = _queue_and_claim(engine, 1, subscriber_id=sub_id)
-    outbox.record(
+    outcomes.record(
         engine, [outbox.Outcome(i, "permanent", "550 5.1.1 no such user", suppress=True)], **RECORD
     )
     with Session(engine) as s:
@@ -269,7 +270,7 @@ def test_an_endpoint_that_is_gone_is_disabled_and_its_queue_held_with_the_result
             ],
         )
         s.commit()
-    outbox.record(
+    outcomes.record(
         engine,
         [
             outbox.Outcome(
@@ -290,21 +291,21 @@ def test_endpoint_failures_are_counted_and_reset_by_a_success(engine):
     ep = _endpoint(engine)
     ids = _queue_and_claim(engine, 3, channel="generic", endpoint_id=ep)
     limits = {"webhook_disable_after_failures": 2, "webhook_disable_after_hours": 0}
-    outbox.record(
+    outcomes.record(
         engine, [outbox.Outcome(ids[0], "temporary", "503", endpoint_id=ep)], **RECORD, **limits
     )
     with Session(engine) as s:
         got = s.get(WebhookEndpoint, ep)
         assert (got.consecutive_failures, got.enabled) == (1, True) and got.first_failure_at
-    outbox.record(engine, [outbox.Outcome(ids[1], "sent", endpoint_id=ep)], **RECORD, **limits)
+    outcomes.record(engine, [outbox.Outcome(ids[1], "sent", endpoint_id=ep)], **RECORD, **limits)
     with Session(engine) as s:
         got = s.get(WebhookEndpoint, ep)
         assert (got.consecutive_failures, got.first_failure_at) == (0, None)
     # two failures in a row, and failing for at least 0 hours: disabled
-    outbox.record(
+    outcomes.record(
         engine, [outbox.Outcome(ids[2], "temporary", "503", endpoint_id=ep)], **RECORD, **limits
     )
-    outbox.record(
+    outcomes.record(
         engine,
         [outbox.Outcome(ids[0], "temporary", "503 again", endpoint_id=ep)],
         **RECORD,
@@ -317,7 +318,7 @@ def test_endpoint_failures_are_counted_and_reset_by_a_success(engine):
 
 
 def test_a_bug_noting_side_effects_does_not_cost_the_results(engine, monkeypatch):
-    from newsletter import webhooks
+    from newsletter.audience import endpoints as webhooks
 
     def broken(**kw):
         raise RuntimeError("bug in endpoint health")
@@ -325,7 +326,7 @@ def test_a_bug_noting_side_effects_does_not_cost_the_results(engine, monkeypatch
     monkeypatch.setattr(webhooks, "note_results", broken)
     ep = _endpoint(engine)
     (i,) = _queue_and_claim(engine, 1, channel="generic", endpoint_id=ep)
-    counts = outbox.record(engine, [outbox.Outcome(i, "sent", endpoint_id=ep)], **RECORD)
+    counts = outcomes.record(engine, [outbox.Outcome(i, "sent", endpoint_id=ep)], **RECORD)
     assert counts == {"sent": 1} and _rows(engine)[i].status == "sent"
 
 
@@ -349,12 +350,12 @@ def test_enqueue_holds_rows_for_a_disabled_endpoint(engine):
 
 
 def _fail(engine, ids, error="550 no"):
-    outbox.record(engine, [outbox.Outcome(i, "permanent", error) for i in ids], **RECORD)
+    outcomes.record(engine, [outbox.Outcome(i, "permanent", error) for i in ids], **RECORD)
 
 
 def test_retry_requeues_failed_rows_only_and_starts_their_tries_afresh(engine):
     ids = _queue_and_claim(engine, 4)
-    outbox.record(engine, [outbox.Outcome(ids[0], "sent")], **RECORD)
+    outcomes.record(engine, [outbox.Outcome(ids[0], "sent")], **RECORD)
     _fail(engine, ids[1:3])
     with Session(engine) as s:
         with pytest.raises(ValueError, match="say which"):
@@ -443,12 +444,12 @@ def _reclaimed(engine):
 def test_a_late_result_does_not_requeue_a_row_another_worker_sent(engine):
     i = _reclaimed(engine)
     late = {**RECORD, "worker": "a"}
-    assert outbox.record(
+    assert outcomes.record(
         engine, [outbox.Outcome(i, "sent", message_id="<b>")], **{**RECORD, "worker": "b"}
     ) == {"sent": 1}
     # `a` finally hears back: a temporary failure. The row was sent: it must stay sent,
     # or it is queued and mailed once more.
-    assert outbox.record(engine, [outbox.Outcome(i, "temporary", "451 later")], **late) == {}
+    assert outcomes.record(engine, [outbox.Outcome(i, "temporary", "451 later")], **late) == {}
     row = _rows(engine)[i]
     assert (row.status, row.message_id, row.attempts) == ("sent", "<b>", 1)
 
@@ -457,7 +458,9 @@ def test_a_late_result_leaves_the_new_claim_alone(engine):
     i = _reclaimed(engine)
     # `a` hears back while `b` is still sending: b's claim (and its lease) stand
     assert (
-        outbox.record(engine, [outbox.Outcome(i, "permanent", "550")], **{**RECORD, "worker": "a"})
+        outcomes.record(
+            engine, [outbox.Outcome(i, "permanent", "550")], **{**RECORD, "worker": "a"}
+        )
         == {}
     )
     row = _rows(engine)[i]
@@ -465,7 +468,7 @@ def test_a_late_result_leaves_the_new_claim_alone(engine):
     with Session(engine) as s:  # the try happened: its history is kept
         (attempt,) = s.execute(select(DeliveryAttempt)).scalars()
     assert (attempt.worker, attempt.outcome) == ("a", "permanent")
-    assert outbox.record(engine, [outbox.Outcome(i, "sent")], **{**RECORD, "worker": "b"}) == {
+    assert outcomes.record(engine, [outbox.Outcome(i, "sent")], **{**RECORD, "worker": "b"}) == {
         "sent": 1
     }
     assert _rows(engine)[i].status == "sent"
@@ -478,7 +481,7 @@ def test_an_absurd_retry_after_does_not_cost_the_batch(engine, wait):
     fail the batch's recording, which would leave the mail sent beside it in `sending`
     to be sent again when the lease ends, nor put a row off for ever."""
     ids = _queue_and_claim(engine, 3)
-    counts = outbox.record(
+    counts = outcomes.record(
         engine,
         [
             outbox.Outcome(ids[0], "sent", message_id="<m>"),
@@ -504,7 +507,7 @@ def test_an_absurd_retry_after_does_not_cost_the_batch(engine, wait):
 def test_a_result_that_cannot_be_scheduled_fails_its_row_not_the_batch(engine):
     """An operator's retry settings so large that the next try falls past year 9999."""
     ids = _queue_and_claim(engine, 2)
-    counts = outbox.record(
+    counts = outcomes.record(
         engine,
         [outbox.Outcome(ids[0], "sent"), outbox.Outcome(ids[1], "temporary", "451 later")],
         **{**RECORD, "max_attempts": 2000, "retry_base": 1e12, "retry_max": 1e13},
@@ -530,7 +533,7 @@ def test_a_row_held_while_its_endpoint_was_enabled_is_queued(engine):
     """The worker finds the endpoint disabled and holds the row; the operator enables it
     before that is recorded. Enabling queues held rows, but this one was still `sending`:
     recorded `held`, it would wait for an enable that has already happened."""
-    from newsletter.webhooks import disable_endpoint, enable_endpoint
+    from newsletter.audience.endpoints import disable_endpoint, enable_endpoint
 
     ep = _endpoint(engine)
     (i,) = _queue_and_claim(engine, 1, channel="generic", endpoint_id=ep)
@@ -540,7 +543,7 @@ def test_a_row_held_while_its_endpoint_was_enabled_is_queued(engine):
     with Session(engine) as s:
         enable_endpoint(session=s, endpoint=s.get(WebhookEndpoint, ep))
         s.commit()
-    counts = outbox.record(
+    counts = outcomes.record(
         engine, [outbox.Outcome(i, "held", "endpoint disabled", endpoint_id=ep)], **RECORD
     )
     assert counts == {"queued": 1}

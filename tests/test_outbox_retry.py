@@ -8,14 +8,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlmodel import Session
 
-from newsletter.admin_tokens import create_token
-from newsletter.delivery import outbox
-from newsletter.digests import send_digest
-from newsletter.models import Delivery, Subscriber
-from newsletter.rendering import make_environment
-from newsletter.sample import load_sample
-from newsletter.settings import Settings
-from newsletter.subscribers import SubscriberIn, add_subscriber, suppress
+from newsletter.audience.subscribers import SubscriberIn, add_subscriber, suppress
+from newsletter.core import outbox
+from newsletter.core.admin_tokens import create_token
+from newsletter.core.models import Delivery, Subscriber
+from newsletter.core.settings import Settings
+from newsletter.pipeline import plan_period
+from newsletter.pipeline.sample import load_sample
+from newsletter.rendering.editions import make_environment
 from newsletter.web.app import create_app
 
 from .conftest import TEST_SECRET_KEY
@@ -43,7 +43,7 @@ def failed_digest(engine, settings):
         load_sample(session=s)
         for email in READERS:
             add_subscriber(session=s, sub_in=SubscriberIn(email=email, topics=["capital"]))
-        send_digest(
+        plan_period(
             session=s,
             env=make_environment(settings.templates_dir),
             settings=settings,

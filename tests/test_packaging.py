@@ -75,7 +75,7 @@ def test_the_wheel_carries_the_templates(installed):
     out = run(
         installed / "bin" / "python",
         "-c",
-        "import newsletter.settings as s; print(s.__file__); print(s.Settings().templates_dir)",
+        "import newsletter.core.settings as s; print(s.__file__); print(s.Settings().templates_dir)",
         cwd=installed,
     ).stdout.split()
     module, templates = Path(out[0]), Path(out[1])
@@ -101,7 +101,7 @@ def test_installed_cli_renders_a_digest_out_of_any_folder(workdir):
     # an operator's own templates still take over
     custom = cwd / "my-templates"
     shipped = run(
-        "python", "-c", "from newsletter.settings import Settings; print(Settings().templates_dir)",
+        "python", "-c", "from newsletter.core.settings import Settings; print(Settings().templates_dir)",
         cwd=cwd, env=env,
     ).stdout.strip()  # fmt: skip
     shutil.copytree(shipped, custom)

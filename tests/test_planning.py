@@ -1,7 +1,7 @@
 """Set-based planning writes exactly the rows a reader-by-reader plan would.
 
 The reference is `iter_recipients` + `events_for`, the straightforward plan that walks
-every reader in Python; `send_digest` groups and enqueues in the database instead.
+every reader in Python; `pipeline.plan_period` groups and enqueues in the database instead.
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ import pytest
 from sqlalchemy import insert, select
 from sqlmodel import Session
 
-from newsletter import planning
-from newsletter.digests import digest_kind, idempotency_key, send_digest
-from newsletter.models import Delivery, Edition, Subscriber, Subscription, Suppression, Topic
-from newsletter.periods import parse_period
-from newsletter.planning import events_for, iter_recipients, period_events
-from newsletter.rendering import Segment, make_environment
-from newsletter.sample import load_sample
-from newsletter.settings import Settings
-from newsletter.subscribers import address_hash
+from newsletter.audience.subscribers import address_hash
+from newsletter.core.models import Delivery, Edition, Subscriber, Subscription, Suppression, Topic
+from newsletter.core.periods import parse_period
+from newsletter.core.settings import Settings
+from newsletter.pipeline import plan_period
+from newsletter.pipeline.sample import load_sample
+from newsletter.planning import readers as planning
+from newsletter.planning.digests import digest_kind, idempotency_key
+from newsletter.planning.readers import events_for, iter_recipients, period_events
+from newsletter.rendering.editions import Segment, make_environment
 
 
 def _population(engine) -> None:
@@ -157,7 +158,7 @@ def test_set_based_plan_matches_reader_by_reader_plan(engine, db_url, monkeypatc
 
     def send(dry_run=False):
         with Session(engine) as s:
-            return send_digest(
+            return plan_period(
                 session=s,
                 env=env,
                 settings=settings,
@@ -225,7 +226,7 @@ def test_a_reader_added_later_is_planned_once(engine, db_url):
 
     def send():
         with Session(engine) as s:
-            return send_digest(
+            return plan_period(
                 session=s, env=env, settings=settings, frequency="monthly", period_key="2025-07"
             )
 
@@ -268,7 +269,7 @@ def test_every_spelling_of_a_suppressed_address_is_left_out(engine, db_url):
     assert reference == ids[-1:]
     settings = Settings(database_url=db_url)
     with Session(engine) as s:
-        send_digest(
+        plan_period(
             session=s,
             env=make_environment(settings.templates_dir),
             settings=settings,

@@ -18,17 +18,17 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from newsletter.alerts import enqueue_alerts
-from newsletter.delivery import outbox
+from newsletter.audience.endpoints import EndpointIn, add_endpoint
+from newsletter.audience.subscribers import SubscriberIn, add_subscriber
+from newsletter.core import outbox
+from newsletter.core.models import Delivery, DeliveryAttempt, Event, Subscriber, WebhookEndpoint
+from newsletter.core.settings import Settings
 from newsletter.delivery.channels.smtp import SmtpChannel, SmtpConfig
-from newsletter.digests import send_digest
-from newsletter.events import slugs_by_event
-from newsletter.models import Delivery, DeliveryAttempt, Event, Subscriber, WebhookEndpoint
-from newsletter.rendering import make_environment
-from newsletter.sample import load_sample
-from newsletter.settings import Settings
-from newsletter.subscribers import SubscriberIn, add_subscriber
-from newsletter.webhooks import EndpointIn, add_endpoint
+from newsletter.ingest.events import slugs_by_event
+from newsletter.pipeline import plan_period
+from newsletter.pipeline.sample import load_sample
+from newsletter.planning.alerts import enqueue_alerts
+from newsletter.rendering.editions import make_environment
 
 from .conftest import TEST_SECRET_KEY
 from .smtp_server import free_port
@@ -67,7 +67,7 @@ def fill_outbox(engine, settings, chat_receiver) -> None:
         load_sample(session=s)
         for email in ACTIVE:
             add_subscriber(session=s, sub_in=SubscriberIn(email=email, topics=["capital"]))
-        send_digest(
+        plan_period(
             session=s,
             env=make_environment(settings.templates_dir),
             settings=settings,

@@ -10,13 +10,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlmodel import Session
 
+from newsletter.audience.reader_links import make_token
+from newsletter.audience.subscribers import get_subscriber, is_suppressed
+from newsletter.core.models import Delivery, Subscriber, Topic
 from newsletter.delivery.worker import Worker
-from newsletter.digests import send_digest
-from newsletter.models import Delivery, Subscriber, Topic
-from newsletter.rendering import make_environment
-from newsletter.sample import add_demo_readers, load_sample
-from newsletter.subscribers import get_subscriber, is_suppressed
-from newsletter.tokens import make_token
+from newsletter.pipeline import plan_period
+from newsletter.pipeline.sample import add_demo_readers, load_sample
+from newsletter.rendering.editions import make_environment
 from newsletter.web.app import create_app
 
 
@@ -186,7 +186,7 @@ def test_archive_lists_sent_editions_without_personal_data(client, seeded, web_s
         topic.description = "<script>alert('x')</script>"
         s.add(topic)
         s.commit()
-        send_digest(
+        plan_period(
             session=s,
             env=make_environment(web_settings.templates_dir),
             settings=web_settings,

@@ -2,8 +2,8 @@
 
 from sqlmodel import select
 
-from newsletter.models import Event, SharpTake
-from newsletter.sample import load_sample
+from newsletter.core.models import Event, SharpTake
+from newsletter.pipeline.sample import load_sample
 
 
 def test_sample_loads_once_and_is_bilingual(session):

@@ -7,13 +7,14 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from newsletter.db import make_engine
-from newsletter.models import Delivery, DigestRun
-from newsletter.rendering import make_environment
-from newsletter.sample import load_sample
-from newsletter.schedule import run_due_digests, send_moments
-from newsletter.settings import Settings
-from newsletter.subscribers import SubscriberIn, add_subscriber
+from newsletter.audience.subscribers import SubscriberIn, add_subscriber
+from newsletter.core.db import make_engine
+from newsletter.core.models import Delivery, DigestRun
+from newsletter.core.settings import Settings
+from newsletter.pipeline import plan_due_periods
+from newsletter.pipeline.sample import load_sample
+from newsletter.planning.send_times import send_moments
+from newsletter.rendering.editions import make_environment
 
 UTC = dt.UTC
 EIGHT = dt.time(8, 0)
@@ -83,12 +84,12 @@ def test_each_zone_is_planned_when_its_morning_comes_and_only_once(daily_readers
     settings = Settings(database_url=db_url, catch_up_hours=6)
     env = make_environment(settings.templates_dir)
     # 2025-07-27 08:30 in Shanghai: the 26 July digest (WAIC day) is due there only
-    run_due_digests(engine=daily_readers, env=env, settings=settings, now=at(2025, 7, 27, 0, 30))
+    plan_due_periods(engine=daily_readers, env=env, settings=settings, now=at(2025, 7, 27, 0, 30))
     keys = queued(daily_readers)
     assert len(keys) == 2 and all(k.endswith("digest-daily|2025-07-26") for k in keys)
-    run_due_digests(engine=daily_readers, env=env, settings=settings, now=at(2025, 7, 27, 0, 45))
+    plan_due_periods(engine=daily_readers, env=env, settings=settings, now=at(2025, 7, 27, 0, 45))
     assert len(queued(daily_readers)) == 2  # nothing twice
-    run_due_digests(engine=daily_readers, env=env, settings=settings, now=at(2025, 7, 27, 12, 5))
+    plan_due_periods(engine=daily_readers, env=env, settings=settings, now=at(2025, 7, 27, 12, 5))
     assert len(queued(daily_readers)) == 6  # London at 07:00 UTC, New York at 12:00 UTC
 
 
@@ -97,10 +98,10 @@ def test_catch_up_sends_missed_days_once_and_skips_beyond_the_horizon(
 ):
     settings = Settings(database_url=db_url, catch_up_hours=50)
     env = make_environment(settings.templates_dir)
-    run_due_digests(engine=daily_readers, env=env, settings=settings, now=at(2025, 7, 10, 1))
+    plan_due_periods(engine=daily_readers, env=env, settings=settings, now=at(2025, 7, 10, 1))
     before = set(queued(daily_readers))
     # down from 10 July 01:00 until 14 July 01:00 UTC (the sample has news every day 8-13 July)
-    run_due_digests(engine=daily_readers, env=env, settings=settings, now=at(2025, 7, 14, 1))
+    plan_due_periods(engine=daily_readers, env=env, settings=settings, now=at(2025, 7, 14, 1))
     new = set(queued(daily_readers)) - before
     by_period = {}
     for k in new:
@@ -117,7 +118,7 @@ def test_catch_up_sends_missed_days_once_and_skips_beyond_the_horizon(
         ).scalar()
     assert skipped > 0
     assert "older than the catch-up horizon" in caplog.text
-    again = run_due_digests(
+    again = plan_due_periods(
         engine=daily_readers, env=env, settings=settings, now=at(2025, 7, 14, 1)
     )
     assert again == [] and set(queued(daily_readers)) == before | new
@@ -135,7 +136,7 @@ def test_two_schedulers_on_one_postgres_send_nothing_twice(daily_readers, db_url
     def scheduler():
         engine = make_engine(db_url)
         try:
-            run_due_digests(engine=engine, env=env, settings=settings, now=now)
+            plan_due_periods(engine=engine, env=env, settings=settings, now=now)
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
         finally:

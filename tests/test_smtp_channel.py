@@ -12,7 +12,7 @@ from newsletter.delivery.channels.base import (
 )
 from newsletter.delivery.channels.smtp import SmtpChannel, SmtpConfig, classify, data_payload
 from newsletter.delivery.messages import Body, assemble
-from newsletter.rendering import SLOT
+from newsletter.rendering.editions import SLOT
 
 
 def test_smtp_urls():

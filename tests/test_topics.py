@@ -4,9 +4,9 @@ import json
 
 from sqlmodel import Session
 
-from newsletter.db import make_engine
-from newsletter.models import Subscriber, Subscription
-from newsletter.topics import get_topic
+from newsletter.core.db import make_engine
+from newsletter.core.models import Subscriber, Subscription
+from newsletter.topics.catalogue import get_topic
 
 
 def topics_json(cli):

@@ -10,21 +10,21 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from newsletter.alerts import enqueue_alerts
-from newsletter.delivery.worker import Worker
-from newsletter.digests import send_digest
-from newsletter.importing import import_records
-from newsletter.models import Delivery, DeliveryAttempt, WebhookEndpoint
-from newsletter.rendering import make_environment
-from newsletter.settings import Settings
-from newsletter.ssrf import UnsafeURLError, check_url
-from newsletter.webhooks import (
+from newsletter.audience.endpoints import (
     EndpointIn,
     WebhookError,
     add_endpoint,
     enable_endpoint,
     new_generic_secret,
 )
+from newsletter.core.models import Delivery, DeliveryAttempt, WebhookEndpoint
+from newsletter.core.settings import Settings
+from newsletter.core.ssrf import UnsafeURLError, check_url
+from newsletter.delivery.worker import Worker
+from newsletter.ingest.files import import_records
+from newsletter.pipeline import plan_period
+from newsletter.planning.alerts import enqueue_alerts
+from newsletter.rendering.editions import make_environment
 
 GENERIC_SECRET = new_generic_secret()
 SECRETS = {"feishu": "feishu-secret", "dingtalk": "SECdingtalk", "generic": GENERIC_SECRET}
@@ -82,7 +82,7 @@ def drain(engine, settings):
 
 def plan(engine, settings, frequency="monthly", period="2025-07"):
     with Session(engine) as s:
-        summary = send_digest(
+        summary = plan_period(
             session=s,
             env=make_environment(settings.templates_dir),
             settings=settings,
@@ -184,9 +184,9 @@ def test_instant_alerts_are_batched_and_not_repeated(sample, db_url, chat_receiv
 
 def test_every_platform_is_one_registry_entry_and_its_templates(cli):
     """The API enum, the CLI help, validation and pacing all come from the registry."""
-    from newsletter.delivery import platforms
+    from newsletter.core import platforms
     from newsletter.delivery.chat import EndpointPacer
-    from newsletter.web.api_models import WebhookCreate
+    from newsletter.web.api.models import WebhookCreate
 
     templates = Path(__file__).resolve().parents[1] / "templates" / "webhooks"
     for name, entry in platforms.PLATFORMS.items():

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from . import admin as admin_cmds
-from . import db as db_cmds
-from . import delivery as delivery_cmds
-from . import digest as digest_cmds
-from . import events as event_cmds
-from . import sample as sample_cmds
-from . import service as service_cmds
-from . import subscribers as subscriber_cmds
-from . import takes as take_cmds
-from . import topics as topic_cmds
-from . import webhooks as webhook_cmds
-from .common import DatabaseErrorsGroup, State, load_state
+from newsletter.cli import admin as admin_cmds
+from newsletter.cli import db as db_cmds
+from newsletter.cli import delivery as delivery_cmds
+from newsletter.cli import digest as digest_cmds
+from newsletter.cli import events as event_cmds
+from newsletter.cli import sample as sample_cmds
+from newsletter.cli import service as service_cmds
+from newsletter.cli import subscribers as subscriber_cmds
+from newsletter.cli import takes as take_cmds
+from newsletter.cli import topics as topic_cmds
+from newsletter.cli import webhooks as webhook_cmds
+from newsletter.cli.common import DatabaseErrorsGroup, State, load_state
 
 app = typer.Typer(
     cls=DatabaseErrorsGroup,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from ..admin_tokens import TokenAdminError, create_token, list_tokens, revoke_token
-from .common import console, fail, state
+from newsletter.cli.common import console, fail, state
+from newsletter.core.admin_tokens import TokenAdminError, create_token, list_tokens, revoke_token
 
 app = typer.Typer(help="Administration of the service.", no_args_is_help=True)
 token_app = typer.Typer(help="Admin API tokens.", no_args_is_help=True)

@@ -16,8 +16,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 from typer.core import TyperGroup
 
-from ..db import SchemaOutOfDate, check_schema, make_engine, session_scope
-from ..settings import Settings, load_settings
+from newsletter.core.db import SchemaOutOfDate, check_schema, make_engine, session_scope
+from newsletter.core.settings import Settings, load_settings
 
 # stored text is printed as it is: no console markup ("[/red]" in a title would raise)
 # and no emoji codes
@@ -53,7 +53,7 @@ class State:
 
     def require_secret_key(self) -> None:
         """Commands that serve the web app or send mail (signing links) need a strong key."""
-        from ..keys import SecretKeyError, check_secret_key
+        from newsletter.core.keys import SecretKeyError, check_secret_key
 
         try:
             check_secret_key(self.settings)
@@ -62,7 +62,7 @@ class State:
 
     @property
     def env(self):
-        from ..rendering import make_environment
+        from newsletter.rendering.editions import make_environment
 
         return make_environment(self.settings.templates_dir)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from ..db import current_revision, head_revision, upgrade
-from .common import console, state
+from newsletter.cli.common import console, state
+from newsletter.core.db import current_revision, head_revision, upgrade
 
 app = typer.Typer(
     help="Database schema: apply migrations and show the revision.", no_args_is_help=True

@@ -6,10 +6,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..delivery import outbox
-from ..delivery.worker import run_worker
-from ..logs import setup_logging
-from .common import console, fail, state
+from newsletter.cli.common import console, fail, state
+from newsletter.core import outbox
+from newsletter.core.logs import setup_logging
+from newsletter.delivery.worker import run_worker
 
 outbox_app = typer.Typer(help="The outbox of messages to send.", no_args_is_help=True)
 
@@ -130,7 +130,7 @@ def retry_cmd(
     fresh set of tries; its earlier attempts stay in the history. An address on the
     suppression list is still not mailed: its delivery ends `suppressed`.
     """
-    from ..webhooks import get_endpoint
+    from newsletter.audience.endpoints import get_endpoint
 
     st = state(ctx)
     try:

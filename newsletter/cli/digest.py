@@ -8,10 +8,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import func, select
 
-from ..digests import DigestError, preview_digest, send_digest
-from ..models import Subscriber
-from ..subscribers import SubscriberError
-from .common import console, fail, state
+from newsletter.audience.subscribers import SubscriberError
+from newsletter.cli.common import console, fail, state
+from newsletter.core.models import Subscriber
+from newsletter.pipeline import plan_period
+from newsletter.planning.digests import DigestError, preview_digest
 
 app = typer.Typer(
     help="Email digests: preview what someone would get, plan and enqueue a send.",
@@ -82,7 +83,7 @@ def send_cmd(
         ) as bar:
             task = bar.add_task("plan", total=total)
             try:
-                summary = send_digest(
+                summary = plan_period(
                     session=session,
                     env=st.env,
                     settings=st.settings,

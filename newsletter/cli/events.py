@@ -10,8 +10,10 @@ import typer
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..alerts import enqueue_alerts
-from ..events import (
+from newsletter import pipeline
+from newsletter.cli.common import console, err_console, fail, state
+from newsletter.core.text import printable
+from newsletter.ingest.events import (
     event_as_dict,
     get_event,
     list_events,
@@ -19,10 +21,8 @@ from ..events import (
     retag,
     topic_matches,
 )
-from ..importing import ImportFileError, import_file
-from ..text import printable
-from ..topics import TopicError, list_topics
-from .common import console, err_console, fail, state
+from newsletter.ingest.files import ImportFileError
+from newsletter.topics.catalogue import TopicError, list_topics
 
 app = typer.Typer(
     help="Events: import them, list them, see why they match topics.", no_args_is_help=True
@@ -62,15 +62,14 @@ def import_cmd(
                 ) as bar,
             ):
                 task = bar.add_task("import", total=None)
-                report = import_file(
+                ingested = pipeline.ingest_file(
                     session=session,
+                    settings=st.settings,
                     path=path,
                     fmt=fmt,
                     progress=functools.partial(bar.advance, task),
                 )
-                alerts = enqueue_alerts(
-                    session=session, settings=st.settings, event_ids=report.new_ids
-                )
+                report, alerts = ingested.report, ingested.alerts
         except ImportFileError as exc:
             err_console.print(f"Error: {path}: {exc}", markup=False)
             failed = True

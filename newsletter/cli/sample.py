@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from ..digests import send_digest
-
-# mypy resolves `..sample` to the data folder sample/ (no __init__.py) beside sample.py
-from ..sample import (  # type: ignore[attr-defined]
-    SAMPLE_PERIOD,
-    add_demo_readers,
-    load_sample,
-)
-from .common import console, state
+from newsletter.cli.common import console, state
+from newsletter.pipeline import plan_period
+from newsletter.pipeline.sample import SAMPLE_PERIOD, add_demo_readers, load_sample
 
 app = typer.Typer(help="Sample data for a first look.", no_args_is_help=True)
 
@@ -32,7 +26,7 @@ def load_cmd(
         result = load_sample(session=session)
         readers = add_demo_readers(session=session) if with_readers else 0
         if with_readers:
-            summary = send_digest(
+            summary = plan_period(
                 session=session,
                 env=st.env,
                 settings=st.settings,

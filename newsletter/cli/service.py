@@ -7,10 +7,17 @@ import asyncio
 import typer
 from rich.table import Table
 
-from .. import service
-from ..feeds import FeedError, add_feed, get_feed, list_feeds, poll_feeds, remove_feed
-from ..logs import setup_logging
-from .common import console, fail, state
+from newsletter.cli.common import console, fail, state
+from newsletter.core.logs import setup_logging
+from newsletter.ingest.feeds import (
+    FeedError,
+    add_feed,
+    get_feed,
+    list_feeds,
+    remove_feed,
+)
+from newsletter.pipeline import poll_feeds
+from newsletter.service import runner as service
 
 schedule_app = typer.Typer(help="The scheduler's jobs.", no_args_is_help=True)
 feeds_app = typer.Typer(help="RSS/Atom feeds polled for events.", no_args_is_help=True)
@@ -49,7 +56,7 @@ def scheduler_cmd(
 @schedule_app.command("show")
 def schedule_show(ctx: typer.Context) -> None:
     """Every scheduled job and its next run time."""
-    from ..scheduler import describe
+    from newsletter.service.scheduler import describe
 
     rows = describe(state(ctx).checked_engine())
     if not rows:

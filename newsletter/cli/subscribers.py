@@ -18,8 +18,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ..rosters import RosterError, sync_rosters
-from ..subscribers import (
+from newsletter.audience.endpoints import sync_team
+from newsletter.audience.rosters import RosterError, sync_rosters
+from newsletter.audience.subscribers import (
     FileReadError,
     SubscriberError,
     SubscriberIn,
@@ -32,10 +33,9 @@ from ..subscribers import (
     remove_subscriber,
     subscriber_topics,
 )
-from ..topics import TopicError
-from ..webhooks import sync_team
-from .common import console, err_console, fail, state
-from .topics import validation_message
+from newsletter.cli.common import console, err_console, fail, state
+from newsletter.cli.topics import validation_message
+from newsletter.topics.catalogue import TopicError
 
 app = typer.Typer(
     help="Email subscribers: add, import, export, list, remove, sync rosters.", no_args_is_help=True

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from ..takes import get_take, set_take
-from .common import console, fail, state
+from newsletter.cli.common import console, fail, state
+from newsletter.ingest.takes import get_take, set_take
 
 app = typer.Typer(help="The monthly sharp take (Markdown), per language.", no_args_is_help=True)
 

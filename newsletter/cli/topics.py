@@ -7,23 +7,21 @@ import json
 import typer
 from pydantic import ValidationError
 from rich.table import Table
-from sqlalchemy import func
-from sqlmodel import select
 
-from ..errors import reason as validation_message
-from ..models import EventTopic
-from ..topics import (
+from newsletter.cli.common import console, fail, state
+from newsletter.core.errors import reason as validation_message
+from newsletter.topics.catalogue import (
     TopicError,
     TopicIn,
     TopicUpdate,
     create_topic,
     delete_topic,
+    event_counts,
     get_topic,
     list_topics,
     subscriber_count,
     update_topic,
 )
-from .common import console, fail, state
 
 app = typer.Typer(
     help="Topics readers follow, and the rules that match events to them.", no_args_is_help=True
@@ -45,11 +43,7 @@ def list_cmd(
 ) -> None:
     """Show every topic with its rules and how many events it has."""
     with state(ctx).session() as session:
-        counts = dict(
-            session.exec(
-                select(EventTopic.topic_id, func.count()).group_by(EventTopic.topic_id)
-            ).all()
-        )
+        counts = event_counts(session=session)
         topics = list_topics(session=session)
         if fmt == "json":
             rows = [

@@ -10,9 +10,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from ..delivery import platforms
-from ..topics import TopicError
-from ..webhooks import (
+from newsletter.audience.endpoints import (
     EndpointIn,
     WebhookError,
     add_endpoint,
@@ -26,8 +24,10 @@ from ..webhooks import (
     remove_endpoint,
     update_endpoint,
 )
-from .common import console, fail, state
-from .topics import validation_message
+from newsletter.cli.common import console, fail, state
+from newsletter.cli.topics import validation_message
+from newsletter.core import platforms
+from newsletter.topics.catalogue import TopicError
 
 app = typer.Typer(
     help=f"Team chat webhooks: {platforms.labels_text()}.",
@@ -192,7 +192,7 @@ def enable_cmd(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
 @app.command("test")
 def test_cmd(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Send a sample card now and print the platform's answer."""
-    from ..delivery.chat_check import send_test
+    from newsletter.delivery.chat_check import send_test
 
     st = state(ctx)
     with st.session() as session:

@@ -11,15 +11,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from ..alerts import alert_title
-from ..events import slugs_by_event
-from ..models import DeliveryRow, Event, Topic, WebhookEndpoint, utcnow
-from ..webhooks import endpoint_secret
-from . import platforms
-from .cards import PayloadError, encode, event_items, render_messages
-from .channels.base import PermanentDeliveryError, TemporaryDeliveryError
-from .channels.webhook import WebhookChannel, prepare
-from .outbox import Outcome, crashed
+from newsletter.audience.endpoints import endpoint_secret
+from newsletter.core import platforms
+from newsletter.core.models import DeliveryRow, Event, Topic, WebhookEndpoint, utcnow
+from newsletter.core.outbox import Outcome, crashed
+from newsletter.delivery.channels.base import PermanentDeliveryError, TemporaryDeliveryError
+from newsletter.delivery.channels.webhook import WebhookChannel, prepare
+from newsletter.ingest.events import slugs_by_event
+from newsletter.rendering.cards import PayloadError, encode, event_items, render_messages
+from newsletter.rendering.labels import alert_title
 
 
 class EndpointPacer:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlmodel import Session
 
-from .. import i18n
-from ..models import Event, EventTopic, Topic, utcnow
-from ..webhooks import endpoint_secret, endpoint_topics, get_endpoint
-from .cards import event_items, render_messages
-from .channels.webhook import WebhookChannel, prepare
+from newsletter.audience.endpoints import endpoint_secret, endpoint_topics, get_endpoint
+from newsletter.core.models import Event, EventTopic, Topic, utcnow
+from newsletter.delivery.channels.webhook import WebhookChannel, prepare
+from newsletter.rendering import labels as i18n
+from newsletter.rendering.cards import event_items, render_messages
 
 
 async def send_test(*, session: Session, settings, env, name: str) -> str:

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from ..events import slugs_by_event
-from ..models import (
+from newsletter.audience.subscribers import LIFTED_BY_OPT_IN, address_hash, subscriber_topics
+from newsletter.core.models import (
     DeliveryRow,
     Edition,
     Event,
@@ -21,10 +21,15 @@ from ..models import (
     Topic,
     utcnow,
 )
-from ..rendering import alert_context, render_digest
-from ..subscribers import LIFTED_BY_OPT_IN, address_hash, subscriber_topics
-from .messages import BuiltMessage, MessageError, build_confirm_email, build_digest_email
-from .outbox import Outcome, crashed
+from newsletter.core.outbox import Outcome, crashed
+from newsletter.delivery.messages import (
+    BuiltMessage,
+    MessageError,
+    build_confirm_email,
+    build_digest_email,
+)
+from newsletter.ingest.events import slugs_by_event
+from newsletter.rendering.editions import alert_context, render_digest
 
 #: what building a reader's message reads of them (plain rows: nothing here changes them)
 _SUBSCRIBER_COLUMNS = [

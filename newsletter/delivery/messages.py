@@ -16,13 +16,13 @@ from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 from html import escape
 
-from ..addresses import AddressError, wire_address
-from ..models import DeliveryRow, Edition, SubscriberRow
-from ..rendering import split_slots
-from ..settings import Settings
-from ..text import one_line
-from ..tokens import make_token
-from .channels.base import SmtpReady
+from newsletter.audience.reader_links import make_token
+from newsletter.core.addresses import AddressError, wire_address
+from newsletter.core.models import DeliveryRow, Edition, SubscriberRow
+from newsletter.core.settings import Settings
+from newsletter.core.text import one_line
+from newsletter.delivery.channels.base import SmtpReady
+from newsletter.rendering.editions import split_slots
 
 CRLF = "\r\n"
 
@@ -265,7 +265,7 @@ def _envelope(
 def build_digest_email(
     *, settings: Settings, delivery: DeliveryRow, edition: Edition, subscriber: SubscriberRow
 ) -> BuiltMessage:
-    from ..i18n import labels
+    from newsletter.rendering.labels import labels
 
     headers, from_addr, domain, digest, message_id = _envelope(
         settings, delivery, subscriber, edition.subject, subscriber.name or ""
@@ -306,11 +306,10 @@ def build_confirm_email(
     """The double opt-in message: one link that activates the subscription."""
     import css_inline
 
-    from ..i18n import labels
-    from ..web.i18n_web import WEB_LABELS
+    from newsletter.rendering.labels import LANGUAGES, labels
 
-    lang = subscriber.language if subscriber.language in WEB_LABELS else "en"
-    t = {**labels(lang), **CONFIRM_LABELS[lang]}
+    lang = subscriber.language if subscriber.language in LANGUAGES else "en"
+    t = labels(lang)
     token = make_token(settings.secret_key, "confirm", subscriber.id, subscriber.email)
     context = {
         "lang": lang,
@@ -332,22 +331,6 @@ def build_confirm_email(
     return BuiltMessage(
         sender=from_addr, recipient=subscriber.email, message_id=message_id, data=data
     )
-
-
-CONFIRM_LABELS = {
-    "en": {
-        "confirm_subject": "Confirm your subscription to the AI Industry Brief",
-        "confirm_intro": "Someone (hopefully you) asked to receive the AI Industry Brief at this address.",
-        "confirm_button": "Yes, subscribe me",
-        "confirm_ignore": "If this was not you, ignore this email: nothing will be sent.",
-    },
-    "zh": {
-        "confirm_subject": "请确认订阅 AI 产业简报",
-        "confirm_intro": "有人（希望是你）用这个邮箱订阅了 AI 产业简报。",
-        "confirm_button": "确认订阅",
-        "confirm_ignore": "如果不是你本人操作，请忽略本邮件，我们不会再发送任何内容。",
-    },
-}
 
 
 SIGNED_HEADERS = [

@@ -27,14 +27,15 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-from ..models import Delivery, DeliveryRow, Edition, utcnow
-from ..settings import Settings
-from . import outbox
-from .channels.base import PermanentDeliveryError, TemporaryDeliveryError
-from .channels.filedrop import FileDropChannel
-from .channels.smtp import SmtpChannel, SmtpConfig
-from .chat import EndpointPacer
-from .email_jobs import EmailJob, prepare_emails
+from newsletter.core import outbox
+from newsletter.core.models import Delivery, DeliveryRow, Edition, utcnow
+from newsletter.core.settings import Settings
+from newsletter.delivery.channels.base import PermanentDeliveryError, TemporaryDeliveryError
+from newsletter.delivery.channels.filedrop import FileDropChannel
+from newsletter.delivery.channels.smtp import SmtpChannel, SmtpConfig
+from newsletter.delivery.chat import EndpointPacer
+from newsletter.delivery.email_jobs import EmailJob, prepare_emails
+from newsletter.delivery.outcomes import record as record_outcomes
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -262,7 +263,7 @@ class Worker:
 
     async def _record(self, batch: Batch, outcomes: list[outbox.Outcome]) -> None:
         counts = await asyncio.to_thread(
-            outbox.record,
+            record_outcomes,
             self.engine,
             outcomes,
             worker=self.name,
@@ -326,22 +327,22 @@ class Worker:
 
     def _prepare_webhooks(self, session: Session, deliveries: Sequence[DeliveryRow]):
         """Group an endpoint's alerts into one send; each digest part is its own send."""
-        from .chat import prepare_groups
+        from newsletter.delivery.chat import prepare_groups
 
         return prepare_groups(session, self.settings, self._env(), deliveries, self._edition)
 
     def _env(self):
         if self._jinja is None:
-            from ..rendering import make_environment
+            from newsletter.rendering.editions import make_environment
 
             self._jinja = make_environment(self.settings.templates_dir)
         return self._jinja
 
     async def _send_webhook(self, group) -> list[outbox.Outcome]:
-        from .chat import send_group
+        from newsletter.delivery.chat import send_group
 
         if self._webhooks is None:
-            from .channels.webhook import WebhookChannel
+            from newsletter.delivery.channels.webhook import WebhookChannel
 
             self._webhooks = WebhookChannel(
                 timeout=self.settings.webhook_timeout,

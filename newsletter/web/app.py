@@ -9,11 +9,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from ..db import SchemaOutOfDate, check_schema, make_engine
-from ..keys import check_secret_key
-from ..metrics import render_metrics
-from ..rendering import make_environment
-from ..settings import Settings
+from newsletter.core.db import SchemaOutOfDate, check_schema, make_engine
+from newsletter.core.keys import check_secret_key
+from newsletter.core.metrics import render_metrics
+from newsletter.core.settings import Settings
+from newsletter.rendering.editions import make_environment
+from newsletter.rendering.labels import page_labels
 
 
 def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
@@ -34,7 +35,8 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.health = None  # `serve` sets its worker's and scheduler's state here
     app.state.env = make_environment(settings.templates_dir)
 
-    from . import admin, api, public
+    from newsletter.web import admin, api
+    from newsletter.web.public import pages as public
 
     app.include_router(public.router)
     app.include_router(api.router, prefix="/api/v1")
@@ -94,7 +96,7 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
             )
         return {"status": "ready", **details}
 
-    from .deps import require_metrics_token
+    from newsletter.web.deps import require_metrics_token
 
     @app.get("/metrics", include_in_schema=False, dependencies=[Depends(require_metrics_token)])
     def metrics():
@@ -115,12 +117,6 @@ def error_page(request: Request, status: int, message: str) -> HTMLResponse:
     env = request.app.state.env
     lang = "zh" if request.query_params.get("lang") == "zh" else "en"
     html = env.get_template("web/error.html.j2").render(
-        status=status, message=message, lang=lang, t=labels(lang)
+        status=status, message=message, lang=lang, t=page_labels(lang)
     )
     return HTMLResponse(html, status_code=status)
-
-
-def labels(lang: str) -> dict[str, str]:
-    from .i18n_web import WEB_LABELS
-
-    return WEB_LABELS[lang]

@@ -11,9 +11,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jinja2 import Environment
 from sqlmodel import Session
 
-from ..admin_tokens import note_use, verify_token
-from ..models import AdminToken
-from ..settings import Settings
+from newsletter.core.admin_tokens import note_use, verify_token
+from newsletter.core.models import AdminToken
+from newsletter.core.settings import Settings
 
 
 def get_settings(request: Request) -> Settings:

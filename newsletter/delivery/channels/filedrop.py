@@ -7,7 +7,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from .base import TemporaryDeliveryError
+from newsletter.delivery.channels.base import TemporaryDeliveryError
 
 
 class FileDropChannel:

@@ -8,9 +8,17 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ...addresses import AddressError, wire_address
-from .base import PermanentDeliveryError, SmtpReady, TemporaryDeliveryError
-from .smtp_client import SmtpConnection, SmtpConnectionError, SmtpReplyError
+from newsletter.core.addresses import AddressError, wire_address
+from newsletter.delivery.channels.base import (
+    PermanentDeliveryError,
+    SmtpReady,
+    TemporaryDeliveryError,
+)
+from newsletter.delivery.channels.smtp_client import (
+    SmtpConnection,
+    SmtpConnectionError,
+    SmtpReplyError,
+)
 
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _TRUE = {"1", "true", "yes", "on"}

@@ -28,7 +28,8 @@ from typing import Any
 
 import httpx
 
-from ...ssrf import (
+from newsletter.core import platforms
+from newsletter.core.ssrf import (
     UnresolvedError,
     UnsafeURLError,
     _networks,
@@ -36,9 +37,8 @@ from ...ssrf import (
     check_form,
     checked_addresses,
 )
-from .. import platforms
-from ..cards import encode
-from .base import PermanentDeliveryError, TemporaryDeliveryError
+from newsletter.delivery.channels.base import PermanentDeliveryError, TemporaryDeliveryError
+from newsletter.rendering.cards import encode
 
 MAX_BODY = 64 * 1024  # we read at most this much of an answer
 

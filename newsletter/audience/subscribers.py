@@ -1,0 +1,579 @@
+"""Subscribers: validated addresses, their topics, and the suppression list."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import functools
+import inspect
+import io
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from newsletter.core.addresses import address_hash
+from newsletter.core.db import bulk_insert, reserve_ids, values_in
+from newsletter.core.errors import reason
+from newsletter.core.models import (
+    Subscriber,
+    SubscriberRow,
+    Subscription,
+    Suppression,
+    Topic,
+    utcnow,
+)
+from newsletter.core.periods import FREQUENCIES
+from newsletter.core.text import csv_cell, csv_value, one_line
+from newsletter.topics.catalogue import list_topics, topics_by_slug
+
+LANGUAGES = ("zh", "en")
+
+
+class SubscriberError(ValueError):
+    """A subscriber request that cannot be carried out, with the reason."""
+
+
+def _remember_domain_checks() -> None:
+    """Check each domain once per process, not once per address.
+
+    email_validator spends two thirds of its time on the part after the @-sign (IDNA
+    mapping, label rules, special-use names), in a function whose answer depends on the
+    domain and two flags only. An import of a million readers names a few thousand
+    domains, so the answers are kept (the last 4096 domains; errors are not kept, they
+    are raised afresh). Should a later email_validator change this function's name or
+    signature, addresses are checked uncached, as before.
+    """
+    module = sys.modules.get("email_validator.validate_email")
+    check = getattr(module, "validate_email_domain_name", None)
+    if module is None or check is None or getattr(check, "remembered", False):
+        return
+    try:
+        params = list(inspect.signature(check).parameters)
+    except (TypeError, ValueError):
+        return
+    if params != ["domain", "test_environment", "globally_deliverable"]:
+        return
+    remembered = functools.lru_cache(maxsize=4096)(check)
+
+    def validate_email_domain_name(domain, test_environment=False, globally_deliverable=True):
+        # a copy: the caller may keep or change what it is given
+        return dict(remembered(domain, test_environment, globally_deliverable))
+
+    validate_email_domain_name.remembered = True  # type: ignore[attr-defined]
+    module.validate_email_domain_name = validate_email_domain_name  # type: ignore[attr-defined]
+
+
+_remember_domain_checks()
+
+
+def normalise_email(value: str) -> str:
+    """Validate syntax (no DNS lookups) and return the normalised address."""
+    if not isinstance(value, str) or any(c in value for c in "\r\n\x00"):
+        raise SubscriberError("email address contains line breaks or control characters")
+    try:
+        info = validate_email(value.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise SubscriberError(f"invalid email address {value.strip()!r}: {exc}") from exc
+    return info.normalized.lower() if info.ascii_email else info.normalized
+
+
+def address_key(value: str) -> str:
+    """One key per mailbox: the stored form of a valid address, else its lower-cased text
+    (`user@xn--mnchen-3ya.de` and `User@München.de` are the same reader)."""
+    try:
+        return normalise_email(value)
+    except SubscriberError:
+        return value.strip().lower()
+
+
+def check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)"
+        ) from exc
+    return value
+
+
+class SubscriberIn(BaseModel):
+    """A subscriber as an admin, a file or a roster gives it."""
+
+    email: str
+    name: str = Field(default="", max_length=200)
+    language: str = "en"
+    timezone: str = "UTC"
+    frequency: str = "monthly"
+    topics: list[str] = Field(default_factory=list)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        return normalise_email(v)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return one_line(v or "")
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str) -> str:
+        v = (v or "en").strip().lower()
+        if v not in LANGUAGES:
+            raise ValueError(f"language must be one of {', '.join(LANGUAGES)}")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return check_timezone((v or "UTC").strip())
+
+    @field_validator("frequency")
+    @classmethod
+    def _frequency(cls, v: str) -> str:
+        v = (v or "monthly").strip().lower()
+        if v not in FREQUENCIES:
+            raise ValueError(f"frequency must be one of {', '.join(FREQUENCIES)}")
+        return v
+
+    @field_validator("topics", mode="before")
+    @classmethod
+    def _topics(cls, v: Any) -> list[str]:
+        if v is None:
+            return []
+        if isinstance(v, str):
+            v = v.replace(";", ",").split(",")
+        return [str(t).strip() for t in v if str(t).strip()]
+
+
+# A reader's own unsubscribe may be undone by the reader: a new signup confirmed through
+# double opt-in lifts it. Bounces, complaints and an admin's removal are never lifted.
+LIFTED_BY_OPT_IN = frozenset({"unsubscribed"})
+
+
+def is_suppressed(*, session: Session, email: str) -> bool:
+    return suppression_reason(session=session, email=email) is not None
+
+
+def suppression_reason(*, session: Session, email: str) -> str | None:
+    h = address_hash(email)
+    return session.exec(select(Suppression.reason).where(Suppression.address_hash == h)).first()
+
+
+def suppress(*, session: Session, email: str, reason: str) -> None:
+    """Never mail this address again; a stronger reason replaces a liftable one."""
+    h = address_hash(email)
+    row = session.exec(select(Suppression).where(Suppression.address_hash == h)).first()
+    if row is None:
+        session.add(Suppression(address_hash=h, reason=reason))
+    elif row.reason in LIFTED_BY_OPT_IN and reason not in LIFTED_BY_OPT_IN:
+        row.reason = reason  # e.g. removed after unsubscribing: no way back by signing up
+        session.add(row)
+    else:
+        return
+    session.flush()
+
+
+def may_opt_in(*, session: Session, email: str) -> bool:
+    """Whether a signup for this address may be sent a confirmation email."""
+    reason = suppression_reason(session=session, email=email)
+    return reason is None or reason in LIFTED_BY_OPT_IN
+
+
+def confirm_subscriber(*, session: Session, subscriber: Subscriber) -> None:
+    """A confirmed double opt-in: the subscriber is active, a self-unsubscribe lifted."""
+    subscriber.status, subscriber.confirmed_at = "active", utcnow()
+    subscriber.unsubscribed_at = None
+    session.add(subscriber)
+    h = address_hash(subscriber.email)
+    row = session.exec(select(Suppression).where(Suppression.address_hash == h)).first()
+    if row is not None and row.reason in LIFTED_BY_OPT_IN:
+        session.delete(row)
+    session.flush()
+
+
+def get_subscriber(*, session: Session, email: str) -> Subscriber | None:
+    try:
+        email = normalise_email(email)
+    except SubscriberError:
+        return None
+    return session.exec(select(Subscriber).where(Subscriber.email == email)).first()
+
+
+def subscriber_topics(*, session: Session, subscriber: SubscriberRow) -> list[Topic]:
+    return list(
+        session.exec(
+            select(Topic)
+            .join(Subscription, Subscription.topic_id == Topic.id)
+            .where(Subscription.subscriber_id == subscriber.id)
+            .order_by(Topic.position, Topic.slug)
+        )
+    )
+
+
+def set_topics(*, session: Session, subscriber: Subscriber, topics: list[Topic]) -> None:
+    current = {
+        s.topic_id: s
+        for s in session.exec(
+            select(Subscription).where(Subscription.subscriber_id == subscriber.id)
+        )
+    }
+    wanted = {t.id for t in topics}
+    for topic_id, row in current.items():
+        if topic_id not in wanted:
+            session.delete(row)
+    for topic_id in wanted - set(current):
+        session.add(Subscription(subscriber_id=subscriber.id, topic_id=topic_id))
+    session.flush()
+
+
+def add_subscriber(
+    *, session: Session, sub_in: SubscriberIn, source: str = "admin", status: str = "active"
+) -> Subscriber:
+    """Create an active subscriber (the admin vouches for consent)."""
+    if not sub_in.topics:
+        raise SubscriberError("choose at least one topic")
+    topics = topics_by_slug(session=session, slugs=sub_in.topics)
+    if get_subscriber(session=session, email=sub_in.email) is not None:
+        raise SubscriberError(f"{sub_in.email} is already subscribed")
+    if is_suppressed(session=session, email=sub_in.email):
+        raise SubscriberError(
+            f"{sub_in.email} is on the suppression list (unsubscribed, removed or bounced)"
+        )
+    now = utcnow()
+    sub = Subscriber(
+        **sub_in.model_dump(exclude={"topics"}),
+        source=source,
+        status=status,
+        confirmed_at=now if status == "active" else None,
+    )
+    session.add(sub)
+    session.flush()
+    set_topics(session=session, subscriber=sub, topics=topics)
+    return sub
+
+
+def update_subscriber(*, session: Session, subscriber: Subscriber, sub_in: SubscriberIn) -> bool:
+    """Bring a stored subscriber in line with sub_in; True if anything changed."""
+    topics = topics_by_slug(session=session, slugs=sub_in.topics)
+    changed = False
+    for key in ("name", "language", "timezone", "frequency"):
+        if getattr(subscriber, key) != getattr(sub_in, key):
+            setattr(subscriber, key, getattr(sub_in, key))
+            changed = True
+    before = {t.slug for t in subscriber_topics(session=session, subscriber=subscriber)}
+    if before != {t.slug for t in topics}:
+        set_topics(session=session, subscriber=subscriber, topics=topics)
+        changed = True
+    session.add(subscriber)
+    session.flush()
+    return changed
+
+
+def remove_subscriber(*, session: Session, subscriber: Subscriber, reason: str = "removed") -> None:
+    """Delete personal data; keep a suppression entry so the address is never mailed again."""
+    from newsletter.core import outbox
+
+    suppress(session=session, email=subscriber.email, reason=reason)
+    for row in session.exec(
+        select(Subscription).where(Subscription.subscriber_id == subscriber.id)
+    ):
+        session.delete(row)
+    outbox.detach_subscriber(session, subscriber.id)
+    session.delete(subscriber)
+    session.flush()
+
+
+def unsubscribe(*, session: Session, subscriber: Subscriber) -> None:
+    """Stop all mail to a subscriber (kept, marked unsubscribed, and suppressed)."""
+    subscriber.status = "unsubscribed"
+    subscriber.unsubscribed_at = utcnow()
+    session.add(subscriber)
+    suppress(session=session, email=subscriber.email, reason="unsubscribed")
+
+
+def list_subscribers(*, session: Session, status: str | None = None) -> list[Subscriber]:
+    query = select(Subscriber).order_by(Subscriber.id)
+    if status:
+        query = query.where(Subscriber.status == status)
+    return list(session.exec(query))
+
+
+# --- CSV import / export ---------------------------------------------------------------------
+
+EXPORT_FIELDS = ["email", "name", "language", "timezone", "frequency", "topics", "status"]
+
+
+@dataclass
+class RowProblem:
+    where: str
+    reason: str
+
+
+@dataclass
+class SubscriberImportReport:
+    added: int = 0
+    duplicate: int = 0
+    invalid: list[RowProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.invalid
+
+
+def csv_rows(text: str | Iterable[str]) -> Iterator[tuple[str, dict[str, str]]]:
+    """(where, row) of a subscribers CSV, given as text or as lines (see `file_lines`).
+
+    Read as csv.DictReader reads it (blank lines skipped, cells past the header dropped,
+    missing cells empty), without its per-row cost."""
+    lines = io.StringIO(text, newline="") if isinstance(text, str) else text
+    reader = csv.reader(lines)
+    header = next(reader, None)
+    if not header or "email" not in [f.strip().lower() for f in header]:
+        raise SubscriberError("CSV header needs an email column")
+    names = [f.strip().lower() for f in header]
+    wanted = [(i, name) for i, name in enumerate(names) if name]
+    if len({name for _, name in wanted}) < len(wanted):  # a repeated column: the last wins
+        wanted = list({name: (i, name) for i, name in wanted}.values())
+    line = 1
+    for row in reader:
+        if not row:
+            continue
+        where = f"line {line + 1}"
+        line = reader.line_num
+        n = len(row)
+        yield where, {name: csv_value(row[i].strip()) if i < n else "" for i, name in wanted}
+
+
+class FileReadError(ValueError):
+    """A file that is not UTF-8 text; says where, as reading it whole would."""
+
+
+def file_lines(path: Path, block: int = 1 << 20) -> Iterator[str]:
+    """The lines of a UTF-8 file (a BOM dropped), read a block at a time, split as
+    `io.StringIO(text, newline="")` splits the whole text (at \\r, \\n and \\r\\n only).
+
+    A file that is not UTF-8 raises FileReadError with the message decoding it whole
+    gives (where the first bad byte is)."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    carry = ""
+    with path.open("rb") as f:
+        while True:
+            data = f.read(block)
+            try:
+                text = decoder.decode(data, final=not data)
+            except UnicodeDecodeError:
+                try:  # only for the message: positions as in the whole file
+                    path.read_bytes().decode("utf-8-sig")
+                except UnicodeDecodeError as exc:
+                    raise FileReadError(str(exc)) from exc
+                raise
+            lines = io.StringIO(carry + text, newline="").readlines()
+            # a last line without its end may go on in the next block (even "\\r" + "\\n")
+            carry = lines.pop() if lines and data and not lines[-1].endswith("\n") else ""
+            yield from lines
+            if not data:
+                break
+
+
+# Rows validated in Python, then checked and written together: one query for duplicates,
+# one for suppressions, and two multi-row inserts per chunk of this many rows.
+IMPORT_CHUNK = 5000
+
+
+def import_subscribers(
+    *,
+    session: Session,
+    text: str | Iterable[str],
+    default_topics: list[str] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SubscriberImportReport:
+    """Add every valid row; report duplicates and invalid rows with their line number.
+
+    `text` is the CSV, or its lines (e.g. `file_lines(path)`, which keeps memory flat
+    however large the file). Each row is judged as `add_subscriber` would judge it, in
+    file order; the rows that pass are written a chunk at a time. Nothing is committed here: the caller commits once, so a file that fails as a whole
+    leaves nothing.
+    """
+    report = SubscriberImportReport()
+    batch = _ImportBatch(session, report)
+    for chunk in _chunks(csv_rows(text), IMPORT_CHUNK):
+        batch.flush(validate_rows(chunk, default_topics), progress)
+    return report
+
+
+def _chunks(rows: Iterator[tuple[str, dict[str, str]]], size: int) -> Iterator[list]:
+    chunk = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def validate_rows(
+    rows: list[tuple[str, dict[str, str]]], default_topics: list[str] | None
+) -> list[RowProblem | tuple[str, dict[str, Any]]]:
+    """Each CSV row as the fields of a valid SubscriberIn, or the problem with it."""
+    out: list[RowProblem | tuple[str, dict[str, Any]]] = []
+    for where, row in rows:
+        data: dict[str, Any] = {k: v for k, v in row.items() if v}
+        if not data.get("topics") and default_topics:
+            data["topics"] = default_topics
+        try:
+            out.append((where, SubscriberIn.model_validate(data).model_dump()))
+        except (ValueError, SubscriberError) as exc:
+            out.append(RowProblem(where, reason(exc)))
+    return out
+
+
+class _ImportBatch:
+    """Judged import rows (a problem, or a valid row) waiting to be checked against the
+    database and written, in file order."""
+
+    def __init__(self, session: Session, report: SubscriberImportReport):
+        self.session, self.report = session, report
+        topics = list_topics(session=session)
+        self.topic_ids = {t.slug: t.id for t in topics}
+        self.known = ", ".join(t.slug for t in topics)
+
+    def flush(self, items: list, progress: Callable[[int], None] | None) -> None:
+        if items:
+            try:
+                with self.session.begin_nested():
+                    self._write(items)
+            except IntegrityError:
+                # another writer added one of these addresses meanwhile: row by row
+                self._write_one_by_one(items)
+        if progress:
+            progress(len(items))
+
+    def _write(self, items: list[RowProblem | tuple[str, dict[str, Any]]]) -> None:
+        """Judge and write one chunk; the report changes only once the rows are written."""
+        session = self.session
+        report = SubscriberImportReport()
+        valid = [item for item in items if not isinstance(item, RowProblem)]
+        keys = {where: _lookup_key(sub["email"]) for where, sub in valid}
+        existing = _existing_emails(session, [k for k in keys.values() if k])
+        hashes = {where: address_hash(sub["email"]) for where, sub in valid}
+        suppressed = _suppressed_hashes(session, list(hashes.values()))
+        now = utcnow()
+        subs, topic_ids, added = [], [], set()
+        for item in items:
+            if isinstance(item, RowProblem):
+                report.invalid.append(item)
+                continue
+            where, sub = item
+            key = keys[where]
+            if key is not None and (key in existing or key in added):
+                report.duplicate += 1
+                continue
+            if not sub["topics"]:
+                report.invalid.append(RowProblem(where, "choose at least one topic"))
+                continue
+            wanted = list(dict.fromkeys(sub["topics"]))
+            missing = [slug for slug in wanted if slug not in self.topic_ids]
+            if missing:
+                report.invalid.append(
+                    RowProblem(
+                        where, f"unknown topic(s): {', '.join(missing)} (known: {self.known})"
+                    )
+                )
+                continue
+            if hashes[where] in suppressed:
+                report.invalid.append(
+                    RowProblem(
+                        where,
+                        f"{sub['email']} is on the suppression list "
+                        "(unsubscribed, removed or bounced)",
+                    )
+                )
+                continue
+            added.add(sub["email"])
+            subs.append(
+                {
+                    **{k: v for k, v in sub.items() if k != "topics"},
+                    "source": "import",
+                    "status": "active",
+                    "created_at": now,
+                    "confirmed_at": now,
+                }
+            )
+            topic_ids.append({self.topic_ids[slug] for slug in wanted})
+        if subs:
+            self._insert(subs, topic_ids)
+        report.added = len(subs)
+        self.report.added += report.added
+        self.report.duplicate += report.duplicate
+        self.report.invalid += report.invalid
+
+    def _insert(self, subs: list[dict[str, Any]], topic_ids: list[set[int]]) -> None:
+        session = self.session
+        ids = reserve_ids(session, Subscriber.__table__, len(subs))
+        columns = ["id", *subs[0]]
+        rows = [(i, *r.values()) for i, r in zip(ids, subs, strict=True)]
+        bulk_insert(session, Subscriber.__table__, columns, rows)
+        links = [(i, t) for i, tids in zip(ids, topic_ids, strict=True) for t in sorted(tids)]
+        bulk_insert(session, Subscription.__table__, ["subscriber_id", "topic_id"], links)
+
+    def _write_one_by_one(self, items: list[RowProblem | tuple[str, dict[str, Any]]]) -> None:
+        from newsletter.topics.catalogue import TopicError
+
+        for item in items:
+            if isinstance(item, RowProblem):
+                self.report.invalid.append(item)
+                continue
+            where, fields = item
+            sub_in = SubscriberIn.model_construct(**fields)  # validated already
+            if get_subscriber(session=self.session, email=sub_in.email) is not None:
+                self.report.duplicate += 1
+                continue
+            try:
+                with self.session.begin_nested():
+                    add_subscriber(session=self.session, sub_in=sub_in, source="import")
+            except (SubscriberError, TopicError) as exc:
+                self.report.invalid.append(RowProblem(where, str(exc)))
+                continue
+            self.report.added += 1
+
+
+def _lookup_key(email: str) -> str | None:
+    """What `get_subscriber` looks an address up by (a validated ASCII address is its own)."""
+    if email.isascii():
+        return email
+    try:
+        return normalise_email(email)
+    except SubscriberError:
+        return None
+
+
+def _existing_emails(session: Session, emails: list[str]) -> set[str]:
+    return values_in(session, Subscriber.email, emails)
+
+
+def _suppressed_hashes(session: Session, hashes: list[str]) -> set[str]:
+    if session.execute(select(Suppression.id).limit(1)).first() is None:
+        return set()
+    return values_in(session, Suppression.address_hash, hashes)
+
+
+def export_subscribers(*, session: Session) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=EXPORT_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for sub in list_subscribers(session=session):
+        row = {k: getattr(sub, k) for k in EXPORT_FIELDS if k != "topics"}
+        row["topics"] = ",".join(t.slug for t in subscriber_topics(session=session, subscriber=sub))
+        writer.writerow({k: csv_cell(v) for k, v in row.items()})
+    return out.getvalue()

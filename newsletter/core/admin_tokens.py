@@ -1,0 +1,115 @@
+"""Admin API tokens (shown once, stored as a hash, revocable) and the admin UI sessions
+opened with them (stored server-side, so logout and revocation take effect at once)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import Session
+
+from newsletter.core.models import AdminToken, AdminWebSession, utcnow
+
+PREFIX = "nla_"
+
+
+class TokenAdminError(ValueError):
+    """A token request that cannot be carried out."""
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_token(*, session: Session, name: str) -> tuple[AdminToken, str]:
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise TokenAdminError("a token needs a name of 1-100 characters")
+    if session.execute(select(AdminToken).where(AdminToken.name == name)).scalar():
+        raise TokenAdminError(f"a token named {name!r} exists already")
+    token = PREFIX + secrets.token_urlsafe(32)
+    row = AdminToken(name=name, token_hash=token_hash(token))
+    session.add(row)
+    session.flush()
+    return row, token
+
+
+def verify_token(*, session: Session, token: str) -> AdminToken | None:
+    """The live token row for a presented token, or None (unknown, revoked, malformed)."""
+    if not token or not token.startswith(PREFIX) or len(token) > 200:
+        return None
+    row = session.execute(
+        select(AdminToken).where(AdminToken.token_hash == token_hash(token))
+    ).scalar()
+    if row is None or row.revoked_at is not None:
+        return None
+    return row
+
+
+def note_use(*, session: Session, row: AdminToken, every_seconds: float = 60.0) -> None:
+    """Record when a token was last used: at most once a minute, in a transaction of its
+    own, so a read-only API request never holds the database's write lock (on SQLite one
+    writer at a time) while it runs."""
+    now, last = utcnow(), row.last_used_at
+    if last is not None and last.tzinfo is None:
+        last = last.replace(tzinfo=dt.UTC)
+    if last is not None and (now - last).total_seconds() < every_seconds:
+        return
+    with Session(session.get_bind()) as own:
+        own.execute(update(AdminToken).where(AdminToken.id == row.id).values(last_used_at=now))
+        own.commit()
+    set_committed_value(row, "last_used_at", now)  # known, and not written a second time
+
+
+def revoke_token(*, session: Session, name: str) -> AdminToken:
+    row = session.execute(select(AdminToken).where(AdminToken.name == name)).scalar()
+    if row is None:
+        raise TokenAdminError(f"no token named {name!r}")
+    row.revoked_at = row.revoked_at or utcnow()
+    session.add(row)
+    session.execute(delete(AdminWebSession).where(AdminWebSession.token_id == row.id))
+    return row
+
+
+def list_tokens(*, session: Session) -> list[AdminToken]:
+    return list(session.execute(select(AdminToken).order_by(AdminToken.id)).scalars())
+
+
+# --- admin UI sessions ---------------------------------------------------------------------
+
+
+def start_session(*, session: Session, token: AdminToken, lifetime: dt.timedelta) -> str:
+    """A new session for a live token; returns its id (only its hash is stored)."""
+    now = utcnow()
+    # expired sessions are of no use to anyone: drop them while we are here
+    session.execute(delete(AdminWebSession).where(AdminWebSession.expires_at < now))
+    session_id = secrets.token_urlsafe(32)
+    session.add(
+        AdminWebSession(
+            session_hash=token_hash(session_id), token_id=token.id, expires_at=now + lifetime
+        )
+    )
+    session.flush()
+    return session_id
+
+
+def session_token(*, session: Session, session_id: str) -> AdminToken | None:
+    """The live token behind a live session, or None (ended, expired or token revoked)."""
+    row = session.execute(
+        select(AdminWebSession).where(AdminWebSession.session_hash == token_hash(session_id))
+    ).scalar()
+    if row is None or row.expires_at <= utcnow():
+        return None
+    token = session.get(AdminToken, row.token_id)
+    if token is None or token.revoked_at is not None:
+        return None
+    return token
+
+
+def end_session(*, session: Session, session_id: str) -> None:
+    session.execute(
+        delete(AdminWebSession).where(AdminWebSession.session_hash == token_hash(session_id))
+    )

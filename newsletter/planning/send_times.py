@@ -1,0 +1,195 @@
+"""When digests are due: each reader's local send time, catch-up after downtime, once only.
+
+Everything here takes `now` as an argument, so tests drive it with a controllable clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment
+from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
+
+from newsletter.core.models import DigestRun, Subscriber, WebhookEndpoint, utcnow
+from newsletter.core.periods import DIGEST_FREQUENCIES, Period, previous_period
+from newsletter.planning.digests import SendSummary
+
+log = logging.getLogger("newsletter.planning.send_times")
+STALE_RUN = dt.timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class Due:
+    frequency: str
+    timezone: str
+    due_at: dt.datetime  # UTC
+    period: Period
+
+
+def send_moments(
+    frequency: str, tz: str, send_time: dt.time, start: dt.datetime, end: dt.datetime
+) -> list[Due]:
+    """Every scheduled send in (start, end], in UTC, with the period it covers.
+
+    Daily at send_time; weekly on Mondays; monthly on the 1st; all in local time, so a
+    DST change moves the UTC instant, not the local hour.
+    """
+    zone = ZoneInfo(tz)
+    day = start.astimezone(zone).date() - dt.timedelta(days=1)
+    last = end.astimezone(zone).date()
+    out = []
+    while day <= last:
+        if (
+            frequency == "daily"
+            or (frequency == "weekly" and day.isoweekday() == 1)
+            or (frequency == "monthly" and day.day == 1)
+        ):
+            moment = dt.datetime.combine(day, send_time, tzinfo=zone).astimezone(dt.UTC)
+            if start < moment <= end:
+                out.append(Due(frequency, tz, moment, previous_period(frequency, day)))
+        day += dt.timedelta(days=1)
+    return out
+
+
+def zones(session: Session, frequency: str) -> list[str]:
+    """The time zones that have readers (or team endpoints) of this frequency."""
+    subs = session.execute(
+        select(Subscriber.timezone)
+        .where(Subscriber.frequency == frequency, Subscriber.status == "active")
+        .distinct()
+    ).scalars()
+    hooks = session.execute(
+        select(WebhookEndpoint.timezone).where(WebhookEndpoint.mode == frequency).distinct()
+    ).scalars()
+    return sorted(set(subs) | set(hooks))
+
+
+def _claim_run(session: Session, due: Due, now: dt.datetime) -> bool:
+    """Insert the run row; False if another scheduler (or an earlier tick) has it."""
+    # a run left 'running' by a scheduler that died is taken over after a while
+    session.execute(
+        delete(DigestRun).where(
+            DigestRun.outcome == "running", DigestRun.started_at < now - STALE_RUN
+        )
+    )
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    result = session.execute(
+        insert(DigestRun)
+        .values(
+            frequency=due.frequency,
+            period=due.period.key,
+            timezone=due.timezone,
+            due_at=due.due_at,
+            started_at=now,
+            recipients=0,
+            enqueued=0,
+            outcome="running",
+        )
+        .on_conflict_do_nothing(index_elements=["frequency", "period", "timezone"])
+        .returning(DigestRun.id)
+    ).first()
+    session.commit()
+    return result is not None
+
+
+def _finish(session: Session, due: Due, **values) -> None:
+    session.execute(
+        update(DigestRun)
+        .where(
+            DigestRun.frequency == due.frequency,
+            DigestRun.period == due.period.key,
+            DigestRun.timezone == due.timezone,
+        )
+        .values(finished_at=utcnow(), **values)
+    )
+    session.commit()
+
+
+def run_due_digests(
+    *,
+    engine: Engine,
+    env: Environment,
+    settings,
+    plan: Callable[..., SendSummary],
+    now: dt.datetime | None = None,
+) -> list[tuple[Due, str]]:
+    """Plan every digest whose local send time has passed and that no run has claimed.
+
+    `plan` plans one (frequency, period, time zone): `pipeline.plan_period`, which calls
+    this through `pipeline.plan_due_periods`.
+
+    Looks back over the catch-up horizon (plus one period, to log what it skips).
+    Returns what this call did: (due, "done" | "skipped" | "failed").
+    """
+    now = now or utcnow()
+    horizon = dt.timedelta(hours=settings.catch_up_hours)
+    send_time = dt.time.fromisoformat(settings.digest_send_time)
+    done: list[tuple[Due, str]] = []
+    with Session(engine, expire_on_commit=False) as session:
+        for frequency in DIGEST_FREQUENCIES:
+            start = now - horizon - LOOKBACK[frequency]
+            for tz in zones(session, frequency):
+                for due in send_moments(frequency, tz, send_time, start, now):
+                    if _claim_run(session, due, now):
+                        done.append(
+                            (due, _run_one(session, env, settings, plan, due, now - horizon))
+                        )
+    return done
+
+
+LOOKBACK = {
+    "daily": dt.timedelta(days=2),
+    "weekly": dt.timedelta(days=8),
+    "monthly": dt.timedelta(days=32),
+}
+
+
+def _run_one(
+    session: Session, env: Environment, settings, plan, due: Due, oldest: dt.datetime
+) -> str:
+    what = f"{due.frequency} digest {due.period.key} for {due.timezone}"
+    if due.due_at < oldest:
+        log.warning(
+            "skipping %s: due %s, older than the catch-up horizon", what, due.due_at.isoformat()
+        )
+        _finish(session, due, outcome="skipped", note="older than the catch-up horizon")
+        return "skipped"
+    try:
+        summary = plan(
+            session=session,
+            env=env,
+            settings=settings,
+            frequency=due.frequency,
+            period_key=due.period.key,
+            timezone=due.timezone,
+        )
+    except Exception:
+        session.rollback()
+        # forget the claim so the next tick tries again; enqueueing is idempotent
+        session.execute(
+            delete(DigestRun).where(
+                DigestRun.frequency == due.frequency,
+                DigestRun.period == due.period.key,
+                DigestRun.timezone == due.timezone,
+            )
+        )
+        session.commit()
+        log.exception("%s failed", what)
+        return "failed"
+    sent = summary.enqueued + summary.endpoint_rows
+    _finish(
+        session,
+        due,
+        outcome="done",
+        recipients=summary.recipients + summary.endpoints,
+        enqueued=sent,
+    )
+    log.info("%s: %d reader(s), %d new message(s)", what, summary.recipients, sent)
+    return "done"

@@ -1,0 +1,190 @@
+"""Every word the service writes, in each language it writes in: one catalogue for the
+emails, the chat cards and the web pages.
+
+`labels(lang)` is what emails and cards use; `page_labels(lang)` is the same words with
+the pages' own (a page's "archive" and "preferences" are links, an email's are sentences).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "brand": "AI Industry Brief",
+        "digest.daily": "Daily brief",
+        "digest.weekly": "Weekly brief",
+        "digest.monthly": "Monthly review",
+        "digest.instant": "Alert",
+        "alert_intro": "New in the topics you follow:",
+        "subject": "{brand} · {kind} · {period}",
+        "events_count": "{n} events in your topics",
+        "sharp_take": "Sharp take",
+        "read_more": "Read more",
+        "source": "Source",
+        "greeting_named": "Hi {name},",
+        "greeting": "Hello,",
+        "intro": "Here is what happened in {period} in the topics you follow.",
+        "why": "You receive this {kind_lower} because you follow: {topics}.",
+        "preferences": "Change topics, frequency or language",
+        "unsubscribe": "Unsubscribe",
+        "archive": "Read past issues online",
+        "region.global": "International",
+        "region.china": "China",
+        "other": "Other",
+        "alert_title": "{brand} · new in {topics}",
+        "alert_title_many": "{brand} · {n} new events",
+        "test_title": "{brand} · test message",
+    },
+    "zh": {
+        "brand": "AI 产业简报",
+        "digest.daily": "每日简报",
+        "digest.weekly": "每周简报",
+        "digest.monthly": "月度观察",
+        "digest.instant": "即时快讯",
+        "alert_intro": "你关注的主题有新动态：",
+        "subject": "{brand} · {kind} · {period}",
+        "events_count": "你关注的主题共有 {n} 条动态",
+        "sharp_take": "锐评",
+        "read_more": "阅读全文",
+        "source": "来源",
+        "greeting_named": "{name}，你好：",
+        "greeting": "你好：",
+        "intro": "以下是{period}你所关注主题的要闻。",
+        "why": "你收到这份{kind_lower}，是因为你关注了：{topics}。",
+        "preferences": "修改主题、频率或语言",
+        "unsubscribe": "退订",
+        "archive": "在线阅读往期",
+        "region.global": "国际",
+        "region.china": "国内",
+        "other": "其他",
+        "alert_title": "{brand} · {topics}新动态",
+        "alert_title_many": "{brand} · {n} 条新动态",
+        "test_title": "{brand} · 测试消息",
+    },
+}
+
+
+# the confirmation email's words
+_CONFIRM: dict[str, dict[str, str]] = {
+    "en": {
+        "confirm_subject": "Confirm your subscription to the AI Industry Brief",
+        "confirm_intro": "Someone (hopefully you) asked to receive the AI Industry Brief at this address.",
+        "confirm_button": "Yes, subscribe me",
+        "confirm_ignore": "If this was not you, ignore this email: nothing will be sent.",
+    },
+    "zh": {
+        "confirm_subject": "请确认订阅 AI 产业简报",
+        "confirm_intro": "有人（希望是你）用这个邮箱订阅了 AI 产业简报。",
+        "confirm_button": "确认订阅",
+        "confirm_ignore": "如果不是你本人操作，请忽略本邮件，我们不会再发送任何内容。",
+    },
+}
+for _lang, _words in _CONFIRM.items():
+    LABELS[_lang].update(_words)
+
+# the web pages' words
+_PAGES: dict[str, dict[str, str]] = {
+    "en": {
+        "brand": "AI Industry Brief",
+        "tagline": "The AI industry, filtered to what you follow.",
+        "subscribe": "Subscribe",
+        "email": "Email address",
+        "name": "Name (optional)",
+        "topics": "Topics",
+        "frequency": "How often",
+        "language": "Language",
+        "timezone": "Time zone",
+        "freq.instant": "As it happens",
+        "freq.daily": "Daily",
+        "freq.weekly": "Weekly",
+        "freq.monthly": "Monthly (with the editor's sharp take)",
+        "lang.en": "English",
+        "lang.zh": "中文",
+        "check_inbox": "Check your inbox",
+        "check_inbox_text": "If this address can subscribe, a confirmation link is on its way. Click it to start receiving the brief.",
+        "confirm_heading": "Confirm your subscription",
+        "confirm_text": "Start sending the AI Industry Brief to {email}?",
+        "confirm_button": "Yes, subscribe me",
+        "confirmed": "You are subscribed",
+        "confirmed_text": "Thank you. Your first brief arrives with the next issue.",
+        "preferences": "Your preferences",
+        "save": "Save",
+        "saved": "Saved. Your next brief follows these choices.",
+        "unsubscribe": "Unsubscribe",
+        "unsubscribe_confirm": "Stop all emails to {email}?",
+        "unsubscribed": "You are unsubscribed",
+        "unsubscribed_text": "You will not receive any more emails from us.",
+        "archive": "Archive",
+        "archive_text": "Every brief we have sent, as it went out.",
+        "feeds": "Feeds",
+        "error": "Something is not right",
+        "back": "Back to the start",
+        "choose_topic": "Choose at least one topic.",
+        "too_many": "Too many attempts. Please wait a little and try again.",
+        "switch": "中文",
+    },
+    "zh": {
+        "brand": "AI 产业简报",
+        "tagline": "只看你关心的 AI 产业动态。",
+        "subscribe": "订阅",
+        "email": "电子邮箱",
+        "name": "称呼（可选）",
+        "topics": "主题",
+        "frequency": "频率",
+        "language": "语言",
+        "timezone": "时区",
+        "freq.instant": "即时",
+        "freq.daily": "每日",
+        "freq.weekly": "每周",
+        "freq.monthly": "每月（含编辑锐评）",
+        "lang.en": "English",
+        "lang.zh": "中文",
+        "check_inbox": "请查收邮件",
+        "check_inbox_text": "如果该地址可以订阅，确认链接已发出。点击链接即可开始接收简报。",
+        "confirm_heading": "确认订阅",
+        "confirm_text": "开始向 {email} 发送 AI 产业简报吗？",
+        "confirm_button": "确认订阅",
+        "confirmed": "订阅成功",
+        "confirmed_text": "谢谢！下一期简报将发送给你。",
+        "preferences": "订阅偏好",
+        "save": "保存",
+        "saved": "已保存，下一期简报将按新的设置发送。",
+        "unsubscribe": "退订",
+        "unsubscribe_confirm": "确定不再向 {email} 发送任何邮件吗？",
+        "unsubscribed": "已退订",
+        "unsubscribed_text": "我们不会再给你发送邮件。",
+        "archive": "往期",
+        "archive_text": "我们发出的每一期简报。",
+        "feeds": "订阅源",
+        "error": "出了点问题",
+        "back": "返回首页",
+        "choose_topic": "请至少选择一个主题。",
+        "too_many": "尝试次数过多，请稍后再试。",
+        "switch": "English",
+    },
+}
+
+LANGUAGES = tuple(LABELS)
+_PAGE_LABELS = {lang: {**LABELS[lang], **_PAGES[lang]} for lang in LANGUAGES}
+
+
+def labels(language: str) -> dict[str, str]:
+    return LABELS.get(language, LABELS["en"])
+
+
+def page_labels(language: str) -> dict[str, str]:
+    return _PAGE_LABELS.get(language, _PAGE_LABELS["en"])
+
+
+def format_date(day: dt.date, language: str) -> str:
+    if language == "zh":
+        return f"{day.month}月{day.day}日"
+    return f"{day.day} {day:%b}"
+
+
+def alert_title(lang: str, topic_names: list[str], n: int) -> str:
+    t = labels(lang)
+    if n == 1:
+        return t["alert_title"].format(brand=t["brand"], topics=(" / ".join(topic_names)))
+    return t["alert_title_many"].format(brand=t["brand"], n=n)

@@ -1,0 +1,171 @@
+"""APScheduler wiring: persistent jobs in the service's database, each a thin call into
+the domain (`schedule`, `alerts`, `feeds`). Every job is safe to run twice or in two
+processes at once: the outbox's idempotency keys and the digest-run rows see to it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from sqlalchemy import Engine, text
+from sqlmodel import Session
+
+from newsletter import pipeline
+from newsletter.core.settings import Settings
+from newsletter.rendering.editions import make_environment
+
+log = logging.getLogger("newsletter.service.scheduler")
+
+
+@dataclass
+class Context:
+    engine: Engine
+    settings: Settings
+
+
+# Jobs are stored by reference in the database; the running process supplies the context.
+_context: Context | None = None
+
+
+def _ctx() -> Context:
+    if _context is None:
+        raise RuntimeError("the scheduler context is not set")
+    return _context
+
+
+def digests_job() -> None:
+    ctx = _ctx()
+    pipeline.plan_due_periods(
+        engine=ctx.engine, env=make_environment(ctx.settings.templates_dir), settings=ctx.settings
+    )
+
+
+def alerts_job() -> None:
+    ctx = _ctx()
+    with Session(ctx.engine) as session:
+        if pipeline.queue_recent_alerts(session=session, settings=ctx.settings):
+            session.commit()
+
+
+def feeds_job() -> None:
+    ctx = _ctx()
+    with exclusive(ctx.engine, "feeds") as mine:
+        if mine:  # one poller at a time across processes
+            pipeline.poll_feeds(engine=ctx.engine, settings=ctx.settings)
+
+
+LOCK_IDS = {"feeds": 7_310_001}
+
+
+@contextmanager
+def exclusive(engine: Engine, name: str):
+    """A PostgreSQL advisory lock (SQLite: one process, always ours)."""
+    if engine.dialect.name != "postgresql":
+        yield True
+        return
+    with engine.connect() as conn:
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_IDS[name]}).scalar()
+        try:
+            yield bool(got)
+        finally:
+            if got:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_IDS[name]})
+                conn.commit()
+
+
+JOBS = {
+    "digests": (digests_job, "digest_check_seconds"),
+    "alerts": (alerts_job, "alert_check_seconds"),
+    "feeds": (feeds_job, None),
+}
+
+
+class ResilientScheduler(BackgroundScheduler):
+    """A scheduler in its own thread (its job store queries never block the event loop)
+    that survives job store errors.
+
+    APScheduler 3 retries only a failing `get_due_jobs`; when `update_job` or
+    `get_next_run_time` raises (SQLite "database is locked"), the exception ends its
+    wake-up loop and no job runs again. Here any such error is logged and the wake-up
+    is re-armed a few seconds later; the jobs are safe to run twice.
+    """
+
+    retry_seconds = 5.0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.errors = 0
+        self.last_error: str | None = None
+
+    def _process_jobs(self):
+        try:
+            return super()._process_jobs()
+        except Exception as exc:  # noqa: BLE001 - never let the wake-up loop die
+            from newsletter.core.metrics import SCHEDULER_ERRORS
+
+            SCHEDULER_ERRORS.inc()
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            log.warning(
+                "scheduler: job store error (%s); trying again in %.0fs",
+                self.last_error,
+                self.retry_seconds,
+            )
+            return self.retry_seconds
+
+
+def overdue_grace(settings: Settings) -> float:
+    """How late a stored job may be before the scheduler counts as stuck."""
+    longest = max(settings.digest_check_seconds, settings.alert_check_seconds, 60.0)
+    return max(120.0, 2 * longest)
+
+
+def build_scheduler(engine: Engine, settings: Settings) -> ResilientScheduler:
+    global _context
+    _context = Context(engine, settings)
+    scheduler = ResilientScheduler(
+        jobstores={"default": SQLAlchemyJobStore(engine=engine)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 600},
+        timezone="UTC",
+        jobstore_retry_interval=ResilientScheduler.retry_seconds,
+    )
+    for job_id, (func, setting) in JOBS.items():
+        seconds = getattr(settings, setting) if setting else 60.0
+        scheduler.add_job(
+            func,
+            "interval",
+            seconds=seconds,
+            id=job_id,
+            name=func.__doc__ or job_id,
+            replace_existing=True,
+            next_run_time=None,
+        )
+    return scheduler
+
+
+def start(scheduler: BaseScheduler) -> None:
+    """Start, and run every job once right away (this is also the catch-up after downtime)."""
+    scheduler.start()
+    now = dt.datetime.now(dt.UTC)
+    for job in scheduler.get_jobs():
+        job.modify(next_run_time=now)
+    log.info("scheduler started with %d jobs", len(scheduler.get_jobs()))
+
+
+def describe(engine: Engine) -> list[tuple[str, str, str]]:
+    """(id, trigger, next run) of the stored jobs, without starting anything."""
+    store = SQLAlchemyJobStore(engine=engine)
+    store.start(None, "default")
+    try:
+        return [
+            (j.id, str(j.trigger), j.next_run_time.isoformat() if j.next_run_time else "paused")
+            for j in store.get_all_jobs()
+        ]
+    finally:
+        store.shutdown()

@@ -1,0 +1,119 @@
+"""The admin web UI under /admin (server-rendered).
+
+Pages: login/logout and the deliveries dashboard here; topics and events in
+`admin_topics`, the sharp take, digest preview and send-now in `admin_digests`.
+Sessions and CSRF are in `admin_auth`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse
+
+from newsletter.core.admin_tokens import end_session, verify_token
+from newsletter.core.models import utcnow
+from newsletter.web.admin import digests as admin_digests
+from newsletter.web.admin import topics as admin_topics
+from newsletter.web.admin.auth import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    AdminDep,
+    AdminRoute,
+    CsrfDep,
+    load_session,
+    login_csrf_for,
+    open_session,
+    render,
+    safe_next,
+    set_login_cookie,
+)
+from newsletter.web.admin.dashboard import dashboard_data
+from newsletter.web.deps import SessionDep, SettingsDep
+
+router = APIRouter(include_in_schema=False, route_class=AdminRoute)
+
+
+def _login_page(request: Request, settings, *, next_url: str, error: str = "", status: int = 200):
+    nonce = secrets.token_urlsafe(16)
+    response = render(
+        request,
+        "login.html.j2",
+        admin=None,
+        status=status,
+        error=error,
+        next_url=next_url,
+        login_csrf=login_csrf_for(settings, nonce),
+    )
+    set_login_cookie(response, settings, nonce)
+    return response
+
+
+@router.get("/login")
+def login_form(request: Request, session: SessionDep, settings: SettingsDep, next: str = ""):
+    if load_session(request, session) is not None:
+        return RedirectResponse(safe_next(next), status_code=303)
+    return _login_page(request, settings, next_url=safe_next(next))
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "",
+):
+    next_url = safe_next(next)
+    nonce = request.cookies.get(LOGIN_COOKIE, "")
+    if not nonce or not hmac.compare_digest(csrf_token, login_csrf_for(settings, nonce)):
+        return _login_page(
+            request,
+            settings,
+            next_url=next_url,
+            status=403,
+            error="The login form expired or was not sent from this site. Please try again.",
+        )
+    row = verify_token(session=session, token=token.strip())
+    if row is None:
+        return _login_page(
+            request,
+            settings,
+            next_url=next_url,
+            status=401,
+            error="That token is unknown or revoked.",
+        )
+    row.last_used_at = utcnow()
+    session.add(row)
+    response = RedirectResponse(next_url, status_code=303)
+    open_session(response, session, settings, row)
+    response.delete_cookie(LOGIN_COOKIE, path="/admin/login")
+    return response
+
+
+@router.post("/logout")
+def logout(admin: CsrfDep, session: SessionDep):
+    """Ends the session server-side: the same cookie, replayed, is refused."""
+    end_session(session=session, session_id=admin.session_id)
+    response = RedirectResponse("/admin/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/admin")
+    return response
+
+
+@router.get("/")
+def dashboard(request: Request, admin: AdminDep):
+    return render(
+        request,
+        "dashboard.html.j2",
+        admin=admin,
+        section="dashboard",
+        **dashboard_data(engine=request.app.state.engine),
+    )
+
+
+router.include_router(admin_topics.router)
+router.include_router(admin_digests.router)

@@ -1,0 +1,326 @@
+"""Admin pages for topics (rules, live match check, retag) and events (with their topics)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import RedirectResponse
+from pydantic import ValidationError
+from sqlmodel import Session, select
+
+from newsletter.core.models import Event, Topic
+from newsletter.core.text import one_line
+from newsletter.ingest.events import latest_event_day, list_events, localised, retag, topic_matches
+from newsletter.topics.catalogue import (
+    TopicError,
+    TopicUpdate,
+    event_counts,
+    get_topic,
+    list_topics,
+    subscriber_count,
+    update_topic,
+)
+from newsletter.topics.dry_run import dry_run
+from newsletter.topics.matching import (
+    MAX_KEYWORDS,
+    RuleError,
+    TopicRules,
+    check_regex,
+    check_terms,
+)
+from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, fragment, render, safe_next
+from newsletter.web.deps import SessionDep
+
+router = APIRouter(route_class=AdminRoute)
+
+CHECK_LIMIT = 2000  # most recent events the live check looks at
+EVENTS_LIMIT = 500
+_SPLIT = re.compile(r"[\n,，]+")
+
+
+def parse_terms(text: str) -> list[str]:
+    """Keywords given one per line or comma-separated (de-duplicated in linear time:
+    the form may hold any number of them)."""
+    terms = (" ".join(part.split()) for part in _SPLIT.split(text or ""))
+    return list(dict.fromkeys(t for t in terms if t))
+
+
+@dataclass
+class RulesForm:
+    include: str = ""
+    exclude: str = ""
+    regex: str = ""
+
+    @classmethod
+    def of(cls, topic: Topic) -> RulesForm:
+        rules = topic.rules or {}
+        return cls(
+            include="\n".join(rules.get("include") or []),
+            exclude="\n".join(rules.get("exclude") or []),
+            regex=rules.get("regex") or "",
+        )
+
+    def errors(self) -> dict[str, str]:
+        """What is wrong with each field, in words an editor can act on."""
+        errors: dict[str, str] = {}
+        for key in ("include", "exclude"):
+            terms = parse_terms(getattr(self, key))
+            if len(terms) > MAX_KEYWORDS:  # before compiling any of them
+                errors[key] = f"{len(terms)} keywords; at most {MAX_KEYWORDS} are allowed"
+                continue
+            for term in terms:
+                try:
+                    check_terms(key, [term])
+                except RuleError as exc:
+                    errors[key] = f"“{term[:40]}”: {exc}"
+                    break
+        regex = self.regex.strip()
+        if regex:
+            try:
+                check_regex(regex)
+            except RuleError as exc:
+                errors["regex"] = str(exc)
+        return errors
+
+    def rules(self) -> dict[str, Any]:
+        return {
+            "include": parse_terms(self.include),
+            "exclude": parse_terms(self.exclude),
+            "regex": self.regex.strip() or None,
+        }
+
+
+def check_rules(session: Session, topic: Topic, form: RulesForm) -> dict[str, Any]:
+    """Which stored events the rules in the form would give the topic, and why."""
+    errors = form.errors()
+    result: dict[str, Any] = {"errors": errors, "topic": topic}
+    if errors:
+        return result
+    try:
+        rules = TopicRules.compile(topic.slug, form.rules())
+    except RuleError as exc:  # anything the per-field checks missed
+        result["errors"] = {"rules": str(exc)}
+        return result
+    events = session.exec(
+        select(Event).order_by(Event.occurred_on.desc(), Event.id.desc()).limit(CHECK_LIMIT)
+    ).all()
+    run = dry_run(session, rules, events, topic.id)
+    row = lambda e, why: {"event": e, "title": localised(e.title, "en"), "why": why}  # noqa: E731
+    matches = [{**row(h.event, h.why), "new": h.new} for h in run.hits]
+    lost = [row(e, None) for e in run.lost]
+    result.update(
+        examined=len(events),
+        limited=len(events) == CHECK_LIMIT,
+        match_count=len(matches),
+        new_count=sum(1 for m in matches if m["new"]),
+        matches=matches[:50],
+        lost_count=len(lost),
+        lost=lost[:20],
+    )
+    return result
+
+
+def _topic_or_404(session: Session, slug: str) -> Topic:
+    try:
+        return get_topic(session=session, slug=slug)
+    except TopicError as exc:
+        raise HTTPException(404, str(exc)) from exc
+
+
+@router.get("/topics")
+def topics_page(
+    request: Request,
+    admin: AdminDep,
+    session: SessionDep,
+    examined: int | None = None,
+    changed: int | None = None,
+    kept: int | None = None,
+):
+    topics = list_topics(session=session)
+    counts = event_counts(session=session)
+    rows = []
+    for topic in topics:
+        subs, hooks = subscriber_count(session=session, topic=topic)
+        rules = topic.rules or {}
+        rows.append(
+            {
+                "topic": topic,
+                "events": counts.get(topic.id, 0),
+                "subscribers": subs,
+                "webhooks": hooks,
+                "include": len(rules.get("include") or []),
+                "exclude": len(rules.get("exclude") or []),
+                "regex": rules.get("regex") or "",
+            }
+        )
+    return render(
+        request,
+        "topics.html.j2",
+        admin=admin,
+        section="topics",
+        rows=rows,
+        retagged=_report(examined, changed, kept),
+    )
+
+
+def _report(examined: int | None, changed: int | None, kept: int | None) -> dict | None:
+    if examined is None:
+        return None
+    return {"examined": examined, "changed": changed or 0, "kept": kept or 0}
+
+
+def _edit_page(
+    request, admin, session, topic, *, names, form, errors, status=200, saved=False, retagged=None
+):
+    return render(
+        request,
+        "topic_edit.html.j2",
+        admin=admin,
+        section="topics",
+        status=status,
+        topic=topic,
+        names=names,
+        form=form,
+        errors=errors,
+        saved=saved,
+        retagged=retagged,
+        check=check_rules(session, topic, form),
+    )
+
+
+@router.get("/topics/{slug}")
+def topic_edit(
+    request: Request,
+    slug: str,
+    admin: AdminDep,
+    session: SessionDep,
+    saved: int = 0,
+    examined: int | None = None,
+    changed: int | None = None,
+    kept: int | None = None,
+):
+    topic = _topic_or_404(session, slug)
+    names = {"name_en": topic.name_en, "name_zh": topic.name_zh, "description": topic.description}
+    return _edit_page(
+        request,
+        admin,
+        session,
+        topic,
+        names=names,
+        form=RulesForm.of(topic),
+        errors={},
+        saved=bool(saved),
+        retagged=_report(examined, changed, kept),
+    )
+
+
+@router.post("/topics/{slug}")
+def topic_save(
+    request: Request,
+    slug: str,
+    admin: CsrfDep,
+    session: SessionDep,
+    name_en: Annotated[str, Form()] = "",
+    name_zh: Annotated[str, Form()] = "",
+    description: Annotated[str, Form()] = "",
+    include: Annotated[str, Form()] = "",
+    exclude: Annotated[str, Form()] = "",
+    regex: Annotated[str, Form()] = "",
+):
+    topic = _topic_or_404(session, slug)
+    names = {"name_en": name_en, "name_zh": name_zh, "description": description}
+    form = RulesForm(include=include, exclude=exclude, regex=regex)
+    errors = form.errors()
+    for key in ("name_en", "name_zh"):
+        if not one_line(names[key]):
+            errors[key] = "a name is required"
+    update = None
+    if not errors:
+        try:
+            update = TopicUpdate(**names, rules=form.rules())
+        except ValidationError as exc:
+            for err in exc.errors():
+                key = str(err["loc"][0]) if err["loc"] else "rules"
+                errors[key] = err["msg"].removeprefix("Value error, ")
+    if update is None:
+        # the form is shown again with what was typed; nothing is stored
+        return _edit_page(
+            request, admin, session, topic, names=names, form=form, errors=errors, status=422
+        )
+    update_topic(session=session, topic=topic, topic_in=update)
+    return RedirectResponse(f"/admin/topics/{topic.slug}?saved=1", status_code=303)
+
+
+@router.post("/topics/{slug}/check")
+def topic_check(
+    request: Request,
+    slug: str,
+    admin: CsrfDep,
+    session: SessionDep,
+    include: Annotated[str, Form()] = "",
+    exclude: Annotated[str, Form()] = "",
+    regex: Annotated[str, Form()] = "",
+):
+    topic = _topic_or_404(session, slug)
+    form = RulesForm(include=include, exclude=exclude, regex=regex)
+    return fragment(request, "topic_check.html.j2", check=check_rules(session, topic, form))
+
+
+@router.post("/events/retag")
+def events_retag(
+    admin: CsrfDep,
+    session: SessionDep,
+    back: Annotated[str, Form()] = "",
+):
+    report = retag(session=session)
+    target = safe_next(back)
+    if target == "/admin/":
+        target = "/admin/topics"
+    query = urlencode(
+        {"examined": report.examined, "changed": report.changed, "kept": report.kept_manual}
+    )
+    return RedirectResponse(f"{target.split('?')[0]}?{query}", status_code=303)
+
+
+@router.get("/events")
+def events_page(
+    request: Request, admin: AdminDep, session: SessionDep, month: str = "", topic: str = ""
+):
+    month, topic = month.strip(), topic.strip()
+    if not month:
+        latest = latest_event_day(session=session)
+        month = f"{latest:%Y-%m}" if latest else "all"
+    error = ""
+    try:
+        events = list_events(
+            session=session, topic=topic or None, month=None if month == "all" else month
+        )
+    except ValueError as exc:  # a bad month or an unknown topic
+        error, events = str(exc), []
+    total = len(events)
+    rows = [
+        {
+            "event": e,
+            "title": localised(e.title, "en"),
+            "other_titles": [v for k, v in e.title.items() if k != "en"],
+            "matches": topic_matches(session=session, event=e),
+        }
+        for e in events[:EVENTS_LIMIT]
+    ]
+    return render(
+        request,
+        "events.html.j2",
+        admin=admin,
+        section="events",
+        rows=rows,
+        total=total,
+        limit=EVENTS_LIMIT,
+        month=month,
+        topic=topic,
+        topics=list_topics(session=session),
+        error=error,
+    )

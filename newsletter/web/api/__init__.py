@@ -1,0 +1,39 @@
+"""The admin REST API under /api/v1 (bearer-token auth).
+
+Every operation needs `Authorization: Bearer <token>` (`newsletter admin token create`):
+401 without one, 403 with an unknown or revoked one. Each part lives in its own module
+(`api_topics`, `api_events`, ...) built with `api_common.admin_router`, which adds the
+token check and maps domain errors to status codes (see `api_common`); request and
+response models are in `api_models`.
+"""
+
+from fastapi import APIRouter
+from fastapi.routing import APIRoute
+
+from newsletter.web.api import digests as api_digests
+from newsletter.web.api import events as api_events
+from newsletter.web.api import feeds as api_feeds
+from newsletter.web.api import outbox as api_outbox
+from newsletter.web.api import subscribers as api_subscribers
+from newsletter.web.api import topics as api_topics
+from newsletter.web.api import webhooks as api_webhooks
+
+
+def operation_id(route: APIRoute) -> str:
+    """Short, stable operation ids for generated clients: `topics-read_topics`."""
+    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+router = APIRouter(generate_unique_id_function=operation_id)
+
+for part in (
+    api_topics.router,
+    api_events.router,
+    api_subscribers.router,
+    api_webhooks.router,
+    api_digests.takes,
+    api_digests.digests,
+    api_feeds.router,
+    api_outbox.router,
+):
+    router.include_router(part)

@@ -1,0 +1,138 @@
+"""/api/v1/subscribers: readers of the email digests and the topics they follow."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import HTTPException, Path, Query, Response
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from newsletter.audience.subscribers import (
+    SubscriberIn,
+    add_subscriber,
+    get_subscriber,
+    is_suppressed,
+    remove_subscriber,
+    subscriber_topics,
+    update_subscriber,
+)
+from newsletter.core.models import Subscriber, Subscription, Topic
+from newsletter.web.api.common import admin_router, errors
+from newsletter.web.api.models import (
+    SubscriberChange,
+    SubscriberCreate,
+    SubscriberPublic,
+    SubscribersPublic,
+)
+from newsletter.web.deps import SessionDep
+
+router = admin_router("/subscribers", "subscribers")
+
+EmailPath = Annotated[str, Path(max_length=320, examples=["ada@example.com"])]
+
+
+def subscriber_public(session: Session, sub: Subscriber) -> SubscriberPublic:
+    topics = [t.slug for t in subscriber_topics(session=session, subscriber=sub)]
+    return SubscriberPublic(**sub.model_dump(), topics=topics)
+
+
+def subscriber_or_404(session: Session, email: str) -> Subscriber:
+    sub = get_subscriber(session=session, email=email)
+    if sub is None:
+        raise HTTPException(404, f"no subscriber {email!r}")
+    return sub
+
+
+@router.get("", response_model=SubscribersPublic, summary="List subscribers", responses=errors(422))
+def read_subscribers(
+    session: SessionDep,
+    status: Literal["pending", "active", "unsubscribed"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> SubscribersPublic:
+    # one page from the database, not every reader (a list call stays cheap at any size)
+    query = select(Subscriber)
+    if status:
+        query = query.where(Subscriber.status == status)
+    count = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    page = list(
+        session.execute(query.order_by(Subscriber.id).offset(offset).limit(limit)).scalars()
+    )
+    topics: dict[int, list[str]] = {s.id: [] for s in page}
+    for sub_id, slug in session.execute(  # every topic of the page in one query
+        select(Subscription.subscriber_id, Topic.slug)
+        .join(Topic, Topic.id == Subscription.topic_id)
+        .where(Subscription.subscriber_id.in_(list(topics)))
+        .order_by(Topic.position, Topic.slug)
+    ):
+        topics[sub_id].append(slug)
+    return SubscribersPublic(
+        data=[SubscriberPublic(**s.model_dump(), topics=topics[s.id]) for s in page],
+        count=count,
+    )
+
+
+@router.post(
+    "",
+    response_model=SubscriberPublic,
+    status_code=201,
+    summary="Add a subscriber (active at once: the admin vouches for consent)",
+    description="Refused with 409 when the address is subscribed already or on the "
+    "suppression list (unsubscribed, removed or bounced).",
+    responses=errors(400, 409, 422),
+)
+def create_subscriber(session: SessionDep, sub_in: SubscriberCreate) -> SubscriberPublic:
+    if get_subscriber(session=session, email=sub_in.email) is not None:
+        raise HTTPException(409, f"{sub_in.email} is already subscribed")
+    if is_suppressed(session=session, email=sub_in.email):
+        raise HTTPException(
+            409, f"{sub_in.email} is on the suppression list (unsubscribed, removed or bounced)"
+        )
+    sub = add_subscriber(session=session, sub_in=sub_in)
+    return subscriber_public(session, sub)
+
+
+@router.get(
+    "/{email}",
+    response_model=SubscriberPublic,
+    summary="Read a subscriber",
+    responses=errors(404, 422),
+)
+def read_subscriber(session: SessionDep, email: EmailPath) -> SubscriberPublic:
+    return subscriber_public(session, subscriber_or_404(session, email))
+
+
+@router.patch(
+    "/{email}",
+    response_model=SubscriberPublic,
+    summary="Change a subscriber's name, language, time zone, frequency or topics",
+    responses=errors(400, 404, 422),
+)
+def change_subscriber(
+    session: SessionDep, email: EmailPath, change: SubscriberChange
+) -> SubscriberPublic:
+    sub = subscriber_or_404(session, email)
+    current = {
+        "email": sub.email,
+        "name": sub.name,
+        "language": sub.language,
+        "timezone": sub.timezone,
+        "frequency": sub.frequency,
+        "topics": [t.slug for t in subscriber_topics(session=session, subscriber=sub)],
+    }
+    wanted = SubscriberIn.model_validate({**current, **change.model_dump(exclude_none=True)})
+    update_subscriber(session=session, subscriber=sub, sub_in=wanted)
+    return subscriber_public(session, sub)
+
+
+@router.delete(
+    "/{email}",
+    status_code=204,
+    summary="Remove a subscriber",
+    description="Deletes the personal data; the address stays on the suppression list.",
+    responses=errors(404, 422),
+)
+def delete_subscriber(session: SessionDep, email: EmailPath) -> Response:
+    remove_subscriber(session=session, subscriber=subscriber_or_404(session, email))
+    return Response(status_code=204)

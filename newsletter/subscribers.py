@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from .db import bulk_insert, reserve_ids, values_in
+from .email_syntax import plain_address
 from .errors import reason
 from .models import Subscriber, Subscription, Suppression, Topic, utcnow
 from .periods import FREQUENCIES
@@ -71,10 +72,17 @@ def normalise_email(value: str) -> str:
     """Validate syntax (no DNS lookups) and return the normalised address."""
     if not isinstance(value, str) or any(c in value for c in "\r\n\x00"):
         raise SubscriberError("email address contains line breaks or control characters")
+    address = value.strip()
+    plain = plain_address(address)  # the common case, without email_validator's walk
+    return plain if plain is not None else validated_address(address)
+
+
+def validated_address(address: str) -> str:
+    """email_validator's normalised form of an address (ASCII ones lower-cased)."""
     try:
-        info = validate_email(value.strip(), check_deliverability=False)
+        info = validate_email(address, check_deliverability=False)
     except EmailNotValidError as exc:
-        raise SubscriberError(f"invalid email address {value.strip()!r}: {exc}") from exc
+        raise SubscriberError(f"invalid email address {address!r}: {exc}") from exc
     return info.normalized.lower() if info.ascii_email else info.normalized
 
 

@@ -224,3 +224,45 @@ def test_streamed_event_file_fails_as_a_whole_file_does(tmp_path, session):
     with pytest.raises(ImportFileError) as whole:
         importing.decode(path.read_bytes())
     assert str(streamed.value) == str(whole.value) and "not UTF-8" in str(whole.value)
+
+
+def _rows_by_pydantic(rows, default_topics):
+    """What validate_rows answered before its shortcut: SubscriberIn for every row."""
+    from newsletter.errors import reason
+
+    out = []
+    for where, row in rows:
+        data = {k: v for k, v in row.items() if v}
+        if not data.get("topics") and default_topics:
+            data["topics"] = default_topics
+        try:
+            out.append((where, subscribers.SubscriberIn.model_validate(data).model_dump()))
+        except ValueError as exc:
+            out.append(subscribers.RowProblem(where, reason(exc)))
+    return out
+
+
+CELLS = {
+    "email": ["a@example.com", "A@Example.COM ", "jörg@bücher.example", "bad", "a@b.local", ""],
+    "name": ["", "Ada", " two  spaces ", "tab\there", "x" * 200, "x" * 201, "😀" * 200, "😀" * 201]
+    + ["\u202eevil", "=1+1", "line\u2028break"],
+    "language": ["", "en", "EN", " zh ", "fr", "e n"],
+    "timezone": ["", "UTC", "Asia/Shanghai", " Europe/Berlin", "utc", "Mars/Olympus", "../etc"],
+    "frequency": ["", "monthly", "Daily", " weekly ", "hourly"],
+    "topics": ["", "capital", "capital;hardware", " a , b ,", ";", "x;;y", "capital,capital"],
+    "extra": ["", "ignored"],
+}
+
+
+@pytest.mark.parametrize("default_topics", [None, ["open-source"], [" "], ["a", " b "]])
+def test_validate_rows_answers_as_subscriber_in_does(default_topics):
+    import random
+
+    rng = random.Random(7)
+    rows = []
+    for i in range(3000):
+        row = {k: rng.choice(v) for k, v in CELLS.items() if rng.random() < 0.9}
+        rows.append((f"line {i + 2}", row))
+    assert subscribers.validate_rows(rows, default_topics) == _rows_by_pydantic(
+        rows, default_topics
+    )

@@ -548,14 +548,16 @@ class _ImportBatch:
         self.topic_ids = {t.slug: t.id for t in topics}
         self.known = ", ".join(t.slug for t in topics)
         self._topic_sets: dict[tuple[str, ...], tuple[int, ...] | str] = {}
+        self._driver_integrity_error = session.get_bind().dialect.loaded_dbapi.IntegrityError
 
     def flush(self, items: list, progress: Callable[[int], None] | None) -> None:
         if items:
             try:
                 with self.session.begin_nested():
                     self._write(items)
-            except IntegrityError:
-                # another writer added one of these addresses meanwhile: row by row
+            except (IntegrityError, self._driver_integrity_error):
+                # another writer added one of these addresses meanwhile: row by row (the
+                # bulk insert goes through the driver, which raises its own error class)
                 self._write_one_by_one(items)
         if progress:
             progress(len(items))

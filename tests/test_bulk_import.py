@@ -266,3 +266,24 @@ def test_validate_rows_answers_as_subscriber_in_does(default_topics):
     assert subscribers.validate_rows(rows, default_topics) == _rows_by_pydantic(
         rows, default_topics
     )
+
+
+def test_a_chunk_the_database_refuses_is_written_row_by_row(engine, monkeypatch):
+    """An address another writer added after the chunk's duplicate check makes the bulk
+    insert fail on the unique index: that chunk is then judged and written row by row."""
+    with Session(engine) as s:
+        ensure_default_topics(session=s)
+        import_subscribers(session=s, text="email,topics\nb@example.com,capital\n")
+        s.commit()
+    monkeypatch.setattr(subscribers, "IMPORT_CHUNK", 2)
+    monkeypatch.setattr(subscribers, "_existing_emails", lambda session, emails: set())
+    text = "email,topics\na@example.com,capital\nB@example.com,hardware\nc@example.com,x\n"
+    with Session(engine) as s:
+        report = import_subscribers(session=s, text=text)
+        s.commit()
+        emails = list(s.execute(select(Subscriber.email).order_by(Subscriber.email)).scalars())
+    assert (report.added, report.duplicate) == (1, 1)
+    assert [(p.where, p.reason.split(":")[0]) for p in report.invalid] == [
+        ("line 4", "unknown topic(s)")
+    ]
+    assert emails == ["a@example.com", "b@example.com"]

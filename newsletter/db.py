@@ -226,21 +226,23 @@ def reserve_ids(session: Session, table, n: int) -> list[int]:
 
 
 def values_in(session: Session, column, values: list, *, chunk: int = 1000) -> set:
-    """The values of `column` (a model attribute) that equal one of `values`: one
-    `= ANY(array)` query on PostgreSQL (a thousand-parameter IN list costs more to parse
-    than to run), IN lists of `chunk` on SQLite."""
+    """The values of `column` (a model attribute of a plain type: text, a number) that
+    equal one of `values`: one `= ANY(array)` query on PostgreSQL (a thousand-parameter
+    IN list costs more to parse than to run), IN lists of `chunk` on SQLite."""
     found: set = set()
     if not values:
         return found
     table = column.class_.__table__.name
     name = column.key
     if session.get_bind().dialect.name == "postgresql":
-        found.update(
-            session.execute(
-                text(f"SELECT {name} FROM {table} WHERE {name} = ANY(:values)"),
-                {"values": list(values)},
-            ).scalars()
-        )
+        if session.autoflush:
+            session.flush()  # as session.execute would: pending rows are seen
+        # the array goes in binary (%b): psycopg writes the text form element by
+        # element in Python, four times the CPU for an import's 5,000 addresses
+        driver = session.connection().connection.driver_connection
+        with driver.cursor() as cur:
+            cur.execute(f"SELECT {name} FROM {table} WHERE {name} = ANY(%b)", [list(values)])
+            found.update(value for (value,) in cur)
         return found
     for i in range(0, len(values), chunk):
         found.update(

@@ -225,3 +225,66 @@ def test_streamed_event_file_fails_as_a_whole_file_does(tmp_path, session):
     with pytest.raises(ImportFileError) as whole:
         importing.decode(path.read_bytes())
     assert str(streamed.value) == str(whole.value) and "not UTF-8" in str(whole.value)
+
+
+def _rows_by_pydantic(rows, default_topics):
+    """What validate_rows answered before its shortcut: SubscriberIn for every row."""
+    from newsletter.core.errors import reason
+
+    out = []
+    for where, row in rows:
+        data = {k: v for k, v in row.items() if v}
+        if not data.get("topics") and default_topics:
+            data["topics"] = default_topics
+        try:
+            out.append((where, subscribers.SubscriberIn.model_validate(data).model_dump()))
+        except ValueError as exc:
+            out.append(subscribers.RowProblem(where, reason(exc)))
+    return out
+
+
+CELLS = {
+    "email": ["a@example.com", "A@Example.COM ", "jörg@bücher.example", "bad", "a@b.local", ""],
+    "name": ["", "Ada", " two  spaces ", "tab\there", "x" * 200, "x" * 201, "😀" * 200, "😀" * 201]
+    + ["\u202eevil", "=1+1", "line\u2028break"],
+    "language": ["", "en", "EN", " zh ", "fr", "e n"],
+    "timezone": ["", "UTC", "Asia/Shanghai", " Europe/Berlin", "utc", "Mars/Olympus", "../etc"],
+    "frequency": ["", "monthly", "Daily", " weekly ", "hourly"],
+    "topics": ["", "capital", "capital;hardware", " a , b ,", ";", "x;;y", "capital,capital"],
+    "extra": ["", "ignored"],
+}
+
+
+@pytest.mark.parametrize("default_topics", [None, ["open-source"], [" "], ["a", " b "]])
+def test_validate_rows_answers_as_subscriber_in_does(default_topics):
+    import random
+
+    rng = random.Random(7)
+    rows = []
+    for i in range(3000):
+        row = {k: rng.choice(v) for k, v in CELLS.items() if rng.random() < 0.9}
+        rows.append((f"line {i + 2}", row))
+    assert subscribers.validate_rows(rows, default_topics) == _rows_by_pydantic(
+        rows, default_topics
+    )
+
+
+def test_a_chunk_the_database_refuses_is_written_row_by_row(engine, monkeypatch):
+    """An address another writer added after the chunk's duplicate check makes the bulk
+    insert fail on the unique index: that chunk is then judged and written row by row."""
+    with Session(engine) as s:
+        ensure_default_topics(session=s)
+        import_subscribers(session=s, text="email,topics\nb@example.com,capital\n")
+        s.commit()
+    monkeypatch.setattr(subscribers, "IMPORT_CHUNK", 2)
+    monkeypatch.setattr(subscribers, "_existing_emails", lambda session, emails: set())
+    text = "email,topics\na@example.com,capital\nB@example.com,hardware\nc@example.com,x\n"
+    with Session(engine) as s:
+        report = import_subscribers(session=s, text=text)
+        s.commit()
+        emails = list(s.execute(select(Subscriber.email).order_by(Subscriber.email)).scalars())
+    assert (report.added, report.duplicate) == (1, 1)
+    assert [(p.where, p.reason.split(":")[0]) for p in report.invalid] == [
+        ("line 4", "unknown topic(s)")
+    ]
+    assert emails == ["a@example.com", "b@example.com"]

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from newsletter.audience.email_syntax import plain_address
 from newsletter.core.addresses import address_hash
 from newsletter.core.db import bulk_insert, reserve_ids, values_in
 from newsletter.core.errors import reason
@@ -76,12 +77,19 @@ _remember_domain_checks()
 
 def normalise_email(value: str) -> str:
     """Validate syntax (no DNS lookups) and return the normalised address."""
-    if not isinstance(value, str) or any(c in value for c in "\r\n\x00"):
+    if not isinstance(value, str) or "\n" in value or "\r" in value or "\x00" in value:
         raise SubscriberError("email address contains line breaks or control characters")
+    address = value.strip()
+    plain = plain_address(address)  # the common case, without email_validator's walk
+    return plain if plain is not None else validated_address(address)
+
+
+def validated_address(address: str) -> str:
+    """email_validator's normalised form of an address (ASCII ones lower-cased)."""
     try:
-        info = validate_email(value.strip(), check_deliverability=False)
+        info = validate_email(address, check_deliverability=False)
     except EmailNotValidError as exc:
-        raise SubscriberError(f"invalid email address {value.strip()!r}: {exc}") from exc
+        raise SubscriberError(f"invalid email address {address!r}: {exc}") from exc
     return info.normalized.lower() if info.ascii_email else info.normalized
 
 
@@ -104,11 +112,41 @@ def check_timezone(value: str) -> str:
     return value
 
 
+def clean_language(value: str) -> str:
+    value = (value or "en").strip().lower()
+    if value not in LANGUAGES:
+        raise ValueError(f"language must be one of {', '.join(LANGUAGES)}")
+    return value
+
+
+def clean_timezone(value: str) -> str:
+    return check_timezone((value or "UTC").strip())
+
+
+def clean_frequency(value: str) -> str:
+    value = (value or "monthly").strip().lower()
+    if value not in FREQUENCIES:
+        raise ValueError(f"frequency must be one of {', '.join(FREQUENCIES)}")
+    return value
+
+
+def split_topics(value: Any) -> list[str]:
+    """Topic slugs given as a list or as one text ("a, b" or "a;b")."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.replace(";", ",").split(",")
+    return [str(t).strip() for t in value if str(t).strip()]
+
+
+NAME_MAX_LENGTH = 200
+
+
 class SubscriberIn(BaseModel):
     """A subscriber as an admin, a file or a roster gives it."""
 
     email: str
-    name: str = Field(default="", max_length=200)
+    name: str = Field(default="", max_length=NAME_MAX_LENGTH)
     language: str = "en"
     timezone: str = "UTC"
     frequency: str = "monthly"
@@ -127,32 +165,22 @@ class SubscriberIn(BaseModel):
     @field_validator("language")
     @classmethod
     def _language(cls, v: str) -> str:
-        v = (v or "en").strip().lower()
-        if v not in LANGUAGES:
-            raise ValueError(f"language must be one of {', '.join(LANGUAGES)}")
-        return v
+        return clean_language(v)
 
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        return check_timezone((v or "UTC").strip())
+        return clean_timezone(v)
 
     @field_validator("frequency")
     @classmethod
     def _frequency(cls, v: str) -> str:
-        v = (v or "monthly").strip().lower()
-        if v not in FREQUENCIES:
-            raise ValueError(f"frequency must be one of {', '.join(FREQUENCIES)}")
-        return v
+        return clean_frequency(v)
 
     @field_validator("topics", mode="before")
     @classmethod
     def _topics(cls, v: Any) -> list[str]:
-        if v is None:
-            return []
-        if isinstance(v, str):
-            v = v.replace(";", ",").split(",")
-        return [str(t).strip() for t in v if str(t).strip()]
+        return split_topics(v)
 
 
 # A reader's own unsubscribe may be undone by the reader: a new signup confirmed through
@@ -427,15 +455,90 @@ def validate_rows(
 ) -> list[RowProblem | tuple[str, dict[str, Any]]]:
     """Each CSV row as the fields of a valid SubscriberIn, or the problem with it."""
     out: list[RowProblem | tuple[str, dict[str, Any]]] = []
+    defaults = split_topics(default_topics) if default_topics else None
     for where, row in rows:
-        data: dict[str, Any] = {k: v for k, v in row.items() if v}
-        if not data.get("topics") and default_topics:
-            data["topics"] = default_topics
-        try:
-            out.append((where, SubscriberIn.model_validate(data).model_dump()))
-        except (ValueError, SubscriberError) as exc:
-            out.append(RowProblem(where, reason(exc)))
+        fields = quick_fields(row, defaults)
+        if fields is None:  # a problem somewhere: SubscriberIn says which, in its words
+            data: dict[str, Any] = {k: v for k, v in row.items() if v}
+            if not data.get("topics") and default_topics:
+                data["topics"] = default_topics
+            try:
+                fields = SubscriberIn.model_validate(data).model_dump()
+            except (ValueError, SubscriberError) as exc:
+                out.append(RowProblem(where, reason(exc)))
+                continue
+        out.append((where, fields))
     return out
+
+
+# The few values a file repeats on every row (language, time zone, frequency, topics)
+# are checked once each: (field, value) -> the cleaned value, or _REFUSED.
+_REFUSED = object()
+_CLEANERS: dict[str, Callable[[str], Any]] = {
+    "language": clean_language,
+    "timezone": clean_timezone,
+    "frequency": clean_frequency,
+    "topics": lambda v: tuple(split_topics(v)),
+}
+_cleaned: dict[tuple[str, str], Any] = {}
+_CLEANED_KEPT = 10_000
+
+
+def quick_fields(row: dict[str, str], default_topics: list[str] | None) -> dict[str, Any] | None:
+    """SubscriberIn(**row).model_dump() (empty cells taken as absent) for a valid row,
+    without pydantic's per-row cost; None for a row with any problem."""
+    email, name = row.get("email"), row.get("name") or ""
+    if not email or len(name) > NAME_MAX_LENGTH:
+        return None
+    try:
+        email = normalise_email(email)
+    except SubscriberError:
+        return None
+    fields: dict[str, Any] = {"email": email, "name": one_line(name) if name else ""}
+    for key, default in (("language", "en"), ("timezone", "UTC"), ("frequency", "monthly")):
+        value = row.get(key)
+        cleaned = _clean(key, value) if value else default
+        if cleaned is _REFUSED:
+            return None
+        fields[key] = cleaned
+    topics = row.get("topics")
+    if topics:
+        cleaned = _clean("topics", topics)
+        if cleaned is _REFUSED:
+            return None
+        fields["topics"] = list(cleaned)
+    else:
+        fields["topics"] = list(default_topics or ())
+    return fields
+
+
+def _clean(key: str, value: str) -> Any:
+    try:
+        return _cleaned[key, value]
+    except KeyError:
+        pass
+    try:
+        cleaned = _CLEANERS[key](value)
+    except ValueError:
+        cleaned = _REFUSED
+    if len(_cleaned) >= _CLEANED_KEPT:
+        _cleaned.clear()
+    _cleaned[key, value] = cleaned
+    return cleaned
+
+
+SUBSCRIBER_COLUMNS = [
+    "id",
+    "email",
+    "name",
+    "language",
+    "timezone",
+    "frequency",
+    "source",
+    "status",
+    "created_at",
+    "confirmed_at",
+]
 
 
 class _ImportBatch:
@@ -447,14 +550,17 @@ class _ImportBatch:
         topics = list_topics(session=session)
         self.topic_ids = {t.slug: t.id for t in topics}
         self.known = ", ".join(t.slug for t in topics)
+        self._topic_sets: dict[tuple[str, ...], tuple[int, ...] | str] = {}
+        self._driver_integrity_error = session.get_bind().dialect.loaded_dbapi.IntegrityError
 
     def flush(self, items: list, progress: Callable[[int], None] | None) -> None:
         if items:
             try:
                 with self.session.begin_nested():
                     self._write(items)
-            except IntegrityError:
-                # another writer added one of these addresses meanwhile: row by row
+            except (IntegrityError, self._driver_integrity_error):
+                # another writer added one of these addresses meanwhile: row by row (the
+                # bulk insert goes through the driver, which raises its own error class)
                 self._write_one_by_one(items)
         if progress:
             progress(len(items))
@@ -462,69 +568,69 @@ class _ImportBatch:
     def _write(self, items: list[RowProblem | tuple[str, dict[str, Any]]]) -> None:
         """Judge and write one chunk; the report changes only once the rows are written."""
         session = self.session
-        report = SubscriberImportReport()
+        invalid: list[RowProblem] = []
+        duplicate = 0
         valid = [item for item in items if not isinstance(item, RowProblem)]
         keys = {where: _lookup_key(sub["email"]) for where, sub in valid}
         existing = _existing_emails(session, [k for k in keys.values() if k])
-        hashes = {where: address_hash(sub["email"]) for where, sub in valid}
-        suppressed = _suppressed_hashes(session, list(hashes.values()))
-        now = utcnow()
+        suppressed = _suppressed_hashes(session, [sub["email"] for _, sub in valid])
         subs, topic_ids, added = [], [], set()
         for item in items:
             if isinstance(item, RowProblem):
-                report.invalid.append(item)
+                invalid.append(item)
                 continue
             where, sub = item
             key = keys[where]
             if key is not None and (key in existing or key in added):
-                report.duplicate += 1
+                duplicate += 1
                 continue
-            if not sub["topics"]:
-                report.invalid.append(RowProblem(where, "choose at least one topic"))
+            ids = self._topic_set(sub["topics"])
+            if isinstance(ids, str):
+                invalid.append(RowProblem(where, ids))
                 continue
-            wanted = list(dict.fromkeys(sub["topics"]))
-            missing = [slug for slug in wanted if slug not in self.topic_ids]
-            if missing:
-                report.invalid.append(
-                    RowProblem(
-                        where, f"unknown topic(s): {', '.join(missing)} (known: {self.known})"
-                    )
-                )
-                continue
-            if hashes[where] in suppressed:
-                report.invalid.append(
+            email = sub["email"]
+            if suppressed and address_hash(email) in suppressed:
+                invalid.append(
                     RowProblem(
                         where,
-                        f"{sub['email']} is on the suppression list "
-                        "(unsubscribed, removed or bounced)",
+                        f"{email} is on the suppression list (unsubscribed, removed or bounced)",
                     )
                 )
                 continue
-            added.add(sub["email"])
-            subs.append(
-                {
-                    **{k: v for k, v in sub.items() if k != "topics"},
-                    "source": "import",
-                    "status": "active",
-                    "created_at": now,
-                    "confirmed_at": now,
-                }
-            )
-            topic_ids.append({self.topic_ids[slug] for slug in wanted})
+            added.add(email)
+            subs.append((email, sub["name"], sub["language"], sub["timezone"], sub["frequency"]))
+            topic_ids.append(ids)
         if subs:
             self._insert(subs, topic_ids)
-        report.added = len(subs)
-        self.report.added += report.added
-        self.report.duplicate += report.duplicate
-        self.report.invalid += report.invalid
+        self.report.added += len(subs)
+        self.report.duplicate += duplicate
+        self.report.invalid += invalid
 
-    def _insert(self, subs: list[dict[str, Any]], topic_ids: list[set[int]]) -> None:
+    def _topic_set(self, slugs: list[str]) -> tuple[int, ...] | str:
+        """The sorted ids of a row's topics, or what is wrong with them (remembered)."""
+        key = tuple(slugs)
+        found = self._topic_sets.get(key)
+        if found is None:
+            wanted = list(dict.fromkeys(slugs))
+            missing = [slug for slug in wanted if slug not in self.topic_ids]
+            if not wanted:
+                found = "choose at least one topic"
+            elif missing:
+                found = f"unknown topic(s): {', '.join(missing)} (known: {self.known})"
+            else:
+                found = tuple(sorted({self.topic_ids[slug] for slug in wanted}))
+            if len(self._topic_sets) < 10_000:
+                self._topic_sets[key] = found
+        return found
+
+    def _insert(self, subs: list[tuple], topic_ids: list[tuple[int, ...]]) -> None:
         session = self.session
         ids = reserve_ids(session, Subscriber.__table__, len(subs))
-        columns = ["id", *subs[0]]
-        rows = [(i, *r.values()) for i, r in zip(ids, subs, strict=True)]
-        bulk_insert(session, Subscriber.__table__, columns, rows)
-        links = [(i, t) for i, tids in zip(ids, topic_ids, strict=True) for t in sorted(tids)]
+        now = utcnow()
+        tail = ("import", "active", now, now)  # source, status, created_at, confirmed_at
+        rows = [(i, *r, *tail) for i, r in zip(ids, subs, strict=True)]
+        bulk_insert(session, Subscriber.__table__, SUBSCRIBER_COLUMNS, rows)
+        links = [(i, t) for i, tids in zip(ids, topic_ids, strict=True) for t in tids]
         bulk_insert(session, Subscription.__table__, ["subscriber_id", "topic_id"], links)
 
     def _write_one_by_one(self, items: list[RowProblem | tuple[str, dict[str, Any]]]) -> None:
@@ -562,9 +668,12 @@ def _existing_emails(session: Session, emails: list[str]) -> set[str]:
     return values_in(session, Subscriber.email, emails)
 
 
-def _suppressed_hashes(session: Session, hashes: list[str]) -> set[str]:
+def _suppressed_hashes(session: Session, emails: list[str]) -> set[str]:
+    """The address hashes of those of `emails` on the suppression list (an empty list,
+    the usual case, costs no hashing)."""
     if session.execute(select(Suppression.id).limit(1)).first() is None:
         return set()
+    hashes = list({address_hash(email) for email in emails})
     return values_in(session, Suppression.address_hash, hashes)
 
 

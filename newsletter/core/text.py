@@ -40,6 +40,8 @@ def clean_text(value: str, *, paragraphs: bool = False) -> str:
 
 def one_line(value: str) -> str:
     """A title, name or label: one line of clean text."""
+    if value.isascii() and value.isprintable() and "  " not in value:
+        return value.strip()  # nothing to clean (most names): no regular expressions
     return clean_text(value)
 
 

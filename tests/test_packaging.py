@@ -75,12 +75,13 @@ def test_the_wheel_carries_the_templates(installed):
     out = run(
         installed / "bin" / "python",
         "-c",
-        "import newsletter.core.settings as s; print(s.__file__); print(s.Settings().templates_dir)",
+        "import newsletter.core.settings as s;"
+        " print(s.PACKAGE_DIR / '__main__.py'); print(s.Settings().templates_dir)",
         cwd=installed,
     ).stdout.split()
     module, templates = Path(out[0]), Path(out[1])
     assert module.is_relative_to(installed), "the checkout was imported, not the wheel"
-    assert templates == module.parent / "templates"
+    assert templates == module.parent / "templates"  # inside the installed package
     shipped = {p.relative_to(templates) for p in templates.rglob("*") if p.is_file()}
     in_repo = {p.relative_to(ROOT / "templates") for p in (ROOT / "templates").rglob("*")}
     assert shipped == {p for p in in_repo if (ROOT / "templates" / p).is_file()}

@@ -197,10 +197,11 @@ def main() -> None:
 
 
 def write_markdown(path: Path, machine: str, table: list[str]) -> None:
-    """Replace the summary table (and the line naming the machine) of the page, keeping
-    the notes written below it."""
+    """Replace the summary table's rows for what this run measured (same benchmark and
+    database), keeping the other rows (a run with --only) and the notes below the table."""
     head = ["# Benchmarks", "", f"Measured with `python bench/run_all.py` on {machine}.", ""]
     rest: list[str] = []
+    old: list[str] = []
     if path.exists():
         lines = path.read_text(encoding="utf-8").splitlines()
         start = next((i for i, line in enumerate(lines) if line.startswith("| benchmark |")), None)
@@ -208,8 +209,16 @@ def write_markdown(path: Path, machine: str, table: list[str]) -> None:
             end = start
             while end < len(lines) and lines[end].startswith("|"):
                 end += 1
-            rest = lines[end:]
-    path.write_text("\n".join(head + table + rest) + "\n", encoding="utf-8")
+            old, rest = lines[start + 2 : end], lines[end:]
+
+    def key(row: str) -> tuple[str, ...]:
+        return tuple(cell.strip() for cell in row.strip("|").split("|")[:2])
+
+    new = {key(row): row for row in table[2:]}
+    kept = [new.pop(key(row), row) for row in old]
+    path.write_text(
+        "\n".join(head + table[:2] + kept + list(new.values()) + rest) + "\n", encoding="utf-8"
+    )
 
 
 if __name__ == "__main__":

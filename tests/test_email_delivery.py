@@ -10,10 +10,10 @@ from sqlmodel import Session
 
 from newsletter.audience.reader_links import read_token
 from newsletter.audience.subscribers import SubscriberIn, add_subscriber, is_suppressed
-from newsletter.core import outbox
 from newsletter.core.models import Delivery, DeliveryAttempt, Edition, Subscriber
 from newsletter.core.periods import parse_period
 from newsletter.core.settings import Settings
+from newsletter.delivery import outbox
 from newsletter.delivery.worker import Worker
 from newsletter.pipeline import plan_period
 from newsletter.pipeline.sample import load_sample

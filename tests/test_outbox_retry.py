@@ -9,10 +9,10 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from newsletter.audience.subscribers import SubscriberIn, add_subscriber, suppress
-from newsletter.core import outbox
 from newsletter.core.admin_tokens import create_token
 from newsletter.core.models import Delivery, Subscriber
 from newsletter.core.settings import Settings
+from newsletter.delivery import outbox
 from newsletter.pipeline import plan_period
 from newsletter.pipeline.sample import load_sample
 from newsletter.rendering.editions import make_environment

@@ -14,7 +14,6 @@ from newsletter.audience.endpoints import (
     EndpointIn,
     WebhookError,
     add_endpoint,
-    enable_endpoint,
     new_generic_secret,
 )
 from newsletter.core.models import Delivery, DeliveryAttempt, WebhookEndpoint
@@ -22,7 +21,7 @@ from newsletter.core.settings import Settings
 from newsletter.core.ssrf import UnsafeURLError, check_url
 from newsletter.delivery.worker import Worker
 from newsletter.ingest.files import import_records
-from newsletter.pipeline import plan_period
+from newsletter.pipeline import enable_endpoint, plan_period
 from newsletter.planning.alerts import enqueue_alerts
 from newsletter.rendering.editions import make_environment
 

@@ -308,15 +308,14 @@ def update_subscriber(*, session: Session, subscriber: Subscriber, sub_in: Subsc
 
 
 def remove_subscriber(*, session: Session, subscriber: Subscriber, reason: str = "removed") -> None:
-    """Delete personal data; keep a suppression entry so the address is never mailed again."""
-    from newsletter.core import outbox
-
+    """Delete personal data; keep a suppression entry so the address is never mailed again.
+    The reader's outbox rows must be detached first (`pipeline.remove_subscriber` does
+    both)."""
     suppress(session=session, email=subscriber.email, reason=reason)
     for row in session.exec(
         select(Subscription).where(Subscription.subscriber_id == subscriber.id)
     ):
         session.delete(row)
-    outbox.detach_subscriber(session, subscriber.id)
     session.delete(subscriber)
     session.flush()
 

@@ -30,11 +30,11 @@ from newsletter.audience.subscribers import (
     get_subscriber,
     import_subscribers,
     list_subscribers,
-    remove_subscriber,
     subscriber_topics,
 )
 from newsletter.cli.common import console, err_console, fail, state
 from newsletter.cli.topics import validation_message
+from newsletter.pipeline import remove_subscriber
 from newsletter.topics.catalogue import TopicError
 
 app = typer.Typer(

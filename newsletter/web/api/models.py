@@ -16,8 +16,8 @@ from typing_extensions import TypedDict
 
 from newsletter.audience.subscribers import SubscriberIn
 from newsletter.core import platforms
-from newsletter.core.outbox import KINDS, MAX_ID
 from newsletter.core.periods import parse_period
+from newsletter.delivery.outbox import KINDS, MAX_ID
 from newsletter.ingest.events import EventIn
 from newsletter.topics.catalogue import SLUG, TopicIn, TopicUpdate
 from newsletter.topics.matching import (

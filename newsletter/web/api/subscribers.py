@@ -13,11 +13,11 @@ from newsletter.audience.subscribers import (
     add_subscriber,
     get_subscriber,
     is_suppressed,
-    remove_subscriber,
     subscriber_topics,
     update_subscriber,
 )
 from newsletter.core.models import Subscriber, Subscription, Topic
+from newsletter.pipeline import remove_subscriber
 from newsletter.web.api.common import admin_router, errors
 from newsletter.web.api.models import (
     SubscriberChange,

@@ -47,7 +47,7 @@ from newsletter.core.metrics import MESSAGES, SEND_SECONDS
 from newsletter.core.models import Delivery, DeliveryAttempt, WebhookEndpoint, utcnow
 from newsletter.core.periods import DIGEST_FREQUENCIES
 
-log = logging.getLogger("newsletter.core.outbox")
+log = logging.getLogger("newsletter.delivery.outbox")
 
 
 class DeliveryStatus(StrEnum):

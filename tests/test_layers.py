@@ -22,6 +22,7 @@ STAGES = (
     "audience",
     "rendering",
     "delivery",
+    "feedback",
     "planning",
     "pipeline",
     "web",
@@ -63,9 +64,7 @@ def imports_of(tree: ast.AST, name: str, is_package: bool, known: set[str]) -> s
 
 
 def package_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
-    files = {
-        module_name(p, root): p for p in root.rglob("*.py") if "versions" not in p.parts
-    }
+    files = {module_name(p, root): p for p in root.rglob("*.py") if "versions" not in p.parts}
     known = set(files)
     return {
         name: imports_of(ast.parse(p.read_text()), name, p.name == "__init__.py", known)

@@ -396,3 +396,49 @@ def test_verp_can_be_turned_off(engine, db_url, smtp_server, monkeypatch):
         s.commit()
     asyncio.run(Worker(engine=engine, settings=settings).run(until_empty=True, poll_seconds=0.05))
     assert [r.mail_from for r in smtp_server.recorder.received] == ["brief@news.example.org"]
+
+
+def test_the_api_and_metrics_show_bounces_per_reader(sent, engine, db_url, cli, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from newsletter.core.admin_tokens import create_token
+    from newsletter.web.app import create_app
+
+    for name, address in (
+        ("gmail_dsn.eml", "ada@example.com"),
+        ("yahoo_deferred.eml", "bo@example.com"),
+    ):
+        (tmp_path / name).write_bytes(fill(name, sent[address], address))
+    assert (
+        cli(
+            "bounces",
+            "import",
+            str(tmp_path / "gmail_dsn.eml"),
+            str(tmp_path / "yahoo_deferred.eml"),
+        ).exit_code
+        == 0
+    )
+    with Session(engine) as s:
+        _, token = create_token(session=s, name="bounce-tests")
+        s.commit()
+    app = create_app(settings=settings_for(db_url, outbox_dir=tmp_path / "out"), engine=engine)
+    client = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    listed = client.get("/api/v1/bounces", params={"since": "1d"})
+    assert listed.status_code == 200
+    assert {(b["email"], b["kind"]) for b in listed.json()["data"]} == {
+        ("ada@example.com", "hard"),
+        ("bo@example.com", "soft"),
+    }
+    hard_only = client.get("/api/v1/bounces", params={"kind": "hard"}).json()["data"]
+    assert [b["email"] for b in hard_only] == ["ada@example.com"]
+    bad = client.get("/api/v1/bounces", params={"since": "last tuesday"})
+    assert bad.status_code == 400 and "since" in bad.json()["detail"]
+    ada = client.get("/api/v1/subscribers/ada@example.com").json()
+    assert ada["status"] == "disabled" and ada["bounce_score"] == 1.0
+    assert ada["disabled_reason"].startswith("hard bounce: 550")
+    bo = client.get("/api/v1/subscribers/bo@example.com/bounces").json()["data"]
+    assert [b["kind"] for b in bo] == ["soft"] and bo[0]["diagnostic"].startswith("421 4.7.0")
+    disabled = client.get("/api/v1/subscribers", params={"status": "disabled"}).json()["data"]
+    assert [s["email"] for s in disabled] == ["ada@example.com"]
+    metrics = client.get("/metrics").text
+    assert 'newsletter_bounces_total{kind="hard"}' in metrics

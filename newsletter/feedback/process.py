@@ -62,6 +62,7 @@ class Result:
     email: str | None = None
     delivery_id: int | None = None
     diagnostic: str = ""
+    subscriber_id: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -109,7 +110,7 @@ def process_message(
             session.add(
                 Bounce(
                     kind=parsed.kind,
-                    subscriber_id=_subscriber_id(session, result.email),
+                    subscriber_id=result.subscriber_id,
                     delivery_id=result.delivery_id,
                     diagnostic=parsed.diagnostic[:500],
                     action=result.action[:200],
@@ -131,13 +132,6 @@ def _counted(result: Result) -> Result:
     return result
 
 
-def _subscriber_id(session: Session, email: str | None) -> int | None:
-    if not email:
-        return None
-    sub = session.execute(select(Subscriber.id).where(Subscriber.email == email)).scalar()
-    return sub
-
-
 def _act(session: Session, settings: Settings, parsed: Parsed, now: dt.datetime) -> Result:
     if parsed.kind == "unsubscribe":
         return _unsubscribe(session, settings, parsed)
@@ -152,7 +146,7 @@ def _act(session: Session, settings: Settings, parsed: Parsed, now: dt.datetime)
         return found
     delivery, sub = found
     delivery_id = delivery.id if delivery else None
-    result = Result(parsed.kind, "", sub.email, delivery_id, parsed.diagnostic)
+    result = Result(parsed.kind, "", sub.email, delivery_id, parsed.diagnostic, sub.id)
     if delivery is not None and delivery.id is not None:
         outbox.note_bounce(session, delivery.id, parsed.kind, parsed.diagnostic or parsed.kind)
     if parsed.kind == "complaint":
@@ -290,7 +284,7 @@ def _unsubscribe(session: Session, settings: Settings, parsed: Parsed) -> Result
     if sub is None or address_hash(sub.email)[:16] != prefix:
         return Result("unsubscribe", "the reader is gone; nothing done")
     if sub.status == "unsubscribed":
-        return Result("unsubscribe", "already unsubscribed", sub.email)
+        return Result("unsubscribe", "already unsubscribed", sub.email, subscriber_id=sub.id)
     unsubscribe(session=session, subscriber=sub)
     session.flush()
-    return Result("unsubscribe", "unsubscribed", sub.email)
+    return Result("unsubscribe", "unsubscribed", sub.email, subscriber_id=sub.id)

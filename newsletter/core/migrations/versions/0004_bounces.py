@@ -44,11 +44,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('subscriber', schema=None) as batch_op:
-        batch_op.drop_column('disabled_reason')
-        batch_op.drop_column('bounce_scored_at')
-        batch_op.drop_column('bounce_score')
-
     with op.batch_alter_table('bounce', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_bounce_subscriber_id'))
         batch_op.drop_index(batch_op.f('ix_bounce_received_at'))
@@ -56,3 +51,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_bounce_delivery_id'))
 
     op.drop_table('bounce')
+
+    # plain ALTER TABLE DROP COLUMN (SQLite 3.35+): a batch copy of the table would drop
+    # and recreate `subscriber`, which the deliveries' foreign keys refuse
+    for column in ('disabled_reason', 'bounce_scored_at', 'bounce_score'):
+        op.drop_column('subscriber', column)

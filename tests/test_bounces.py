@@ -442,3 +442,29 @@ def test_the_api_and_metrics_show_bounces_per_reader(sent, engine, db_url, cli, 
     assert [s["email"] for s in disabled] == ["ada@example.com"]
     metrics = client.get("/metrics").text
     assert 'newsletter_bounces_total{kind="hard"}' in metrics
+
+
+def test_mangled_and_oversized_messages_never_crash_nor_touch_another_reader(sent, engine):
+    import random
+
+    settings = settings_for("sqlite://", bounce_max_bytes=20_000)
+    good = fill("gmail_dsn.eml", sent["ada@example.com"], "ada@example.com")
+    rng = random.Random(5)
+    kinds = set()
+    with Session(engine, expire_on_commit=False) as s:
+        too_big = process_message(s, settings, good + b"x" * 20_000)
+        assert too_big.kind == "too-large" and not too_big.ok
+        for _ in range(150):
+            raw = bytearray(good)
+            for _ in range(rng.randint(1, 40)):
+                at = rng.randrange(len(raw))
+                raw[at : at + rng.randint(1, 30)] = bytes(
+                    rng.randrange(256) for _ in range(rng.randint(0, 30))
+                )
+            kinds.add(process_message(s, settings, bytes(raw)).kind)
+        s.commit()
+    assert "error" not in kinds
+    for address in PEOPLE:
+        if address != "ada@example.com":  # the only reader the bounce is about
+            assert reader(engine, address).status == "active"
+            assert suppressed(engine, address) is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import re
 from dataclasses import dataclass, field
 from email.message import Message
@@ -19,6 +20,9 @@ from email.utils import getaddresses, parseaddr
 
 from newsletter.core.text import one_line
 from newsletter.delivery.return_path import split_local
+
+# it logs each detector it runs at INFO, and tracebacks of those that fail
+logging.getLogger("flufl.bounce").setLevel(logging.WARNING)
 
 
 class Unreadable(ValueError):
@@ -194,12 +198,7 @@ def _read_arf(msg: Message, parsed: Parsed) -> None:
 
 def _read_other(msg: Message, parsed: Parsed) -> None:
     """Non-standard bounces: flufl.bounce's detectors, and the first SMTP reply in the text."""
-    from flufl.bounce import all_failures
-
-    try:
-        temporary, permanent = all_failures(msg)
-    except Exception:  # noqa: BLE001 - a detector choking on odd input is not a bounce
-        temporary, permanent = frozenset(), frozenset()
+    temporary, permanent = _detect(msg)
     found = [a.decode("utf-8", "replace") for a in sorted(permanent)]
     found += [a.decode("utf-8", "replace") for a in sorted(temporary) if a not in permanent]
     if not found:
@@ -214,6 +213,29 @@ def _read_other(msg: Message, parsed: Parsed) -> None:
         parsed.original_message_id = mid.group(1) if mid else None
     line = _SMTP_LINE.search(text)
     parsed.diagnostic = parsed.diagnostic or (line.group(0).strip() if line else "")
+
+
+def _detect(msg: Message) -> tuple[frozenset[bytes], frozenset[bytes]]:
+    """flufl.bounce's detectors in its order, the first that finds something wins. Run one
+    by one because `all_failures` gives up on the whole message (and logs a traceback)
+    when any detector chokes on odd input, as some do on a mangled From header."""
+    from flufl.bounce import _scan
+
+    detectors = getattr(_scan, "_DETECTORS", None)
+    if detectors is None:  # a release that moved it: the library's own loop
+        try:
+            temporary, permanent = _scan.all_failures(msg)
+        except Exception:  # noqa: BLE001 - a detector choking on odd input is not a bounce
+            return frozenset(), frozenset()
+        return frozenset(temporary), frozenset(permanent)
+    for detector in detectors:
+        try:
+            temporary, permanent = detector().process(msg)
+        except Exception:  # noqa: BLE001 - that detector does not apply
+            continue
+        if temporary or permanent:
+            return frozenset(temporary), frozenset(permanent)
+    return frozenset(), frozenset()
 
 
 def _body_text(msg: Message, limit: int = 200_000) -> str:

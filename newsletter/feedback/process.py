@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 
 from sqlalchemy import exists, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session
 
 from newsletter.audience.reader_links import TokenError
@@ -56,7 +56,7 @@ class Result:
     """What one message was and what was done: the line a report prints."""
 
     # hard|soft|complaint|unsubscribe|delayed|unknown, or duplicate|refused (a forged
-    # token: read, nothing done), unreadable|too-large (not read)
+    # token: read, nothing done), unreadable|too-large|error (not read or not processed)
     kind: str
     action: str
     email: str | None = None
@@ -67,7 +67,7 @@ class Result:
     @property
     def ok(self) -> bool:
         """False only for a message that could not be read at all."""
-        return self.kind not in ("unreadable", "too-large")
+        return self.kind not in ("unreadable", "too-large", "error")
 
     def line(self) -> str:
         who = f" for {self.email}" if self.email else ""
@@ -104,6 +104,9 @@ def process_message(
     except Unreadable as exc:
         log.warning("bounce unreadable: %s", exc)
         return _counted(Result("unreadable", str(exc)))
+    except Exception as exc:  # noqa: BLE001 - odd input must not stop the messages after it
+        log.exception("bounce could not be parsed")
+        return _counted(Result("unreadable", f"could not be parsed ({type(exc).__name__})"))
     try:
         with session.begin_nested():
             result = _act(session, settings, parsed, now)
@@ -122,6 +125,11 @@ def process_message(
             session.flush()
     except IntegrityError:  # the same message, processed at this moment by another process
         return _counted(Result("duplicate", "already processed, nothing done"))
+    except SQLAlchemyError:
+        raise  # the database, not this message: the caller retries or reports it
+    except Exception as exc:  # noqa: BLE001 - a bug here must not stop the other messages
+        log.exception("bounce could not be processed")
+        return _counted(Result("error", f"could not be processed ({type(exc).__name__})"))
     level = logging.WARNING if result.kind == "refused" else logging.INFO
     log.log(level, "bounce %s", result.line())
     return _counted(result)

@@ -458,9 +458,7 @@ def test_a_late_result_leaves_the_new_claim_alone(engine):
     i = _reclaimed(engine)
     # `a` hears back while `b` is still sending: b's claim (and its lease) stand
     assert (
-        outcomes.record(
-            engine, [outbox.Outcome(i, "permanent", "550")], **{**RECORD, "worker": "a"}
-        )
+        outcomes.record(engine, [outbox.Outcome(i, "permanent", "550")], **{**RECORD, "worker": "a"})
         == {}
     )
     row = _rows(engine)[i]

@@ -468,3 +468,18 @@ def test_mangled_and_oversized_messages_never_crash_nor_touch_another_reader(sen
         if address != "ada@example.com":  # the only reader the bounce is about
             assert reader(engine, address).status == "active"
             assert suppressed(engine, address) is None
+
+
+def test_import_reads_an_oversized_message_only_up_to_the_limit(
+    sent, engine, cli, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("NEWSLETTER_BOUNCE_MAX_BYTES", "5000")
+    big = fill("gmail_dsn.eml", sent["ada@example.com"], "ada@example.com") + b"x" * 50_000
+    (tmp_path / "big.eml").write_bytes(big)
+    box = b"From a\n" + big.replace(b"\r\n", b"\n") + b"\n\nFrom b\nSubject: hi\n\nx\n"
+    (tmp_path / "big.mbox").write_bytes(box)
+    result = cli("bounces", "import", str(tmp_path / "big.eml"), str(tmp_path / "big.mbox"))
+    assert result.exit_code == 1
+    assert "big.eml: too-large: larger than 5000 bytes, not read" in result.output
+    assert "big.mbox#1: too-large" in result.output and "big.mbox#2: unknown" in result.output
+    assert suppressed(engine, "ada@example.com") is None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import typer
 from rich.table import Table
@@ -20,26 +19,24 @@ app = typer.Typer(
 
 
 def _read_inputs(files: list[str], max_bytes: int):
-    """(name, raw message) for each message of each file (`-` = standard input); a file
-    that cannot be read is reported and skipped (None)."""
-    from newsletter.feedback.sources import split_messages
+    """(name, raw message, None) for each message of each file (`-` = standard input),
+    read one at a time; (name, None, problem) for a file that cannot be read."""
+    from newsletter.feedback.sources import read_messages
 
     for name in files:
         try:
-            if name == "-":
-                data = sys.stdin.buffer.read()
-            else:
-                path = Path(name)
-                if path.is_file() and path.stat().st_size > 50 * max_bytes:
-                    yield name, None, f"larger than {50 * max_bytes} bytes, not read"
-                    continue
-                data = path.read_bytes()
+            stream = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
         except OSError as exc:
             yield name, None, f"cannot read: {exc.strerror or exc}"
             continue
-        messages = split_messages(data)
-        for i, raw in enumerate(messages, 1):
-            yield (f"{name}#{i}" if len(messages) > 1 else name), raw, None
+        try:
+            for i, (raw, mbox) in enumerate(read_messages(stream, max_bytes), 1):
+                yield (f"{name}#{i}" if mbox else name), raw, None
+        except OSError as exc:
+            yield name, None, f"cannot read: {exc.strerror or exc}"
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
 
 
 @app.command("import")

@@ -5,9 +5,11 @@ relay's burst costs a commit per chunk, not per message). Also the recent record
 from __future__ import annotations
 
 import datetime as dt
+import io
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from sqlalchemy import Engine, select
 from sqlmodel import Session
@@ -21,29 +23,37 @@ log = logging.getLogger("newsletter.feedback")
 CHUNK = 500
 
 
-def split_messages(data: bytes) -> list[bytes]:
+def read_messages(stream: BinaryIO, max_bytes: int) -> Iterator[tuple[bytes, bool]]:
     """One raw message, or each message of an mbox (a `From ` line after a blank line
-    starts one; `>From ` quoting is undone)."""
-    if not data.startswith(b"From "):
-        return [data]
-    messages: list[bytes] = []
+    starts one; `>From ` quoting is undone), read as they come: an mbox of any size costs
+    the memory of its largest message. A message over `max_bytes` is cut just past it
+    (the processing refuses it as too large) and the rest of it skipped. Yields (raw
+    message, whether it came from an mbox)."""
+    first = stream.readline()
+    if not first.startswith(b"From "):
+        rest = stream.read(max_bytes + 1 - len(first)) if len(first) <= max_bytes else b""
+        yield first + rest, False
+        return
     current: list[bytes] = []
+    size = 0
     blank = True
-    for line in data.splitlines(keepends=True):
+    for line in stream:
         if blank and line.startswith(b"From "):
-            if current:
-                messages.append(b"".join(current))
-            current = []
-            blank = False
+            yield b"".join(current), True
+            current, size, blank = [], 0, False
             continue
-        stripped = line.lstrip(b">")
-        if line.startswith(b">") and stripped.startswith(b"From "):
+        if line.startswith(b">") and line.lstrip(b">").startswith(b"From "):
             line = line[1:]
-        current.append(line)
         blank = line in (b"\n", b"\r\n")
-    if current:
-        messages.append(b"".join(current))
-    return messages
+        if size <= max_bytes:
+            current.append(line)
+            size += len(line)
+    yield b"".join(current), True
+
+
+def split_messages(data: bytes, max_bytes: int = 1 << 62) -> list[bytes]:
+    """`read_messages` of bytes in memory."""
+    return [raw for raw, _mbox in read_messages(io.BytesIO(data), max_bytes)]
 
 
 def process_all(

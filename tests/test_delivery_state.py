@@ -95,8 +95,8 @@ def test_no_module_but_the_outbox_writes_a_delivery_status():
         for path, tree in _sources()
         for line, what in _writes(tree)
     ]
-    assert not found, "delivery status written outside newsletter/delivery/outbox.py:\n" + "\n".join(
-        found
+    assert not found, (
+        "delivery status written outside newsletter/delivery/outbox.py:\n" + "\n".join(found)
     )
 
 

@@ -14,6 +14,7 @@ from newsletter.core.models import Delivery, DeliveryAttempt, Edition, Subscribe
 from newsletter.core.periods import parse_period
 from newsletter.core.settings import Settings
 from newsletter.delivery import outbox
+from newsletter.delivery.return_path import read_token as read_return_token
 from newsletter.delivery.worker import Worker
 from newsletter.pipeline import plan_period
 from newsletter.pipeline.sample import load_sample
@@ -121,7 +122,15 @@ def test_each_subscriber_gets_their_events_in_their_language(world, db_url, smtp
         assert msg["To"].addresses[0].addr_spec == email_
         assert msg["Message-ID"].endswith("@news.example.org>") and msg["Date"]
         assert "<style" not in html and 'style="' in html  # CSS inlined
-        assert got.mail_from == "brief@news.example.org"
+        # the envelope sender is this delivery's own return path (VERP), From stays the list's
+        assert msg["From"].addresses[0].addr_spec == "brief@news.example.org"
+        local, domain = got.mail_from.split("@")
+        assert local.startswith("bounces+") and domain == "news.example.org"
+        named = read_return_token(SECRET, local.split("+", 1)[1], max_days=1)
+        with Session(world) as s:
+            assert (
+                s.get(Subscriber, s.get(Delivery, named.delivery_id).subscriber_id).email == email_
+            )
 
 
 def test_one_edition_per_segment_and_resend_adds_nothing(world, db_url, smtp_server):

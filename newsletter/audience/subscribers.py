@@ -221,6 +221,8 @@ def confirm_subscriber(*, session: Session, subscriber: Subscriber) -> None:
     """A confirmed double opt-in: the subscriber is active, a self-unsubscribe lifted."""
     subscriber.status, subscriber.confirmed_at = "active", utcnow()
     subscriber.unsubscribed_at = None
+    # a reader disabled by soft bounces who confirms again has shown the mailbox works
+    subscriber.bounce_score, subscriber.disabled_reason = 0.0, None
     session.add(subscriber)
     h = address_hash(subscriber.email)
     row = session.exec(select(Suppression).where(Suppression.address_hash == h)).first()

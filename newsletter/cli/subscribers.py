@@ -155,7 +155,9 @@ def export_cmd(ctx: typer.Context) -> None:
 @app.command("list")
 def list_cmd(
     ctx: typer.Context,
-    status: str | None = typer.Option(None, "--status", help="pending, active or unsubscribed."),
+    status: str | None = typer.Option(
+        None, "--status", help="pending, active, unsubscribed or disabled (bounces, complaints)."
+    ),
     fmt: str = typer.Option("table", "--format", help="table or json."),
 ) -> None:
     """List subscribers with their topics."""

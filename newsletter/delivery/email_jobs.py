@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from newsletter.audience.subscribers import LIFTED_BY_OPT_IN, address_hash, subscriber_topics
+from newsletter.core.db import among
 from newsletter.core.models import (
     DeliveryRow,
     Edition,
@@ -46,11 +47,16 @@ class EmailJob:
 def prepare_emails(session: Session, settings, env, deliveries: Sequence[DeliveryRow], edition_of):
     jobs: list[EmailJob] = []
     ready: list[Outcome] = []
+    dialect = session.get_bind().dialect.name
     subscribers = {
         s.id: s
         for s in session.execute(
             select(*_SUBSCRIBER_COLUMNS).where(
-                Subscriber.id.in_({d.subscriber_id for d in deliveries if d.subscriber_id})
+                among(
+                    dialect,
+                    Subscriber.id,
+                    {d.subscriber_id for d in deliveries if d.subscriber_id},
+                )
             )
         )
     }
@@ -61,7 +67,7 @@ def prepare_emails(session: Session, settings, env, deliveries: Sequence[Deliver
         sub_id: why
         for h, why in session.execute(
             select(Suppression.address_hash, Suppression.reason).where(
-                Suppression.address_hash.in_(list(hashes))
+                among(dialect, Suppression.address_hash, hashes)
             )
         )
         for sub_id in hashes[h]

@@ -44,6 +44,7 @@ from sqlalchemy.sql import Insert, Select
 from sqlalchemy.sql.selectable import TextualSelect
 from sqlmodel import Session
 
+from newsletter.core.db import among
 from newsletter.core.metrics import MESSAGES, SEND_SECONDS
 from newsletter.core.models import Delivery, DeliveryAttempt, WebhookEndpoint, utcnow
 from newsletter.core.periods import DIGEST_FREQUENCIES
@@ -429,7 +430,7 @@ def record(
         conn = session.connection()
         rows = select(
             Delivery.id, Delivery.attempts, Delivery.channel, Delivery.status, Delivery.claimed_by
-        ).where(Delivery.id.in_(list(latest)))
+        ).where(among(dialect, Delivery.id, latest))
         if dialect == "postgresql":  # no claim may slip in between this read and the writes
             rows = rows.with_for_update()
         known: dict[int, tuple[int, str, str, str | None]] = {

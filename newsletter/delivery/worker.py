@@ -27,6 +27,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
+from newsletter.core.db import among
 from newsletter.core.models import Delivery, DeliveryRow, Edition, utcnow
 from newsletter.core.settings import Settings
 from newsletter.delivery import outbox
@@ -309,8 +310,9 @@ class Worker:
         with Session(self.engine, expire_on_commit=False) as session:
             # plain rows, not ORM objects: nothing here changes a delivery, and building
             # thousands of tracked objects per batch cost more than the query
+            dialect = session.get_bind().dialect.name
             deliveries = session.execute(
-                select(*_DELIVERY_COLUMNS).where(Delivery.id.in_(ids))
+                select(*_DELIVERY_COLUMNS).where(among(dialect, Delivery.id, ids))
             ).all()
             groups, ready = self._prepare_webhooks(
                 session, [d for d in deliveries if d.endpoint_id]

@@ -186,6 +186,19 @@ def web_settings(db_url, tmp_path, smtp_server):
 
 
 @pytest.fixture
+def loopback_settings(web_settings):
+    """Web settings that also let webhooks and feeds reach servers on 127.0.0.1."""
+    return web_settings.model_copy(
+        update={
+            "webhook_allow_http": True,
+            "webhook_allow_networks": ["127.0.0.0/8"],
+            "alert_batch_seconds": 0,
+            "webhook_timeout": 3,
+        }
+    )
+
+
+@pytest.fixture
 def live_server(web_settings, engine):
     """The app served by uvicorn on 127.0.0.1 (a real HTTP server, in a thread)."""
     import threading

@@ -22,31 +22,15 @@ from newsletter.core.models import Delivery, Event
 from newsletter.pipeline.sample import load_sample
 from newsletter.web.app import create_app
 from tests.support.factories import event_record
+from tests.support.web import api_client
 from tests.support.workers import drain
 
 # --- fixtures ---------------------------------------------------------------------------------
 
 
 @pytest.fixture
-def settings_(web_settings):
-    """Web settings that also let webhooks reach the chat receiver on 127.0.0.1."""
-    return web_settings.model_copy(
-        update={
-            "webhook_allow_http": True,
-            "webhook_allow_networks": ["127.0.0.0/8"],
-            "alert_batch_seconds": 0,
-            "webhook_timeout": 3,
-        }
-    )
-
-
-@pytest.fixture
-def client(settings_, engine, sample) -> TestClient:
-    with Session(engine) as s:
-        _, token = create_token(session=s, name="hygiene")
-        s.commit()
-    app = create_app(settings=settings_, engine=engine)
-    return TestClient(app, headers={"Authorization": f"Bearer {token}"})
+def client(loopback_settings, engine, sample) -> TestClient:
+    return api_client(loopback_settings, engine, name="hygiene")
 
 
 @pytest.fixture
@@ -102,7 +86,7 @@ def assert_alerts_for_both(engine, n_events: int = 1) -> None:
 
 
 def test_api_event_alerts_instant_reader_and_webhook(
-    client, engine, settings_, chat_receiver, smtp_server
+    client, engine, loopback_settings, chat_receiver, smtp_server
 ):
     instant_reader_and_webhook(client, chat_receiver)
     r = client.post("/api/v1/events", json=chip_event())
@@ -110,7 +94,7 @@ def test_api_event_alerts_instant_reader_and_webhook(
     assert r.json()["alerts_enqueued"] == 2
     assert "Chipmaker ships a new AI accelerator" in event_titles(engine)
     assert_alerts_for_both(engine)
-    drain(engine, settings_)
+    drain(engine, loopback_settings)
     assert len(chat_receiver.platforms.for_path("/slack/team")) == 1
     assert len(smtp_server.recorder.to("now@example.com")) == 1
 
@@ -145,7 +129,9 @@ def test_cli_import_alerts_instant_reader_and_webhook(
     assert_alerts_for_both(engine, n_events=2)
 
 
-def test_scheduler_alert_job_with_mixed_recipients(client, engine, settings_, chat_receiver):
+def test_scheduler_alert_job_with_mixed_recipients(
+    client, engine, loopback_settings, chat_receiver
+):
     from newsletter.planning.alerts import enqueue_recent_alerts
 
     instant_reader_and_webhook(client, chat_receiver)
@@ -155,7 +141,7 @@ def test_scheduler_alert_job_with_mixed_recipients(client, engine, settings_, ch
         add_event(session=s, event_in=EventIn.model_validate(chip_event()))
         s.commit()
     with Session(engine) as s:
-        assert enqueue_recent_alerts(session=s, settings=settings_) == 2
+        assert enqueue_recent_alerts(session=s, settings=loopback_settings) == 2
         s.commit()
     assert_alerts_for_both(engine)
 

@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlmodel import Session
 
-from newsletter.core.admin_tokens import create_token
 from newsletter.core.models import Delivery, DeliveryAttempt, Edition, Event, Feed
 from newsletter.core.settings import Settings
 from newsletter.core.ssrf import UnsafeURLError, check_url
@@ -31,6 +30,7 @@ from newsletter.pipeline.sample import add_demo_readers, load_sample
 from newsletter.rendering.editions import make_environment
 from newsletter.topics.catalogue import ensure_default_topics
 from newsletter.web.app import create_app
+from tests.support.web import api_client
 
 RSS = """<?xml version="1.0" encoding="utf-8"?>
 <rss version="2.0"><channel><title>Inside</title><link>https://inside.example/</link>
@@ -262,11 +262,8 @@ def api(engine, db_url, tmp_path):
     settings = Settings(database_url=db_url, outbox_dir=tmp_path / "outbox")
     with Session(engine) as s:
         ensure_default_topics(session=s)
-        _, token = create_token(session=s, name="network-tests")
         s.commit()
-    return TestClient(
-        create_app(settings=settings, engine=engine), headers={"Authorization": f"Bearer {token}"}
-    )
+    return api_client(settings, engine, name="network-tests")
 
 
 @pytest.mark.parametrize("host,reason", DISGUISES + [("hooks.example.com:0", "bad port")])

@@ -27,7 +27,6 @@ from newsletter.core.admin_tokens import create_token
 from newsletter.core.db import make_engine, sqlite_file
 from newsletter.core.health import Health
 from newsletter.core.models import Delivery, DeliveryAttempt, Subscriber
-from newsletter.core.settings import Settings
 from newsletter.delivery.channels.smtp import SmtpChannel, SmtpConfig
 from newsletter.delivery.worker import Worker
 from newsletter.pipeline import plan_period
@@ -37,6 +36,7 @@ from newsletter.service import runner as service
 from newsletter.service import scheduler
 from newsletter.web.app import create_app
 from tests.support.env import BACKEND
+from tests.support.settings import mail_settings
 from tests.support.smtp_server import free_port
 
 READERS = [
@@ -57,19 +57,6 @@ def no_job_table_left(db_url):
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE IF EXISTS apscheduler_jobs"))
     engine.dispose()
-
-
-def settings_for(db_url, smtp_url, **kw) -> Settings:
-    return Settings(
-        database_url=db_url,
-        smtp_url=smtp_url,
-        base_url="https://news.example.org",
-        mail_from="AI Brief <brief@news.example.org>",
-        retry_base_seconds=0.02,
-        retry_max_seconds=0.1,
-        secret_key="test-secret-key-for-the-runtime-tests",
-        **kw,
-    )
 
 
 def queue_digest(engine, settings) -> None:
@@ -165,7 +152,7 @@ class BuggyChannel(SmtpChannel):
 
 
 def test_a_row_that_crashes_the_channel_fails_alone(engine, db_url, smtp_server):
-    settings = settings_for(db_url, smtp_server.url)
+    settings = mail_settings(db_url, smtp_server.url)
     queue_digest(engine, settings)
     channel = BuggyChannel(SmtpConfig.from_url(smtp_server.url))
 
@@ -198,7 +185,7 @@ def test_a_row_that_cannot_be_built_fails_alone(engine, db_url, smtp_server, mon
     encode, a template bug) fails that delivery permanently; the others go out."""
     from newsletter.delivery import email_jobs
 
-    settings = settings_for(db_url, smtp_server.url)
+    settings = mail_settings(db_url, smtp_server.url)
     queue_digest(engine, settings)
     real = email_jobs.build_digest_email
 
@@ -225,7 +212,7 @@ def test_a_row_that_cannot_be_built_fails_alone(engine, db_url, smtp_server, mon
 def test_a_failure_recording_the_batch_does_not_stop_the_worker(
     engine, db_url, smtp_server, monkeypatch
 ):
-    settings = settings_for(db_url, smtp_server.url, lease_seconds=0.2)
+    settings = mail_settings(db_url, smtp_server.url, lease_seconds=0.2)
     queue_digest(engine, settings)
     real, calls = outbox.record, []
 
@@ -245,7 +232,7 @@ def test_a_failure_recording_the_batch_does_not_stop_the_worker(
 
 
 def test_serve_restarts_a_dead_worker_and_reports_it(engine, db_url, smtp_server, monkeypatch):
-    settings = settings_for(db_url, smtp_server.url)
+    settings = mail_settings(db_url, smtp_server.url)
     queue_digest(engine, settings)
     monkeypatch.setattr(service, "RESTART_BASE_SECONDS", 1.0)
     made = []
@@ -297,7 +284,7 @@ def test_serve_exits_non_zero_when_a_part_stops_by_itself(cli, monkeypatch):
 
 
 def test_scheduler_survives_a_locked_job_store(engine, db_url, monkeypatch):
-    settings = settings_for(db_url, None, alert_check_seconds=0.2, digest_check_seconds=0.2)
+    settings = mail_settings(db_url, None, alert_check_seconds=0.2, digest_check_seconds=0.2)
     sched = scheduler.build_scheduler(engine, settings)
     sched.retry_seconds = 0.1
     runs: list[str] = []
@@ -325,7 +312,7 @@ def test_scheduler_survives_a_locked_job_store(engine, db_url, monkeypatch):
 
 
 def test_readyz_reports_overdue_scheduler_jobs(engine, db_url, smtp_server):
-    settings = settings_for(db_url, smtp_server.url)
+    settings = mail_settings(db_url, smtp_server.url)
     scheduler.describe(engine)  # creates the job table
     stored = SQLAlchemyJobStore(engine=engine)
     app = create_app(settings=settings, engine=engine)
@@ -355,7 +342,7 @@ def test_web_answers_while_the_worker_waits_for_a_write_lock(engine, db_url, smt
     """The worker claims every poll (its claim is a write); while another process holds
     SQLite's write lock for 5 s, that claim waits, and the web app in the same process
     must keep answering."""
-    settings = settings_for(db_url, smtp_server.url)
+    settings = mail_settings(db_url, smtp_server.url)
     queue_digest(engine, settings)
 
     with running_service(engine, settings, scheduler=False) as (url, _):
@@ -381,7 +368,7 @@ def test_web_answers_while_the_worker_waits_for_a_write_lock(engine, db_url, smt
 
 @sqlite_only
 def test_deleting_the_database_file_fails_writes_and_readiness(db_url, smtp_server, cli):
-    settings = settings_for(db_url, smtp_server.url)
+    settings = mail_settings(db_url, smtp_server.url)
     engine = make_engine(db_url, create=False)  # what `serve` uses
     with Session(engine) as s:
         load_sample(session=s)

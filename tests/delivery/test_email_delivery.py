@@ -13,12 +13,13 @@ from newsletter.audience.subscribers import SubscriberIn, add_subscriber, is_sup
 from newsletter.core import outbox
 from newsletter.core.models import Delivery, DeliveryAttempt, Edition, Subscriber
 from newsletter.core.periods import parse_period
-from newsletter.core.settings import Settings
 from newsletter.delivery.worker import Worker
-from newsletter.pipeline import plan_period
 from newsletter.pipeline.sample import load_sample
 from newsletter.planning.readers import events_for, period_events
-from newsletter.rendering.editions import make_environment
+from tests.support.env import TEST_SECRET_KEY
+from tests.support.planning import plan
+from tests.support.settings import mail_settings
+from tests.support.workers import drain
 
 PEOPLE = [
     ("ada@example.com", "Ada", "en", "governance,capital"),
@@ -26,22 +27,6 @@ PEOPLE = [
     ("bo@example.com", "", "en", "open-source"),
     ("mei@example.com", "Mei", "en", "capital,governance"),
 ]
-
-SECRET = "test-secret-for-email-delivery-0123456789"
-
-
-def settings_for(db_url, smtp_url=None, **kw) -> Settings:
-    base = dict(
-        database_url=db_url,
-        smtp_url=smtp_url,
-        base_url="https://news.example.org",
-        mail_from="AI Brief <brief@news.example.org>",
-        retry_base_seconds=0.02,
-        retry_max_seconds=0.1,
-        secret_key=SECRET,
-    )
-    base.update(kw)
-    return Settings(**base)
 
 
 @pytest.fixture
@@ -57,25 +42,6 @@ def world(engine, db_url):
     return engine
 
 
-def plan(engine, settings, frequency="monthly", period="2025-07"):
-    with Session(engine, expire_on_commit=False) as s:
-        summary = plan_period(
-            session=s,
-            env=make_environment(settings.templates_dir),
-            settings=settings,
-            frequency=frequency,
-            period_key=period,
-        )
-        s.commit()
-    return summary
-
-
-def drain(engine, settings, **kw):
-    return asyncio.run(
-        Worker(engine=engine, settings=settings, **kw).run(until_empty=True, poll_seconds=0.05)
-    )
-
-
 def expected_urls(engine, topics, period="2025-07"):
     with Session(engine) as s:
         events = period_events(session=s, period=parse_period("monthly", period))
@@ -83,7 +49,7 @@ def expected_urls(engine, topics, period="2025-07"):
 
 
 def test_each_subscriber_gets_their_events_in_their_language(world, db_url, smtp_server):
-    settings = settings_for(db_url, smtp_server.url)
+    settings = mail_settings(db_url, smtp_server.url)
     summary = plan(world, settings)
     assert (summary.recipients, summary.enqueued, len(summary.segments)) == (4, 4, 3)
     stats = drain(world, settings)
@@ -114,7 +80,7 @@ def test_each_subscriber_gets_their_events_in_their_language(world, db_url, smtp
         assert https.startswith("https://news.example.org/u/") and mailto.startswith(
             "mailto:unsubscribe@"
         )
-        sub_id, _ = read_token(SECRET, "unsubscribe", https.rsplit("/", 1)[1])
+        sub_id, _ = read_token(TEST_SECRET_KEY, "unsubscribe", https.rsplit("/", 1)[1])
         with Session(world) as s:
             assert s.get(Subscriber, sub_id).email == email_
         assert https in text and https in html  # the visible unsubscribe link too
@@ -125,7 +91,7 @@ def test_each_subscriber_gets_their_events_in_their_language(world, db_url, smtp
 
 
 def test_one_edition_per_segment_and_resend_adds_nothing(world, db_url, smtp_server):
-    settings = settings_for(db_url, smtp_server.url)
+    settings = mail_settings(db_url, smtp_server.url)
     plan(world, settings)
     again = plan(world, settings)
     assert again.enqueued == 0 and again.already_enqueued == 4
@@ -138,7 +104,7 @@ def test_one_edition_per_segment_and_resend_adds_nothing(world, db_url, smtp_ser
 
 
 def test_weekly_and_empty_digests(world, db_url, smtp_server):
-    settings = settings_for(db_url, smtp_server.url)
+    settings = mail_settings(db_url, smtp_server.url)
     with Session(world) as s:
         s.execute(update(Subscriber).values(frequency="weekly"))
         s.commit()
@@ -154,7 +120,7 @@ def test_weekly_and_empty_digests(world, db_url, smtp_server):
 
 def test_temporary_failure_is_retried_and_delivered_once(world, db_url, smtp_server):
     smtp_server.recorder.script["ada@example.com"] = ["451 4.3.0 try again later", "452 4.2.2 busy"]
-    settings = settings_for(db_url, smtp_server.url)
+    settings = mail_settings(db_url, smtp_server.url)
     plan(world, settings)
     stats = drain(world, settings)
     assert stats.by_status["sent"] == 4
@@ -176,7 +142,7 @@ def test_temporary_failure_is_retried_and_delivered_once(world, db_url, smtp_ser
 
 def test_permanent_failure_suppresses_and_is_not_retried(world, db_url, smtp_server):
     smtp_server.recorder.script["bo@example.com"] = ["550 5.1.1 no such user"]
-    settings = settings_for(db_url, smtp_server.url)
+    settings = mail_settings(db_url, smtp_server.url)
     plan(world, settings)
     stats = drain(world, settings)
     assert stats.by_status == {"sent": 3, "failed": 1}
@@ -189,7 +155,7 @@ def test_permanent_failure_suppresses_and_is_not_retried(world, db_url, smtp_ser
 
 def test_policy_rejection_is_permanent_but_does_not_suppress(world, db_url, smtp_server):
     smtp_server.recorder.script["bo@example.com"] = ["550 5.7.1 message refused by policy"]
-    settings = settings_for(db_url, smtp_server.url)
+    settings = mail_settings(db_url, smtp_server.url)
     plan(world, settings)
     drain(world, settings)
     with Session(world) as s:
@@ -198,7 +164,7 @@ def test_policy_rejection_is_permanent_but_does_not_suppress(world, db_url, smtp
 
 def test_dropped_connection_is_retried(world, db_url, smtp_server):
     smtp_server.recorder.script["li@example.com"] = ["drop"]
-    settings = settings_for(db_url, smtp_server.url)
+    settings = mail_settings(db_url, smtp_server.url)
     plan(world, settings)
     stats = drain(world, settings)
     assert stats.by_status["sent"] == 4
@@ -206,7 +172,7 @@ def test_dropped_connection_is_retried(world, db_url, smtp_server):
 
 
 def test_rows_of_a_dead_worker_are_sent_by_another_once(world, db_url, smtp_server):
-    settings = settings_for(db_url, smtp_server.url, lease_seconds=60)
+    settings = mail_settings(db_url, smtp_server.url, lease_seconds=60)
     plan(world, settings)
     taken = outbox.claim(world, worker="dead-worker", limit=2, lease_seconds=60)
     assert len(taken) == 2
@@ -232,7 +198,7 @@ def test_rows_of_a_dead_worker_are_sent_by_another_once(world, db_url, smtp_serv
 
 
 def test_header_injection_cannot_create_headers(world, db_url, smtp_server):
-    settings = settings_for(db_url, smtp_server.url)
+    settings = mail_settings(db_url, smtp_server.url)
     with Session(world) as s:  # bypass validation, as if the row came from elsewhere
         ada = s.execute(
             select(Subscriber).where(Subscriber.email == "ada@example.com")
@@ -250,7 +216,7 @@ def test_header_injection_cannot_create_headers(world, db_url, smtp_server):
 
 
 def test_file_outbox_is_the_default(world, db_url, tmp_path):
-    settings = settings_for(db_url, None, outbox_dir=tmp_path / "out")
+    settings = mail_settings(db_url, None, outbox_dir=tmp_path / "out")
     plan(world, settings)
     drain(world, settings)
     files = sorted((tmp_path / "out").glob("*.eml"))
@@ -275,7 +241,7 @@ def test_two_worker_processes_send_every_message_once(engine, db_url, smtp_serve
                 sub_in=SubscriberIn(email=f"r{n}@example.com", topics="governance,hardware"),
             )
         s.commit()
-    settings = settings_for(db_url, smtp_server.url)
+    settings = mail_settings(db_url, smtp_server.url)
     assert plan(engine, settings).enqueued == 120
     env = {
         **os.environ,
@@ -314,7 +280,7 @@ def test_dkim_signature_covers_one_click_headers(world, db_url, smtp_server, tmp
         capture_output=True,
     ).stdout
     record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
-    settings = settings_for(db_url, smtp_server.url, dkim_key_file=key, dkim_selector="nl2025")
+    settings = mail_settings(db_url, smtp_server.url, dkim_key_file=key, dkim_selector="nl2025")
     plan(world, settings)
     drain(world, settings)
     got = smtp_server.recorder.to("li@example.com")[0]
@@ -337,7 +303,7 @@ def test_instant_readers_get_one_email_per_burst(engine, db_url, smtp_server):
     from newsletter.planning.alerts import enqueue_recent_alerts
     from newsletter.topics.catalogue import ensure_default_topics
 
-    settings = settings_for(db_url, smtp_server.url, alert_batch_seconds=0)
+    settings = mail_settings(db_url, smtp_server.url, alert_batch_seconds=0)
     with Session(engine) as s:
         ensure_default_topics(session=s)
         add_subscriber(
@@ -407,7 +373,7 @@ def test_worker_processes_share_the_outbox(world, db_url, smtp_server, tmp_path)
                 session=s, sub_in=SubscriberIn(email=f"p{n}@example.com", topics="hardware")
             )
         s.commit()
-    settings = settings_for(db_url, smtp_server.url)
+    settings = mail_settings(db_url, smtp_server.url)
     total = plan(world, settings).enqueued
     env = {
         **os.environ,
@@ -449,7 +415,7 @@ def test_a_batch_claimed_ahead_is_not_sent_once_its_lease_went_to_another_worker
     lease = 2.0
     with SmtpServer() as smtp:
         smtp.recorder = smtp.controller.handler = SlowFirst()
-        settings = settings_for(db_url, smtp.url, worker_batch=4, lease_seconds=lease)
+        settings = mail_settings(db_url, smtp.url, worker_batch=4, lease_seconds=lease)
         plan(world, settings)
         worker = Worker(engine=world, settings=settings, name="one")
         loop = asyncio.new_event_loop()
@@ -505,7 +471,7 @@ def test_stopping_mid_batch_records_it_and_gives_back_the_batch_claimed_ahead(wo
 
     with SmtpServer() as smtp:
         smtp.recorder = smtp.controller.handler = Held()
-        settings = settings_for(db_url, smtp.url, worker_batch=4)
+        settings = mail_settings(db_url, smtp.url, worker_batch=4)
         plan(world, settings)
         worker = Worker(engine=world, settings=settings, name="one")
         loop = asyncio.new_event_loop()

@@ -10,7 +10,6 @@ from sqlmodel import Session
 
 from newsletter.audience.subscribers import SubscriberIn, add_subscriber, suppress
 from newsletter.core import outbox
-from newsletter.core.admin_tokens import create_token
 from newsletter.core.models import Delivery, Subscriber
 from newsletter.core.settings import Settings
 from newsletter.pipeline import plan_period
@@ -18,6 +17,7 @@ from newsletter.pipeline.sample import load_sample
 from newsletter.rendering.editions import make_environment
 from newsletter.web.app import create_app
 from tests.support.env import TEST_SECRET_KEY
+from tests.support.web import api_client
 from tests.support.workers import drain
 
 READERS = ["ada@example.com", "bo@example.com", "li@example.com"]
@@ -140,12 +140,7 @@ def test_cli_retry_refuses_bad_input(cli, engine, failed_digest, args, words):
 
 @pytest.fixture
 def api(engine, settings):
-    with Session(engine) as s:
-        _, token = create_token(session=s, name="ops")
-        s.commit()
-    client = TestClient(create_app(settings=settings, engine=engine))
-    client.headers["Authorization"] = f"Bearer {token}"
-    return client
+    return api_client(settings, engine, name="ops")
 
 
 def test_api_retry(api, engine, failed_digest):

@@ -11,6 +11,7 @@ import socket
 import ssl
 import subprocess
 import threading
+from functools import partial
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -19,6 +20,7 @@ from aiosmtpd.smtp import AuthResult
 from newsletter.delivery.channels.base import PermanentDeliveryError, TemporaryDeliveryError
 from newsletter.delivery.channels.smtp import SmtpChannel, SmtpConfig
 from newsletter.delivery.channels.smtp_client import may_login_in_clear
+from tests.support.smtp_client import send_all as send_all_to
 from tests.support.smtp_server import free_port
 
 MESSAGE = b"Subject: hello\r\nFrom: brief@example.org\r\n\r\nbody line\r\n"
@@ -72,27 +74,8 @@ def start(handler, **kwargs) -> tuple[Controller, int]:
     return controller, port
 
 
-def send_all(url: str, recipients: list[str], *, connections: int = 1, timeout: float = 10):
-    """Sends one message to each recipient in turn; returns each result or error."""
-
-    async def go():
-        channel = SmtpChannel(SmtpConfig.from_url(url, timeout=timeout), connections=connections)
-        results = []
-        try:
-            for rcpt in recipients:
-                try:
-                    results.append(
-                        await channel.send(
-                            sender="brief@example.org", recipient=rcpt, message=MESSAGE
-                        )
-                    )
-                except (TemporaryDeliveryError, PermanentDeliveryError) as exc:
-                    results.append(exc)
-        finally:
-            await channel.aclose()
-        return results
-
-    return asyncio.run(go())
+# every send of this file: its sender and message
+send_all = partial(send_all_to, sender="brief@example.org", message=MESSAGE)
 
 
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])

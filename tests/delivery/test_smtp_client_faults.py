@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+from functools import partial
 
 import pytest
 
 from newsletter.delivery.channels.base import PermanentDeliveryError, TemporaryDeliveryError
 from newsletter.delivery.channels.smtp import SmtpChannel, SmtpConfig
+from tests.support.smtp_client import send_all as send_all_to
 
 MESSAGE = b"Subject: hello\r\n\r\nbody line\r\n"
 EHLO = b"250-test\r\n250-PIPELINING\r\n250 SIZE 1000000\r\n"
@@ -97,23 +99,8 @@ class ScriptedServer:
             thread.join(10)
 
 
-def send_all(url: str, recipients: list[str], *, timeout: float = 5.0) -> list:
-    async def go():
-        channel = SmtpChannel(SmtpConfig.from_url(url, timeout=timeout), connections=1)
-        results = []
-        try:
-            for rcpt in recipients:
-                try:
-                    results.append(
-                        await channel.send(sender="s@example.org", recipient=rcpt, message=MESSAGE)
-                    )
-                except (TemporaryDeliveryError, PermanentDeliveryError) as exc:
-                    results.append(exc)
-        finally:
-            await channel.aclose()
-        return results
-
-    return asyncio.run(go())
+# every send of this file: its sender and message, and a shorter timeout
+send_all = partial(send_all_to, sender="s@example.org", message=MESSAGE, timeout=5.0)
 
 
 @pytest.mark.parametrize(

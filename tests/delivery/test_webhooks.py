@@ -21,10 +21,10 @@ from newsletter.core.settings import Settings
 from newsletter.core.ssrf import UnsafeURLError, check_url
 from newsletter.delivery.worker import Worker
 from newsletter.ingest.files import import_records
-from newsletter.pipeline import plan_period
 from newsletter.planning.alerts import enqueue_alerts
-from newsletter.rendering.editions import make_environment
 from tests.support.env import ROOT
+from tests.support.planning import plan
+from tests.support.workers import drain
 
 GENERIC_SECRET = new_generic_secret()
 SECRETS = {"feishu": "feishu-secret", "dingtalk": "SECdingtalk", "generic": GENERIC_SECRET}
@@ -72,25 +72,6 @@ def add(
             language=language,
         ),
     )
-
-
-def drain(engine, settings):
-    return asyncio.run(
-        Worker(engine=engine, settings=settings).run(until_empty=True, poll_seconds=0.05)
-    )
-
-
-def plan(engine, settings, frequency="monthly", period="2025-07"):
-    with Session(engine) as s:
-        summary = plan_period(
-            session=s,
-            env=make_environment(settings.templates_dir),
-            settings=settings,
-            frequency=frequency,
-            period_key=period,
-        )
-        s.commit()
-    return summary
 
 
 def test_monthly_digest_reaches_every_platform_as_native_cards(sample, db_url, chat_receiver):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import random
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
@@ -27,7 +25,6 @@ from newsletter.core.models import (
     Topic,
     utcnow,
 )
-from newsletter.delivery.worker import Worker
 from newsletter.ingest.events import EventIn, add_event, topic_slugs
 from newsletter.ingest.takes import get_take
 from newsletter.pipeline import plan_period
@@ -36,6 +33,7 @@ from newsletter.rendering.editions import make_environment
 from newsletter.topics.catalogue import get_topic
 from newsletter.web.app import create_app
 from tests.support.web import ADMIN_PAGES, csrf_of
+from tests.support.workers import drain
 
 
 @pytest.fixture
@@ -407,13 +405,6 @@ def test_browser_send_now_with_confirmation(page, live_server, engine, token):
     expect(page.locator("#enqueued-count")).to_have_text("0")
     with Session(engine) as session:
         assert session.exec(select(func.count()).select_from(Delivery)).one() == 2
-
-
-def drain(engine, settings) -> None:
-    """Send what is queued to the SMTP server (in a thread: Playwright owns this one's loop)."""
-    worker = Worker(engine=engine, settings=settings)
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, worker.run(until_empty=True, poll_seconds=0.05)).result(timeout=30)
 
 
 def history_key(channel: str, n: int, at: dt.datetime) -> str:

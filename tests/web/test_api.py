@@ -5,7 +5,6 @@ Servers (SMTP, chat platforms, an RSS feed) run on 127.0.0.1 only.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import html
 import json
@@ -26,12 +25,12 @@ from sqlmodel import Session
 from newsletter.core.admin_tokens import create_token, revoke_token
 from newsletter.core.models import AdminToken, Delivery
 from newsletter.core.settings import Settings
-from newsletter.delivery.worker import Worker
 from newsletter.ingest.events import localised
 from newsletter.topics.catalogue import ensure_default_topics
 from newsletter.web.app import create_app
 from tests.support.env import TEST_SECRET_KEY
 from tests.support.factories import event_record
+from tests.support.workers import drain
 
 # --- the routes, listed from the app itself ---------------------------------------------------
 
@@ -64,21 +63,8 @@ API_ROUTES = api_routes()
 
 
 @pytest.fixture
-def settings_(web_settings):
-    """Web settings that also let webhooks and feeds reach 127.0.0.1."""
-    return web_settings.model_copy(
-        update={
-            "webhook_allow_http": True,
-            "webhook_allow_networks": ["127.0.0.0/8"],
-            "alert_batch_seconds": 0,
-            "webhook_timeout": 3,
-        }
-    )
-
-
-@pytest.fixture
-def app(settings_, engine):
-    return create_app(settings=settings_, engine=engine)
+def app(loopback_settings, engine):
+    return create_app(settings=loopback_settings, engine=engine)
 
 
 @pytest.fixture
@@ -125,11 +111,6 @@ def fields(response) -> set[str]:
     assert response.status_code == 422, response.text
     assert response.json()["detail"] == "invalid input"
     return {e["field"] for e in response.json()["errors"]}
-
-
-def drain(engine, settings):
-    worker = Worker(engine=engine, settings=settings)
-    return asyncio.run(worker.run(until_empty=True, poll_seconds=0.05))
 
 
 # --- authentication ---------------------------------------------------------------------------
@@ -827,7 +808,7 @@ def test_digest_send_now_enqueues_once(client, sample, engine, chat_receiver):
 # --- outbox and statistics --------------------------------------------------------------------
 
 
-def test_outbox_and_daily_delivery_stats(client, sample, engine, settings_, smtp_server):
+def test_outbox_and_daily_delivery_stats(client, sample, engine, loopback_settings, smtp_server):
     add_subscriber(client, email="ok@example.com", topics=["hardware"])
     add_subscriber(client, email="gone@example.com", topics=["capital"])
     smtp_server.recorder.script["gone@example.com"] = ["550 5.1.1 no such user"]
@@ -837,7 +818,7 @@ def test_outbox_and_daily_delivery_stats(client, sample, engine, settings_, smtp
     assert queued["channels"] == {"email": {"queued": 2}} and queued["totals"] == {"queued": 2}
     assert client.get("/api/v1/stats/deliveries").json() == []
 
-    drain(engine, settings_)
+    drain(engine, loopback_settings)
     assert len(smtp_server.recorder.to("ok@example.com")) == 1
 
     outbox = client.get("/api/v1/outbox").json()

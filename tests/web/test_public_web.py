@@ -1,6 +1,5 @@
 """Public pages: double opt-in, preferences, one-click unsubscribe, archive and its feeds."""
 
-import asyncio
 import json
 import re
 
@@ -13,11 +12,11 @@ from sqlmodel import Session
 from newsletter.audience.reader_links import make_token
 from newsletter.audience.subscribers import get_subscriber, is_suppressed
 from newsletter.core.models import Delivery, Subscriber, Topic
-from newsletter.delivery.worker import Worker
 from newsletter.pipeline import plan_period
 from newsletter.pipeline.sample import add_demo_readers, load_sample
 from newsletter.rendering.editions import make_environment
 from newsletter.web.app import create_app
+from tests.support.workers import drain
 
 
 @pytest.fixture
@@ -35,12 +34,6 @@ def client(seeded, web_settings):
 
 def csrf(client, path="/"):
     return re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text).group(1)
-
-
-def drain(engine, settings):
-    return asyncio.run(
-        Worker(engine=engine, settings=settings).run(until_empty=True, poll_seconds=0.05)
-    )
 
 
 def subscribe(client, email, topics=("capital",), **extra):

@@ -16,6 +16,7 @@ from newsletter.pipeline import poll_feeds
 from newsletter.rendering.cards import event_items, render_messages
 from newsletter.rendering.editions import make_environment
 from newsletter.topics.catalogue import ensure_default_topics
+from tests.support.planning import plan_in
 
 NAUGHTY = [
     "<script>alert('x')</script>",
@@ -234,15 +235,8 @@ def test_crlf_in_a_signup_name_never_reaches_a_header(engine, db_url, smtp_serve
             ),
         )
         assert "\n" not in sub.name and "\r" not in sub.name
-        from newsletter.pipeline import plan_period
 
-        plan_period(
-            session=s,
-            env=make_environment(settings.templates_dir),
-            settings=settings,
-            frequency="monthly",
-            period_key="2025-07",
-        )
+        plan_in(s, settings)
         s.commit()
     drain(engine, settings)
     (got,) = smtp_server.recorder.to("crlf@example.com")

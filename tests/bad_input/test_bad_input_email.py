@@ -16,9 +16,8 @@ from newsletter.audience.subscribers import SubscriberIn, add_subscriber, is_sup
 from newsletter.core.models import Delivery, Edition, Subscriber, Subscription, Topic
 from newsletter.core.settings import Settings
 from newsletter.core.text import one_line
-from newsletter.pipeline import plan_period
 from newsletter.pipeline.sample import load_sample
-from newsletter.rendering.editions import make_environment
+from tests.support.planning import plan_in
 from tests.support.smtp_server import SmtpServer
 from tests.support.workers import drain
 
@@ -46,13 +45,7 @@ def add_readers(engine, *readers: tuple[str, str]) -> None:
 def send_july(engine, settings, *, subject: str | None = None) -> None:
     """Queue the July monthly digest (optionally with another subject) and drain the outbox."""
     with Session(engine) as s:
-        plan_period(
-            session=s,
-            env=make_environment(settings.templates_dir),
-            settings=settings,
-            frequency="monthly",
-            period_key="2025-07",
-        )
+        plan_in(s, settings)
         if subject is not None:
             for edition in s.exec(select(Edition)).scalars():
                 edition.subject = subject
@@ -345,13 +338,7 @@ def test_a_suppression_made_after_planning_stops_every_spelling_of_the_address(
         s.commit()
     settings = Settings(database_url=db_url, smtp_url=smtp_server.url, smtp_connections=1)
     with Session(engine) as s:
-        summary = plan_period(
-            session=s,
-            env=make_environment(settings.templates_dir),
-            settings=settings,
-            frequency="monthly",
-            period_key="2025-07",
-        )
+        summary = plan_in(s, settings)
         assert summary.enqueued == 3
         s.add(Suppression(address_hash=address_hash("zoe@bücher.example"), reason="complained"))
         s.commit()

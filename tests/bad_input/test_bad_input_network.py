@@ -25,11 +25,11 @@ from newsletter.delivery.channels.webhook import PreparedRequest, WebhookChannel
 from newsletter.delivery.worker import Worker
 from newsletter.ingest.feeds import add_feed
 from newsletter.ingest.files import import_records
-from newsletter.pipeline import plan_period, poll_feeds
+from newsletter.pipeline import poll_feeds
 from newsletter.pipeline.sample import add_demo_readers, load_sample
-from newsletter.rendering.editions import make_environment
 from newsletter.topics.catalogue import ensure_default_topics
 from newsletter.web.app import create_app
+from tests.support.planning import plan_in
 from tests.support.web import api_client
 
 RSS = """<?xml version="1.0" encoding="utf-8"?>
@@ -354,13 +354,7 @@ def test_a_stored_disguised_webhook_fails_its_delivery_with_the_reason(
         ep.url = f"http://[::127.0.0.1]:{inside.port}/hook"  # as an older version stored it
         s.add(ep)
         s.commit()
-        plan_period(
-            session=s,
-            env=make_environment(allowed.templates_dir),
-            settings=allowed,
-            frequency="monthly",
-            period_key="2025-07",
-        )
+        plan_in(s, allowed)
         s.commit()
     strict = allowed.model_copy(update={"webhook_allow_networks": []})
     asyncio.run(Worker(engine=sample, settings=strict).run(until_empty=True, poll_seconds=0.05))
@@ -476,13 +470,7 @@ def archive(engine, web_settings):
     with Session(engine) as s:
         load_sample(session=s)
         add_demo_readers(session=s)
-        plan_period(
-            session=s,
-            env=make_environment(web_settings.templates_dir),
-            settings=web_settings,
-            frequency="monthly",
-            period_key="2025-07",
-        )
+        plan_in(s, web_settings)
         s.commit()
     asyncio.run(
         Worker(engine=engine, settings=web_settings).run(until_empty=True, poll_seconds=0.05)

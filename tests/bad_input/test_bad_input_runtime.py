@@ -29,13 +29,12 @@ from newsletter.core.health import Health
 from newsletter.core.models import Delivery, DeliveryAttempt, Subscriber
 from newsletter.delivery.channels.smtp import SmtpChannel, SmtpConfig
 from newsletter.delivery.worker import Worker
-from newsletter.pipeline import plan_period
 from newsletter.pipeline.sample import load_sample
-from newsletter.rendering.editions import make_environment
 from newsletter.service import runner as service
 from newsletter.service import scheduler
 from newsletter.web.app import create_app
 from tests.support.env import BACKEND
+from tests.support.planning import plan_in
 from tests.support.settings import mail_settings
 from tests.support.smtp_server import free_port
 
@@ -67,13 +66,7 @@ def queue_digest(engine, settings) -> None:
             add_subscriber(
                 session=s, sub_in=SubscriberIn(email=email_, language=lang, topics=topics)
             )
-        plan_period(
-            session=s,
-            env=make_environment(settings.templates_dir),
-            settings=settings,
-            frequency="monthly",
-            period_key="2025-07",
-        )
+        plan_in(s, settings)
         s.commit()
 
 

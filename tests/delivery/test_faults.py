@@ -17,9 +17,8 @@ from sqlmodel import Session
 
 from newsletter.core.models import Delivery
 from newsletter.core.settings import Settings
-from newsletter.pipeline import plan_period
-from newsletter.rendering.editions import make_environment
 from tests.support.env import ROOT
+from tests.support.planning import plan_in
 from tests.support.workers import drain
 
 pytestmark = pytest.mark.slow
@@ -39,13 +38,7 @@ def seed(engine, db_url, n):
     add_subscribers(db_url, n)
     settings = Settings(database_url=db_url)
     with Session(engine) as s:
-        summary = plan_period(
-            session=s,
-            env=make_environment(settings.templates_dir),
-            settings=settings,
-            frequency="monthly",
-            period_key="2025-07",
-        )
+        summary = plan_in(s, settings)
         s.commit()
     return summary.enqueued
 

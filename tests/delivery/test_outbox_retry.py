@@ -12,11 +12,10 @@ from newsletter.audience.subscribers import SubscriberIn, add_subscriber, suppre
 from newsletter.core import outbox
 from newsletter.core.models import Delivery, Subscriber
 from newsletter.core.settings import Settings
-from newsletter.pipeline import plan_period
 from newsletter.pipeline.sample import load_sample
-from newsletter.rendering.editions import make_environment
 from newsletter.web.app import create_app
 from tests.support.env import TEST_SECRET_KEY
+from tests.support.planning import plan_in
 from tests.support.web import api_client
 from tests.support.workers import drain
 
@@ -42,13 +41,7 @@ def failed_digest(engine, settings):
         load_sample(session=s)
         for email in READERS:
             add_subscriber(session=s, sub_in=SubscriberIn(email=email, topics=["capital"]))
-        plan_period(
-            session=s,
-            env=make_environment(settings.templates_dir),
-            settings=settings,
-            frequency="monthly",
-            period_key="2025-07",
-        )
+        plan_in(s, settings)
         s.commit()
     ids = outbox.claim(engine, worker="w", limit=10, lease_seconds=60)
     by_email = {e: i for e, i in _rows(engine, Subscriber.email, Delivery.id)}

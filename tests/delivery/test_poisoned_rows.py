@@ -25,11 +25,10 @@ from newsletter.core.models import Delivery, DeliveryAttempt, Event, Subscriber,
 from newsletter.core.settings import Settings
 from newsletter.delivery.channels.smtp import SmtpChannel, SmtpConfig
 from newsletter.ingest.events import slugs_by_event
-from newsletter.pipeline import plan_period
 from newsletter.pipeline.sample import load_sample
 from newsletter.planning.alerts import enqueue_alerts
-from newsletter.rendering.editions import make_environment
 from tests.support.env import TEST_SECRET_KEY
+from tests.support.planning import plan_in
 from tests.support.smtp_server import free_port
 
 ACTIVE = ["ada@example.com", "bo@example.com", "mei@example.com"]  # bo: the channel raises
@@ -66,13 +65,7 @@ def fill_outbox(engine, settings, chat_receiver) -> None:
         load_sample(session=s)
         for email in ACTIVE:
             add_subscriber(session=s, sub_in=SubscriberIn(email=email, topics=["capital"]))
-        plan_period(
-            session=s,
-            env=make_environment(settings.templates_dir),
-            settings=settings,
-            frequency="monthly",
-            period_key="2025-07",
-        )
+        plan_in(s, settings)
         rows = []
         for email, lang in PENDING.items():
             sub = add_subscriber(

@@ -22,6 +22,7 @@ from newsletter.planning import readers as planning
 from newsletter.planning.digests import digest_kind, idempotency_key
 from newsletter.planning.readers import events_for, iter_recipients, period_events
 from newsletter.rendering.editions import Segment, make_environment
+from tests.support.planning import plan_in
 
 
 def _population(engine) -> None:
@@ -269,13 +270,7 @@ def test_every_spelling_of_a_suppressed_address_is_left_out(engine, db_url):
     assert reference == ids[-1:]
     settings = Settings(database_url=db_url)
     with Session(engine) as s:
-        plan_period(
-            session=s,
-            env=make_environment(settings.templates_dir),
-            settings=settings,
-            frequency="monthly",
-            period_key="2025-07",
-        )
+        plan_in(s, settings)
         s.commit()
     with Session(engine) as s:
         planned = s.execute(select(Delivery.subscriber_id)).scalars().all()

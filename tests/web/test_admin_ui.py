@@ -27,11 +27,10 @@ from newsletter.core.models import (
 )
 from newsletter.ingest.events import EventIn, add_event, topic_slugs
 from newsletter.ingest.takes import get_take
-from newsletter.pipeline import plan_period
 from newsletter.pipeline.sample import add_demo_readers, load_sample
-from newsletter.rendering.editions import make_environment
 from newsletter.topics.catalogue import get_topic
 from newsletter.web.app import create_app
+from tests.support.planning import plan_in
 from tests.support.web import ADMIN_PAGES, csrf_of
 from tests.support.workers import drain
 
@@ -467,10 +466,7 @@ def add_history(engine, days: int = 14, seed: int = 7) -> None:
 def test_dashboard_screenshot(page, live_server, engine, token, smtp_server, screenshot_dir):
     settings = live_server.settings
     with Session(engine, expire_on_commit=False) as session:
-        summary = plan_period(
-            session=session, env=make_environment(settings.templates_dir), settings=settings,
-            frequency="monthly", period_key="2025-07",
-        )  # fmt: skip
+        summary = plan_in(session, settings)  # fmt: skip
     assert summary.enqueued == 2
     drain(engine, settings)
     assert len(smtp_server.recorder.received) == 2

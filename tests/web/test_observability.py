@@ -11,6 +11,7 @@ from newsletter.core.logs import JsonFormatter
 from newsletter.core.settings import Settings
 from newsletter.pipeline.sample import add_demo_readers, load_sample
 from newsletter.web.app import create_app
+from tests.support.planning import plan_in
 from tests.support.workers import drain
 
 
@@ -19,16 +20,8 @@ def test_health_readiness_and_metrics(engine, db_url, smtp_server):
     with Session(engine) as s:
         load_sample(session=s)
         add_demo_readers(session=s)
-        from newsletter.pipeline import plan_period
-        from newsletter.rendering.editions import make_environment
 
-        plan_period(
-            session=s,
-            env=make_environment(settings.templates_dir),
-            settings=settings,
-            frequency="monthly",
-            period_key="2025-07",
-        )
+        plan_in(s, settings)
         s.commit()
     client = TestClient(create_app(settings=settings, engine=engine))
     assert client.get("/healthz").json() == {"status": "ok"}

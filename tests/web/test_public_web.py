@@ -12,10 +12,9 @@ from sqlmodel import Session
 from newsletter.audience.reader_links import make_token
 from newsletter.audience.subscribers import get_subscriber, is_suppressed
 from newsletter.core.models import Delivery, Subscriber, Topic
-from newsletter.pipeline import plan_period
 from newsletter.pipeline.sample import add_demo_readers, load_sample
-from newsletter.rendering.editions import make_environment
 from newsletter.web.app import create_app
+from tests.support.planning import plan_in
 from tests.support.workers import drain
 
 
@@ -179,13 +178,7 @@ def test_archive_lists_sent_editions_without_personal_data(client, seeded, web_s
         topic.description = "<script>alert('x')</script>"
         s.add(topic)
         s.commit()
-        plan_period(
-            session=s,
-            env=make_environment(web_settings.templates_dir),
-            settings=web_settings,
-            frequency="monthly",
-            period_key="2025-07",
-        )
+        plan_in(s, web_settings)
         s.commit()
     assert "2025" not in client.get("/archive").text.split("<table>")[1]  # nothing sent yet
     drain(seeded, web_settings)

@@ -37,10 +37,10 @@ from common import (
 from sqlalchemy import select
 from sqlmodel import Session
 
-from newsletter.core import outbox
 from newsletter.core.db import make_engine
 from newsletter.core.models import Delivery, Edition, Subscriber
 from newsletter.core.settings import Settings
+from newsletter.delivery import outbox
 from newsletter.delivery.messages import build_digest_email
 from newsletter.pipeline import plan_period
 from newsletter.rendering.editions import make_environment

@@ -22,10 +22,10 @@ from common import add_subscribers, fresh_database
 from sqlalchemy import insert, select, text
 from sqlmodel import Session
 
-from newsletter.core import outbox
 from newsletter.core.db import make_engine
 from newsletter.core.models import Delivery, Subscriber, WebhookEndpoint, utcnow
 from newsletter.core.settings import Settings
+from newsletter.delivery import outbox
 
 ENDPOINTS = 100
 

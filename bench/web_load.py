@@ -32,10 +32,10 @@ import httpx
 from common import add_subscribers, free_port, fresh_database
 from sqlmodel import Session
 
-from newsletter.core import outbox
 from newsletter.core.admin_tokens import create_token
 from newsletter.core.db import make_engine
 from newsletter.core.settings import Settings
+from newsletter.delivery import outbox
 from newsletter.pipeline import plan_period
 from newsletter.rendering.editions import make_environment
 

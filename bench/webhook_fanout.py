@@ -39,8 +39,7 @@ from newsletter.audience.endpoints import EndpointIn, add_endpoint, new_generic_
 from newsletter.core.db import make_engine
 from newsletter.core.settings import Settings
 from newsletter.delivery.worker import Worker
-from newsletter.ingest.files import import_records
-from newsletter.planning.alerts import enqueue_alerts
+from newsletter.pipeline import ingest_records
 
 HERE = Path(__file__).resolve().parent
 PLATFORMS = ("generic", "feishu", "dingtalk")  # the signed ones
@@ -151,22 +150,26 @@ def main() -> None:
                     ),
                 )
             # events arriving after the endpoints exist (older ones never alert a new endpoint)
-            report = import_records(
-                session=s,
-                records=iter(
-                    (
-                        f"record {n}",
-                        {
-                            "title": f"Chipmaker {n} raises funding for open-source GPU work",
-                            "url": f"https://bench.example/{n}",
-                            "occurred_on": "2025-08-01",
-                        },
-                    )
-                    for n in range(args.events)
-                ),
-            )
+            # one event at a time, as they would arrive: each alerts every endpoint once
+            # (events ingested together are one burst, one alert per endpoint)
             rows = sum(
-                enqueue_alerts(session=s, settings=settings, event_ids=[e]) for e in report.new_ids
+                ingest_records(
+                    session=s,
+                    settings=settings,
+                    records=iter(
+                        [
+                            (
+                                f"record {n}",
+                                {
+                                    "title": f"Chipmaker {n} raises funding for open-source GPU work",
+                                    "url": f"https://bench.example/{n}",
+                                    "occurred_on": "2025-08-01",
+                                },
+                            )
+                        ]
+                    ),
+                ).alerts
+                for n in range(args.events)
             )
             s.commit()
         worker = Worker(engine=engine, settings=settings)

@@ -233,26 +233,21 @@ def update_endpoint(
     return endpoint
 
 
-def disable_endpoint(*, session: Session, endpoint: WebhookEndpoint, reason: str) -> None:
-    """Stop sending; what is queued for it is held, not lost."""
-    from newsletter.core import outbox
-
+def mark_disabled(*, session: Session, endpoint: WebhookEndpoint, reason: str) -> None:
+    """The endpoint as disabled, with the reason. Its queued rows are the outbox's to
+    hold: `pipeline.disable_endpoint` does both."""
     endpoint.enabled, endpoint.disabled_reason = False, reason[:500]
     session.add(endpoint)
-    outbox.hold_endpoint(session, endpoint.id)
     session.flush()
 
 
-def enable_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> int:
-    """Resume; held messages are queued again. Returns how many."""
-    from newsletter.core import outbox
-
+def mark_enabled(*, session: Session, endpoint: WebhookEndpoint) -> None:
+    """The endpoint as enabled, its failure count cleared (`pipeline.enable_endpoint`
+    also queues its held rows again)."""
     endpoint.enabled, endpoint.disabled_reason = True, None
     endpoint.consecutive_failures, endpoint.first_failure_at = 0, None
     session.add(endpoint)
-    n = outbox.resume_endpoint(session, endpoint.id)
     session.flush()
-    return n
 
 
 def note_results(
@@ -265,7 +260,8 @@ def note_results(
     """Note a batch's results per endpoint, {endpoint id: (ok, error, gone)}: a success
     resets the failure count; a failure adds one, and disables the endpoint (its queued
     messages held) once it has failed too many times for too long, or at once if the
-    platform says it is gone. Returns the endpoints this disabled, with the reason.
+    platform says it is gone. Returns the endpoints this disabled, with the reason (the
+    caller holds their queued rows).
 
     Set-based: one UPDATE for the endpoints that worked, one for those that failed.
     """
@@ -319,7 +315,7 @@ def note_results(
         endpoint = session.get(WebhookEndpoint, endpoint_id)
         if endpoint is None:
             continue  # deleted meanwhile
-        disable_endpoint(session=session, endpoint=endpoint, reason=why)
+        mark_disabled(session=session, endpoint=endpoint, reason=why)
         disabled.append((endpoint_id, why))
     return disabled
 
@@ -333,9 +329,8 @@ def list_endpoints(*, session: Session) -> list[WebhookEndpoint]:
 
 
 def remove_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> None:
-    from newsletter.core import outbox
-
-    outbox.detach_endpoint(session, endpoint.id)
+    """Delete the endpoint and its topics; its outbox rows must be detached first
+    (`pipeline.remove_endpoint` does both)."""
     for row in session.execute(
         select(WebhookTopic).where(WebhookTopic.endpoint_id == endpoint.id)
     ).scalars():

@@ -221,6 +221,8 @@ def confirm_subscriber(*, session: Session, subscriber: Subscriber) -> None:
     """A confirmed double opt-in: the subscriber is active, a self-unsubscribe lifted."""
     subscriber.status, subscriber.confirmed_at = "active", utcnow()
     subscriber.unsubscribed_at = None
+    # a reader disabled by soft bounces who confirms again has shown the mailbox works
+    subscriber.bounce_score, subscriber.disabled_reason = 0.0, None
     session.add(subscriber)
     h = address_hash(subscriber.email)
     row = session.exec(select(Suppression).where(Suppression.address_hash == h)).first()
@@ -308,15 +310,14 @@ def update_subscriber(*, session: Session, subscriber: Subscriber, sub_in: Subsc
 
 
 def remove_subscriber(*, session: Session, subscriber: Subscriber, reason: str = "removed") -> None:
-    """Delete personal data; keep a suppression entry so the address is never mailed again."""
-    from newsletter.core import outbox
-
+    """Delete personal data; keep a suppression entry so the address is never mailed again.
+    The reader's outbox rows must be detached first (`pipeline.remove_subscriber` does
+    both)."""
     suppress(session=session, email=subscriber.email, reason=reason)
     for row in session.exec(
         select(Subscription).where(Subscription.subscriber_id == subscriber.id)
     ):
         session.delete(row)
-    outbox.detach_subscriber(session, subscriber.id)
     session.delete(subscriber)
     session.flush()
 

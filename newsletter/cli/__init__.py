@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from newsletter.cli import admin as admin_cmds
+from newsletter.cli import bounces as bounce_cmds
 from newsletter.cli import db as db_cmds
 from newsletter.cli import delivery as delivery_cmds
 from newsletter.cli import digest as digest_cmds
@@ -52,5 +53,6 @@ app.command("scheduler")(service_cmds.scheduler_cmd)
 app.add_typer(service_cmds.schedule_app, name="schedule")
 app.add_typer(service_cmds.feeds_app, name="feeds")
 app.add_typer(admin_cmds.app, name="admin")
+app.add_typer(bounce_cmds.app, name="bounces")
 
 __all__ = ["app", "State"]

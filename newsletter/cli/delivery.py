@@ -7,8 +7,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from newsletter.cli.common import console, fail, state
-from newsletter.core import outbox
 from newsletter.core.logs import setup_logging
+from newsletter.delivery import outbox
 from newsletter.delivery.worker import run_worker
 
 outbox_app = typer.Typer(help="The outbox of messages to send.", no_args_is_help=True)

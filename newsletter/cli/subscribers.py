@@ -30,11 +30,11 @@ from newsletter.audience.subscribers import (
     get_subscriber,
     import_subscribers,
     list_subscribers,
-    remove_subscriber,
     subscriber_topics,
 )
 from newsletter.cli.common import console, err_console, fail, state
 from newsletter.cli.topics import validation_message
+from newsletter.pipeline import remove_subscriber
 from newsletter.topics.catalogue import TopicError
 
 app = typer.Typer(
@@ -155,7 +155,9 @@ def export_cmd(ctx: typer.Context) -> None:
 @app.command("list")
 def list_cmd(
     ctx: typer.Context,
-    status: str | None = typer.Option(None, "--status", help="pending, active or unsubscribed."),
+    status: str | None = typer.Option(
+        None, "--status", help="pending, active, unsubscribed or disabled (bounces, complaints)."
+    ),
     fmt: str = typer.Option("table", "--format", help="table or json."),
 ) -> None:
     """List subscribers with their topics."""

@@ -14,19 +14,17 @@ from newsletter.audience.endpoints import (
     EndpointIn,
     WebhookError,
     add_endpoint,
-    disable_endpoint,
-    enable_endpoint,
     endpoint_topics,
     get_endpoint,
     list_endpoints,
     mask,
     mask_url,
-    remove_endpoint,
     update_endpoint,
 )
 from newsletter.cli.common import console, fail, state
 from newsletter.cli.topics import validation_message
 from newsletter.core import platforms
+from newsletter.pipeline import disable_endpoint, enable_endpoint, remove_endpoint
 from newsletter.topics.catalogue import TopicError
 
 app = typer.Typer(

@@ -18,6 +18,7 @@ MIN_LENGTH = 32
 ADMIN_SESSION = "admin-session"
 READER_LINKS = "reader-links"
 CSRF = "csrf"
+RETURN_PATH = "return-path"
 
 HOW_TO_SET = (
     "Set NEWSLETTER_SECRET_KEY to a long random value, e.g. "

@@ -27,6 +27,13 @@ SEND_SECONDS = Histogram(
     registry=REGISTRY,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+BOUNCES = Counter(
+    "newsletter_bounces_total",
+    "Mails received back by kind (hard, soft, complaint, unsubscribe, delayed, unknown, "
+    "duplicate, refused, unreadable, too-large).",
+    ["kind"],
+    registry=REGISTRY,
+)
 FEED_POLLS = Counter(
     "newsletter_feed_polls_total",
     "Feed polls by result (new, not-modified, error).",

@@ -84,11 +84,16 @@ class Subscriber(SQLModel, table=True):
     language: str = Field(default="en", max_length=8)
     timezone: str = Field(default="UTC", max_length=64)
     frequency: str = Field(default="monthly", max_length=16)  # instant|daily|weekly|monthly
-    status: str = Field(default="active", index=True, max_length=16)  # pending|active|unsubscribed
+    # pending|active|unsubscribed|disabled (bounces or a complaint; see disabled_reason)
+    status: str = Field(default="active", index=True, max_length=16)
     source: str = Field(default="admin", max_length=32)  # admin|import|roster|web
     created_at: dt.datetime = Field(default_factory=utcnow)
     confirmed_at: dt.datetime | None = None
     unsubscribed_at: dt.datetime | None = None
+    # hard bounce 1, soft 0.5, at most one increment a day; restarts after a quiet period
+    bounce_score: float = Field(default=0.0)
+    bounce_scored_at: dt.datetime | None = None
+    disabled_reason: str | None = Field(default=None, max_length=500)
 
 
 class Subscription(SQLModel, table=True):
@@ -133,6 +138,28 @@ class Suppression(SQLModel, table=True):
     address_hash: str = Field(unique=True, index=True, max_length=64)
     reason: str = Field(max_length=200)  # unsubscribed|removed|bounced|complaint
     created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Bounce(SQLModel, table=True):
+    """A bounce, complaint or unsubscribe mail received, and what was done about it.
+
+    `message_hash` (sha256 of the raw message) makes processing idempotent: the same
+    message imported twice, or delivered twice by a relay, is counted once.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16, index=True)  # hard|soft|complaint|unsubscribe|unknown
+    subscriber_id: int | None = Field(
+        default=None, foreign_key="subscriber.id", index=True, ondelete="SET NULL"
+    )
+    delivery_id: int | None = Field(
+        default=None, foreign_key="delivery.id", index=True, ondelete="SET NULL"
+    )
+    diagnostic: str = Field(default="", max_length=500)  # status and diagnostic code
+    action: str = Field(default="", max_length=200)  # what was done (or why nothing)
+    source: str = Field(default="import", max_length=16)  # import|smtp
+    message_hash: str = Field(unique=True, max_length=64)
+    received_at: dt.datetime = Field(default_factory=utcnow, index=True)
 
 
 # --- editorial ------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated
@@ -69,6 +70,32 @@ class Settings(BaseSettings):
     dkim_key_file: Path | None = Field(default=None, description="PEM private key for DKIM.")
     dkim_selector: str | None = Field(default=None, description="DKIM selector (s=).")
     dkim_domain: str | None = Field(default=None, description="DKIM domain (d=); default From's.")
+
+    # bounces and complaints
+    verp: bool = Field(
+        default=True,
+        description="Send each email with its own return path (bounces+<token>@<bounce "
+        "domain>) so a bounce names its delivery; false = the From address.",
+    )
+    bounce_domain: str | None = Field(
+        default=None,
+        description="Domain of the return path (bounces+<token>@...) and of the unsubscribe "
+        "mailbox; default the From address's domain.",
+    )
+    bounce_token_days: int = Field(
+        default=180, ge=1, description="A return-path token is honoured this many days."
+    )
+    bounce_threshold: float = Field(
+        default=3.0,
+        gt=0,
+        description="Bounce score (hard 1, soft 0.5, one increment a day) that disables a reader.",
+    )
+    bounce_decay_days: float = Field(
+        default=30.0, gt=0, description="A bounce score with no bounce for this long restarts at 0."
+    )
+    bounce_max_bytes: int = Field(
+        default=10_000_000, gt=0, description="Largest bounce or unsubscribe mail read."
+    )
 
     # webhooks
     webhook_allow_http: bool = Field(
@@ -187,6 +214,16 @@ class Settings(BaseSettings):
             raise ValueError(f"needs an address, like 'Brief <brief@example.com>', got {value!r}")
         if not local.isascii():
             raise ValueError("the address needs an ASCII local part (not every server takes UTF-8)")
+        return value
+
+    @field_validator("bounce_domain", mode="before")
+    @classmethod
+    def _bounce_domain(cls, value):
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        value = str(value).strip().lower().rstrip(".")
+        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?", value) or ".." in value:
+            raise ValueError(f"{value!r} is not a domain name like bounces.example.com")
         return value
 
     @field_validator("webhook_allow_networks")

@@ -14,9 +14,9 @@ from sqlmodel import Session
 from newsletter.audience.endpoints import endpoint_secret
 from newsletter.core import platforms
 from newsletter.core.models import DeliveryRow, Event, Topic, WebhookEndpoint, utcnow
-from newsletter.core.outbox import Outcome, crashed
 from newsletter.delivery.channels.base import PermanentDeliveryError, TemporaryDeliveryError
 from newsletter.delivery.channels.webhook import WebhookChannel, prepare
+from newsletter.delivery.outbox import Outcome, crashed
 from newsletter.ingest.events import slugs_by_event
 from newsletter.rendering.cards import PayloadError, encode, event_items, render_messages
 from newsletter.rendering.labels import alert_title

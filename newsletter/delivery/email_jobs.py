@@ -21,13 +21,13 @@ from newsletter.core.models import (
     Topic,
     utcnow,
 )
-from newsletter.core.outbox import Outcome, crashed
 from newsletter.delivery.messages import (
     BuiltMessage,
     MessageError,
     build_confirm_email,
     build_digest_email,
 )
+from newsletter.delivery.outbox import Outcome, crashed
 from newsletter.ingest.events import slugs_by_event
 from newsletter.rendering.editions import alert_context, render_digest
 

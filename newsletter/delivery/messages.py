@@ -22,6 +22,7 @@ from newsletter.core.models import DeliveryRow, Edition, SubscriberRow
 from newsletter.core.settings import Settings
 from newsletter.core.text import one_line
 from newsletter.delivery.channels.base import SmtpReady
+from newsletter.delivery.return_path import UNSUBSCRIBE_LOCAL, bounce_domain, return_path
 from newsletter.rendering.editions import split_slots
 
 CRLF = "\r\n"
@@ -279,7 +280,8 @@ def build_digest_email(
     }
     list_unsubscribe = (
         f"<{links['unsubscribe_url']}>, "
-        f"<mailto:unsubscribe@{domain}?subject=unsubscribe%20{links['unsubscribe_token']}>"
+        f"<mailto:{UNSUBSCRIBE_LOCAL}@{bounce_domain(settings, from_addr)}"
+        f"?subject=unsubscribe%20{links['unsubscribe_token']}>"
     )
     headers += [
         ("List-Id", f"{edition.frequency.title()} digest <{edition.frequency}.{domain}>"),
@@ -296,7 +298,10 @@ def build_digest_email(
     )
     data = dkim_sign(settings, data, domain)
     return BuiltMessage(
-        sender=from_addr, recipient=subscriber.email, message_id=message_id, data=data
+        sender=return_path(settings, from_addr, delivery.id or 0, delivery.created_at),
+        recipient=subscriber.email,
+        message_id=message_id,
+        data=data,
     )
 
 
@@ -329,7 +334,10 @@ def build_confirm_email(
     text = env.get_template("email/confirm.txt.j2").render(context)
     data = dkim_sign(settings, assemble(headers, text, html, boundary=f"=_nl_{digest}"), domain)
     return BuiltMessage(
-        sender=from_addr, recipient=subscriber.email, message_id=message_id, data=data
+        sender=return_path(settings, from_addr, delivery.id or 0, delivery.created_at),
+        recipient=subscriber.email,
+        message_id=message_id,
+        data=data,
     )
 
 

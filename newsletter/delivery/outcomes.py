@@ -15,9 +15,9 @@ from sqlmodel import Session
 
 from newsletter.audience.endpoints import note_results
 from newsletter.audience.subscribers import suppress
-from newsletter.core import outbox
 from newsletter.core.models import Delivery, Subscriber
-from newsletter.core.outbox import Outcome
+from newsletter.delivery import outbox
+from newsletter.delivery.outbox import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,15 @@ def note(
                 _suppress_bounced(session, bounced)
             if not health:
                 return []
-            return note_results(
+            disabled = note_results(
                 session=session,
                 results={i: (o.result == "sent", o.error, o.disable) for i, o in health.items()},
                 disable_after_failures=after_failures,
                 disable_after_hours=after_hours,
             )
+            for endpoint_id, _ in disabled:  # queued for them: held until enabled again
+                outbox.hold_endpoint(session, endpoint_id)
+            return disabled
     except Exception:
         # the results are worth more than these: keep them, say what went wrong
         log.exception("noting bounces and endpoint health for a batch")

@@ -27,9 +27,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-from newsletter.core import outbox
 from newsletter.core.models import Delivery, DeliveryRow, Edition, utcnow
 from newsletter.core.settings import Settings
+from newsletter.delivery import outbox
 from newsletter.delivery.channels.base import PermanentDeliveryError, TemporaryDeliveryError
 from newsletter.delivery.channels.filedrop import FileDropChannel
 from newsletter.delivery.channels.smtp import SmtpChannel, SmtpConfig

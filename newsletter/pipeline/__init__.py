@@ -20,8 +20,11 @@ from jinja2 import Environment
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from newsletter.core.outbox import BULK_ROWS, refresh_statistics
+from newsletter.audience import endpoints, subscribers
+from newsletter.core.models import Subscriber, WebhookEndpoint
 from newsletter.core.settings import Settings
+from newsletter.delivery import outbox
+from newsletter.delivery.outbox import BULK_ROWS, refresh_statistics
 from newsletter.ingest import feeds, files
 from newsletter.ingest.events import AddResult, EventIn, add_event
 from newsletter.ingest.files import ImportReport, Records
@@ -150,3 +153,32 @@ def plan_due_periods(
     return send_times.run_due_digests(
         engine=engine, env=env, settings=settings, plan=plan_period, now=now
     )
+
+
+# Readers and teams leaving or pausing: the audience's change and what it means for the
+# outbox, in the caller's transaction (the audience stage sits below the outbox).
+
+
+def disable_endpoint(*, session: Session, endpoint: WebhookEndpoint, reason: str) -> None:
+    """Stop sending to a team; what is queued for it is held, not lost."""
+    endpoints.mark_disabled(session=session, endpoint=endpoint, reason=reason)
+    outbox.hold_endpoint(session, endpoint.id)
+
+
+def enable_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> int:
+    """Resume a team; its held messages are queued again. Returns how many."""
+    endpoints.mark_enabled(session=session, endpoint=endpoint)
+    return outbox.resume_endpoint(session, endpoint.id)
+
+
+def remove_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> None:
+    """Delete a team's endpoint; its unsent rows are cancelled, its history kept."""
+    outbox.detach_endpoint(session, endpoint.id)
+    endpoints.remove_endpoint(session=session, endpoint=endpoint)
+
+
+def remove_subscriber(*, session: Session, subscriber: Subscriber, reason: str = "removed") -> None:
+    """Delete a reader's personal data (the address stays suppressed); unsent rows are
+    cancelled, sent ones kept without the reader."""
+    outbox.detach_subscriber(session, subscriber.id)
+    subscribers.remove_subscriber(session=session, subscriber=subscriber, reason=reason)

@@ -22,7 +22,7 @@ from newsletter.core.models import (
     WebhookEndpoint,
     utcnow,
 )
-from newsletter.core.outbox import enqueue, idempotency_key
+from newsletter.delivery.outbox import enqueue, idempotency_key
 from newsletter.ingest.events import slugs_by_event
 
 # Events looked at per round of enqueue_alerts.

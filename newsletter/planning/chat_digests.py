@@ -12,8 +12,8 @@ from sqlmodel import Session
 
 from newsletter.audience.endpoints import endpoint_topic_slugs
 from newsletter.core.models import Edition, WebhookEndpoint, utcnow
-from newsletter.core.outbox import enqueue, idempotency_key
 from newsletter.core.periods import Period
+from newsletter.delivery.outbox import enqueue, idempotency_key
 from newsletter.planning.digests import DigestRenderer
 from newsletter.planning.readers import events_for
 from newsletter.rendering import labels as i18n

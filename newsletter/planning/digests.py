@@ -17,12 +17,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from newsletter.audience.subscribers import SubscriberError, get_subscriber, subscriber_topics
-from newsletter.core import outbox
 from newsletter.core.models import Delivery, Edition, Event, utcnow
-from newsletter.core.outbox import enqueue_select
 from newsletter.core.periods import DIGEST_FREQUENCIES, Period, PeriodError, parse_period
 from newsletter.core.settings import Settings
+from newsletter.delivery import outbox
 from newsletter.delivery.messages import build_digest_email
+from newsletter.delivery.outbox import enqueue_select
 from newsletter.ingest.takes import get_take
 from newsletter.planning.readers import ReaderQuery, events_for, period_events, reader_query
 from newsletter.rendering.editions import Rendered, Segment, digest_context, render_digest

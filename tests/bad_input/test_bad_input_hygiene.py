@@ -147,7 +147,7 @@ def test_scheduler_alert_job_with_mixed_recipients(
 
 
 def test_enqueue_widens_rows_of_different_shapes(engine, sample):
-    from newsletter.core.outbox import enqueue
+    from newsletter.delivery.outbox import enqueue
 
     with Session(engine) as s:
         reader = add_subscriber(

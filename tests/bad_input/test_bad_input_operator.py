@@ -93,7 +93,7 @@ def test_webhook_allow_networks_must_be_networks(cli, monkeypatch):
 def test_a_one_off_worker_on_a_read_only_database_stops_and_says_why(
     cli, db_url, engine, monkeypatch
 ):
-    from newsletter.core.outbox import enqueue
+    from newsletter.delivery.outbox import enqueue
     from newsletter.pipeline.sample import add_demo_readers, load_sample
 
     if not db_url.startswith("sqlite"):

@@ -22,11 +22,11 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from newsletter.audience.subscribers import SubscriberIn, add_subscriber
-from newsletter.core import outbox
 from newsletter.core.admin_tokens import create_token
 from newsletter.core.db import make_engine, sqlite_file
 from newsletter.core.health import Health
 from newsletter.core.models import Delivery, DeliveryAttempt, Subscriber
+from newsletter.delivery import outbox
 from newsletter.delivery.channels.smtp import SmtpChannel, SmtpConfig
 from newsletter.delivery.worker import Worker
 from newsletter.pipeline.sample import load_sample

@@ -10,9 +10,10 @@ from sqlmodel import Session
 
 from newsletter.audience.reader_links import read_token
 from newsletter.audience.subscribers import SubscriberIn, add_subscriber, is_suppressed
-from newsletter.core import outbox
 from newsletter.core.models import Delivery, DeliveryAttempt, Edition, Subscriber
 from newsletter.core.periods import parse_period
+from newsletter.delivery import outbox
+from newsletter.delivery.return_path import read_token as read_return_token
 from newsletter.delivery.worker import Worker
 from newsletter.pipeline.sample import load_sample
 from newsletter.planning.readers import events_for, period_events
@@ -87,7 +88,15 @@ def test_each_subscriber_gets_their_events_in_their_language(world, db_url, smtp
         assert msg["To"].addresses[0].addr_spec == email_
         assert msg["Message-ID"].endswith("@news.example.org>") and msg["Date"]
         assert "<style" not in html and 'style="' in html  # CSS inlined
-        assert got.mail_from == "brief@news.example.org"
+        # the envelope sender is this delivery's own return path (VERP), From stays the list's
+        assert msg["From"].addresses[0].addr_spec == "brief@news.example.org"
+        local, domain = got.mail_from.split("@")
+        assert local.startswith("bounces+") and domain == "news.example.org"
+        named = read_return_token(TEST_SECRET_KEY, local.split("+", 1)[1], max_days=1)
+        with Session(world) as s:
+            assert (
+                s.get(Subscriber, s.get(Delivery, named.delivery_id).subscriber_id).email == email_
+            )
 
 
 def test_one_edition_per_segment_and_resend_adds_nothing(world, db_url, smtp_server):

@@ -9,9 +9,9 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from newsletter.audience.subscribers import SubscriberIn, add_subscriber, suppress
-from newsletter.core import outbox
 from newsletter.core.models import Delivery, Subscriber
 from newsletter.core.settings import Settings
+from newsletter.delivery import outbox
 from newsletter.pipeline.sample import load_sample
 from newsletter.web.app import create_app
 from tests.support.env import TEST_SECRET_KEY

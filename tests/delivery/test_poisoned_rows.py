@@ -20,9 +20,9 @@ from sqlmodel import Session
 
 from newsletter.audience.endpoints import EndpointIn, add_endpoint
 from newsletter.audience.subscribers import SubscriberIn, add_subscriber
-from newsletter.core import outbox
 from newsletter.core.models import Delivery, DeliveryAttempt, Event, Subscriber, WebhookEndpoint
 from newsletter.core.settings import Settings
+from newsletter.delivery import outbox
 from newsletter.delivery.channels.smtp import SmtpChannel, SmtpConfig
 from newsletter.ingest.events import slugs_by_event
 from newsletter.pipeline.sample import load_sample

@@ -13,7 +13,6 @@ from newsletter.audience.endpoints import (
     EndpointIn,
     WebhookError,
     add_endpoint,
-    enable_endpoint,
     new_generic_secret,
 )
 from newsletter.core.models import Delivery, DeliveryAttempt, WebhookEndpoint
@@ -21,6 +20,7 @@ from newsletter.core.settings import Settings
 from newsletter.core.ssrf import UnsafeURLError, check_url
 from newsletter.delivery.worker import Worker
 from newsletter.ingest.files import import_records
+from newsletter.pipeline import enable_endpoint
 from newsletter.planning.alerts import enqueue_alerts
 from tests.support.env import ROOT
 from tests.support.planning import plan

@@ -22,6 +22,7 @@ STAGES = (
     "audience",
     "rendering",
     "delivery",
+    "feedback",
     "planning",
     "pipeline",
     "web",

@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from newsletter.core import delivery_stats
 from newsletter.core.models import Delivery, utcnow
-from newsletter.core.outbox import DeliveryStatus, last_errors, status_counts
+from newsletter.delivery import stats as delivery_stats
+from newsletter.delivery.outbox import DeliveryStatus, last_errors, status_counts
 
 DAYS = 14
 

@@ -10,6 +10,7 @@ response models are in `api_models`.
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 
+from newsletter.web.api import bounces as api_bounces
 from newsletter.web.api import digests as api_digests
 from newsletter.web.api import events as api_events
 from newsletter.web.api import feeds as api_feeds
@@ -35,5 +36,6 @@ for part in (
     api_digests.digests,
     api_feeds.router,
     api_outbox.router,
+    api_bounces.router,
 ):
     router.include_router(part)

@@ -16,8 +16,8 @@ from typing_extensions import TypedDict
 
 from newsletter.audience.subscribers import SubscriberIn
 from newsletter.core import platforms
-from newsletter.core.outbox import KINDS, MAX_ID
 from newsletter.core.periods import parse_period
+from newsletter.delivery.outbox import KINDS, MAX_ID
 from newsletter.ingest.events import EventIn
 from newsletter.topics.catalogue import SLUG, TopicIn, TopicUpdate
 from newsletter.topics.matching import (
@@ -277,6 +277,14 @@ class SubscriberPublic(BaseModel):
     created_at: dt.datetime
     confirmed_at: dt.datetime | None
     unsubscribed_at: dt.datetime | None
+    bounce_score: float = Field(
+        description="Hard bounce 1, soft 0.5, at most one increment a day; restarts after "
+        "NEWSLETTER_BOUNCE_DECAY_DAYS without bounces."
+    )
+    bounce_scored_at: dt.datetime | None = Field(description="The last increment.")
+    disabled_reason: str | None = Field(
+        description="Why the reader was disabled (status `disabled`): bounces or a complaint."
+    )
 
 
 class SubscribersPublic(Page):
@@ -507,3 +515,17 @@ class OutboxRetryPublic(BaseModel):
     held: int = Field(
         description="Of those, how many wait for their disabled webhook endpoint to be enabled."
     )
+
+
+class BouncePublic(BaseModel):
+    received_at: dt.datetime
+    kind: str = Field(description="hard, soft, complaint, unsubscribe, delayed or unknown.")
+    email: str | None = Field(description="The reader it was about, when one was found.")
+    delivery_id: int | None
+    diagnostic: str = Field(description="Status and diagnostic code the receiver reported.")
+    action: str = Field(description="What was done, or why nothing was.")
+    source: str = Field(description="import or smtp.")
+
+
+class BouncesPublic(BaseModel):
+    data: list[BouncePublic]

@@ -10,10 +10,9 @@ from fastapi import Query, Request
 from sqlalchemy import Engine
 
 from newsletter.audience.endpoints import get_endpoint
-from newsletter.core import delivery_stats as stats
-from newsletter.core import outbox
 from newsletter.core.models import utcnow
-from newsletter.core.outbox import last_errors, status_counts
+from newsletter.delivery import outbox, stats
+from newsletter.delivery.outbox import last_errors, status_counts
 from newsletter.web.api.common import admin_router, errors
 from newsletter.web.api.models import (
     DeliveryStatPublic,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import HTTPException, Path, Query, Response
@@ -13,13 +14,16 @@ from newsletter.audience.subscribers import (
     add_subscriber,
     get_subscriber,
     is_suppressed,
-    remove_subscriber,
     subscriber_topics,
     update_subscriber,
 )
 from newsletter.core.models import Subscriber, Subscription, Topic
+from newsletter.feedback.sources import recent
+from newsletter.pipeline import remove_subscriber
 from newsletter.web.api.common import admin_router, errors
 from newsletter.web.api.models import (
+    BouncePublic,
+    BouncesPublic,
     SubscriberChange,
     SubscriberCreate,
     SubscriberPublic,
@@ -47,7 +51,7 @@ def subscriber_or_404(session: Session, email: str) -> Subscriber:
 @router.get("", response_model=SubscribersPublic, summary="List subscribers", responses=errors(422))
 def read_subscribers(
     session: SessionDep,
-    status: Literal["pending", "active", "unsubscribed"] | None = None,
+    status: Literal["pending", "active", "unsubscribed", "disabled"] | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> SubscribersPublic:
@@ -136,3 +140,21 @@ def change_subscriber(
 def delete_subscriber(session: SessionDep, email: EmailPath) -> Response:
     remove_subscriber(session=session, subscriber=subscriber_or_404(session, email))
     return Response(status_code=204)
+
+
+@router.get(
+    "/{email}/bounces",
+    response_model=BouncesPublic,
+    summary="A subscriber's bounces and complaints, newest first",
+    responses=errors(404, 422),
+)
+def read_subscriber_bounces(
+    session: SessionDep,
+    email: EmailPath,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> BouncesPublic:
+    sub = subscriber_or_404(session, email)
+    rows = recent(
+        session, dt.datetime(1970, 1, 1, tzinfo=dt.UTC), limit=limit, subscriber_id=sub.id
+    )
+    return BouncesPublic(data=[BouncePublic(**r.__dict__) for r in rows])

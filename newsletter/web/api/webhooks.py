@@ -12,20 +12,18 @@ from newsletter.audience.endpoints import (
     EndpointIn,
     WebhookError,
     add_endpoint,
-    disable_endpoint,
-    enable_endpoint,
     endpoint_topics,
     get_endpoint,
     list_endpoints,
     mask,
     mask_url,
-    remove_endpoint,
     update_endpoint,
 )
 from newsletter.core import platforms
 from newsletter.core.models import WebhookEndpoint
 from newsletter.delivery.channels.base import DeliveryError
 from newsletter.delivery.chat_check import send_test
+from newsletter.pipeline import disable_endpoint, enable_endpoint, remove_endpoint
 from newsletter.rendering.cards import PayloadError
 from newsletter.web.api.common import admin_router, errors, status_on
 from newsletter.web.api.models import (

@@ -11,7 +11,7 @@ from sqlalchemy import exists, select
 from sqlmodel import Session
 
 from newsletter.core.models import Delivery, Edition, Topic
-from newsletter.core.outbox import DeliveryStatus
+from newsletter.delivery.outbox import DeliveryStatus
 from newsletter.topics.catalogue import SLUG
 
 # XML 1.0 allows no C0 control but tab, LF and CR, not even as &#1;, and no U+FFFE/FFFF

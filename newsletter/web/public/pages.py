@@ -26,7 +26,7 @@ from newsletter.audience.subscribers import (
 )
 from newsletter.core.errors import field_errors
 from newsletter.core.models import Subscriber, utcnow
-from newsletter.core.outbox import enqueue, idempotency_key
+from newsletter.delivery.outbox import enqueue, idempotency_key
 from newsletter.rendering.editions import personalise
 from newsletter.rendering.labels import LANGUAGES, page_labels
 from newsletter.topics.catalogue import TopicError, list_topics, topics_by_slug

@@ -8,10 +8,10 @@ import re
 from pathlib import Path
 
 import newsletter
-from newsletter.core.outbox import STATUSES, DeliveryStatus
+from newsletter.delivery.outbox import STATUSES, DeliveryStatus
 
 PACKAGE = Path(newsletter.__path__[0])
-OWNER = PACKAGE / "core" / "outbox.py"
+OWNER = PACKAGE / "delivery" / "outbox.py"
 
 
 def _sources():
@@ -95,8 +95,8 @@ def test_no_module_but_the_outbox_writes_a_delivery_status():
         for path, tree in _sources()
         for line, what in _writes(tree)
     ]
-    assert not found, "delivery status written outside newsletter/core/outbox.py:\n" + "\n".join(
-        found
+    assert not found, (
+        "delivery status written outside newsletter/delivery/outbox.py:\n" + "\n".join(found)
     )
 
 

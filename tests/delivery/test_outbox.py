@@ -5,9 +5,8 @@ import random
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from newsletter.core import outbox
 from newsletter.core.models import Delivery
-from newsletter.delivery import outcomes
+from newsletter.delivery import outbox, outcomes
 
 
 def rows(n, prefix="k"):
@@ -533,7 +532,7 @@ def test_a_row_held_while_its_endpoint_was_enabled_is_queued(engine):
     """The worker finds the endpoint disabled and holds the row; the operator enables it
     before that is recorded. Enabling queues held rows, but this one was still `sending`:
     recorded `held`, it would wait for an enable that has already happened."""
-    from newsletter.audience.endpoints import disable_endpoint, enable_endpoint
+    from newsletter.pipeline import disable_endpoint, enable_endpoint
 
     ep = _endpoint(engine)
     (i,) = _queue_and_claim(engine, 1, channel="generic", endpoint_id=ep)

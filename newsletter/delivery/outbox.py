@@ -28,6 +28,7 @@ from sqlalchemy import (
     Integer,
     String,
     bindparam,
+    case,
     cast,
     exists,
     func,
@@ -47,7 +48,7 @@ from newsletter.core.metrics import MESSAGES, SEND_SECONDS
 from newsletter.core.models import Delivery, DeliveryAttempt, WebhookEndpoint, utcnow
 from newsletter.core.periods import DIGEST_FREQUENCIES
 
-log = logging.getLogger("newsletter.core.outbox")
+log = logging.getLogger("newsletter.delivery.outbox")
 
 
 class DeliveryStatus(StrEnum):
@@ -758,6 +759,23 @@ def detach_subscriber(session: Session, subscriber_id: int) -> int:
         update(Delivery).where(Delivery.subscriber_id == subscriber_id).values(subscriber_id=None),
     )
     return cancelled
+
+
+def note_bounce(session: Session, delivery_id: int, kind: str, diagnostic: str) -> bool:
+    """A bounce or complaint received after the send, noted on its delivery.
+
+    A hard bounce means the message never arrived: a row recorded as `sent` becomes
+    `failed`. A soft bounce or a complaint leaves the status as it is (the receiver will
+    retry, or the reader did receive it). Returns whether the row exists."""
+    note = f"{kind} bounce received: {diagnostic}" if kind in ("hard", "soft") else diagnostic
+    values: dict[str, Any] = {"last_error": note[:2000]}
+    stmt = update(Delivery).where(Delivery.id == delivery_id)
+    if kind == "hard":
+        values["status"] = case(
+            (Delivery.status == DeliveryStatus.SENT.value, DeliveryStatus.FAILED.value),
+            else_=Delivery.status,
+        )
+    return _bulk(session, stmt.values(**values)) > 0
 
 
 #: what a delivery carries: a confirmation, an instant alert, or a digest of a period

@@ -8,7 +8,7 @@ import datetime as dt
 from sqlalchemy import Engine, func, select
 
 from newsletter.core.models import Delivery, DeliveryAttempt
-from newsletter.core.outbox import DeliveryStatus
+from newsletter.delivery.outbox import DeliveryStatus
 
 
 def utc_day(engine: Engine, column):

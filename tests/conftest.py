@@ -15,11 +15,7 @@ from sqlmodel import Session, SQLModel
 from typer.testing import CliRunner
 
 from newsletter.core.db import make_engine, upgrade
-
-BACKEND = os.environ.get("NEWSLETTER_TEST_BACKEND", "sqlite")
-# the service refuses short or placeholder keys; every test runs with this one
-TEST_SECRET_KEY = "test-secret-key-0123456789-abcdefghij-XYZ"
-PG_URL = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL")
+from tests.support.env import BACKEND, PG_URL, ROOT, TEST_SECRET_KEY
 
 
 def pytest_report_header(config):
@@ -27,7 +23,7 @@ def pytest_report_header(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    # `pytest -m bad_input` runs the bad-input suite: every test in test_bad_input*.py
+    # `pytest -m bad_input` runs the bad-input suite: every test_bad_input*.py (all in tests/bad_input/)
     for item in items:
         if item.path.name.startswith("test_bad_input"):
             item.add_marker(pytest.mark.bad_input)
@@ -159,7 +155,7 @@ def cli(db_url, monkeypatch, tmp_path):
 @pytest.fixture
 def smtp_server():
     """A real SMTP server on 127.0.0.1 recording every message it accepts."""
-    from .smtp_server import SmtpServer
+    from tests.support.smtp_server import SmtpServer
 
     with SmtpServer() as server:
         yield server
@@ -168,7 +164,7 @@ def smtp_server():
 @pytest.fixture
 def chat_receiver():
     """A real HTTP receiver on 127.0.0.1 playing every chat platform."""
-    from .chat_receiver import ChatReceiver
+    from tests.support.chat_receiver import ChatReceiver
 
     with ChatReceiver() as receiver:
         yield receiver
@@ -190,6 +186,19 @@ def web_settings(db_url, tmp_path, smtp_server):
 
 
 @pytest.fixture
+def loopback_settings(web_settings):
+    """Web settings that also let webhooks and feeds reach servers on 127.0.0.1."""
+    return web_settings.model_copy(
+        update={
+            "webhook_allow_http": True,
+            "webhook_allow_networks": ["127.0.0.0/8"],
+            "alert_batch_seconds": 0,
+            "webhook_timeout": 3,
+        }
+    )
+
+
+@pytest.fixture
 def live_server(web_settings, engine):
     """The app served by uvicorn on 127.0.0.1 (a real HTTP server, in a thread)."""
     import threading
@@ -198,8 +207,7 @@ def live_server(web_settings, engine):
     import uvicorn
 
     from newsletter.web.app import create_app
-
-    from .smtp_server import free_port
+    from tests.support.smtp_server import free_port
 
     port = free_port()
     settings = web_settings.model_copy(update={"base_url": f"http://127.0.0.1:{port}"})
@@ -262,10 +270,9 @@ def page(browser):
 def screenshot_dir(tmp_path):
     """Where browser tests save screenshots: the README's folder when
     NEWSLETTER_UPDATE_SCREENSHOTS=1, otherwise a temporary one (the tree stays clean)."""
-    from pathlib import Path
 
     if os.environ.get("NEWSLETTER_UPDATE_SCREENSHOTS") == "1":
-        folder = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+        folder = ROOT / "docs" / "screenshots"
     else:
         folder = tmp_path / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ gives exactly that answer, with the domain check run by email_validator itself (
 per domain), and returns None for every other address, which is then left to
 email_validator: quoted local parts, display names, domain literals, Unicode, a domain
 email_validator refuses (so the user sees its message), or a library set up in a
-non-default way. tests/test_email_syntax.py compares the two on many generated
+non-default way. tests/audience/test_email_syntax.py compares the two on many generated
 addresses.
 """
 

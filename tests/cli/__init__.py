@@ -1,0 +1,1 @@
+"""Tests of newsletter.cli: commands as an admin uses them."""

@@ -1,0 +1,1 @@
+"""Tests of newsletter.core: database, text, the outbox."""

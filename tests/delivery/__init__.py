@@ -1,0 +1,1 @@
+"""Tests of newsletter.delivery: channels, the worker, retries and faults."""

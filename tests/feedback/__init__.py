@@ -1,0 +1,1 @@
+"""Tests of newsletter.feedback: bounces, complaints and unsubscribe mails coming back."""

@@ -1,0 +1,1 @@
+"""Tests of newsletter.ingest: feeds and event imports."""

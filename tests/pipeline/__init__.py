@@ -1,0 +1,1 @@
+"""Tests of newsletter.pipeline: the shipped sample."""

@@ -1,0 +1,1 @@
+"""Tests of newsletter.planning: who gets what, and when."""

@@ -1,0 +1,1 @@
+"""Tests of the project as a whole: layering, the built wheel, the deployment files."""

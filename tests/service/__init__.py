@@ -1,0 +1,1 @@
+"""Tests of newsletter.service: the whole service as a real process."""

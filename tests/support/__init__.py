@@ -1,0 +1,1 @@
+"""Helpers shared by the test folders: real local servers, workers, builders of test data."""

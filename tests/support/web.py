@@ -1,0 +1,31 @@
+"""What tests of the web app share: the admin pages, the CSRF token a form carries, and a
+client that signs its API requests with an admin token."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from newsletter.core.admin_tokens import create_token
+from newsletter.web.app import create_app
+
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+# every page of the admin UI a signed-in editor can open
+ADMIN_PAGES = ["/admin/", "/admin/topics", "/admin/topics/hardware", "/admin/events", "/admin/take",
+               "/admin/preview", "/admin/send"]  # fmt: skip
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of the first form in a page."""
+    return CSRF_FIELD.search(html).group(1)
+
+
+def api_client(settings, engine, name: str = "tests") -> TestClient:
+    """A client of the app that carries a fresh admin token named `name` on every request."""
+    with Session(engine) as s:
+        _, token = create_token(session=s, name=name)
+        s.commit()
+    app = create_app(settings=settings, engine=engine)
+    return TestClient(app, headers={"Authorization": f"Bearer {token}"})

@@ -1,0 +1,1 @@
+"""Tests of newsletter.topics: topic catalogue and matching rules."""

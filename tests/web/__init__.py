@@ -1,0 +1,1 @@
+"""Tests of newsletter.web: the API, admin UI, public pages and health endpoints."""

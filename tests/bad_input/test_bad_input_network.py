@@ -8,7 +8,6 @@ import re
 import socket
 import threading
 import xml.etree.ElementTree as ET
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import feedparser
 import pytest
@@ -29,6 +28,7 @@ from newsletter.pipeline import poll_feeds
 from newsletter.pipeline.sample import add_demo_readers, load_sample
 from newsletter.topics.catalogue import ensure_default_topics
 from newsletter.web.app import create_app
+from tests.support.http import RouteServer
 from tests.support.planning import plan_in
 from tests.support.web import api_client
 
@@ -41,45 +41,15 @@ RSS = """<?xml version="1.0" encoding="utf-8"?>
 PUBLIC = "93.184.216.34"  # a global address; nothing here may ever connect to it
 
 
-class LocalServer:
-    """An HTTP server on 127.0.0.1 standing for a service inside the network."""
-
-    def __init__(self, routes=None):
-        self.requests: list[tuple[str, str]] = []
-        routes = {} if routes is None else routes
-        seen = self.requests
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):
-                seen.append((self.path, self.headers.get("Host", "")))
-                status, headers, body = routes.get(
-                    self.path, (200, {"Content-Type": "application/rss+xml"}, RSS)
-                )
-                data = body.encode()
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_POST = do_GET
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+def inside_server(routes=None) -> RouteServer:
+    """An HTTP server on 127.0.0.1 standing for a service inside the network (RSS on any
+    path not in `routes`)."""
+    return RouteServer(routes, default=(200, {"Content-Type": "application/rss+xml"}, RSS))
 
 
 @pytest.fixture
 def inside():
-    server = LocalServer()
+    server = inside_server()
     yield server
     server.close()
 
@@ -154,7 +124,7 @@ def test_feed_dns_rebinding_never_reaches_the_inside(engine, db_url, inside, mon
 def test_feed_redirect_hops_are_checked_and_pinned(engine, db_url, monkeypatch):
     dns = Rebinding(monkeypatch)
     hops = {}
-    server = LocalServer(hops)
+    server = inside_server(hops)
     try:
         base = f"http://127.0.0.1:{server.port}"
         hops["/to-rebind"] = (302, {"Location": f"http://x.rebind.test:{server.port}/x"}, "")
@@ -179,7 +149,7 @@ def test_feed_redirect_hops_are_checked_and_pinned(engine, db_url, monkeypatch):
 
 
 def test_an_allowed_local_feed_is_still_fetched_with_conditional_get(engine, db_url):
-    server = LocalServer(
+    server = inside_server(
         {"/rss.xml": (200, {"Content-Type": "application/rss+xml", "ETag": '"v1"'}, RSS)}
     )
     try:
@@ -207,7 +177,7 @@ def test_feed_size_cap_holds_on_the_pinned_connection(engine, db_url):
     big = RSS.replace(
         "<description>x</description>", "<description>" + "x" * 5000 + "</description>"
     )
-    server = LocalServer({"/big.xml": (200, {"Content-Type": "application/rss+xml"}, big)})
+    server = inside_server({"/big.xml": (200, {"Content-Type": "application/rss+xml"}, big)})
     try:
         settings = Settings(
             database_url=db_url, webhook_allow_networks=["127.0.0.0/8"], feed_max_bytes=1000

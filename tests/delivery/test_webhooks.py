@@ -19,15 +19,23 @@ from newsletter.core.models import Delivery, DeliveryAttempt, WebhookEndpoint
 from newsletter.core.settings import Settings
 from newsletter.core.ssrf import UnsafeURLError, check_url
 from newsletter.delivery.worker import Worker
-from newsletter.ingest.files import import_records
-from newsletter.pipeline import enable_endpoint
-from newsletter.planning.alerts import enqueue_alerts
+from newsletter.pipeline import enable_endpoint, ingest_records, queue_alerts
 from tests.support.env import ROOT
 from tests.support.planning import plan
 from tests.support.workers import drain
 
 GENERIC_SECRET = new_generic_secret()
 SECRETS = {"feishu": "feishu-secret", "dingtalk": "SECdingtalk", "generic": GENERIC_SECRET}
+
+
+def records(*events: tuple[str, str]):
+    """Event records as a file gives them: (title, day) each, URLs numbered."""
+    return iter(
+        [
+            (f"record {n}", {"title": title, "url": f"https://e.com/{n}", "occurred_on": day})
+            for n, (title, day) in enumerate(events, 1)
+        ]
+    )
 
 
 def settings_for(db_url, **kw):
@@ -111,49 +119,18 @@ def test_instant_alerts_are_batched_and_not_repeated(sample, db_url, chat_receiv
     with Session(sample) as s:
         add(s, settings, chat_receiver, "slack", mode="instant", topics="hardware")
         add(s, settings, chat_receiver, "wecom", mode="instant", topics="capital", language="zh")
-        report = import_records(
+        ingested = ingest_records(
             session=s,
-            records=iter(
-                [
-                    (
-                        "record 1",
-                        {
-                            "title": "Chipmaker ships new GPU",
-                            "url": "https://e.com/1",
-                            "occurred_on": "2025-08-01",
-                        },
-                    ),
-                    (
-                        "record 2",
-                        {
-                            "title": "Another accelerator launch",
-                            "url": "https://e.com/2",
-                            "occurred_on": "2025-08-01",
-                        },
-                    ),
-                    (
-                        "record 3",
-                        {
-                            "title": "Start-up raises funding for chips",
-                            "url": "https://e.com/3",
-                            "occurred_on": "2025-08-02",
-                        },
-                    ),
-                    (
-                        "record 4",
-                        {
-                            "title": "A poem about spring",
-                            "url": "https://e.com/4",
-                            "occurred_on": "2025-08-02",
-                        },
-                    ),
-                ]
+            settings=settings,
+            records=records(
+                ("Chipmaker ships new GPU", "2025-08-01"),
+                ("Another accelerator launch", "2025-08-01"),
+                ("Start-up raises funding for chips", "2025-08-02"),
+                ("A poem about spring", "2025-08-02"),
             ),
         )
-        assert (
-            enqueue_alerts(session=s, settings=settings, event_ids=report.new_ids) == 4
-        )  # 3 slack + 1 wecom
-        assert enqueue_alerts(session=s, settings=settings, event_ids=report.new_ids) == 0
+        assert ingested.alerts == 4  # 3 slack + 1 wecom
+        assert queue_alerts(session=s, settings=settings, ids=ingested.report.new_ids) == 0
         s.commit()
     drain(sample, settings)
     (slack,) = chat_receiver.platforms.for_path("/slack/slack")
@@ -195,22 +172,12 @@ def test_a_shared_card_is_signed_per_endpoint_and_a_bad_row_fails_alone(
             platform = "generic" if name.startswith("g") else "feishu"
             ep = add(s, settings, chat_receiver, platform, mode="instant", name=name, secret=secret)
             chat_receiver.platforms.secrets[f"/{platform}/{name}"] = secret
-        report = import_records(
+        ingested = ingest_records(
             session=s,
-            records=iter(
-                [
-                    (
-                        "record 1",
-                        {
-                            "title": "Chipmaker ships new GPU",
-                            "url": "https://e.com/1",
-                            "occurred_on": "2025-08-01",
-                        },
-                    )
-                ]
-            ),
+            settings=settings,
+            records=records(("Chipmaker ships new GPU", "2025-08-01")),
         )
-        assert enqueue_alerts(session=s, settings=settings, event_ids=report.new_ids) == 4
+        assert ingested.alerts == 4
         bad = Delivery(
             idempotency_key="bad-row",
             channel="generic",

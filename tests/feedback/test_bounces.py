@@ -5,7 +5,6 @@ check who is suppressed, disabled or untouched."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import os
@@ -29,14 +28,13 @@ from sqlmodel import Session
 from newsletter.audience.subscribers import SubscriberIn, add_subscriber, suppression_reason
 from newsletter.core.models import Bounce, Delivery, Subscriber
 from newsletter.core.settings import Settings
-from newsletter.delivery.worker import Worker
 from newsletter.feedback.process import process_message
-from newsletter.pipeline import plan_period
 from newsletter.pipeline.sample import load_sample
-from newsletter.rendering.editions import make_environment
 from tests.support.env import DATA as TEST_DATA
 from tests.support.env import TEST_SECRET_KEY
+from tests.support.planning import plan_in
 from tests.support.smtp_server import free_port
+from tests.support.workers import drain
 
 CRLF = compat32.clone(linesep="\r\n")
 DATA = TEST_DATA / "bounces"
@@ -73,15 +71,9 @@ def sent(engine, db_url, smtp_server, monkeypatch):
         load_sample(session=s)
         for address, topics in PEOPLE.items():
             add_subscriber(session=s, sub_in=SubscriberIn(email=address, topics=topics))
-        plan_period(
-            session=s,
-            env=make_environment(settings.templates_dir),
-            settings=settings,
-            frequency="monthly",
-            period_key="2025-07",
-        )
+        plan_in(s, settings)
         s.commit()
-    asyncio.run(Worker(engine=engine, settings=settings).run(until_empty=True, poll_seconds=0.05))
+    drain(engine, settings)
     got = {r.rcpt_tos[0]: r for r in smtp_server.recorder.received}
     assert set(got) == set(PEOPLE)
     return got
@@ -385,15 +377,9 @@ def test_verp_can_be_turned_off(engine, db_url, smtp_server, monkeypatch):
     with Session(engine, expire_on_commit=False) as s:
         load_sample(session=s)
         add_subscriber(session=s, sub_in=SubscriberIn(email="x@example.com", topics="capital"))
-        plan_period(
-            session=s,
-            env=make_environment(settings.templates_dir),
-            settings=settings,
-            frequency="monthly",
-            period_key="2025-07",
-        )
+        plan_in(s, settings)
         s.commit()
-    asyncio.run(Worker(engine=engine, settings=settings).run(until_empty=True, poll_seconds=0.05))
+    drain(engine, settings)
     assert [r.mail_from for r in smtp_server.recorder.received] == ["brief@news.example.org"]
 
 

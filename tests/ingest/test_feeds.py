@@ -1,8 +1,6 @@
 """Feeds served from 127.0.0.1: RSS 2.0, Atom, a broken entry, 304, 500 and not-XML."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import select
@@ -14,6 +12,7 @@ from newsletter.ingest.events import event_as_dict
 from newsletter.ingest.feeds import FeedError, add_feed
 from newsletter.pipeline import poll_feeds
 from newsletter.topics.catalogue import ensure_default_topics
+from tests.support.http import RouteServer
 
 RSS = """<?xml version="1.0" encoding="utf-8"?>
 <rss version="2.0"><channel><title>AI Wire</title><link>https://wire.example.com/</link><description>x</description>
@@ -32,46 +31,17 @@ ATOM = """<?xml version="1.0" encoding="utf-8"?>
 </feed>"""
 
 
-class FeedServer:
-    def __init__(self):
-        self.hits: dict[str, int] = {}
-        routes = {
+@pytest.fixture
+def feed_server():
+    server = RouteServer(
+        {
             "/rss.xml": (200, {"Content-Type": "application/rss+xml", "ETag": '"v1"'}, RSS),
             "/atom.xml": (200, {"Content-Type": "application/atom+xml"}, ATOM),
             "/error": (500, {}, "boom"),
             "/notxml": (200, {"Content-Type": "text/html"}, "<html><body>Hello {{</body>"),
-        }
-        hits = self.hits
-
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):
-                hits[self.path] = hits.get(self.path, 0) + 1
-                status, headers, body = routes.get(self.path, (404, {}, "nope"))
-                if self.path == "/rss.xml" and self.headers.get("If-None-Match") == '"v1"':
-                    status, body = 304, ""
-                data = body.encode()
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def feed_server():
-    server = FeedServer()
+        },
+        default=(404, {}, "nope"),
+    )
     yield server
     server.close()
 
@@ -82,40 +52,23 @@ def settings(db_url):
 
 
 def add_feeds(engine, settings, server):
+    feeds = [  # path, name, region, language
+        ("/rss.xml", "wire", "global", "en"),
+        ("/atom.xml", "cn", "china", "zh"),
+        ("/error", "broken", "global", "en"),
+        ("/notxml", "html", "global", "en"),
+    ]
     with Session(engine) as s:
         ensure_default_topics(session=s)
-        add_feed(
-            session=s,
-            settings=settings,
-            url=server.url + "/rss.xml",
-            name="wire",
-            region="global",
-            language="en",
-        )
-        add_feed(
-            session=s,
-            settings=settings,
-            url=server.url + "/atom.xml",
-            name="cn",
-            region="china",
-            language="zh",
-        )
-        add_feed(
-            session=s,
-            settings=settings,
-            url=server.url + "/error",
-            name="broken",
-            region="global",
-            language="en",
-        )
-        add_feed(
-            session=s,
-            settings=settings,
-            url=server.url + "/notxml",
-            name="html",
-            region="global",
-            language="en",
-        )
+        for path, name, region, language in feeds:
+            add_feed(
+                session=s,
+                settings=settings,
+                url=server.url + path,
+                name=name,
+                region=region,
+                language=language,
+            )
         s.commit()
 
 

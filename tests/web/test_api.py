@@ -9,8 +9,6 @@ import datetime as dt
 import html
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import schemathesis
@@ -30,6 +28,7 @@ from newsletter.topics.catalogue import ensure_default_topics
 from newsletter.web.app import create_app
 from tests.support.env import TEST_SECRET_KEY
 from tests.support.factories import event_record
+from tests.support.http import RouteServer
 from tests.support.workers import drain
 
 # --- the routes, listed from the app itself ---------------------------------------------------
@@ -651,37 +650,13 @@ RSS = """<?xml version="1.0" encoding="utf-8"?>
 </channel></rss>"""
 
 
-class FeedServer:
-    """Serves RSS at /rss.xml and a 500 anywhere else, on 127.0.0.1."""
-
-    def __init__(self):
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                ok = self.path == "/rss.xml"
-                data = RSS.encode() if ok else b"boom"
-                self.send_response(200 if ok else 500)
-                self.send_header("Content-Type", "application/rss+xml")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def feed_server():
-    server = FeedServer()
+    """RSS at /rss.xml and a 500 anywhere else."""
+    server = RouteServer(
+        {"/rss.xml": (200, {"Content-Type": "application/rss+xml"}, RSS)},
+        default=(500, {"Content-Type": "application/rss+xml"}, "boom"),
+    )
     yield server
     server.close()
 

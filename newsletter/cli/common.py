@@ -11,6 +11,14 @@ from typing import NoReturn
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
@@ -23,6 +31,26 @@ from newsletter.core.settings import Settings, load_settings
 # and no emoji codes
 console = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+
+
+def progress_bar(
+    label: str,
+    *columns: ProgressColumn | str,
+    on: Console = console,
+    quiet: bool = False,
+) -> Progress:
+    """A transient bar, only on a terminal (a pipe or a log gets the summary alone):
+    the label, then `columns` (a bar with done/total when none are given), then the
+    elapsed time."""
+    shown = columns or (BarColumn(), MofNCompleteColumn())
+    return Progress(
+        TextColumn(label),
+        *shown,
+        TimeElapsedColumn(),
+        console=on,
+        transient=True,
+        disable=quiet or not on.is_terminal,
+    )
 
 
 @dataclass

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from newsletter.cli.common import console, fail, state
+from newsletter.cli.common import console, fail, progress_bar, state
 from newsletter.core.logs import setup_logging
 from newsletter.delivery import outbox
 from newsletter.delivery.worker import run_worker
@@ -37,15 +36,7 @@ def worker_cmd(
         )
     try:
         if until_empty:
-            with Progress(
-                TextColumn("sending"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-                transient=True,
-                disable=not console.is_terminal,
-            ) as bar:
+            with progress_bar("sending") as bar:
                 task = bar.add_task("send", total=outbox.pending_count(engine))
                 stats = run_worker(
                     engine, st.settings, until_empty=True, progress=lambda n: bar.advance(task, n)

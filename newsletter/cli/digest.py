@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import func, select
 
 from newsletter.audience.subscribers import SubscriberError
-from newsletter.cli.common import console, fail, state
+from newsletter.cli.common import console, fail, progress_bar, state
 from newsletter.core.models import Subscriber
 from newsletter.pipeline import plan_period
 from newsletter.planning.digests import DigestError, preview_digest
@@ -72,15 +71,7 @@ def send_cmd(
             .select_from(Subscriber)
             .where(Subscriber.frequency == frequency, Subscriber.status == "active")
         ).scalar_one()
-        with Progress(
-            TextColumn("planning"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-            disable=not console.is_terminal,
-        ) as bar:
+        with progress_bar("planning") as bar:
             task = bar.add_task("plan", total=total)
             try:
                 summary = plan_period(

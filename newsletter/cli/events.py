@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 
 import typer
-from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from newsletter import pipeline
-from newsletter.cli.common import console, err_console, fail, state
+from newsletter.cli.common import console, err_console, fail, progress_bar, state
 from newsletter.core.text import printable
 from newsletter.ingest.events import (
     event_as_dict,
@@ -52,14 +51,7 @@ def import_cmd(
         try:
             with (
                 st.session() as session,
-                Progress(
-                    TextColumn(f"importing {path.name}"),
-                    TextColumn("{task.completed} records"),
-                    TimeElapsedColumn(),
-                    console=console,
-                    transient=True,
-                    disable=not console.is_terminal,
-                ) as bar,
+                progress_bar(f"importing {path.name}", "{task.completed} records") as bar,
             ):
                 task = bar.add_task("import", total=None)
                 ingested = pipeline.ingest_file(

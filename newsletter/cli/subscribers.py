@@ -11,9 +11,6 @@ from pydantic import ValidationError
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
@@ -32,7 +29,7 @@ from newsletter.audience.subscribers import (
     list_subscribers,
     subscriber_topics,
 )
-from newsletter.cli.common import console, err_console, fail, state
+from newsletter.cli.common import console, err_console, fail, progress_bar, state
 from newsletter.cli.topics import validation_message
 from newsletter.pipeline import remove_subscriber
 from newsletter.topics.catalogue import TopicError
@@ -103,16 +100,14 @@ def import_cmd(
         fail(f"cannot read {file}: {exc}")
     with (
         state(ctx).session() as session,
-        Progress(
-            TextColumn(f"importing {file.name}"),
+        progress_bar(
+            f"importing {file.name}",
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("rows"),
-            TimeElapsedColumn(),
+            "rows",
             TimeRemainingColumn(),
-            console=err_console,
-            transient=True,
-            disable=quiet or not err_console.is_terminal,
+            on=err_console,
+            quiet=quiet,
         ) as bar,
     ):
         task = bar.add_task("import", total=None if total is None else max(total, 0))

@@ -318,6 +318,7 @@ def remove_subscriber(*, session: Session, subscriber: Subscriber, reason: str =
         select(Subscription).where(Subscription.subscriber_id == subscriber.id)
     ):
         session.delete(row)
+    session.flush()  # before the reader's row: its foreign-key cascade would beat us to them
     session.delete(subscriber)
     session.flush()
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from http import HTTPStatus
+
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from newsletter.core.db import SchemaOutOfDate, check_schema, make_engine
 from newsletter.core.keys import check_secret_key
@@ -42,13 +45,19 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(api.router, prefix="/api/v1")
     app.include_router(admin.router, prefix="/admin")
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):
+    # Starlette's own HTTPException too (FastAPI's derives from it): the router raises
+    # that one for an unknown path or method, which readers should see as the site's page
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
         if request.url.path.startswith("/api/"):
             return JSONResponse(
                 {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
             )
-        response = error_page(request, exc.status_code, str(exc.detail))
+        message = str(exc.detail)
+        routing = ROUTING_ERRORS.get(exc.status_code)
+        if routing and message == HTTPStatus(exc.status_code).phrase:  # not one of ours
+            message = page_labels(page_language(request))[routing]
+        response = error_page(request, exc.status_code, message)
         response.headers.update(exc.headers or {})  # e.g. WWW-Authenticate on a 401
         return response
 
@@ -113,9 +122,17 @@ def database_reason(exc: Exception) -> str:
     return (str(orig).splitlines() or [type(orig).__name__])[0][:200]
 
 
+#: what the router itself answers (no such path, no such method), in the page's words
+ROUTING_ERRORS = {404: "not_found", 405: "not_allowed"}
+
+
+def page_language(request: Request) -> str:
+    return "zh" if request.query_params.get("lang") == "zh" else "en"
+
+
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
     env = request.app.state.env
-    lang = "zh" if request.query_params.get("lang") == "zh" else "en"
+    lang = page_language(request)
     html = env.get_template("web/error.html.j2").render(
         status=status, message=message, lang=lang, t=page_labels(lang)
     )

@@ -202,3 +202,27 @@ def test_archive_lists_sent_editions_without_personal_data(client, seeded, web_s
     with Session(seeded) as s:
         assert s.execute(select(Delivery).where(Delivery.status == "sent")).first() is not None
         assert s.execute(select(Subscriber)).first() is not None
+
+
+@pytest.mark.parametrize(
+    "path, lang, words",
+    [
+        ("/no-such-page", "en", "There is no page at this address."),
+        ("/admin/no-such-page", "en", "There is no page at this address."),
+        ("/no-such-page?lang=zh", "zh", "这个地址没有页面。"),
+    ],
+)
+def test_unknown_paths_get_the_sites_page_in_the_readers_language(client, path, lang, words):
+    r = client.get(path)
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    assert words in r.text
+    assert f'href="/?lang={lang}"' in r.text  # the way back, in the page's layout
+    assert '"detail"' not in r.text
+
+
+def test_api_paths_keep_json_errors_and_a_wrong_method_gets_a_page(client):
+    r = client.get("/api/v1/no-such-thing")
+    assert r.status_code == 404 and r.json() == {"detail": "Not Found"}
+    r = client.delete("/")
+    assert r.status_code == 405 and "This page cannot be used that way." in r.text
+    assert "GET" in r.headers["allow"]

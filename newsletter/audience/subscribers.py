@@ -266,6 +266,36 @@ def set_topics(*, session: Session, subscriber: Subscriber, topics: list[Topic])
     session.flush()
 
 
+_COME_BACK = (
+    "only they can undo that: by signing up again on the site and confirming the email sent to them"
+)
+_SUPPRESSED_BECAUSE = {
+    "unsubscribed": f"unsubscribed; {_COME_BACK}",
+    "removed": "was removed (their personal data deleted) and is never mailed again",
+    "bounced": "bounced (the address does not take mail) and is never mailed again",
+    "complaint": "reported our mail as spam and is never mailed again",
+}
+
+
+def why_not_addable(*, session: Session, email: str) -> str | None:
+    """Why an admin cannot add this address, said so they know what to do; None if they
+    can. An unsubscribed reader is not "already subscribed": only the reader can come
+    back."""
+    sub = get_subscriber(session=session, email=email)
+    if sub is not None:
+        if sub.status == "unsubscribed":
+            return f"{email} {_SUPPRESSED_BECAUSE['unsubscribed']}"
+        if sub.status == "pending":
+            return f"{email} signed up and has not confirmed the email yet"
+        if sub.status == "disabled":
+            return f"{email} is disabled: {sub.disabled_reason or 'bounces or a complaint'}"
+        return f"{email} is already subscribed"
+    why = suppression_reason(session=session, email=email)
+    if why is not None:
+        return f"{email} " + _SUPPRESSED_BECAUSE.get(why, f"is on the suppression list ({why})")
+    return None
+
+
 def add_subscriber(
     *, session: Session, sub_in: SubscriberIn, source: str = "admin", status: str = "active"
 ) -> Subscriber:
@@ -273,12 +303,9 @@ def add_subscriber(
     if not sub_in.topics:
         raise SubscriberError("choose at least one topic")
     topics = topics_by_slug(session=session, slugs=sub_in.topics)
-    if get_subscriber(session=session, email=sub_in.email) is not None:
-        raise SubscriberError(f"{sub_in.email} is already subscribed")
-    if is_suppressed(session=session, email=sub_in.email):
-        raise SubscriberError(
-            f"{sub_in.email} is on the suppression list (unsubscribed, removed or bounced)"
-        )
+    refused = why_not_addable(session=session, email=sub_in.email)
+    if refused is not None:
+        raise SubscriberError(refused)
     now = utcnow()
     sub = Subscriber(
         **sub_in.model_dump(exclude={"topics"}),

@@ -5,6 +5,9 @@ import io
 import json
 import shutil
 
+from sqlmodel import Session
+
+from newsletter.audience.subscribers import get_subscriber, unsubscribe
 from tests.support.env import ROOT
 
 
@@ -86,7 +89,7 @@ def test_remove_deletes_and_suppresses_forever(cli):
     assert r.exit_code == 0 and "suppressed" in r.output
     assert "gone@example.com" not in subs(cli)
     again = cli("subscribers", "add", "gone@example.com", "--topics", "capital")
-    assert again.exit_code == 1 and "suppression list" in again.stderr
+    assert again.exit_code == 1 and "was removed" in again.stderr
     assert cli("subscribers", "remove", "nobody@example.com").exit_code == 1
 
 
@@ -178,3 +181,16 @@ def test_preview_and_dry_run_send_nothing(cli, tmp_path):
     status = cli("outbox", "status").output
     assert "email" in status and "2" in status
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2
+
+
+def test_adding_an_unsubscribed_reader_says_only_they_can_come_back(cli, engine):
+    cli("sample", "load")
+    cli("subscribers", "add", "left@example.com", "--topics", "capital")
+    with Session(engine) as s:
+        unsubscribe(session=s, subscriber=get_subscriber(session=s, email="left@example.com"))
+        s.commit()
+    r = cli("subscribers", "add", "left@example.com", "--topics", "capital")
+    assert r.exit_code == 1 and "already subscribed" not in r.stderr
+    assert "left@example.com unsubscribed" in r.stderr
+    assert "signing up again on the site and confirming" in r.stderr
+    assert subs(cli)["left@example.com"]["status"] == "unsubscribed"  # nothing changed

@@ -13,9 +13,9 @@ from newsletter.audience.subscribers import (
     SubscriberIn,
     add_subscriber,
     get_subscriber,
-    is_suppressed,
     subscriber_topics,
     update_subscriber,
+    why_not_addable,
 )
 from newsletter.core.models import Subscriber, Subscription, Topic
 from newsletter.feedback.sources import recent
@@ -82,17 +82,15 @@ def read_subscribers(
     response_model=SubscriberPublic,
     status_code=201,
     summary="Add a subscriber (active at once: the admin vouches for consent)",
-    description="Refused with 409 when the address is subscribed already or on the "
-    "suppression list (unsubscribed, removed or bounced).",
+    description="Refused with 409, saying why, when the address is subscribed already, "
+    "waiting for its confirmation, disabled, or on the suppression list (a reader who "
+    "unsubscribed can only come back by signing up again and confirming).",
     responses=errors(400, 409, 422),
 )
 def create_subscriber(session: SessionDep, sub_in: SubscriberCreate) -> SubscriberPublic:
-    if get_subscriber(session=session, email=sub_in.email) is not None:
-        raise HTTPException(409, f"{sub_in.email} is already subscribed")
-    if is_suppressed(session=session, email=sub_in.email):
-        raise HTTPException(
-            409, f"{sub_in.email} is on the suppression list (unsubscribed, removed or bounced)"
-        )
+    refused = why_not_addable(session=session, email=sub_in.email)
+    if refused is not None:
+        raise HTTPException(409, refused)
     sub = add_subscriber(session=session, sub_in=sub_in)
     return subscriber_public(session, sub)
 

@@ -619,12 +619,9 @@ class _ImportBatch:
                 continue
             email = sub["email"]
             if suppressed and address_hash(email) in suppressed:
-                invalid.append(
-                    RowProblem(
-                        where,
-                        f"{email} is on the suppression list (unsubscribed, removed or bounced)",
-                    )
-                )
+                # rare: the reason is looked up, to say it as `subscribers add` does
+                why = why_not_addable(session=session, email=email)
+                invalid.append(RowProblem(where, why or f"{email} is on the suppression list"))
                 continue
             added.add(email)
             subs.append((email, sub["name"], sub["language"], sub["timezone"], sub["frequency"]))

@@ -25,7 +25,7 @@ CAPITAL_REGEX = (
     rf"|(?i:\b(?:{_DEAL_EN})\w*\W+(?:\w+\W+){{0,5}}?{_MONEY}"
     rf"|{_MONEY}\W+(?:\w+\W+){{0,3}}?(?:{_DEAL_EN}))"
     rf"|(?:{_DEAL_ZH})[^。；]{{0,12}}?{_CN_MONEY}"
-    rf"|{_CN_MONEY}的?(?:交易|合同|订单|投资|收购|股|融资)"
+    rf"|{_CN_MONEY}[^。；，]{{0,6}}?(?:交易|合同|订单|投资|收购|股|融资)"
 )
 
 # A named law or measure: "AI Act", "GAIN AI Act", 《网络安全法》, 《……管理办法》,

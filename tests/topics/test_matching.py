@@ -93,3 +93,42 @@ def test_bad_rules_are_rejected_with_reason(bad, message):
 def test_empty_term_is_rejected():
     with pytest.raises(RuleError):
         compile_term("*")
+
+
+def default_match(title: str, summary: str = "") -> set[str]:
+    compiled = [TopicRules.compile(t["slug"], t["rules"]) for t in DEFAULT_TOPICS]
+    lang = "zh" if any("\u4e00" <= ch <= "\u9fff" for ch in title) else "en"
+    return set(match_topics(compiled, {lang: title}, {lang: summary} if summary else {}))
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "《数据出境安全评估办法》修订稿公布",
+        "某省出台促进智能网联汽车发展条例",
+        "两部门联合发布算法推荐管理规定",
+        "Ministry tightens the rules on facial recognition in schools",
+        "Regulator opens a probe into a chatbot maker",
+        "Commerce Department adds three firms to the Entity List",
+        "Two governments sign a memorandum on AI safety testing",
+    ],
+)
+def test_government_bodies_and_their_measures_are_governance(title):
+    assert "governance" in default_match(title)
+
+
+def test_a_book_title_that_is_a_report_is_not_a_measure():
+    assert default_match("《全球算法竞赛年度报告》发布") == set()
+
+
+@pytest.mark.parametrize(
+    "title, expected",
+    [
+        ("Cloud firm signs a $12 billion contract to supply GPUs", {"capital", "hardware"}),
+        ("云厂商签下价值120亿元的算力采购合同", {"capital", "hardware"}),
+        ("Chipmaker's quarterly revenue reaches $12 billion", {"hardware"}),
+        ("芯片企业三季度营收120亿元，同比增长三成", {"hardware"}),
+    ],
+)
+def test_deals_for_chips_are_capital_but_chip_results_are_not(title, expected):
+    assert default_match(title) == expected

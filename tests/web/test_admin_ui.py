@@ -353,6 +353,49 @@ def test_browser_topic_edit_with_live_check(page, live_server, engine, token):
     expect(page.locator(f"tr[data-event-id='{glasses.id}']")).to_contain_text('keyword "eyewear"')
 
 
+def test_browser_topic_editor_suggests_keywords_from_hand_picked_events(
+    page, live_server, engine, token
+):
+    with Session(engine) as session:
+        ids = []
+        for n, (en, zh) in enumerate(
+            [
+                ("Province sets up a sandbox for AI medical devices", "某省设立AI医疗器械沙盒"),
+                (
+                    "Pilot sandbox lets banks test AI credit models",
+                    "试点沙盒允许银行测试AI信贷模型",
+                ),
+            ]
+        ):
+            event_in = EventIn(
+                title={"en": en, "zh": zh},
+                url=f"https://news.example.com/sandbox-{n}",
+                occurred_on=dt.date(2025, 7, 28),
+                topics=["governance"],
+            )
+            ids.append(add_event(session=session, event_in=event_in).event.id)
+        session.commit()
+    browser_login(page, live_server, token, "/admin/topics/governance")
+    card = page.locator("#suggestions")
+    expect(card).to_contain_text("The rules miss 2 of the 2 events added to this topic by hand")
+    add = card.get_by_role("button", name="Add “sandbox” to the include keywords")
+    expect(add).to_be_visible()
+    expect(card.locator("li[data-term='沙盒']")).to_contain_text("in 2 missed events")
+    add.click()
+    expect(add).to_be_disabled()
+    assert page.locator("#include").input_value().splitlines()[-1] == "sandbox"
+    # the live check runs with the new keyword: the hand-picked events would now match
+    for event_id in ids:
+        match = page.locator(f"#check-matches li[data-event-id='{event_id}']")
+        expect(match).to_contain_text('keyword "sandbox"')
+    page.get_by_role("button", name="Save topic").click()
+    expect(page.get_by_role("status")).to_contain_text("Saved")
+    assert "sandbox" in topic_rules(engine, "governance")["include"]
+    expect(page.locator("#suggestions")).to_contain_text(
+        "The rules already match all 2 events added to this topic by hand"
+    )
+
+
 def test_browser_digest_preview(page, live_server, engine, token):
     with Session(engine) as session:
         hardware = get_topic(session=session, slug="hardware")

@@ -241,6 +241,34 @@ def test_rules_dry_run_lists_the_events_they_would_match(client, sample):
     assert r.status_code == 404
 
 
+def test_suggested_keywords_come_from_events_put_in_a_topic_by_hand(client, sample):
+    r = client.get("/api/v1/topics/open-source/suggestions")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"manual": 0, "missed": 0, "data": []}
+    for n, (en, zh) in enumerate(
+        [
+            ("Lab shares its training recipe and datasets publicly", "实验室公开训练配方和数据集"),
+            ("Start-up publishes its training recipe for anyone to reuse", "初创公司公开训练配方"),
+        ]
+    ):
+        record = event_record(
+            title={"en": en, "zh": zh},
+            summary={"en": "", "zh": ""},
+            url=f"https://news.example.com/recipe-{n}",
+            topics=["open-source"],
+        )
+        assert client.post("/api/v1/events", json=record).status_code == 201
+    r = client.get("/api/v1/topics/open-source/suggestions")
+    body = r.json()
+    assert (body["manual"], body["missed"]) == (2, 2)
+    terms = {s["term"]: s for s in body["data"]}
+    assert {"training recipe", "训练配方"} <= set(terms), terms
+    assert terms["training recipe"] == {"term": "training recipe", "events": 2, "elsewhere": 0}
+
+    assert client.get("/api/v1/topics/nope/suggestions").status_code == 404
+    assert client.get("/api/v1/topics/Not%20A%20Slug/suggestions").status_code == 422
+
+
 def test_a_followed_topic_is_removed_only_with_force(client, sample, engine):
     add_subscriber(client, topics=["open-source", "capital"])
     r = client.delete("/api/v1/topics/open-source")

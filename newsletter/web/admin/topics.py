@@ -32,6 +32,7 @@ from newsletter.topics.matching import (
     check_regex,
     check_terms,
 )
+from newsletter.topics.suggestions import suggest_keywords
 from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, fragment, render, safe_next
 from newsletter.web.deps import SessionDep
 
@@ -189,6 +190,7 @@ def _edit_page(
         saved=saved,
         retagged=retagged,
         check=check_rules(session, topic, form),
+        suggestions=suggest_keywords(session=session, topic=topic),
     )
 
 

@@ -160,6 +160,18 @@ class RulesCheckPublic(BaseModel):
     )
 
 
+class SuggestionPublic(BaseModel):
+    term: str
+    events: int = Field(description="Hand-picked events the rules miss that contain the term.")
+    elsewhere: int = Field(description="Stored events outside the topic that contain it too.")
+
+
+class SuggestionsPublic(BaseModel):
+    manual: int = Field(description="Events an admin put in the topic by hand.")
+    missed: int = Field(description="Of those, events the topic's rules do not match.")
+    data: list[SuggestionPublic]
+
+
 # --- events -----------------------------------------------------------------------------------
 
 

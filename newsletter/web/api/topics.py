@@ -21,6 +21,7 @@ from newsletter.topics.catalogue import (
 )
 from newsletter.topics.dry_run import dry_run
 from newsletter.topics.matching import TopicRules
+from newsletter.topics.suggestions import suggest_keywords
 from newsletter.web.api.common import admin_router, errors, status_on
 from newsletter.web.api.models import (
     SLUG_PATTERN,
@@ -28,6 +29,8 @@ from newsletter.web.api.models import (
     RulesCheckIn,
     RulesCheckPublic,
     RulesPublic,
+    SuggestionPublic,
+    SuggestionsPublic,
     TopicChange,
     TopicCreate,
     TopicPublic,
@@ -112,6 +115,23 @@ def check_rules(session: SessionDep, check: RulesCheckIn) -> RulesCheckPublic:
 )
 def read_topic(session: SessionDep, slug: SlugPath) -> TopicPublic:
     return topic_public(session, topic_or_404(session, slug))
+
+
+@router.get(
+    "/{slug}/suggestions",
+    response_model=SuggestionsPublic,
+    summary="Keywords suggested by events added to the topic by hand",
+    description="Frequent terms of events an admin put in the topic that its rules do not "
+    "match, leaving out terms common across all events.",
+    responses=errors(404, 422),
+)
+def read_suggestions(session: SessionDep, slug: SlugPath) -> SuggestionsPublic:
+    found = suggest_keywords(session=session, topic=topic_or_404(session, slug))
+    return SuggestionsPublic(
+        manual=found.manual,
+        missed=found.missed,
+        data=[SuggestionPublic(**vars(s)) for s in found.terms],
+    )
 
 
 @router.patch(

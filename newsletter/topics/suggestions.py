@@ -21,13 +21,15 @@ from dataclasses import dataclass, field
 from sqlmodel import Session, select
 
 from newsletter.core.models import Event, EventTopic, Topic
-from newsletter.topics.matching import TopicRules, compile_term, event_fields
+from newsletter.topics.matching import TopicRules, event_fields
 
-BACKGROUND_LIMIT = 5000  # most recent events that say which words are common
+BACKGROUND_LIMIT = 2000  # most recent events that say which words are common (as the live check)
 COMMON_SHARE = 0.2  # a term in more than this share of all events is too common to help
 MAX_SUGGESTIONS = 12
+MAX_CANDIDATES = 300  # terms most frequent in the missed events, counted everywhere
 
 _CJK_RUN = re.compile(r"[\u3400-\u9fff]+")
+_SENTENCE = re.compile(r"[.,;:!?()\"“”]+")
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-'][A-Za-z0-9]+)*")
 # characters that start or end no Chinese keyword worth suggesting
 _CJK_EDGE = set("的了和与及或在是为将已对从于其也并中上下等而被把向之以这那个一有")
@@ -65,7 +67,7 @@ def terms_of(texts: Iterable[str]) -> set[str]:
                     gram = run[i : i + n]
                     if gram[0] not in _CJK_EDGE and gram[-1] not in _CJK_EDGE:
                         found.add(gram)
-        for sentence in re.split(r"[.,;:!?()\"“”]+", text):
+        for sentence in _SENTENCE.split(text):
             words = [w.lower() for w in _WORD.findall(sentence)]
             keep = [w if len(w) > 2 and w not in _STOPWORDS else None for w in words]
             found.update(w for w in keep if w)
@@ -75,6 +77,18 @@ def terms_of(texts: Iterable[str]) -> set[str]:
 
 def _event_terms(event: Event) -> set[str]:
     return terms_of(text for _, text in event_fields(event.title, event.summary))
+
+
+def _haystack(title: dict[str, str], summary: dict[str, str]) -> tuple[str, str]:
+    """An event's text twice: as is (for Chinese terms) and as " word word | word "
+    (for English words and pairs), so each candidate is one substring test."""
+    texts = [text for _, text in event_fields(title, summary)]
+    words = " | ".join(
+        " ".join(w.lower() for w in _WORD.findall(sentence))
+        for text in texts
+        for sentence in _SENTENCE.split(text)
+    )
+    return "|".join(texts), f" {words} "
 
 
 def _contains(longer: str, shorter: str) -> bool:
@@ -117,20 +131,30 @@ def suggest_keywords(
         for term in _event_terms(event):
             in_missed.setdefault(term, set()).add(event.id)
     support = 2 if len(missed) > 1 else 1
-    candidates = {t: ids for t, ids in in_missed.items() if len(ids) >= support}
+    frequent = sorted(
+        (t for t, ids in in_missed.items() if len(ids) >= support),
+        key=lambda t: (-len(in_missed[t]), -len(t), t),
+    )
+    candidates = {t: in_missed[t] for t in frequent[:MAX_CANDIDATES]}
 
     background = session.exec(
-        select(Event).order_by(Event.created_at.desc(), Event.id.desc()).limit(BACKGROUND_LIMIT)
+        select(Event.id, Event.title, Event.summary)
+        .order_by(Event.created_at.desc(), Event.id.desc())
+        .limit(BACKGROUND_LIMIT)
     ).all()
     tagged = set(
         session.exec(select(EventTopic.event_id).where(EventTopic.topic_id == topic.id)).all()
     )
+    chinese = [t for t in candidates if _CJK_RUN.fullmatch(t)]
+    english = {f" {t} ": t for t in candidates if t not in chinese}
     everywhere: Counter[str] = Counter()
     elsewhere: Counter[str] = Counter()
-    for event in background:
-        present = _event_terms(event) & candidates.keys()
+    for event_id, title, summary in background:
+        text, words = _haystack(title, summary)
+        present = [t for t in chinese if t in text]
+        present += [t for key, t in english.items() if key in words]
         everywhere.update(present)
-        if event.id not in tagged:
+        if event_id not in tagged:
             elsewhere.update(present)
 
     total = max(len(background), 1)
@@ -141,7 +165,6 @@ def suggest_keywords(
         # and not common across all of them
         if 2 <= everywhere[term] <= max(COMMON_SHARE * total, len(ids))
         and not rules.explain([("term", term)])
-        and not _is_rule_word(term)
     }
     ranked = sorted(
         _fragments_dropped(stats),
@@ -156,12 +179,3 @@ def suggest_keywords(
         Suggestion(term=t, events=len(stats[t][0]), elsewhere=elsewhere[t]) for t in ranked[:limit]
     ]
     return result
-
-
-def _is_rule_word(term: str) -> bool:
-    """A term the rule syntax would read differently (a trailing `*`) or cannot hold."""
-    try:
-        compile_term(term)
-    except ValueError:
-        return True
-    return term.endswith("*")

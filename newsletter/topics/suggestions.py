@@ -146,7 +146,7 @@ def suggest_keywords(
         session.exec(select(EventTopic.event_id).where(EventTopic.topic_id == topic.id)).all()
     )
     chinese = [t for t in candidates if _CJK_RUN.fullmatch(t)]
-    english = {f" {t} ": t for t in candidates if t not in chinese}
+    english = {f" {t} ": t for t in candidates if not _CJK_RUN.fullmatch(t)}
     everywhere: Counter[str] = Counter()
     elsewhere: Counter[str] = Counter()
     for event_id, title, summary in background:

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from newsletter.core.settings import Settings
+from newsletter.core.text import one_line
 from newsletter.feedback.process import process_event
 from newsletter.feedback.providers import PROVIDERS
 from newsletter.feedback.providers.base import Refused
@@ -50,7 +51,9 @@ def receive(
         refuse_unknown(settings, provider)
         batch = PROVIDERS[provider](settings, headers, body, now)
     except Refused as exc:
-        log.warning("bounce webhook %s refused (%s): %s", provider[:40], exc.status, exc.reason)
+        log.warning(
+            "bounce webhook %s refused (%s): %s", one_line(provider)[:40], exc.status, exc.reason
+        )
         raise
     results = []
     if batch.events:

@@ -14,7 +14,9 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from newsletter.feedback.webhooks import Refused, receive, refuse_unknown
+from newsletter.core.metrics import BOUNCE_WEBHOOKS
+from newsletter.core.text import one_line
+from newsletter.feedback.webhooks import PROVIDERS, Refused, receive, refuse_unknown
 
 log = logging.getLogger("newsletter.feedback")
 
@@ -37,25 +39,33 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(data)
 
 
+def answer(provider: str, content: dict, status: int = 200, headers=None) -> JSONResponse:
+    # an unknown provider is counted as "unknown": the label takes no caller's text
+    BOUNCE_WEBHOOKS.labels(provider if provider in PROVIDERS else "unknown", str(status)).inc()
+    return JSONResponse(content, status_code=status, headers=headers)
+
+
 @router.post("/webhooks/bounces/{provider}")
 async def bounce_webhook(provider: str, request: Request) -> JSONResponse:
     settings = request.app.state.settings
     try:
         refuse_unknown(settings, provider)
     except Refused as exc:
-        log.warning("bounce webhook %s refused (%s): %s", provider[:40], exc.status, exc.reason)
-        return JSONResponse({"detail": exc.reason}, status_code=exc.status)
+        log.warning(
+            "bounce webhook %s refused (%s): %s", one_line(provider)[:40], exc.status, exc.reason
+        )
+        return answer(provider, {"detail": exc.reason}, exc.status)
     limit = settings.bounce_webhook_max_bytes
     try:
         body = await read_body(request, limit)
     except TooLarge:
         reason = f"the body is larger than {limit} bytes"
         log.warning("bounce webhook %s refused (413): %s", provider, reason)
-        return JSONResponse({"detail": reason}, status_code=413)
+        return answer(provider, {"detail": reason}, 413)
     try:
-        answer = await asyncio.to_thread(
+        result = await asyncio.to_thread(
             receive, request.app.state.engine, settings, provider, request.headers, body
         )
     except Refused as exc:
-        return JSONResponse({"detail": exc.reason}, status_code=exc.status, headers=exc.headers)
-    return JSONResponse(answer)
+        return answer(provider, {"detail": exc.reason}, exc.status, exc.headers)
+    return answer(provider, result)

@@ -70,7 +70,7 @@ def test_sns_messages_that_are_not_genuine_change_nothing(site, clouds, caplog):
         refused(site.post("ses", body), 403, "not on an Amazon SNS host")
     assert clouds.server.hits == hits  # no certificate was fetched from anywhere else
 
-    other_topic = clouds.sns("Notification", bounce, topic="arn:aws:sns:eu-west-1:666:theirs")
+    other_topic = clouds.sns("Notification", bounce, topic="arn:aws:sns:eu-west-1:666:x\nforged")
     refused(site.post("ses", other_topic), 403, "is not configured")
     old = dt.datetime.now(dt.UTC) - dt.timedelta(hours=25)
     refused(site.post("ses", clouds.sns("Notification", bounce, when=old)), 403, "too long ago")
@@ -97,6 +97,7 @@ def test_sns_messages_that_are_not_genuine_change_nothing(site, clouds, caplog):
     assert clouds.server.hits.get(CONFIRM_PATH, 0) == 0
 
     assert site.state() == before
+    assert not [r for r in caplog.records if "\n" in r.getMessage()]  # one line each
     assert logged(caplog, "ses", 403) >= 12 and logged(caplog, "ses", 400) >= 5
 
 
@@ -196,6 +197,7 @@ def test_unknown_provider_and_huge_bodies_are_refused(site, clouds, caplog):
     caplog.set_level(logging.WARNING, logger="newsletter.feedback")
     before = site.state()
     refused(site.post("sparkpost", b"{}"), 404, "known: ses, postmark, sendgrid, mailgun")
+    refused(site.post("ses%0Afake%20line", b"{}"), 404, "no bounce webhook")
     big = b'{"RecordType": "Bounce", "Details": "' + b"x" * 70_000 + b'"}'
     refused(site.post("postmark", big, clouds.postmark_auth()), 413, "larger than 64000")
 
@@ -207,6 +209,7 @@ def test_unknown_provider_and_huge_bodies_are_refused(site, clouds, caplog):
     refused(r, 413, "larger than")
     assert site.state() == before
     assert logged(caplog, "postmark", 413) == 1 and logged(caplog, "sparkpost", 404) == 1
+    assert not [r for r in caplog.records if "\n" in r.getMessage()]  # one line each
 
 
 def test_a_provider_not_configured_is_not_answered(engine, db_url, smtp_server, clouds):

@@ -224,6 +224,8 @@ def test_mailgun(site, clouds):
     r = site.post("mailgun", delivered)
     assert r.status_code == 200 and r.json() == {"received": 0, "ignored": 1, "results": []}
     untouched(before, site.state(), but={"kim@example.com", "zed@example.com", "ola@example.com"})
+    metrics = httpx.get(site.url + "/metrics").text
+    assert 'newsletter_bounce_webhooks_total{provider="mailgun",status="200"}' in metrics
 
 
 def test_webhooks_are_not_in_the_openapi_document_and_answer_json(site):

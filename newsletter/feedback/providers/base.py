@@ -8,6 +8,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from newsletter.core.text import one_line
 from newsletter.feedback.parse import Parsed
 
 _TOKEN_SHAPE = re.compile(r"[0-9A-Za-z-]{20,40}")
@@ -17,6 +18,7 @@ class Refused(Exception):
     """The request is not taken: an HTTP status and the reason the sender is told."""
 
     def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None):
+        reason = one_line(reason)  # it is logged, and may quote what the sender sent
         super().__init__(reason)
         self.status = status
         self.reason = reason

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tests.support.providers import CERT_PATH, CONFIRM_PATH, Clouds, mailed_site
+from tests.support.providers import CONFIRM_PATH, Clouds, mailed_site
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_sns_messages_that_are_not_genuine_change_nothing(site, clouds, caplog):
         "http://sns.eu-west-1.amazonaws.com/SimpleNotificationService-1.pem",
         "https://sns.eu-west-1.amazonaws.com:8443/SimpleNotificationService-1.pem",
         "https://user@sns.eu-west-1.amazonaws.com/SimpleNotificationService-1.pem",
-        clouds.server.url.replace("127.0.0.1", "localhost") + CERT_PATH,
+        clouds.cert_url.replace("127.0.0.1", "localhost"),
     ):
         body = clouds.sns("Notification", bounce, cert_url=url)
         refused(site.post("ses", body), 403, "not on an Amazon SNS host")

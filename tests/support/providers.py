@@ -43,7 +43,6 @@ from tests.support.web import serving
 from tests.support.workers import drain
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:newsletter-bounces"
-CERT_PATH = "/SimpleNotificationService-0000000000000000000000.pem"
 CONFIRM_PATH = "/?Action=ConfirmSubscription&TopicArn=newsletter-bounces&Token=t0k"
 
 
@@ -73,9 +72,11 @@ class Clouds:
 
     def __init__(self):
         self.sns_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        # a path of its own: the app keeps certificates by URL for the life of the process
+        self.cert_path = f"/SimpleNotificationService-{secrets.token_hex(16)}.pem"
         self.server = RouteServer(
             {
-                CERT_PATH: (
+                self.cert_path: (
                     200,
                     {"Content-Type": "application/x-pem-file"},
                     self_signed(self.sns_key).decode(),
@@ -83,7 +84,7 @@ class Clouds:
                 CONFIRM_PATH: (200, {"Content-Type": "text/xml"}, "<ConfirmSubscriptionResponse/>"),
             }  # fmt: skip
         )
-        self.cert_url = self.server.url + CERT_PATH
+        self.cert_url = self.server.url + self.cert_path
         self.ec_key = ec.generate_private_key(ec.SECP256R1())
         der = self.ec_key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

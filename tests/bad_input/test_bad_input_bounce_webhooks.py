@@ -6,6 +6,7 @@ is suppressed, scored or recorded by mistake."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import logging
@@ -13,8 +14,11 @@ import time
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from pydantic import ValidationError
 
+from newsletter.core.settings import Settings
 from tests.support.providers import CONFIRM_PATH, Clouds, mailed_site
 
 
@@ -138,11 +142,7 @@ def test_sendgrid_forged_stale_or_broken_batches_change_nothing(site, clouds, ca
     h2, _ = clouds.sendgrid([])
     signed_garbage = b"{garbage"
     stamp = h2["X-Twilio-Email-Event-Webhook-Timestamp"]
-    from cryptography.hazmat.primitives import hashes
-
     sig = clouds.ec_key.sign(stamp.encode() + signed_garbage, ec.ECDSA(hashes.SHA256()))
-    import base64
-
     h2["X-Twilio-Email-Event-Webhook-Signature"] = base64.b64encode(sig).decode()
     refused(site.post("sendgrid", signed_garbage, h2), 400, "not JSON")
     assert site.state() == before
@@ -224,3 +224,23 @@ def test_a_provider_not_configured_is_not_answered(engine, db_url, smtp_server, 
         # and its custom values are not added to the messages
         message = site.sent["ada@example.com"].message
         assert message["X-Mailgun-Variables"] is None and message["X-SMTPAPI"] is not None
+
+
+@pytest.mark.parametrize(
+    "field, value, reason",
+    [
+        ("bounce_sendgrid_public_key", "not a key", "not a public key"),
+        ("bounce_sendgrid_public_key", "RSA", "not an ECDSA P-256 public key"),
+        ("bounce_sns_cert_urls", "ftp://mirror.example/", "not a URL prefix"),
+        ("bounce_sns_cert_urls", "https://user@mirror.example/", "not a URL prefix"),
+    ],
+)
+def test_webhook_settings_that_cannot_work_are_refused_at_start(field, value, reason):
+    if value == "RSA":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        der = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        value = base64.b64encode(der).decode()
+    with pytest.raises(ValidationError, match=reason):
+        Settings(**{field: value})

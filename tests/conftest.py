@@ -201,30 +201,15 @@ def loopback_settings(web_settings):
 @pytest.fixture
 def live_server(web_settings, engine):
     """The app served by uvicorn on 127.0.0.1 (a real HTTP server, in a thread)."""
-    import threading
-    import time
-
-    import uvicorn
-
     from newsletter.web.app import create_app
     from tests.support.smtp_server import free_port
+    from tests.support.web import serving
 
     port = free_port()
     settings = web_settings.model_copy(update={"base_url": f"http://127.0.0.1:{port}"})
-    app = create_app(settings=settings, engine=engine)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    server.url = f"http://127.0.0.1:{port}"
-    server.settings = settings
-    yield server
-    server.should_exit = True
-    thread.join(timeout=5)
+    with serving(create_app(settings=settings, engine=engine), port) as server:
+        server.settings = settings
+        yield server
 
 
 CHROMIUM = "/usr/bin/chromium"

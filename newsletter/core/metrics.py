@@ -34,6 +34,12 @@ BOUNCES = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+BOUNCE_WEBHOOKS = Counter(
+    "newsletter_bounce_webhooks_total",
+    "Provider bounce webhook requests by provider and HTTP status answered.",
+    ["provider", "status"],
+    registry=REGISTRY,
+)
 FEED_POLLS = Counter(
     "newsletter_feed_polls_total",
     "Feed polls by result (new, not-modified, error).",

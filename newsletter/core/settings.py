@@ -97,6 +97,44 @@ class Settings(BaseSettings):
         default=10_000_000, gt=0, description="Largest bounce or unsubscribe mail read."
     )
 
+    # bounce webhooks of email providers at /webhooks/bounces/<provider>: each is off
+    # until its credentials are set
+    bounce_ses_topic_arns: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Amazon SES through SNS: the topic ARNs (comma-separated) whose signed "
+        "notifications are accepted and whose subscriptions are confirmed; empty = off.",
+    )
+    bounce_sns_max_age_hours: float = Field(
+        default=24.0, gt=0, description="An SNS message signed longer ago than this is refused."
+    )
+    bounce_sns_cert_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="URL prefixes besides https://sns.<region>.amazonaws.com/ that SNS "
+        "signing certificates and subscription URLs may come from (a private mirror).",
+    )
+    bounce_postmark_user: str | None = Field(
+        default=None, description="Postmark: the HTTP Basic user of the webhook URL."
+    )
+    bounce_postmark_password: SecretStr | None = Field(
+        default=None, description="Postmark: the HTTP Basic password; with the user = on."
+    )
+    bounce_sendgrid_public_key: str | None = Field(
+        default=None,
+        description="SendGrid: the Signed Event Webhook's verification key (base64 or PEM); "
+        "set = on.",
+    )
+    bounce_mailgun_signing_key: SecretStr | None = Field(
+        default=None, description="Mailgun: the HTTP webhook signing key; set = on."
+    )
+    bounce_webhook_max_age_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="SendGrid and Mailgun: a request signed further than this from now is refused.",
+    )
+    bounce_webhook_max_bytes: int = Field(
+        default=2_000_000, gt=0, description="Largest bounce webhook request body read."
+    )
+
     # webhooks
     webhook_allow_http: bool = Field(
         default=False, description="Allow http:// webhook URLs (https only by default)."
@@ -202,6 +240,39 @@ class Settings(BaseSettings):
             proxies.append(str(ip) if "/" in entry else str(ip.network_address))
         return proxies
 
+    @field_validator("bounce_ses_topic_arns", "bounce_sns_cert_urls", mode="before")
+    @classmethod
+    def _string_list(cls, value):
+        """A JSON list or a comma-separated string."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        return [str(v).strip() for v in value if str(v).strip()]
+
+    @field_validator("bounce_sns_cert_urls")
+    @classmethod
+    def _cert_urls(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not re.fullmatch(r"https?://[^/?#@\s]+/[^?#\s]*", entry):
+                raise ValueError(f"{entry!r} is not a URL prefix like https://host/path/")
+        return value
+
+    @field_validator("bounce_sendgrid_public_key", "bounce_postmark_user", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("bounce_sendgrid_public_key")
+    @classmethod
+    def _sendgrid_key(cls, value: str | None) -> str | None:
+        """Checked at start-up: a key that cannot be read would refuse every event."""
+        if value is None:
+            return None
+        from newsletter.core.public_keys import load_ec_public_key
+
+        load_ec_public_key(value)  # raises ValueError with the reason
+        return value.strip()
+
     @field_validator("mail_from")
     @classmethod
     def _mail_from(cls, value: str) -> str:
@@ -236,7 +307,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"{entry!r} is not an IP network like 10.0.0.0/8") from exc
         return [v.strip() for v in value]
 
-    @field_validator("metrics_token", mode="before")
+    @field_validator(
+        "metrics_token", "bounce_postmark_password", "bounce_mailgun_signing_key", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
@@ -258,6 +331,17 @@ class Settings(BaseSettings):
     @property
     def secret_key_problem(self) -> str | None:
         return self._secret_key_problem
+
+    @property
+    def bounce_webhook_providers(self) -> tuple[str, ...]:
+        """The providers whose bounce webhooks are configured (and so answered)."""
+        configured = {
+            "ses": bool(self.bounce_ses_topic_arns),
+            "postmark": bool(self.bounce_postmark_user and self.bounce_postmark_password),
+            "sendgrid": bool(self.bounce_sendgrid_public_key),
+            "mailgun": bool(self.bounce_mailgun_signing_key),
+        }
+        return tuple(name for name, on in configured.items() if on)
 
 
 def load_settings(**overrides) -> Settings:

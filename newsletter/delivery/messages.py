@@ -22,7 +22,12 @@ from newsletter.core.models import DeliveryRow, Edition, SubscriberRow
 from newsletter.core.settings import Settings
 from newsletter.core.text import one_line
 from newsletter.delivery.channels.base import SmtpReady
-from newsletter.delivery.return_path import UNSUBSCRIBE_LOCAL, bounce_domain, return_path
+from newsletter.delivery.return_path import (
+    UNSUBSCRIBE_LOCAL,
+    bounce_domain,
+    return_path,
+    tag_headers,
+)
 from newsletter.rendering.editions import split_slots
 
 CRLF = "\r\n"
@@ -259,6 +264,7 @@ def _envelope(
         ("Subject", text_header("Subject", subject)),
         ("Date", _date_header(delivery.created_at)),
         ("Message-ID", message_id),
+        *tag_headers(settings, delivery.id or 0, delivery.created_at),
     ]
     return headers, from_addr, domain, digest, message_id
 

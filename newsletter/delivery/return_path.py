@@ -7,6 +7,11 @@ is lower-case base32 and digits, so a server that lower-cases local parts keeps 
 valid, and short enough for the 64-octet local-part limit. `read_token` returns None
 for anything forged, garbled or too old: a bounce must never be pinned on the wrong
 reader.
+
+A message sent through an email provider also carries the token where that provider
+hands it back in its bounce webhooks (`tag_headers`): SES returns the headers, SendGrid
+the X-SMTPAPI unique arguments, Mailgun the X-Mailgun-Variables, Postmark the
+X-PM-Metadata fields.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import json
 import re
 from dataclasses import dataclass
 
@@ -73,6 +79,27 @@ def read_token(
     if (today - made_on).days > max_days or made_on > today + dt.timedelta(days=1):
         return None
     return ReturnToken(int(ident, 36), made_on)
+
+
+DELIVERY_HEADER = "X-Newsletter-Delivery"
+TAG = "newsletter_delivery"  # the name of the token among a provider's custom values
+
+
+def tag_headers(settings: Settings, delivery_id: int, made: dt.datetime) -> list[tuple[str, str]]:
+    """Headers carrying the delivery's token to the bounce webhooks of the providers that
+    are configured; none when no provider is (the message stays as it was)."""
+    providers = settings.bounce_webhook_providers
+    if not providers or not delivery_id:
+        return []
+    token = make_token(settings.secret_key, delivery_id, made.date())
+    headers = [(DELIVERY_HEADER, token)]
+    if "sendgrid" in providers:
+        headers.append(("X-SMTPAPI", json.dumps({"unique_args": {TAG: token}})))
+    if "mailgun" in providers:
+        headers.append(("X-Mailgun-Variables", json.dumps({TAG: token})))
+    if "postmark" in providers:
+        headers.append((f"X-PM-Metadata-{TAG}", token))
+    return headers
 
 
 def bounce_domain(settings: Settings, from_addr: str) -> str:

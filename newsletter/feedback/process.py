@@ -14,7 +14,8 @@ guessed from the text of a message that lies about its origin.
 - unsubscribe mail with a valid token: unsubscribed, as by the one-click POST.
 
 Every message is recorded once (`Bounce.message_hash`): a message read twice, or sent
-twice by a relay, changes nothing the second time.
+twice by a relay, changes nothing the second time. A provider's webhook event arrives
+already read (`process_event`) and goes through the same steps, recorded once by its id.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from newsletter.audience.subscribers import (
 from newsletter.core.metrics import BOUNCES
 from newsletter.core.models import Bounce, Delivery, Subscriber, utcnow
 from newsletter.core.settings import Settings
+from newsletter.core.text import one_line
 from newsletter.delivery import outbox
 from newsletter.delivery.return_path import read_token as read_return_token
 from newsletter.feedback.parse import Parsed, Unreadable, parse
@@ -97,7 +99,7 @@ def process_message(
         log.warning("bounce refused: %s", result.action)
         return _counted(result)
     digest = message_hash(raw)
-    if session.execute(select(exists().where(Bounce.message_hash == digest))).scalar():
+    if _seen(session, digest):
         return _counted(Result("duplicate", "already processed, nothing done"))
     try:
         parsed = parse(raw, envelope_to)
@@ -107,6 +109,37 @@ def process_message(
     except Exception as exc:  # noqa: BLE001 - odd input must not stop the messages after it
         log.exception("bounce could not be parsed")
         return _counted(Result("unreadable", f"could not be parsed ({type(exc).__name__})"))
+    return _record(session, settings, parsed, digest, source, now)
+
+
+def process_event(
+    session: Session,
+    settings: Settings,
+    parsed: Parsed,
+    *,
+    key: str,
+    source: str,
+    now: dt.datetime | None = None,
+) -> Result:
+    """Act on a report that arrived already read (a provider's webhook event), exactly as
+    on a parsed message. `key` names the event for good (the provider's event id): an
+    event delivered again changes nothing the second time."""
+    digest = message_hash(f"{source}:{key}".encode())
+    if _seen(session, digest):
+        return _counted(Result("duplicate", "already processed, nothing done"))
+    parsed.diagnostic = one_line(parsed.diagnostic)[:480]
+    return _record(session, settings, parsed, digest, source, now or utcnow())
+
+
+def _seen(session: Session, digest: str) -> bool:
+    return bool(session.execute(select(exists().where(Bounce.message_hash == digest))).scalar())
+
+
+def _record(
+    session: Session, settings: Settings, parsed: Parsed, digest: str, source: str, now
+) -> Result:
+    """Act and record, in a savepoint of the caller's transaction: a report that fails
+    half-way leaves nothing behind, and the next one goes on."""
     try:
         with session.begin_nested():
             result = _act(session, settings, parsed, now)
@@ -123,11 +156,11 @@ def process_message(
                 )
             )
             session.flush()
-    except IntegrityError:  # the same message, processed at this moment by another process
+    except IntegrityError:  # the same report, processed at this moment by another process
         return _counted(Result("duplicate", "already processed, nothing done"))
     except SQLAlchemyError:
-        raise  # the database, not this message: the caller retries or reports it
-    except Exception as exc:  # noqa: BLE001 - a bug here must not stop the other messages
+        raise  # the database, not this report: the caller retries or reports it
+    except Exception as exc:  # noqa: BLE001 - a bug here must not stop the other reports
         log.exception("bounce could not be processed")
         return _counted(Result("error", f"could not be processed ({type(exc).__name__})"))
     level = logging.WARNING if result.kind == "refused" else logging.INFO

@@ -38,10 +38,11 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.health = None  # `serve` sets its worker's and scheduler's state here
     app.state.env = make_environment(settings.templates_dir)
 
-    from newsletter.web import admin, api
+    from newsletter.web import admin, api, hooks
     from newsletter.web.public import pages as public
 
     app.include_router(public.router)
+    app.include_router(hooks.router)
     app.include_router(api.router, prefix="/api/v1")
     app.include_router(admin.router, prefix="/admin")
 
@@ -49,7 +50,7 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
     # that one for an unknown path or method, which readers should see as the site's page
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        if request.url.path.startswith("/api/"):
+        if request.url.path.startswith(JSON_PATHS):
             return JSONResponse(
                 {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
             )
@@ -75,7 +76,7 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
     async def database_error(request: Request, exc: OperationalError):
         """Locked, gone or read-only: the change was not stored, and the answer says so."""
         reason = f"the database is not available ({database_reason(exc)}); try again"
-        if request.url.path.startswith("/api/"):
+        if request.url.path.startswith(JSON_PATHS):
             return JSONResponse({"detail": reason}, status_code=503)
         return error_page(request, 503, reason)
 
@@ -121,6 +122,9 @@ def database_reason(exc: Exception) -> str:
     orig = getattr(exc, "orig", None) or exc
     return (str(orig).splitlines() or [type(orig).__name__])[0][:200]
 
+
+#: paths answered in JSON (programs call them), not with the site's HTML error page
+JSON_PATHS = ("/api/", "/webhooks/")
 
 #: what the router itself answers (no such path, no such method), in the page's words
 ROUTING_ERRORS = {404: "not_found", 405: "not_allowed"}

@@ -4,6 +4,9 @@ client that signs its API requests with an admin token."""
 from __future__ import annotations
 
 import re
+import threading
+import time
+from contextlib import contextmanager
 
 from fastapi.testclient import TestClient
 from sqlmodel import Session
@@ -29,3 +32,24 @@ def api_client(settings, engine, name: str = "tests") -> TestClient:
         s.commit()
     app = create_app(settings=settings, engine=engine)
     return TestClient(app, headers={"Authorization": f"Bearer {token}"})
+
+
+@contextmanager
+def serving(app, port: int):
+    """The app served by uvicorn on 127.0.0.1:`port` (a real HTTP server, in a thread)."""
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import typer
 
 from newsletter.cli.common import console, state
+from newsletter.cli.groups import command_group
 from newsletter.core.db import current_revision, head_revision, upgrade
 
-app = typer.Typer(
-    help="Database schema: apply migrations and show the revision.", no_args_is_help=True
-)
+app = command_group("Database schema: apply migrations and show the revision.")
 
 
 @app.command("upgrade")

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from newsletter import pipeline
 from newsletter.cli.common import console, err_console, fail, progress_bar, state
+from newsletter.cli.groups import command_group
 from newsletter.core.text import printable
 from newsletter.ingest.events import (
     event_as_dict,
@@ -23,9 +24,7 @@ from newsletter.ingest.events import (
 from newsletter.ingest.files import ImportFileError
 from newsletter.topics.catalogue import TopicError, list_topics
 
-app = typer.Typer(
-    help="Events: import them, list them, see why they match topics.", no_args_is_help=True
-)
+app = command_group("Events: import them, list them, see why they match topics.")
 
 
 def print_import_report(report, label: str) -> None:

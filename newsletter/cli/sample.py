@@ -5,10 +5,11 @@ from __future__ import annotations
 import typer
 
 from newsletter.cli.common import console, state
+from newsletter.cli.groups import command_group
 from newsletter.pipeline import plan_period
 from newsletter.pipeline.sample import SAMPLE_PERIOD, add_demo_readers, load_sample
 
-app = typer.Typer(help="Sample data for a first look.", no_args_is_help=True)
+app = command_group("Sample data for a first look.")
 
 
 @app.command("load")

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from newsletter.cli.common import console, fail, state
+from newsletter.cli.groups import command_group
 from newsletter.core.logs import setup_logging
 from newsletter.ingest.feeds import (
     FeedError,
@@ -19,8 +20,8 @@ from newsletter.ingest.feeds import (
 from newsletter.pipeline import poll_feeds
 from newsletter.service import runner as service
 
-schedule_app = typer.Typer(help="The scheduler's jobs.", no_args_is_help=True)
-feeds_app = typer.Typer(help="RSS/Atom feeds polled for events.", no_args_is_help=True)
+schedule_app = command_group("When the scheduler sends what next.")
+feeds_app = command_group("RSS/Atom feeds polled for events.")
 
 
 def serve_cmd(

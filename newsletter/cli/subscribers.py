@@ -30,13 +30,12 @@ from newsletter.audience.subscribers import (
     subscriber_topics,
 )
 from newsletter.cli.common import console, err_console, fail, progress_bar, state
+from newsletter.cli.groups import command_group
 from newsletter.cli.topics import validation_message
 from newsletter.pipeline import remove_subscriber
 from newsletter.topics.catalogue import TopicError
 
-app = typer.Typer(
-    help="Email subscribers: add, import, export, list, remove, sync rosters.", no_args_is_help=True
-)
+app = command_group("Email subscribers: add, import, export, list, remove, sync rosters.")
 
 
 @app.command("add")

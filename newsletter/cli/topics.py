@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from newsletter.cli.common import console, fail, state
+from newsletter.cli.groups import command_group
 from newsletter.core.errors import reason as validation_message
 from newsletter.topics.catalogue import (
     TopicError,
@@ -23,9 +24,7 @@ from newsletter.topics.catalogue import (
     update_topic,
 )
 
-app = typer.Typer(
-    help="Topics readers follow, and the rules that match events to them.", no_args_is_help=True
-)
+app = command_group("Topics readers follow, and the rules that match events to them.")
 
 
 def split_terms(values: list[str] | None) -> list[str]:

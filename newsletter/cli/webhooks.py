@@ -22,14 +22,15 @@ from newsletter.audience.endpoints import (
     update_endpoint,
 )
 from newsletter.cli.common import console, fail, state
+from newsletter.cli.groups import command_group
 from newsletter.cli.topics import validation_message
 from newsletter.core import platforms
 from newsletter.pipeline import disable_endpoint, enable_endpoint, remove_endpoint
 from newsletter.topics.catalogue import TopicError
 
-app = typer.Typer(
-    help=f"Team chat webhooks: {platforms.labels_text()}.",
-    no_args_is_help=True,
+app = command_group(
+    "Team chat webhooks: add, list, test, enable, disable, edit, remove.\n\n"
+    f"Platforms: {platforms.labels_text()}."
 )
 
 

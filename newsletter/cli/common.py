@@ -124,6 +124,11 @@ def settings_problems(exc) -> str:
     )
 
 
+def say_empty(what: str, first: str) -> None:
+    """An empty list says how to add its first entry (rather than an empty table)."""
+    console.print(f"No {what} yet. Add the first with:\n  {first}")
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     err_console.print(f"Error: {message}", markup=False)
     raise typer.Exit(code)

@@ -7,7 +7,7 @@ import asyncio
 import typer
 from rich.table import Table
 
-from newsletter.cli.common import console, fail, state
+from newsletter.cli.common import console, fail, say_empty, state
 from newsletter.cli.groups import command_group
 from newsletter.core.logs import setup_logging
 from newsletter.ingest.feeds import (
@@ -54,21 +54,64 @@ def scheduler_cmd(
         raise typer.Exit(1)
 
 
+JOB_LABELS = {
+    "digests": "digests: due ones looked for",
+    "alerts": "alerts: new events checked",
+    "feeds": "feeds: due ones polled",
+}
+
+
 @schedule_app.command("show")
 def schedule_show(ctx: typer.Context) -> None:
-    """Every scheduled job and its next run time."""
+    """The next digest of each frequency and time zone, and how often the scheduler checks."""
+    from newsletter.planning.send_times import next_sends
     from newsletter.service.scheduler import describe
 
-    rows = describe(state(ctx).checked_engine())
-    if not rows:
+    st = state(ctx)
+    with st.session() as session:
+        upcoming = next_sends(session=session, settings=st.settings)
+    console.print(f"Digests go out at {st.settings.digest_send_time} in each reader's time zone.")
+    for due in upcoming:
         console.print(
-            "No jobs stored yet: they are created when `newsletter serve` or `newsletter scheduler` starts."
+            f"  next {due.frequency} digest: {local_moment(due.due_at, due.timezone)} "
+            f"- {due.period.label('en')}"
+        )
+    idle = [f for f in ("daily", "weekly", "monthly") if f not in {d.frequency for d in upcoming}]
+    if idle:
+        console.print(
+            f"  no {' or '.join(idle).replace(' or ', ', ', len(idle) - 2)} digest is due: no active reader or team takes one"
+            + ("" if upcoming else " (add one with: newsletter subscribers add EMAIL)")
+        )
+    jobs = describe(st.checked_engine())
+    if not jobs:
+        console.print(
+            "The scheduler has not run on this database yet: start it with "
+            "`newsletter serve` or `newsletter scheduler`."
         )
         return
-    table = Table("job", "trigger", "next run (UTC)")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    console.print("The scheduler (when running):")
+    for job in jobs:
+        every = f"every {duration(job.every_seconds)}" if job.every_seconds else "on its trigger"
+        when = f"next {local_moment(job.next_run, 'UTC')}" if job.next_run else "paused"
+        console.print(f"  {JOB_LABELS.get(job.id, job.id)} {every}, {when}")
+
+
+def local_moment(moment, timezone: str) -> str:
+    """`1 Dec 08:00 Asia/Shanghai`, with the year when it is not this year's."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    local = moment.astimezone(ZoneInfo(timezone))
+    year = "" if local.year == dt.datetime.now(local.tzinfo).year else f" {local.year}"
+    return f"{local.day} {local:%b}{year} {local:%H:%M} {timezone}"
+
+
+def duration(seconds: float) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
 
 
 @feeds_app.command("add")
@@ -102,6 +145,9 @@ def feeds_list(ctx: typer.Context) -> None:
 
     with state(ctx).session() as session:
         feeds = list_feeds(session=session)
+        if not feeds:
+            say_empty("feeds", "newsletter feeds add https://example.com/ai.rss --name wire")
+            return
         table = Table(
             "name", "url", "region", "lang", "last ok", "failures", "last error", "next poll"
         )

@@ -8,7 +8,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from newsletter.cli.common import console, fail, state
+from newsletter.cli.common import console, fail, say_empty, state
 from newsletter.cli.groups import command_group
 from newsletter.core.errors import reason as validation_message
 from newsletter.topics.catalogue import (
@@ -60,6 +60,13 @@ def list_cmd(
             return
         if fmt != "table":
             fail("--format must be table or json")
+        if not topics:
+            say_empty(
+                "topics",
+                "newsletter topics add robotics --name-en Robotics --name-zh 机器人 "
+                '--include "robot*,机器人"',
+            )
+            return
         table = Table("slug", "name (en / zh)", "events", "include", "exclude", "regex")
         for t in topics:
             table.add_row(

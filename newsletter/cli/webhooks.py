@@ -21,7 +21,7 @@ from newsletter.audience.endpoints import (
     mask_url,
     update_endpoint,
 )
-from newsletter.cli.common import console, fail, state
+from newsletter.cli.common import console, fail, say_empty, state
 from newsletter.cli.groups import command_group
 from newsletter.cli.topics import validation_message
 from newsletter.core import platforms
@@ -96,10 +96,19 @@ def list_cmd(
     if fmt == "json":
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return
+    if not rows:
+        say_empty(
+            "webhooks",
+            "newsletter webhooks add team --platform slack "
+            "--url https://hooks.slack.com/services/... --topics hardware",
+        )
+        return
     table = Table(
         "name",
         "platform",
         "mode",
+        "lang",
+        "url",
         "topics",
         "state",
         "failures",
@@ -113,6 +122,8 @@ def list_cmd(
             r["name"],
             r["platform"],
             r["mode"],
+            r["language"],
+            r["url"],
             ", ".join(r["topics"]),
             state_text,
             str(r["consecutive_failures"]),

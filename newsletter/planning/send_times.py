@@ -144,6 +144,19 @@ def run_due_digests(
     return done
 
 
+def next_sends(*, session: Session, settings, now: dt.datetime | None = None) -> list[Due]:
+    """The next scheduled digest of each (frequency, time zone) that has readers or team
+    endpoints, soonest first: what `schedule show` tells an admin."""
+    now = now or utcnow()
+    send_time = dt.time.fromisoformat(settings.digest_send_time)
+    upcoming = []
+    for frequency in DIGEST_FREQUENCIES:
+        for tz in zones(session, frequency):
+            moments = send_moments(frequency, tz, send_time, now, now + LOOKBACK[frequency])
+            upcoming.extend(moments[:1])
+    return sorted(upcoming, key=lambda due: (due.due_at, due.frequency, due.timezone))
+
+
 LOOKBACK = {
     "daily": dt.timedelta(days=2),
     "weekly": dt.timedelta(days=8),

@@ -124,6 +124,26 @@ def settings_problems(exc) -> str:
     )
 
 
+def print_table(table) -> None:
+    """A table whole: on a terminal it fits the screen (long cells wrap); in a pipe or a
+    file, where nothing wraps lines, it is as wide as its content, so no cell is cut."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    from rich.measure import Measurement
+
+    needed = Measurement.get(console, console.options.update(width=10_000), table).maximum
+    wide = Console(
+        file=console.file,
+        width=max(console.width, needed),
+        highlight=False,
+        soft_wrap=True,
+        markup=False,
+        emoji=False,
+    )
+    wide.print(table)
+
+
 def say_empty(what: str, first: str) -> None:
     """An empty list says how to add its first entry (rather than an empty table)."""
     console.print(f"No {what} yet. Add the first with:\n  {first}")

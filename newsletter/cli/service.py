@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from newsletter.cli.common import console, fail, say_empty, state
+from newsletter.cli.common import console, err_console, fail, say_empty, state
 from newsletter.cli.groups import command_group
 from newsletter.core.logs import setup_logging
 from newsletter.ingest.feeds import (
@@ -18,7 +19,9 @@ from newsletter.ingest.feeds import (
     remove_feed,
 )
 from newsletter.pipeline import poll_feeds
-from newsletter.service import runner as service
+
+if TYPE_CHECKING:
+    from newsletter.core.settings import Settings
 
 schedule_app = command_group("When the scheduler sends what next.")
 feeds_app = command_group("RSS/Atom feeds polled for events.")
@@ -27,27 +30,108 @@ feeds_app = command_group("RSS/Atom feeds polled for events.")
 def serve_cmd(
     ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host", help="Address the web app listens on."),
-    port: int = typer.Option(8000, "--port", help="Port of the web app."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port of the web app."),
     no_worker: bool = typer.Option(
         False, "--no-worker", help="Run workers separately (newsletter worker)."
+    ),
+    with_sample: bool = typer.Option(
+        False,
+        "--with-sample",
+        help="First load the July 2025 sample and two demo readers, and queue their digest.",
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run everything in one process: scheduler, worker and web app. Stops on SIGTERM."""
-    setup_logging(verbose)
+    from newsletter.service import runner as service
+
     st = state(ctx)
     st.require_secret_key()
-    ok = asyncio.run(
-        service.run(st.checked_engine(), st.settings, worker=not no_worker, host=host, port=port)
-    )
+    engine = st.checked_engine()
+    st.settings, warning = links_follow(st.settings, host, port)
+    if with_sample:
+        from newsletter.cli.sample import load_sample_data
+
+        for line in load_sample_data(st, with_readers=True):
+            console.print(line)
+    for line in welcome(st.settings, host, port, worker=not no_worker):
+        console.print(line)
+    if warning:
+        err_console.print(f"WARNING: {warning}")
+    console.file.flush()
+    setup_logging(verbose)
+    ok = asyncio.run(service.run(engine, st.settings, worker=not no_worker, host=host, port=port))
     if not ok:  # a part stopped by itself: never report success
         raise typer.Exit(1)
+
+
+WILDCARDS = {"", "0.0.0.0", "::", "[::]"}
+
+
+def links_follow(settings: Settings, host: str, port: int) -> tuple[Settings, str | None]:
+    """Links in emails point where the web app listens unless NEWSLETTER_BASE_URL says
+    otherwise. An address that means "every interface" names no host a reader could
+    open: links then use 127.0.0.1, with a warning to set the public address."""
+    if "base_url" in settings.model_fields_set:
+        return settings, None
+    name = "127.0.0.1" if host in WILDCARDS else host
+    if ":" in name and not name.startswith("["):
+        name = f"[{name}]"  # an IPv6 address
+    base = f"http://{name}:{port}"
+    warning = None
+    if host in WILDCARDS:
+        warning = (
+            f"NEWSLETTER_BASE_URL is not set and the web app listens on every interface "
+            f"({host or '*'}:{port}): links in emails point to {base}, which opens only on "
+            "this machine. Set NEWSLETTER_BASE_URL to the address readers use, "
+            "e.g. https://news.example.com"
+        )
+    return settings.model_copy(update={"base_url": base}), warning
+
+
+def welcome(settings: Settings, host: str, port: int, *, worker: bool) -> list[str]:
+    """What a newcomer needs at start: where to look, where the mail goes, how to log in."""
+    name = "127.0.0.1" if host in WILDCARDS else host
+    name = f"[{name}]" if ":" in name and not name.startswith("[") else name
+    web = f"http://{name}:{port}"
+    if not worker:
+        mail = "queued for `newsletter worker` (run it separately)"
+    elif settings.smtp_url:
+        from urllib.parse import urlsplit
+
+        server = urlsplit(settings.smtp_url)
+        mail = f"sent through the SMTP server {server.hostname}:{server.port or 25}"
+    else:
+        folder = settings.outbox_dir.resolve()
+        mail = f"written as .eml files into {folder}/ (set NEWSLETTER_SMTP_URL to send them)"
+    return [
+        f"Web app:   {web}/  (archive {web}/archive, API docs {web}/docs)",
+        f"Admin UI:  {web}/admin/  - log in with a token from: {cli_name()} admin token create YOUR-NAME",
+        f"Emails:    {mail}",
+        f"Links in emails point to {settings.base_url}",
+        "Press Ctrl-C to stop.",
+    ]
+
+
+def cli_name() -> str:
+    """How to call this CLI from the current folder: `.venv/bin/newsletter` when that is
+    what runs (scripts/run), else `newsletter`."""
+    import os
+    import sys
+
+    path = sys.argv[0] if sys.argv else ""
+    if os.path.basename(path) == "newsletter" and os.path.isabs(path):
+        relative = os.path.relpath(path)
+        if not relative.startswith(".."):
+            return relative
+    return "newsletter"
 
 
 def scheduler_cmd(
     ctx: typer.Context, verbose: bool = typer.Option(False, "--verbose", "-v")
 ) -> None:
     """Run only the scheduler (feeds, alerts, digests at each reader's local time)."""
+    from newsletter.service import runner as service
+
     setup_logging(verbose)
     st = state(ctx)
     if not asyncio.run(service.run(st.checked_engine(), st.settings, worker=False, web=False)):

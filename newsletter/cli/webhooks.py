@@ -21,7 +21,7 @@ from newsletter.audience.endpoints import (
     mask_url,
     update_endpoint,
 )
-from newsletter.cli.common import console, fail, say_empty, state
+from newsletter.cli.common import console, fail, print_table, say_empty, state
 from newsletter.cli.groups import command_group
 from newsletter.cli.topics import validation_message
 from newsletter.core import platforms
@@ -103,19 +103,10 @@ def list_cmd(
             "--url https://hooks.slack.com/services/... --topics hardware",
         )
         return
-    table = Table(
-        "name",
-        "platform",
-        "mode",
-        "lang",
-        "url",
-        "topics",
-        "state",
-        "failures",
-        "secret",
-        title=f"{len(rows)} webhook(s)",
-        title_justify="left",
-    )
+    table = Table(title=f"{len(rows)} webhook(s)", title_justify="left")
+    for column in ("name", "platform", "mode", "lang", "url", "topics", "state", "failures"):
+        table.add_column(column, overflow="fold")  # wrapped on a narrow screen, never cut
+    table.add_column("secret", overflow="fold", min_width=8)
     for r in rows:
         state_text = "enabled" if r["enabled"] else f"DISABLED: {r['disabled_reason']}"
         table.add_row(
@@ -129,7 +120,7 @@ def list_cmd(
             str(r["consecutive_failures"]),
             r["secret"],
         )
-    console.print(table)
+    print_table(table)
 
 
 @app.command("edit")

@@ -99,7 +99,7 @@ def list_cmd(
     if not rows:
         say_empty(
             "webhooks",
-            "newsletter webhooks add team --platform slack "
+            "newsletter webhooks add infra --platform slack "
             "--url https://hooks.slack.com/services/... --topics hardware",
         )
         return

@@ -1,30 +1,103 @@
-"""The `newsletter` command line: a thin layer that translates arguments into domain calls."""
+"""The `newsletter` command line: a thin layer that translates arguments into domain calls.
+
+Only typer is imported here: each command's module (and through it the database, web
+and template libraries) is imported when that command runs, so `newsletter --help`
+and a short command start fast. `tests/cli/test_startup.py` keeps it that way.
+"""
 
 from __future__ import annotations
 
 import typer
 
-from newsletter.cli import admin as admin_cmds
-from newsletter.cli import bounces as bounce_cmds
-from newsletter.cli import db as db_cmds
-from newsletter.cli import delivery as delivery_cmds
-from newsletter.cli import digest as digest_cmds
-from newsletter.cli import events as event_cmds
-from newsletter.cli import sample as sample_cmds
-from newsletter.cli import service as service_cmds
-from newsletter.cli import subscribers as subscriber_cmds
-from newsletter.cli import takes as take_cmds
-from newsletter.cli import topics as topic_cmds
-from newsletter.cli import webhooks as webhook_cmds
-from newsletter.cli.common import DatabaseErrorsGroup, State, load_state
+from newsletter.cli.groups import Lazy, LazyGroup
+
+
+class Root(LazyGroup):
+    """The root command: a database error in any command becomes one line on stderr and
+    exit code 1, never a traceback."""
+
+    lazy = {
+        "db": Lazy(
+            "newsletter.cli.db:app", "Database schema: apply migrations and show the revision."
+        ),
+        "sample": Lazy("newsletter.cli.sample:app", "Sample data for a first look."),
+        "topics": Lazy(
+            "newsletter.cli.topics:app",
+            "Topics readers follow, and the rules that match events to them.",
+        ),
+        "events": Lazy(
+            "newsletter.cli.events:app",
+            "Events: import them, list them, see why they match topics.",
+        ),
+        "feeds": Lazy("newsletter.cli.service:feeds_app", "RSS/Atom feeds polled for events."),
+        "subscribers": Lazy(
+            "newsletter.cli.subscribers:app",
+            "Email subscribers: add, import, export, list, remove, sync rosters.",
+        ),
+        "webhooks": Lazy(
+            "newsletter.cli.webhooks:app",
+            "Team chat webhooks: add, list, test, enable, disable, edit, remove.",
+        ),
+        "take": Lazy(
+            "newsletter.cli.takes:app", "The monthly sharp take (Markdown), per language."
+        ),
+        "digest": Lazy(
+            "newsletter.cli.digest:app",
+            "Email digests: preview what someone would get, plan and enqueue a send.",
+        ),
+        "outbox": Lazy("newsletter.cli.delivery:outbox_app", "The outbox of messages to send."),
+        "worker": Lazy(
+            "newsletter.cli.delivery:worker_cmd",
+            "Send queued messages: claim, send, record, retry with backoff.",
+        ),
+        "serve": Lazy(
+            "newsletter.cli.service:serve_cmd",
+            "Run everything in one process: scheduler, worker and web app.",
+        ),
+        "scheduler": Lazy(
+            "newsletter.cli.service:scheduler_cmd",
+            "Run only the scheduler (feeds, alerts, digests at each reader's local time).",
+        ),
+        "schedule": Lazy(
+            "newsletter.cli.service:schedule_app", "When the scheduler sends what next."
+        ),
+        "bounces": Lazy(
+            "newsletter.cli.bounces:app",
+            "Bounces, complaints and unsubscribe mails: import, receive over SMTP, list.",
+        ),
+        "admin": Lazy("newsletter.cli.admin:app", "Administration of the service: API tokens."),
+    }
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from newsletter.cli.common import database_problem, fail, is_database_error
+
+            if is_database_error(exc):
+                fail(database_problem(exc))
+            raise
+
 
 app = typer.Typer(
-    cls=DatabaseErrorsGroup,
+    cls=Root,
     help="AI-industry newsletter and alert delivery.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("newsletter")
+        except PackageNotFoundError:  # run from a source tree that is not installed
+            number = "unknown"
+        typer.echo(f"newsletter {number}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -33,26 +106,18 @@ def main(
     database_url: str | None = typer.Option(
         None, "--database-url", envvar="NEWSLETTER_DATABASE_URL", help="SQLAlchemy database URL."
     ),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=show_version,
+        is_eager=True,
+        help="Show the version and exit.",
+    ),
 ) -> None:
     """Build the settings once here and hand them to every command."""
+    from newsletter.cli.common import load_state
+
     ctx.obj = load_state(database_url)
 
 
-app.add_typer(db_cmds.app, name="db")
-app.add_typer(topic_cmds.app, name="topics")
-app.add_typer(event_cmds.app, name="events")
-app.add_typer(sample_cmds.app, name="sample")
-app.add_typer(subscriber_cmds.app, name="subscribers")
-app.add_typer(take_cmds.app, name="take")
-app.add_typer(digest_cmds.app, name="digest")
-app.add_typer(delivery_cmds.outbox_app, name="outbox")
-app.add_typer(webhook_cmds.app, name="webhooks")
-app.command("worker")(delivery_cmds.worker_cmd)
-app.command("serve")(service_cmds.serve_cmd)
-app.command("scheduler")(service_cmds.scheduler_cmd)
-app.add_typer(service_cmds.schedule_app, name="schedule")
-app.add_typer(service_cmds.feeds_app, name="feeds")
-app.add_typer(admin_cmds.app, name="admin")
-app.add_typer(bounce_cmds.app, name="bounces")
-
-__all__ = ["app", "State"]
+__all__ = ["app"]

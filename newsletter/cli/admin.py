@@ -6,10 +6,11 @@ import typer
 from rich.table import Table
 
 from newsletter.cli.common import console, fail, state
+from newsletter.cli.groups import command_group
 from newsletter.core.admin_tokens import TokenAdminError, create_token, list_tokens, revoke_token
 
-app = typer.Typer(help="Administration of the service.", no_args_is_help=True)
-token_app = typer.Typer(help="Admin API tokens.", no_args_is_help=True)
+app = command_group("Administration of the service: API tokens.")
+token_app = command_group("Admin API tokens.")
 app.add_typer(token_app, name="token")
 
 

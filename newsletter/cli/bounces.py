@@ -9,12 +9,12 @@ import typer
 from rich.table import Table
 
 from newsletter.cli.common import console, err_console, fail, state
+from newsletter.cli.groups import command_group
 from newsletter.core.logs import setup_logging
 from newsletter.delivery.outbox import parse_since
 
-app = typer.Typer(
-    help="Bounces, complaints and unsubscribe mails: import, receive over SMTP, list.",
-    no_args_is_help=True,
+app = command_group(
+    "Bounces, complaints and unsubscribe mails: import, receive over SMTP, list.",
 )
 
 

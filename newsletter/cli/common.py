@@ -6,26 +6,17 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlmodel import Session
-from typer.core import TyperGroup
 
-from newsletter.core.db import SchemaOutOfDate, check_schema, make_engine, session_scope
-from newsletter.core.settings import Settings, load_settings
+if TYPE_CHECKING:  # the database and settings libraries load when a command needs them
+    from rich.progress import Progress, ProgressColumn
+    from sqlalchemy import Engine
+    from sqlmodel import Session
+
+    from newsletter.core.settings import Settings
 
 # stored text is printed as it is: no console markup ("[/red]" in a title would raise)
 # and no emoji codes
@@ -42,6 +33,8 @@ def progress_bar(
     """A transient bar, only on a terminal (a pipe or a log gets the summary alone):
     the label, then `columns` (a bar with done/total when none are given), then the
     elapsed time."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     shown = columns or (BarColumn(), MofNCompleteColumn())
     return Progress(
         TextColumn(label),
@@ -61,16 +54,24 @@ class State:
     @property
     def engine(self) -> Engine:
         """The database, which must exist: only `db upgrade` creates one."""
+        from newsletter.core.db import make_engine
+
         if self._engine is None:
             self._engine = make_engine(self.settings.database_url, create=False)
         return self._engine
 
     def creating_engine(self) -> Engine:
         """For `db upgrade`: an SQLite file that does not exist yet is created."""
+        from newsletter.core.db import make_engine
+
         return make_engine(self.settings.database_url)
 
     def checked_engine(self) -> Engine:
         """The engine, after making sure the schema matches this code."""
+        from sqlalchemy.exc import OperationalError
+
+        from newsletter.core.db import SchemaOutOfDate, check_schema
+
         try:
             check_schema(self.engine)
         except SchemaOutOfDate as exc:
@@ -96,11 +97,17 @@ class State:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
+        from newsletter.core.db import session_scope
+
         with session_scope(self.checked_engine()) as session:
             yield session
 
 
 def load_state(database_url: str | None) -> State:
+    from pydantic import ValidationError
+
+    from newsletter.core.settings import load_settings
+
     overrides = {"database_url": database_url} if database_url else {}
     try:
         return State(settings=load_settings(**overrides))
@@ -109,12 +116,37 @@ def load_state(database_url: str | None) -> State:
         raise  # unreachable: fail() exits
 
 
-def settings_problems(exc: ValidationError) -> str:
+def settings_problems(exc) -> str:
     """Name each bad setting as the operator wrote it (NEWSLETTER_...), with the reason."""
     return "; ".join(
         f"NEWSLETTER_{'_'.join(str(p) for p in e['loc'][:1]).upper()}: {e['msg']}"
         for e in exc.errors()
     )
+
+
+def print_table(table) -> None:
+    """A table whole: on a terminal it fits the screen (long cells wrap); in a pipe or a
+    file, where nothing wraps lines, it is as wide as its content, so no cell is cut."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    from rich.measure import Measurement
+
+    needed = Measurement.get(console, console.options.update(width=10_000), table).maximum
+    wide = Console(
+        file=console.file,
+        width=max(console.width, needed),
+        highlight=False,
+        soft_wrap=True,
+        markup=False,
+        emoji=False,
+    )
+    wide.print(table)
+
+
+def say_empty(what: str, first: str) -> None:
+    """An empty list says how to add its first entry (rather than an empty table)."""
+    console.print(f"No {what} yet. Add the first with:\n  {first}")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -124,6 +156,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def database_problem(exc: Exception) -> str:
     """What an operator can do about a database error, in one sentence."""
+    from newsletter.core.db import SchemaOutOfDate
+
     if isinstance(exc, SchemaOutOfDate):
         return str(exc)
     orig = getattr(exc, "orig", None) or exc
@@ -148,15 +182,15 @@ def database_problem(exc: Exception) -> str:
     return f"the database refused the operation ({type(orig).__name__}: {detail})"
 
 
-class DatabaseErrorsGroup(TyperGroup):
-    """The root command: a database error in any command becomes one line on stderr and
-    exit code 1, never a traceback."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except (DBAPIError, SchemaOutOfDate) as exc:
-            fail(database_problem(exc))
+def is_database_error(exc: BaseException) -> bool:
+    """A database error (or a schema that does not match the code): reported in one line
+    by the root command. The libraries are loaded already if the command used them."""
+    dbapi = sys.modules.get("sqlalchemy.exc")
+    core_db = sys.modules.get("newsletter.core.db")
+    return bool(
+        (dbapi is not None and isinstance(exc, dbapi.DBAPIError))
+        or (core_db is not None and isinstance(exc, core_db.SchemaOutOfDate))
+    )
 
 
 def state(ctx: typer.Context) -> State:

@@ -6,11 +6,12 @@ import typer
 from rich.table import Table
 
 from newsletter.cli.common import console, fail, progress_bar, state
+from newsletter.cli.groups import command_group
 from newsletter.core.logs import setup_logging
 from newsletter.delivery import outbox
 from newsletter.delivery.worker import run_worker
 
-outbox_app = typer.Typer(help="The outbox of messages to send.", no_args_is_help=True)
+outbox_app = command_group("The outbox of messages to send.")
 
 
 def worker_cmd(

@@ -9,13 +9,13 @@ from sqlalchemy import func, select
 
 from newsletter.audience.subscribers import SubscriberError
 from newsletter.cli.common import console, fail, progress_bar, state
+from newsletter.cli.groups import command_group
 from newsletter.core.models import Subscriber
 from newsletter.pipeline import plan_period
 from newsletter.planning.digests import DigestError, preview_digest
 
-app = typer.Typer(
-    help="Email digests: preview what someone would get, plan and enqueue a send.",
-    no_args_is_help=True,
+app = command_group(
+    "Email digests: preview what someone would get, plan and enqueue a send.",
 )
 
 

@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from newsletter import pipeline
-from newsletter.cli.common import console, err_console, fail, progress_bar, state
+from newsletter.cli.common import console, err_console, fail, progress_bar, say_empty, state
+from newsletter.cli.groups import command_group
 from newsletter.core.text import printable
 from newsletter.ingest.events import (
     event_as_dict,
@@ -23,9 +24,7 @@ from newsletter.ingest.events import (
 from newsletter.ingest.files import ImportFileError
 from newsletter.topics.catalogue import TopicError, list_topics
 
-app = typer.Typer(
-    help="Events: import them, list them, see why they match topics.", no_args_is_help=True
-)
+app = command_group("Events: import them, list them, see why they match topics.")
 
 
 def print_import_report(report, label: str) -> None:
@@ -95,6 +94,16 @@ def list_cmd(
         rows = [event_as_dict(session=session, event=e) for e in events]
         if fmt == "json":
             print(json.dumps(rows, ensure_ascii=False, indent=2))
+            return
+        if not rows and (topic or month or region):
+            console.print("No events match these filters.")
+            return
+        if not rows:
+            say_empty(
+                "events",
+                "newsletter events import events.jsonl   "
+                "(or the July 2025 sample: newsletter sample load)",
+            )
             return
         if by_topic:
             groups = [(t.slug, f"{t.name_en} / {t.name_zh}") for t in list_topics(session=session)]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from newsletter.cli.common import console, state
+from newsletter.cli.common import State, console, state
+from newsletter.cli.groups import command_group
 from newsletter.pipeline import plan_period
 from newsletter.pipeline.sample import SAMPLE_PERIOD, add_demo_readers, load_sample
 
-app = typer.Typer(help="Sample data for a first look.", no_args_is_help=True)
+app = command_group("Sample data for a first look.")
 
 
 @app.command("load")
@@ -21,7 +22,12 @@ def load_cmd(
     ),
 ) -> None:
     """Create the default topics and load the sample events (safe to run again)."""
-    st = state(ctx)
+    for line in load_sample_data(state(ctx), with_readers=with_readers):
+        console.print(line)
+
+
+def load_sample_data(st: State, *, with_readers: bool) -> list[str]:
+    """The sample (and demo readers with their July digest queued); what was done, in lines."""
     with st.session() as session:
         result = load_sample(session=session)
         readers = add_demo_readers(session=session) if with_readers else 0
@@ -33,12 +39,13 @@ def load_cmd(
                 frequency="monthly",
                 period_key=SAMPLE_PERIOD,
             )
-    console.print(
+    lines = [
         f"Sample data: {result.topics_created} topic(s) created, "
         f"{result.report.new} new event(s), {result.report.duplicate} already present, "
         f"{result.takes} sharp take(s) stored."
-    )
+    ]
     if with_readers:
-        console.print(
+        lines.append(
             f"Demo readers: {readers} added; {summary.enqueued} July 2025 digest(s) queued."
         )
+    return lines

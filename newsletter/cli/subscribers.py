@@ -29,14 +29,13 @@ from newsletter.audience.subscribers import (
     list_subscribers,
     subscriber_topics,
 )
-from newsletter.cli.common import console, err_console, fail, progress_bar, state
+from newsletter.cli.common import console, err_console, fail, progress_bar, say_empty, state
+from newsletter.cli.groups import command_group
 from newsletter.cli.topics import validation_message
 from newsletter.pipeline import remove_subscriber
 from newsletter.topics.catalogue import TopicError
 
-app = typer.Typer(
-    help="Email subscribers: add, import, export, list, remove, sync rosters.", no_args_is_help=True
-)
+app = command_group("Email subscribers: add, import, export, list, remove, sync rosters.")
 
 
 @app.command("add")
@@ -171,6 +170,15 @@ def list_cmd(
         ]
     if fmt == "json":
         print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    if not rows and status:
+        console.print(f"No {status} subscribers.")
+        return
+    if not rows:
+        say_empty(
+            "subscribers",
+            "newsletter subscribers add ada@example.com --topics governance --frequency monthly",
+        )
         return
     table = Table(
         "email",

@@ -8,9 +8,10 @@ from pathlib import Path
 import typer
 
 from newsletter.cli.common import console, fail, state
+from newsletter.cli.groups import command_group
 from newsletter.ingest.takes import get_take, set_take
 
-app = typer.Typer(help="The monthly sharp take (Markdown), per language.", no_args_is_help=True)
+app = command_group("The monthly sharp take (Markdown), per language.")
 
 
 @app.command("set")

@@ -8,7 +8,8 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from newsletter.cli.common import console, fail, state
+from newsletter.cli.common import console, fail, say_empty, state
+from newsletter.cli.groups import command_group
 from newsletter.core.errors import reason as validation_message
 from newsletter.topics.catalogue import (
     TopicError,
@@ -23,9 +24,7 @@ from newsletter.topics.catalogue import (
     update_topic,
 )
 
-app = typer.Typer(
-    help="Topics readers follow, and the rules that match events to them.", no_args_is_help=True
-)
+app = command_group("Topics readers follow, and the rules that match events to them.")
 
 
 def split_terms(values: list[str] | None) -> list[str]:
@@ -61,6 +60,13 @@ def list_cmd(
             return
         if fmt != "table":
             fail("--format must be table or json")
+        if not topics:
+            say_empty(
+                "topics",
+                "newsletter topics add robotics --name-en Robotics --name-zh 机器人 "
+                '--include "robot*,机器人"',
+            )
+            return
         table = Table("slug", "name (en / zh)", "events", "include", "exclude", "regex")
         for t in topics:
             table.add_row(

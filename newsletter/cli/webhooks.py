@@ -21,15 +21,16 @@ from newsletter.audience.endpoints import (
     mask_url,
     update_endpoint,
 )
-from newsletter.cli.common import console, fail, state
+from newsletter.cli.common import console, fail, print_table, say_empty, state
+from newsletter.cli.groups import command_group
 from newsletter.cli.topics import validation_message
 from newsletter.core import platforms
 from newsletter.pipeline import disable_endpoint, enable_endpoint, remove_endpoint
 from newsletter.topics.catalogue import TopicError
 
-app = typer.Typer(
-    help=f"Team chat webhooks: {platforms.labels_text()}.",
-    no_args_is_help=True,
+app = command_group(
+    "Team chat webhooks: add, list, test, enable, disable, edit, remove.\n\n"
+    f"Platforms: {platforms.labels_text()}."
 )
 
 
@@ -95,29 +96,31 @@ def list_cmd(
     if fmt == "json":
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    table = Table(
-        "name",
-        "platform",
-        "mode",
-        "topics",
-        "state",
-        "failures",
-        "secret",
-        title=f"{len(rows)} webhook(s)",
-        title_justify="left",
-    )
+    if not rows:
+        say_empty(
+            "webhooks",
+            "newsletter webhooks add infra --platform slack "
+            "--url https://hooks.slack.com/services/... --topics hardware",
+        )
+        return
+    table = Table(title=f"{len(rows)} webhook(s)", title_justify="left")
+    for column in ("name", "platform", "mode", "lang", "url", "topics", "state", "failures"):
+        table.add_column(column, overflow="fold")  # wrapped on a narrow screen, never cut
+    table.add_column("secret", overflow="fold", min_width=8)
     for r in rows:
         state_text = "enabled" if r["enabled"] else f"DISABLED: {r['disabled_reason']}"
         table.add_row(
             r["name"],
             r["platform"],
             r["mode"],
+            r["language"],
+            r["url"],
             ", ".join(r["topics"]),
             state_text,
             str(r["consecutive_failures"]),
             r["secret"],
         )
-    console.print(table)
+    print_table(table)
 
 
 @app.command("edit")

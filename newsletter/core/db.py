@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Date,
     DateTime,
@@ -21,6 +19,7 @@ from sqlalchemy import (
     any_,
     bindparam,
     event,
+    inspect,
     select,
     text,
 )
@@ -28,6 +27,9 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlmodel import Session, create_engine
+
+if TYPE_CHECKING:  # Alembic loads only to migrate: a command's start-up does not pay for it
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -136,6 +138,8 @@ def include_object(obj, name, type_, reflected, compare_to) -> bool:
 
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["engine"] = engine
@@ -143,14 +147,44 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    from alembic import command
+
     command.upgrade(alembic_config(engine), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+
     command.downgrade(alembic_config(engine), revision)
 
 
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(.+?)\s*$", re.M)
+
+
 def head_revision() -> str:
+    """The newest migration. Read from the `revision` / `down_revision` lines of the
+    version files, since every command checks it and Alembic's script machinery takes a
+    good part of a second to import; anything unusual (several heads, no file) is left
+    to Alembic."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    try:
+        for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+            found = dict(_REVISION_LINE.findall(path.read_text(encoding="utf-8")))
+            revisions.add(ast.literal_eval(found["revision"]))
+            down = ast.literal_eval(found["down_revision"])
+            parents.update(down if isinstance(down, tuple | list) else [down] if down else [])
+    except (KeyError, ValueError, SyntaxError):
+        revisions = set()
+    heads = revisions - parents
+    if len(heads) == 1:
+        return heads.pop()
+    return _alembic_head()
+
+
+def _alembic_head() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
     if head is None:
         raise RuntimeError(f"no migrations in {MIGRATIONS_DIR}")
@@ -158,8 +192,16 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The database's revision, None for a database without a schema."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        if len(rows) <= 1:
+            return rows[0] if rows else None
+        from alembic.runtime.migration import MigrationContext
+
+        return MigrationContext.configure(conn).get_current_revision()  # raises: several heads
 
 
 def check_schema(engine: Engine) -> None:

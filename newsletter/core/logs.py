@@ -39,3 +39,7 @@ def setup_logging(verbose: bool = False, *, json_logs: bool | None = None) -> No
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("alembic", "apscheduler.executors.default", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # "Adding job tentatively", "Added job ..." at every start: only with --verbose
+    logging.getLogger("apscheduler.scheduler").setLevel(
+        logging.DEBUG if verbose else logging.WARNING
+    )

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     )
 
     database_url: str = Field(
-        default="sqlite:///./newsletter.core.db",
+        default="sqlite:///./newsletter.db",
         description="SQLAlchemy URL; SQLite by default, postgresql+psycopg://... in production.",
     )
     templates_dir: Path = Field(

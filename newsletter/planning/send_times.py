@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -58,17 +58,24 @@ def send_moments(
     return out
 
 
-def zones(session: Session, frequency: str) -> list[str]:
-    """The time zones that have readers (or team endpoints) of this frequency."""
+def zones(session: Session, frequency: str) -> dict[str, dt.datetime]:
+    """The time zones that have readers (or team endpoints) of this frequency, each with
+    the moment its first one was added."""
     subs = session.execute(
-        select(Subscriber.timezone)
+        select(Subscriber.timezone, func.min(Subscriber.created_at))
         .where(Subscriber.frequency == frequency, Subscriber.status == "active")
-        .distinct()
-    ).scalars()
+        .group_by(Subscriber.timezone)
+    ).all()
     hooks = session.execute(
-        select(WebhookEndpoint.timezone).where(WebhookEndpoint.mode == frequency).distinct()
-    ).scalars()
-    return sorted(set(subs) | set(hooks))
+        select(WebhookEndpoint.timezone, func.min(WebhookEndpoint.created_at))
+        .where(WebhookEndpoint.mode == frequency)
+        .group_by(WebhookEndpoint.timezone)
+    ).all()
+    first: dict[str, dt.datetime] = {}
+    for tz, created in [*subs, *hooks]:
+        created = created.replace(tzinfo=dt.UTC) if created.tzinfo is None else created
+        first[tz] = min(first.get(tz, created), created)
+    return dict(sorted(first.items()))
 
 
 def _claim_run(session: Session, due: Due, now: dt.datetime) -> bool:
@@ -125,7 +132,9 @@ def run_due_digests(
     `plan` plans one (frequency, period, time zone): `pipeline.plan_period`, which calls
     this through `pipeline.plan_due_periods`.
 
-    Looks back over the catch-up horizon (plus one period, to log what it skips).
+    Looks back over the catch-up horizon (plus one period, to log what it skips; a send
+    from before the first reader or team of that frequency and time zone was added is
+    not a missed one, so a new database reports none).
     Returns what this call did: (due, "done" | "skipped" | "failed").
     """
     now = now or utcnow()
@@ -135,13 +144,28 @@ def run_due_digests(
     with Session(engine, expire_on_commit=False) as session:
         for frequency in DIGEST_FREQUENCIES:
             start = now - horizon - LOOKBACK[frequency]
-            for tz in zones(session, frequency):
+            for tz, first_reader in zones(session, frequency).items():
                 for due in send_moments(frequency, tz, send_time, start, now):
+                    if due.due_at < now - horizon and due.due_at < first_reader:
+                        continue  # nobody took this digest yet: not missed, nothing to log
                     if _claim_run(session, due, now):
                         done.append(
                             (due, _run_one(session, env, settings, plan, due, now - horizon))
                         )
     return done
+
+
+def next_sends(*, session: Session, settings, now: dt.datetime | None = None) -> list[Due]:
+    """The next scheduled digest of each (frequency, time zone) that has readers or team
+    endpoints, soonest first: what `schedule show` tells an admin."""
+    now = now or utcnow()
+    send_time = dt.time.fromisoformat(settings.digest_send_time)
+    upcoming = []
+    for frequency in DIGEST_FREQUENCIES:
+        for tz in zones(session, frequency):
+            moments = send_moments(frequency, tz, send_time, now, now + LOOKBACK[frequency])
+            upcoming.extend(moments[:1])
+    return sorted(upcoming, key=lambda due: (due.due_at, due.frequency, due.timezone))
 
 
 LOOKBACK = {

@@ -158,13 +158,24 @@ def start(scheduler: BaseScheduler) -> None:
     log.info("scheduler started with %d jobs", len(scheduler.get_jobs()))
 
 
-def describe(engine: Engine) -> list[tuple[str, str, str]]:
-    """(id, trigger, next run) of the stored jobs, without starting anything."""
+@dataclass(frozen=True)
+class StoredJob:
+    id: str
+    every_seconds: float | None  # None: not an interval job
+    next_run: dt.datetime | None  # None: paused
+
+
+def describe(engine: Engine) -> list[StoredJob]:
+    """The stored jobs, how often they run and when next, without starting anything."""
     store = SQLAlchemyJobStore(engine=engine)
     store.start(None, "default")
     try:
         return [
-            (j.id, str(j.trigger), j.next_run_time.isoformat() if j.next_run_time else "paused")
+            StoredJob(
+                j.id,
+                j.trigger.interval.total_seconds() if hasattr(j.trigger, "interval") else None,
+                j.next_run_time,
+            )
             for j in store.get_all_jobs()
         ]
     finally:

@@ -4,12 +4,12 @@ import datetime as dt
 import threading
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlmodel import Session
 
 from newsletter.audience.subscribers import SubscriberIn, add_subscriber
 from newsletter.core.db import make_engine
-from newsletter.core.models import Delivery, DigestRun
+from newsletter.core.models import Delivery, DigestRun, Subscriber
 from newsletter.core.settings import Settings
 from newsletter.pipeline import plan_due_periods
 from newsletter.pipeline.sample import load_sample
@@ -71,6 +71,8 @@ def daily_readers(engine):
                         topics="governance,capital,hardware,open-source",
                     ),
                 )
+        # readers since June 2025: the clock of these tests runs in July 2025
+        s.execute(update(Subscriber).values(created_at=at(2025, 6, 1)))
         s.commit()
     return engine
 
@@ -91,6 +93,32 @@ def test_each_zone_is_planned_when_its_morning_comes_and_only_once(daily_readers
     assert len(queued(daily_readers)) == 2  # nothing twice
     plan_due_periods(engine=daily_readers, env=env, settings=settings, now=at(2025, 7, 27, 12, 5))
     assert len(queued(daily_readers)) == 6  # London at 07:00 UTC, New York at 12:00 UTC
+
+
+def test_a_new_database_reports_no_digest_missed_before_its_readers_existed(engine, db_url, caplog):
+    """The first run: demo readers added just now; the sends of past months and weeks
+    were nobody's, so none is "skipped" or logged as older than the horizon."""
+    from newsletter.pipeline.sample import add_demo_readers
+
+    with Session(engine) as s:
+        load_sample(session=s)
+        add_demo_readers(session=s)
+        s.commit()
+    settings = Settings(database_url=db_url, catch_up_hours=72)
+    env = make_environment(settings.templates_dir)
+    done = plan_due_periods(engine=engine, env=env, settings=settings)
+    assert all(outcome != "skipped" for _, outcome in done)
+    assert "older than the catch-up horizon" not in caplog.text
+    with Session(engine) as s:
+        runs = s.execute(select(DigestRun.outcome)).scalars().all()
+    assert "skipped" not in runs
+    # a reader who was there then, on the other hand, did miss it: that is reported
+    with Session(engine) as s:
+        s.execute(update(Subscriber).values(created_at=dt.datetime(2025, 6, 1, tzinfo=UTC)))
+        s.commit()
+    done = plan_due_periods(engine=engine, env=env, settings=settings)
+    assert any(outcome == "skipped" for _, outcome in done)
+    assert "older than the catch-up horizon" in caplog.text
 
 
 def test_catch_up_sends_missed_days_once_and_skips_beyond_the_horizon(

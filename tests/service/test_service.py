@@ -38,7 +38,10 @@ def test_serve_sends_the_sample_digest_and_stops_on_sigterm(db_url, smtp_server,
         show = subprocess.run(
             [*run, "schedule", "show"], env=env, cwd=tmp_path, capture_output=True, text=True
         )
-        assert all(job in show.stdout for job in ("digests", "alerts", "feeds"))
+        assert "digests: due ones looked for every 5 min, next " in show.stdout, show.stdout
+        assert "alerts: new events checked every 20 s" in show.stdout
+        assert "feeds: due ones polled every 1 min" in show.stdout
+        assert "next monthly digest: 1 " in show.stdout and "Europe/London" in show.stdout
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=20)

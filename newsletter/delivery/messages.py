@@ -23,7 +23,7 @@ from newsletter.core.settings import Settings
 from newsletter.core.text import one_line
 from newsletter.delivery.channels.base import SmtpReady
 from newsletter.delivery.return_path import UNSUBSCRIBE_LOCAL, bounce_domain, return_path
-from newsletter.rendering.editions import split_slots
+from newsletter.rendering.editions import inline_css, split_slots
 
 CRLF = "\r\n"
 
@@ -309,8 +309,6 @@ def build_confirm_email(
     *, settings: Settings, env, delivery: DeliveryRow, subscriber: SubscriberRow
 ) -> BuiltMessage:
     """The double opt-in message: one link that activates the subscription."""
-    import css_inline
-
     from newsletter.rendering.labels import LANGUAGES, labels
 
     lang = subscriber.language if subscriber.language in LANGUAGES else "en"
@@ -330,7 +328,7 @@ def build_confirm_email(
         settings, delivery, subscriber, t["confirm_subject"], to_name=""
     )
     headers.append(("Content-Language", lang))
-    html = css_inline.inline(env.get_template("email/confirm.html.j2").render(context))
+    html = inline_css(env.get_template("email/confirm.html.j2").render(context))
     text = env.get_template("email/confirm.txt.j2").render(context)
     data = dkim_sign(settings, assemble(headers, text, html, boundary=f"=_nl_{digest}"), domain)
     return BuiltMessage(

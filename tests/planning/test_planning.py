@@ -102,7 +102,7 @@ def _expected(engine, period_key: str, timezone: str | None):
             session=s, frequency="monthly", batch_size=7, timezone=timezone
         ):
             for r in batch:
-                mine = events_for(events, r.topic_slugs)
+                mine = events_for(events, r.topic_slugs, "monthly")
                 if not mine:
                     skipped += 1
                     continue

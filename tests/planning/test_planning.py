@@ -161,9 +161,7 @@ def _stored(engine):
 @pytest.mark.parametrize(
     ("timezone", "picks"), [(None, False), ("Asia/Shanghai", False), (None, True)]
 )
-def test_set_based_plan_matches_reader_by_reader_plan(
-    engine, db_url, monkeypatch, timezone, picks
-):
+def test_set_based_plan_matches_reader_by_reader_plan(engine, db_url, monkeypatch, timezone, picks):
     monkeypatch.setattr(planning, "ID_CHUNK", 10)  # many enqueue ranges, some empty
     _population(engine, picks)
     rows, skipped, segments, counts = _expected(engine, "2025-07", timezone)

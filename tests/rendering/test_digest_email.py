@@ -125,7 +125,7 @@ def test_digest_fits_phones_and_desktops_in_light_and_dark(mail, browser, screen
     for width in (320, 390, 1200):
         for scheme in ("light", "dark"):
             context = browser.new_context(
-                viewport={"width": width, "height": 1400}, color_scheme=scheme
+                viewport={"width": width, "height": 2000}, color_scheme=scheme
             )
             page = context.new_page()
             page.set_content(html)
@@ -205,8 +205,8 @@ def test_topics_order_by_importance_then_date_grouped_by_region(mail, engine):
         assert keys == sorted(keys)
         assert {events[t].region for t in group} == {region}
     html = html_of(mail["zh"])
-    assert html.count('<span class="imp"') >= 5  # importance 4-5 marked, quietly
-    assert "重大" in html and "重要" in html
+    # importance 4 marked, quietly (importance 5 events are all among the picks)
+    assert html.count('<span class="imp"') >= 5 and "重要" in html
 
 
 def test_picks_reach_a_reader_whose_topics_match_nothing(mail, engine):

@@ -43,6 +43,7 @@ def _population(engine, picks: bool = False) -> None:
         load_sample(session=s)
         if not picks:
             s.execute(update(Event).where(Event.importance == 5).values(importance=4))
+            s.execute(update(Event).values(pinned=False))
         topics = list(s.execute(select(Topic).order_by(Topic.position)).scalars())
         # a topic with no events in July 2025, sharing a position with another topic so
         # that the order falls back to the slug

@@ -19,6 +19,7 @@ from newsletter.ingest.events import (
     list_events,
     localised,
     retag,
+    set_pinned,
     topic_matches,
 )
 from newsletter.ingest.files import ImportFileError
@@ -150,9 +151,12 @@ def show_cmd(ctx: typer.Context, event_id: int = typer.Argument(..., help="Event
             console.print(f"  summary[{printable(lang)}]: {printable(text)}", markup=False)
         console.print(f"  url: {printable(event.url)}", markup=False)
         console.print(
-            f"  source: {printable(event.source)}  importance: {event.importance or '-'}",
+            f"  source: {printable(event.source)}  importance: {event.importance or '-'}"
+            f"  pinned: {'yes' if event.pinned else 'no'}",
             markup=False,
         )
+        for lang, text in (event.sources or {}).items():
+            console.print(f"  source[{printable(lang)}]: {printable(text)}", markup=False)
         matches = topic_matches(session=session, event=event)
         if not matches:
             console.print("  topics: none (no rule matched)")
@@ -175,3 +179,33 @@ def retag_cmd(
         f"Re-matched {report.examined} event(s): {report.changed} changed"
         + (f", {report.kept_manual} with manual topics kept" if report.kept_manual else "")
     )
+
+
+def _pin(ctx: typer.Context, event_id: int, pinned: bool) -> None:
+    with state(ctx).session() as session:
+        event = get_event(session=session, event_id=event_id)
+        if event is None:
+            fail(f"no event with id {event_id}")
+        set_pinned(session=session, event=event, pinned=pinned)
+        session.commit()
+        title = printable(localised(event.title, "en"))
+    if pinned:
+        console.print(
+            f"Pinned event {event_id} ({title}): it is in the editor's picks of the monthly "
+            f"digest for {event.occurred_on:%Y-%m}, for every reader.",
+            markup=False,
+        )
+    else:
+        console.print(f"Unpinned event {event_id} ({title}).", markup=False)
+
+
+@app.command("pin")
+def pin_cmd(ctx: typer.Context, event_id: int = typer.Argument(..., help="Event id.")) -> None:
+    """Put an event in the monthly digest's editor's picks, for every reader."""
+    _pin(ctx, event_id, True)
+
+
+@app.command("unpin")
+def unpin_cmd(ctx: typer.Context, event_id: int = typer.Argument(..., help="Event id.")) -> None:
+    """Take an event out of the editor's picks (importance 5 events stay in them)."""
+    _pin(ctx, event_id, False)

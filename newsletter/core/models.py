@@ -50,10 +50,15 @@ class Event(SQLModel, table=True):
     summary: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
     url: str = Field(max_length=2000)
     source: str = Field(default="", max_length=200)
+    # the source's name per language, {"zh": "新华社", "en": "Xinhua"}; `source` is the
+    # fallback for a language not given
+    sources: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
     region: str = Field(default="global", index=True, max_length=32)
     occurred_on: dt.date = Field(index=True)
     language: str = Field(default="en", max_length=8)
     importance: int | None = Field(default=None)
+    # an editor's pick: in the monthly digest's picks for every reader, whatever their topics
+    pinned: bool = Field(default=False)
     # normalised title used to find duplicates reported under another URL
     title_key: str = Field(max_length=600)
     # True when an admin chose the topics; rules then leave it alone

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     mail_from: str = Field(
         default="AI Industry Brief <brief@localhost>", description="From header of every email."
     )
+    mail_from_name_zh: str | None = Field(
+        default=None,
+        description="From display name for Chinese readers; default the brand's Chinese "
+        "name when the From name is the shipped English one.",
+    )
     smtp_url: str | None = Field(
         default=None,
         description="smtp://user:pass@host:587?starttls=true or smtps://host:465; unset = files in outbox_dir.",

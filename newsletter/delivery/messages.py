@@ -28,7 +28,7 @@ from newsletter.delivery.return_path import (
     return_path,
     tag_headers,
 )
-from newsletter.rendering.editions import split_slots
+from newsletter.rendering.editions import inline_css, split_slots
 
 CRLF = "\r\n"
 
@@ -248,11 +248,60 @@ def _date_header(when) -> str:
     return format_datetime(when)
 
 
+def sender_name(settings: Settings, language: str) -> str:
+    """The From display name in the reader's language: NEWSLETTER_MAIL_FROM_NAME_ZH for
+    Chinese readers, else the brand's Chinese name when the From name is the shipped
+    English brand, else the From name as configured."""
+    from newsletter.rendering.labels import LABELS
+
+    name, _addr = sender_parts(settings)
+    if language != "zh":
+        return name
+    if settings.mail_from_name_zh:
+        return one_line(settings.mail_from_name_zh)
+    return LABELS["zh"]["brand"] if name in ("", LABELS["en"]["brand"]) else name
+
+
+def list_id(settings: Settings, language: str, frequency: str, domain: str) -> str:
+    """`List-Id: <phrase> <frequency.domain>` (RFC 2919), the phrase in the reader's language."""
+    from newsletter.rendering.labels import labels
+
+    t = labels(language)
+    kind = t.get(f"digest.{frequency}", frequency)
+    name = sender_name(settings, language) or t["brand"]
+    phrase = f"{name} · {kind}" if language == "zh" else f"{name} - {kind}"
+    if phrase.isascii():
+        if _SPECIALS.search(phrase):
+            phrase = '"{}"'.format(phrase.replace("\\", "").replace('"', ""))
+    else:
+        phrase = f"=?utf-8?b?{base64.b64encode(phrase.encode('utf-8')).decode('ascii')}?="
+    fold = CRLF + " " if len(phrase) + len(domain) + 20 > 76 else " "
+    return f"{phrase}{fold}<{frequency}.{domain}>"
+
+
+def list_unsubscribe(settings: Settings, links: dict[str, str], from_addr: str) -> str:
+    """The HTTPS one-click link (RFC 8058); a mailto: as well only when the bounce domain
+    is configured, i.e. mail to it reaches `bounces serve`, which acts on it."""
+    header = f"<{links['unsubscribe_url']}>"
+    if settings.bounce_domain:
+        header += (
+            f",\r\n <mailto:{UNSUBSCRIBE_LOCAL}@{bounce_domain(settings, from_addr)}"
+            f"?subject=unsubscribe%20{links['unsubscribe_token']}>"
+        )
+    return header
+
+
 def _envelope(
-    settings: Settings, delivery: DeliveryRow, subscriber: SubscriberRow, subject: str, to_name: str
+    settings: Settings,
+    delivery: DeliveryRow,
+    subscriber: SubscriberRow,
+    subject: str,
+    to_name: str,
+    language: str = "en",
 ):
     """From, To, Subject, Date and Message-ID: the same on every retry of a delivery."""
-    from_name, from_addr = sender_parts(settings)
+    _name, from_addr = sender_parts(settings)
+    from_name = sender_name(settings, language)
     from_header = address_header(from_name, from_addr, "From")
     domain = wire_address(from_addr).rsplit("@", 1)[1]
     digest = hashlib.sha256(delivery.idempotency_key.encode()).hexdigest()[:20]
@@ -275,7 +324,7 @@ def build_digest_email(
     from newsletter.rendering.labels import labels
 
     headers, from_addr, domain, digest, message_id = _envelope(
-        settings, delivery, subscriber, edition.subject, subscriber.name or ""
+        settings, delivery, subscriber, edition.subject, subscriber.name or "", edition.language
     )
     links = links_for(settings, subscriber)
     values = {
@@ -284,14 +333,9 @@ def build_digest_email(
         "preferences_url": links["preferences_url"],
         "email": subscriber.email,
     }
-    list_unsubscribe = (
-        f"<{links['unsubscribe_url']}>, "
-        f"<mailto:{UNSUBSCRIBE_LOCAL}@{bounce_domain(settings, from_addr)}"
-        f"?subject=unsubscribe%20{links['unsubscribe_token']}>"
-    )
     headers += [
-        ("List-Id", f"{edition.frequency.title()} digest <{edition.frequency}.{domain}>"),
-        ("List-Unsubscribe", list_unsubscribe.replace(", ", ",\r\n ")),
+        ("List-Id", list_id(settings, edition.language, edition.frequency, domain)),
+        ("List-Unsubscribe", list_unsubscribe(settings, links, from_addr)),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ("Content-Language", edition.language),
     ]
@@ -315,8 +359,6 @@ def build_confirm_email(
     *, settings: Settings, env, delivery: DeliveryRow, subscriber: SubscriberRow
 ) -> BuiltMessage:
     """The double opt-in message: one link that activates the subscription."""
-    import css_inline
-
     from newsletter.rendering.labels import LANGUAGES, labels
 
     lang = subscriber.language if subscriber.language in LANGUAGES else "en"
@@ -333,10 +375,10 @@ def build_confirm_email(
         "greeting": t["greeting"],
     }
     headers, from_addr, domain, digest, message_id = _envelope(
-        settings, delivery, subscriber, t["confirm_subject"], to_name=""
+        settings, delivery, subscriber, t["confirm_subject"], to_name="", language=lang
     )
     headers.append(("Content-Language", lang))
-    html = css_inline.inline(env.get_template("email/confirm.html.j2").render(context))
+    html = inline_css(env.get_template("email/confirm.html.j2").render(context))
     text = env.get_template("email/confirm.txt.j2").render(context)
     data = dkim_sign(settings, assemble(headers, text, html, boundary=f"=_nl_{digest}"), domain)
     return BuiltMessage(

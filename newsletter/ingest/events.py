@@ -52,6 +52,32 @@ def _localised(value: Any, *, name: str, block: bool) -> dict[str, str]:
     return {k: v for k, v in texts.items() if v}
 
 
+def _prepare_source(data: dict[str, Any]) -> None:
+    """`source` as a string, a {language: name} mapping, or `source_zh` / `source_en` keys
+    (CSV columns): stored as `sources` per language plus `source`, the event's own."""
+    flat = {
+        key.partition("_")[2]: data.pop(key)
+        for key in [k for k in data if isinstance(k, str) and k.startswith("source_")]
+    }
+    stored = data.pop("sources", None)
+    if isinstance(stored, dict):
+        flat = {**stored, **flat}
+    elif stored is not None:
+        raise ValueError("sources must be a mapping of language to name")
+    given = data.get("source")
+    if isinstance(given, dict):
+        flat = {**given, **flat}
+        given = None
+    names = _localised(flat or None, name="source", block=False)
+    if not names:
+        if isinstance(data.get("source"), dict):
+            data.pop("source")
+        return
+    data["sources"] = names
+    if not given:
+        data["source"] = names.get(data["language"]) or next(iter(names.values()))
+
+
 class EventIn(BaseModel):
     """One event as a source gives it; `title`/`summary` may be per-language mappings."""
 
@@ -59,10 +85,13 @@ class EventIn(BaseModel):
     summary: dict[str, str] = Field(default_factory=dict)
     url: str
     source: str = ""
+    # the source's name per language; `source` is then the one in the event's language
+    sources: dict[str, str] = Field(default_factory=dict)
     region: str = "global"
     occurred_on: dt.date
     language: str = "en"
     importance: int | None = Field(default=None, ge=1, le=5)
+    pinned: bool = False
     topics: list[str] | None = None
 
     @model_validator(mode="before")
@@ -80,6 +109,9 @@ class EventIn(BaseModel):
             if "_" in texts:  # a plain string is in the event's own language
                 texts = {data["language"]: texts.pop("_"), **texts}
             data[name] = texts
+        _prepare_source(data)
+        if data.get("pinned") in ("", None):
+            data.pop("pinned", None)
         topics = data.get("topics")
         if isinstance(topics, str):
             data["topics"] = [t for t in re.split(r"[,;|\s]+", topics) if t] or None
@@ -126,6 +158,11 @@ class EventIn(BaseModel):
     @classmethod
     def _source(cls, v: str) -> str:
         return one_line(v)[:200]
+
+    @field_validator("sources")
+    @classmethod
+    def _sources(cls, v: dict[str, str]) -> dict[str, str]:
+        return {lang: text[:200] for lang, text in v.items()}
 
     @field_validator("region")
     @classmethod
@@ -332,6 +369,15 @@ def get_event(*, session: Session, event_id: int) -> Event | None:
     return session.get(Event, event_id)
 
 
+def set_pinned(*, session: Session, event: Event, pinned: bool) -> None:
+    """Pin an event among the editor's picks (every monthly reader gets it), or unpin it.
+
+    Editions already stored keep what they were rendered with; a period planned after
+    this shows the change."""
+    event.pinned = pinned
+    session.add(event)
+
+
 def event_as_dict(*, session: Session, event: Event) -> dict[str, Any]:
     """Every field of an event, with its topics, as plain JSON-able data."""
     return {
@@ -340,14 +386,25 @@ def event_as_dict(*, session: Session, event: Event) -> dict[str, Any]:
         "summary": event.summary,
         "url": event.url,
         "source": event.source,
+        "sources": event.sources or {},
         "region": event.region,
         "occurred_on": event.occurred_on.isoformat(),
         "language": event.language,
         "importance": event.importance,
+        "pinned": event.pinned,
         "topics": topic_slugs(session=session, event=event),
         "manual_topics": event.manual_topics,
         "created_at": event.created_at.isoformat() if event.created_at else None,
     }
+
+
+#: digests that open with the editor's picks
+PICKS_FREQUENCIES = ("monthly",)
+
+
+def is_pick(event: Event) -> bool:
+    """An editor's pick: pinned by an admin, or of the highest importance."""
+    return bool(event.pinned) or (event.importance or 0) >= 5
 
 
 def localised(texts: dict[str, str], language: str) -> str:

@@ -150,7 +150,7 @@ def read_yaml(text: str) -> Records:
     yield from _records_from_list(items, "a YAML file")
 
 
-CSV_LOCALISED = ("title", "summary")
+CSV_LOCALISED = ("title", "summary", "source")
 
 
 def read_csv(text: str | Iterable[str]) -> Records:

@@ -177,7 +177,7 @@ def plan_emails(
                 in_range += g.readers
                 key = (g.language, g.topic_slugs)
                 if key not in segment_events:
-                    segment_events[key] = events_for(renderer.events, g.topic_slugs)
+                    segment_events[key] = events_for(renderer.events, g.topic_slugs, frequency)
                 events = segment_events[key]
                 if not events:
                     summary.skipped_empty += g.readers
@@ -311,7 +311,7 @@ def preview_digest(
         raise SubscriberError(f"no subscriber {email}")
     slugs = tuple(t.slug for t in subscriber_topics(session=session, subscriber=subscriber))
     renderer = DigestRenderer(session=session, env=env, settings=settings, period=period)
-    events = events_for(renderer.events, slugs)
+    events = events_for(renderer.events, slugs, frequency)
     if not events:
         raise DigestError(
             f"{subscriber.email} has no events in {period.key}: nothing would be sent"

@@ -12,7 +12,7 @@ from sqlmodel import Session
 from newsletter.audience.subscribers import address_hash
 from newsletter.core.models import Event, Subscriber, Subscription, Suppression, Topic
 from newsletter.core.periods import Period
-from newsletter.ingest.events import slugs_by_event
+from newsletter.ingest.events import PICKS_FREQUENCIES, is_pick, slugs_by_event
 
 
 @dataclass(frozen=True)
@@ -87,11 +87,17 @@ def iter_recipients(
 
 
 def events_for(
-    events: list[tuple[Event, list[str]]], topic_slugs: tuple[str, ...]
+    events: list[tuple[Event, list[str]]],
+    topic_slugs: tuple[str, ...],
+    frequency: str | None = None,
 ) -> list[tuple[Event, list[str]]]:
-    """The period's events whose topics meet the recipient's."""
+    """The period's events whose topics meet the recipient's; for a monthly digest, also
+    the editor's picks (pinned or importance 5), which every reader gets."""
     wanted = set(topic_slugs)
-    return [(e, slugs) for e, slugs in events if wanted.intersection(slugs)]
+    picks = frequency in PICKS_FREQUENCIES
+    return [
+        (e, slugs) for e, slugs in events if wanted.intersection(slugs) or (picks and is_pick(e))
+    ]
 
 
 # --- set-based planning ----------------------------------------------------------------------

@@ -24,7 +24,7 @@ from markupsafe import Markup
 
 from newsletter.core.models import Event, Topic
 from newsletter.core.periods import Period
-from newsletter.ingest.events import localised
+from newsletter.ingest.events import PICKS_FREQUENCIES, is_pick, localised
 from newsletter.ingest.takes import markdown_to_html
 from newsletter.rendering import labels as i18n
 
@@ -157,6 +157,27 @@ class Rendered:
     content_hash: str
 
 
+REGION_ORDER = ("global", "china")
+
+
+def _importance_order(pair: tuple[Event, list[str]]) -> tuple:
+    """Most important first, then by date (the order of the monthly review)."""
+    event = pair[0]
+    return (-(event.importance or 0), event.occurred_on, event.id or 0)
+
+
+def _groups(items: list[dict[str, Any]], t: dict[str, str]) -> list[dict[str, Any]]:
+    """A section's items by region (国际 / 国内) when it mixes regions, else one group."""
+    regions = list(dict.fromkeys(i["region_code"] for i in items))
+    if len(regions) < 2:
+        return [{"name": "", "events": items}]
+    regions.sort(key=lambda r: (REGION_ORDER.index(r) if r in REGION_ORDER else 99, r))
+    return [
+        {"name": t.get(f"region.{r}", r), "events": [i for i in items if i["region_code"] == r]}
+        for r in regions
+    ]
+
+
 def digest_context(
     *,
     segment: Segment,
@@ -165,38 +186,62 @@ def digest_context(
     take_markdown: str | None,
     base_url: str,
 ) -> dict[str, Any]:
-    """Group events under the first of the segment's topics they have."""
+    """The digest's sections: the editor's picks first (monthly), then each followed topic.
+
+    An event appears once: among the picks, else under the first of the segment's topics
+    it has, with chips naming the other followed topics it belongs to. Within a section,
+    most important first, then by date; a section mixing regions is grouped by region.
+    """
     lang = segment.language
     t = i18n.labels(lang)
     kind = t[f"digest.{segment.frequency}"]
     period_label = segment.period.label(lang)
     by_slug = {topic.slug: topic for topic in topics}
     order = [s for s in segment.topic_slugs if s in by_slug]
+
+    def topic_name(slug: str) -> str:
+        return by_slug[slug].name_zh if lang == "zh" else by_slug[slug].name_en
+
+    def item(event: Event, others: list[str]) -> dict[str, Any]:
+        importance = event.importance or 0
+        return {
+            "title": localised(event.title, lang),
+            "summary": localised(event.summary, lang) if event.summary else "",
+            "url": event.url,
+            "source": (event.sources or {}).get(lang) or event.source,
+            "date": i18n.format_date(event.occurred_on, lang),
+            "region": t.get(f"region.{event.region}", event.region),
+            "region_code": event.region,
+            "importance": importance,
+            "importance_label": t.get(f"importance.{importance}", ""),
+            "chips": [topic_name(s) for s in others],
+        }
+
+    with_picks = segment.frequency in PICKS_FREQUENCIES
+    picks: list[dict[str, Any]] = []
     sections: dict[str, list[dict[str, Any]]] = {s: [] for s in order}
-    for event, slugs in events:
-        home = next((s for s in order if s in slugs), None)
-        if home is None:
-            continue
-        sections[home].append(
-            {
-                "title": localised(event.title, lang),
-                "summary": localised(event.summary, lang) if event.summary else "",
-                "url": event.url,
-                "source": event.source,
-                "date": i18n.format_date(event.occurred_on, lang),
-                "region": t.get(f"region.{event.region}", event.region),
-                "importance": event.importance or 0,
-            }
+    for event, slugs in sorted(events, key=_importance_order):
+        followed = [s for s in order if s in slugs]
+        if with_picks and is_pick(event):
+            picks.append(item(event, followed))
+        elif followed:
+            sections[followed[0]].append(item(event, followed[1:]))
+    section_list: list[dict[str, Any]] = []
+    if picks:
+        section_list.append(
+            {"slug": "picks", "name": t["picks"], "picks": True, "groups": _groups(picks, t)}
         )
-    topic_name = (lambda s: by_slug[s].name_zh) if lang == "zh" else (lambda s: by_slug[s].name_en)
-    section_list: list[dict[str, Any]] = [
-        {"slug": s, "name": topic_name(s), "events": items}
+    section_list += [
+        {"slug": s, "name": topic_name(s), "picks": False, "groups": _groups(items, t)}
         for s, items in sections.items()
         if items
     ]
+    for section in section_list:
+        section["events"] = [e for g in section["groups"] for e in g["events"]]
     count = sum(len(s["events"]) for s in section_list)
     subject = t["subject"].format(brand=t["brand"], kind=kind, period=period_label)
     first_titles = " · ".join(e["title"] for s in section_list for e in s["events"][:1])
+    names = t["list_sep"].join(topic_name(s) for s in order)
     return {
         "lang": lang,
         "t": t,
@@ -209,12 +254,9 @@ def digest_context(
         "event_count": count,
         "take_html": Markup(markdown_to_html(take_markdown)) if take_markdown else None,
         "take_text": take_markdown,
-        "topic_names": ("、" if lang == "zh" else ", ").join(topic_name(s) for s in order),
+        "topic_names": names,
         "intro": t["intro"].format(period=period_label),
-        "why": t["why"].format(
-            kind_lower=kind if lang == "zh" else kind.lower(),
-            topics=("、" if lang == "zh" else ", ").join(topic_name(s) for s in order),
-        ),
+        "why": t["why"].format(kind_lower=kind if lang == "zh" else kind.lower(), topics=names),
         "archive_url": base_url.rstrip("/") + "/archive",
     }
 
@@ -249,9 +291,19 @@ def alert_context(
     return context
 
 
+_INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
+
+def inline_css(html: str) -> str:
+    """Inline the stylesheet into style attributes (what every mail client reads), but keep
+    its @media rules in a <style> block: dark mode (prefers-color-scheme) and the phone
+    layout (max-width) cannot be inlined, and clients that support them read them there."""
+    return _INLINER.inline(html)
+
+
 def render_digest(env: Environment, context: dict[str, Any], kind: str = "digest") -> Rendered:
     html = env.get_template(f"email/{kind}.html.j2").render(context)
-    html = css_inline.inline(html)
+    html = inline_css(html)
     text = env.get_template(f"email/{kind}.txt.j2").render(context)
     digest = hashlib.sha256(
         json.dumps([context["subject"], html, text], ensure_ascii=False).encode()

@@ -46,7 +46,7 @@ def world(engine, db_url):
 def expected_urls(engine, topics, period="2025-07"):
     with Session(engine) as s:
         events = period_events(session=s, period=parse_period("monthly", period))
-    return {e.url for e, _ in events_for(events, tuple(topics.split(",")))}
+    return {e.url for e, _ in events_for(events, tuple(topics.split(",")), "monthly")}
 
 
 def test_each_subscriber_gets_their_events_in_their_language(world, db_url, smtp_server):
@@ -75,19 +75,25 @@ def test_each_subscriber_gets_their_events_in_their_language(world, db_url, smtp
             assert "Sharp take" in text
         assert (f"Hi {name}," if lang == "en" and name else "") in text
         # the list headers mailbox providers key on
-        assert msg["List-Id"] == "Monthly digest <monthly.news.example.org>"
-        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-        https, mailto = [u.strip(" <>") for u in msg["List-Unsubscribe"].split(",")]
-        assert https.startswith("https://news.example.org/u/") and mailto.startswith(
-            "mailto:unsubscribe@"
+        assert msg["List-Id"] == (
+            "AI Brief · 月度观察 <monthly.news.example.org>"  # a custom From name is kept
+            if lang == "zh"
+            else "AI Brief - Monthly review <monthly.news.example.org>"
         )
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        # no bounce domain configured: nothing reads unsubscribe@, so no mailto: is offered
+        (https,) = [u.strip(" <>") for u in msg["List-Unsubscribe"].split(",")]
+        assert https.startswith("https://news.example.org/u/")
         sub_id, _ = read_token(TEST_SECRET_KEY, "unsubscribe", https.rsplit("/", 1)[1])
         with Session(world) as s:
             assert s.get(Subscriber, sub_id).email == email_
         assert https in text and https in html  # the visible unsubscribe link too
         assert msg["To"].addresses[0].addr_spec == email_
         assert msg["Message-ID"].endswith("@news.example.org>") and msg["Date"]
-        assert "<style" not in html and 'style="' in html  # CSS inlined
+        # CSS inlined, but for the @media rules (dark mode, phones) left in <style>
+        assert 'style="' in html and "@media (prefers-color-scheme: dark)" in html
+        style = re.search(r"<style>(.*?)</style>", html, re.S).group(1)
+        assert style.strip().startswith("@media") and ".card {" not in style.split("@media")[0]
         # the envelope sender is this delivery's own return path (VERP), From stays the list's
         assert msg["From"].addresses[0].addr_spec == "brief@news.example.org"
         local, domain = got.mail_from.split("@")

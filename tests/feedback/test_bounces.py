@@ -58,7 +58,7 @@ def settings_for(db_url, smtp_url=None, **kw) -> Settings:
         mail_from=f"AI Brief <{FROM}>",
         secret_key=TEST_SECRET_KEY,
         retry_base_seconds=0.02,
-        **kw,
+        **{"bounce_domain": FROM.rsplit("@", 1)[1], **kw},
     )
 
 

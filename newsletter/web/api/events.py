@@ -17,6 +17,7 @@ from newsletter.ingest.events import (
     get_event,
     list_events,
     retag,
+    set_pinned,
     topic_matches,
 )
 from newsletter.ingest.files import READERS, Problem, Records, decode, detect_format
@@ -25,6 +26,7 @@ from newsletter.web.api.models import (
     MONTH_PATTERN,
     REGION_PATTERN,
     SLUG_PATTERN,
+    EventChange,
     EventCreate,
     EventCreatedPublic,
     EventDetailPublic,
@@ -176,4 +178,23 @@ def read_event(session: SessionDep, event_id: EventId) -> EventDetailPublic:
     event = get_event(session=session, event_id=event_id)
     if event is None:
         raise HTTPException(404, f"no event {event_id}")
+    return event_detail(session, event)
+
+
+@router.patch(
+    "/{event_id}",
+    response_model=EventDetailPublic,
+    summary="Pin or unpin an event (editor's picks), or change its importance",
+    responses=errors(404, 422),
+)
+def change_event(session: SessionDep, event_id: EventId, change: EventChange) -> EventDetailPublic:
+    event = get_event(session=session, event_id=event_id)
+    if event is None:
+        raise HTTPException(404, f"no event {event_id}")
+    if change.pinned is not None:
+        set_pinned(session=session, event=event, pinned=change.pinned)
+    if change.importance is not None:
+        event.importance = change.importance
+        session.add(event)
+    session.flush()
     return event_detail(session, event)

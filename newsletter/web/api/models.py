@@ -198,6 +198,19 @@ class EventCreate(EventLimits):
     )
 
 
+class EventChange(BaseModel):
+    """What an admin may change on a stored event (more to come; text is re-imported)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pinned: bool | None = Field(
+        default=None,
+        description="True puts the event in the monthly digest's editor's picks, for every "
+        "reader whatever their topics; importance 5 events are there anyway.",
+    )
+    importance: int | None = Field(default=None, ge=1, le=5)
+
+
 class TopicMatchPublic(BaseModel):
     slug: str
     name_en: str
@@ -212,10 +225,12 @@ class EventPublic(BaseModel):
     summary: dict[str, str]
     url: str
     source: str
+    sources: dict[str, str] = Field(description="The source's name per language.")
     region: str
     occurred_on: dt.date
     language: str
     importance: int | None
+    pinned: bool = Field(description="In the monthly editor's picks for every reader.")
     topics: list[str]
     manual_topics: bool
     created_at: dt.datetime | None

@@ -157,7 +157,7 @@ class Bounce(SQLModel, table=True):
     )
     diagnostic: str = Field(default="", max_length=500)  # status and diagnostic code
     action: str = Field(default="", max_length=200)  # what was done (or why nothing)
-    source: str = Field(default="import", max_length=16)  # import|smtp
+    source: str = Field(default="import", max_length=16)  # import|smtp|imap
     message_hash: str = Field(unique=True, max_length=64)
     received_at: dt.datetime = Field(default_factory=utcnow, index=True)
 

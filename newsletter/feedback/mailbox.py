@@ -22,11 +22,12 @@ import logging
 import re
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from newsletter.core.metrics import BOUNCES
 from newsletter.core.settings import Settings
@@ -38,6 +39,7 @@ log = logging.getLogger("newsletter.feedback.mailbox")
 PROCESSED_KEYWORD = "$NewsletterProcessed"
 CHUNK_MESSAGES = 100
 CHUNK_BYTES = 20_000_000
+DB_ATTEMPTS = 4
 
 _UID = re.compile(rb"\bUID (\d+)")
 _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
@@ -292,7 +294,7 @@ def _poll_batch(engine, settings, box: Mailbox, batch, sizes, report: PollReport
     too_large = [u for u in batch if sizes.get(u, 0) > limit]
     wanted = [u for u in batch if u not in too_large]
     raws = box.fetch(wanted) if wanted else {}
-    results = process_chunk(engine, settings, [raws[u] for u in wanted if u in raws], source="imap")
+    results = _processed(engine, settings, [raws[u] for u in wanted if u in raws])
     good: list[int] = []
     bad: list[int] = []
     for uid, result in zip([u for u in wanted if u in raws], results, strict=True):
@@ -310,6 +312,19 @@ def _poll_batch(engine, settings, box: Mailbox, batch, sizes, report: PollReport
     box.mark(good)
     box.mark(bad, bad=True)
     report.marked += len(good) + len(bad)
+
+
+def _processed(engine: Engine, settings: Settings, raws: list[bytes]) -> list[Result]:
+    """`process_chunk`, tried again a few times when the database is busy (SQLite
+    refuses a write at once when another process wrote since this one began reading)."""
+    for attempt in range(DB_ATTEMPTS):
+        try:
+            return process_chunk(engine, settings, raws, source="imap")
+        except OperationalError:
+            if attempt == DB_ATTEMPTS - 1:
+                raise
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def _batches(uids: list[int], sizes: dict[int, int], chunk: int) -> Iterator[list[int]]:

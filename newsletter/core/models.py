@@ -148,7 +148,7 @@ class Bounce(SQLModel, table=True):
     """
 
     id: int | None = Field(default=None, primary_key=True)
-    kind: str = Field(max_length=16, index=True)  # hard|soft|complaint|unsubscribe|unknown
+    kind: str = Field(max_length=16, index=True)  # hard|soft|complaint|unsubscribe|unknown|enabled
     subscriber_id: int | None = Field(
         default=None, foreign_key="subscriber.id", index=True, ondelete="SET NULL"
     )

@@ -94,6 +94,7 @@ class Subscriber(SQLModel, table=True):
     bounce_score: float = Field(default=0.0)
     bounce_scored_at: dt.datetime | None = None
     disabled_reason: str | None = Field(default=None, max_length=500)
+    disabled_at: dt.datetime | None = None
 
 
 class Subscription(SQLModel, table=True):

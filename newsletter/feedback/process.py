@@ -274,6 +274,7 @@ def _score(session: Session, settings: Settings, sub: Subscriber, parsed: Parsed
 def _disable(session: Session, sub: Subscriber, reason: str) -> None:
     if sub.status in ("active", "pending"):
         sub.status = "disabled"
+        sub.disabled_at = utcnow()
     sub.disabled_reason = reason[:500]
     session.add(sub)
     session.flush()

@@ -50,6 +50,7 @@ def enable_reader(
     subscriber.bounce_score = 0.0
     subscriber.bounce_scored_at = None
     subscriber.disabled_reason = None
+    subscriber.disabled_at = None
     session.add(subscriber)
     done = [f"re-enabled by {by}", f"bounce score {old_score:g} reset"]
     if reason is not None:

@@ -1,6 +1,7 @@
 """APScheduler wiring: persistent jobs in the service's database, each a thin call into
-the domain (`schedule`, `alerts`, `feeds`). Every job is safe to run twice or in two
-processes at once: the outbox's idempotency keys and the digest-run rows see to it.
+the domain (`schedule`, `alerts`, `feeds`, and the bounce mailbox when one is configured).
+Every job is safe to run twice or in two processes at once: the outbox's idempotency
+keys, the digest-run rows and the bounces' message hashes see to it.
 """
 
 from __future__ import annotations

@@ -315,6 +315,16 @@ class Settings(BaseSettings):
                 "NEWSLETTER_BOUNCE_IMAP_TLS=plain would send the password unencrypted: "
                 "only allowed for a server on this machine (127.0.0.1); use tls or starttls"
             )
+        for name in (
+            self.bounce_imap_folder,
+            self.bounce_imap_processed_folder,
+            self.bounce_imap_error_folder,
+        ):
+            if name is not None and (not name.isascii() or not name.isprintable()):
+                raise ValueError(
+                    f"IMAP folder {name!r}: use the folder's ASCII name as the server lists it "
+                    "(non-ASCII names are sent in modified UTF-7, e.g. &ZeVnLIqe-)"
+                )
         folders = {self.bounce_imap_folder, self.bounce_imap_processed_folder}
         if self.bounce_imap_processed_folder and len(folders) == 1:
             raise ValueError(

@@ -280,6 +280,9 @@ def poll(engine: Engine, settings: Settings, *, chunk: int = CHUNK_MESSAGES) -> 
         report.error = _why(exc)
     except SQLAlchemyError as exc:
         report.error = f"database error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    except Exception as exc:  # noqa: BLE001 - a poller never dies of one mailbox's oddity
+        log.exception("bounce mailbox %s: unexpected error", where)
+        report.error = f"unexpected error: {type(exc).__name__}"
     finally:
         box.close()
     if report.error:
@@ -343,7 +346,17 @@ def _batches(uids: list[int], sizes: dict[int, int], chunk: int) -> Iterator[lis
 
 
 def _uidset(uids: list[int]) -> str:
-    return ",".join(str(u) for u in uids)
+    """`1:3,7,9:12`: runs as ranges, so a command line stays short."""
+    parts: list[str] = []
+    ordered = sorted(set(uids))
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}:{ordered[j]}")
+        i = j + 1
+    return ",".join(parts)
 
 
 def _text(data) -> str:

@@ -202,3 +202,13 @@ def test_servers_without_move_get_copy_delete_expunge(sent, engine, db_url, dove
     assert dovecot.messages("INBOX") == []
     assert len(dovecot.messages("Done")) == 2
     assert suppressed(engine, "kim@example.com") == "bounced"
+
+
+def test_folder_names_must_be_the_servers_ascii_names():
+    with pytest.raises(ValidationError, match="modified UTF-7"):
+        Settings(
+            bounce_imap_host="imap.example.com",
+            bounce_imap_user="u",
+            bounce_imap_password="p",
+            bounce_imap_processed_folder="已处理",
+        )

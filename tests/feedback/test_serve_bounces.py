@@ -131,3 +131,30 @@ def test_serve_polls_the_bounce_mailbox_on_its_schedule(sent, engine, db_url, tm
         assert reader(engine, "bo@example.com").status == "active"
     finally:
         dovecot.remove()
+
+
+def test_the_mailbox_job_is_stored_only_while_a_mailbox_is_configured(engine, db_url, tmp_path):
+    from newsletter.service import scheduler as sched
+    from tests.feedback.test_bounces import settings_for
+
+    def run_once(settings) -> set[str]:
+        the_scheduler = sched.build_scheduler(engine, settings)
+        sched.start(the_scheduler)
+        the_scheduler.shutdown(wait=True)
+        return {job_id for job_id, _trigger, _next in sched.describe(engine)}
+
+    configured = settings_for(
+        db_url,
+        outbox_dir=tmp_path / "out",
+        bounce_imap_host="127.0.0.1",
+        bounce_imap_port=free_port(),  # nothing there: the first poll logs and goes on
+        bounce_imap_tls="plain",
+        bounce_imap_user=USER,
+        bounce_imap_password=PASSWORD,
+    )
+    assert "bounce-mailbox" in run_once(configured)
+    assert run_once(settings_for(db_url, outbox_dir=tmp_path / "out")) == {
+        "digests",
+        "alerts",
+        "feeds",
+    }

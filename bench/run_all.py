@@ -122,6 +122,22 @@ def import_rows(db: str, pg: str | None, subscribers: int, events: int) -> list[
     ]
 
 
+def bounces_row(count: int, readers: int, db: str, pg: str | None) -> list[str]:
+    args = ["--count", str(count), "--readers", str(readers)]
+    args += ["--database-url", fresh_pg(pg)] if db == "postgresql" else []
+    out = run("bounces.py", *args)
+    rate = re.search(r"= ([\d,]+) messages/s", out).group(1)
+    rss = re.search(r"peak RSS: (\d+) MB after \d+ messages, (\d+) MB at the end", out)
+    return [
+        f"bounce processing, {count:,} returned messages, {readers:,} readers",
+        db,
+        f"{rate} msg/s",
+        "",
+        "",
+        f"peak RSS {rss.group(1)} MB after a tenth, {rss.group(2)} MB at the end",
+    ]
+
+
 def web_load_row(db: str, pg: str | None, seconds: int) -> list[str]:
     args = ["--seconds", str(seconds), "--json"] + (
         ["--postgres", pg] if db == "postgresql" else []
@@ -151,8 +167,8 @@ def main() -> None:
     ap.add_argument("--markdown", default=None)
     ap.add_argument(
         "--only",
-        default="email,webhook,planning,imports,web",
-        help="comma-separated sections to run (email, webhook, planning, imports, web)",
+        default="email,webhook,planning,imports,bounces,web",
+        help="comma-separated sections to run (email, webhook, planning, imports, bounces, web)",
     )
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -175,6 +191,11 @@ def main() -> None:
         ):
             rows.append(row)
             print(" | ".join(rows[-1]), flush=True)
+    for db in dbs if "bounces" in only else []:
+        rows.append(
+            bounces_row(*((5_000, 1_000) if args.quick else (100_000, 20_000)), db, args.postgres)
+        )
+        print(" | ".join(rows[-1]), flush=True)
     for db in dbs if "web" in only else []:
         rows.append(web_load_row(db, args.postgres, 10 if args.quick else 60))
         print(" | ".join(rows[-1]), flush=True)

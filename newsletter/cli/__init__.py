@@ -32,7 +32,7 @@ class Root(LazyGroup):
         "feeds": Lazy("newsletter.cli.service:feeds_app", "RSS/Atom feeds polled for events."),
         "subscribers": Lazy(
             "newsletter.cli.subscribers:app",
-            "Email subscribers: add, import, export, list, remove, sync rosters.",
+            "Email subscribers: add, import, export, list, show, enable, remove, sync rosters.",
         ),
         "webhooks": Lazy(
             "newsletter.cli.webhooks:app",
@@ -63,7 +63,7 @@ class Root(LazyGroup):
         ),
         "bounces": Lazy(
             "newsletter.cli.bounces:app",
-            "Bounces, complaints and unsubscribe mails: import, receive over SMTP, list.",
+            "Bounces, complaints and unsubscribe mails: import, receive over SMTP, poll IMAP, list.",
         ),
         "admin": Lazy("newsletter.cli.admin:app", "Administration of the service: API tokens."),
     }

@@ -1,4 +1,4 @@
-"""`newsletter bounces import|serve|list`: returned mail in, and what it did."""
+"""`newsletter bounces import|serve|poll|list`: returned mail in, and what it did."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from newsletter.core.logs import setup_logging
 from newsletter.delivery.outbox import parse_since
 
 app = command_group(
-    "Bounces, complaints and unsubscribe mails: import, receive over SMTP, list.",
+    "Bounces, complaints and unsubscribe mails: import, receive over SMTP, poll IMAP, list.",
 )
 
 
@@ -112,6 +112,34 @@ def serve_cmd(
     finally:
         controller.stop()
     err_console.print("Stopped.")
+
+
+@app.command("poll")
+def poll_cmd(
+    ctx: typer.Context,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each message."),
+) -> None:
+    """Read the bounce mailbox (NEWSLETTER_BOUNCE_IMAP_*) once now and print the counts.
+    Processed messages are moved or flagged. Exits 1 if the mailbox could not be read."""
+    from newsletter.feedback.mailbox import describe, poll
+
+    st = state(ctx)
+    if not st.settings.bounce_imap_host:
+        fail(
+            "no bounce mailbox is configured: set NEWSLETTER_BOUNCE_IMAP_HOST, "
+            "NEWSLETTER_BOUNCE_IMAP_USER and NEWSLETTER_BOUNCE_IMAP_PASSWORD"
+        )
+    st.require_secret_key()
+    setup_logging(verbose)
+    engine = st.checked_engine()
+    report = poll(engine, st.settings)
+    where = describe(st.settings)
+    if report.error:
+        summary = f" (before that: {report.summary()})" if report.read else ""
+        fail(f"bounce mailbox {where}: {report.error}{summary}")
+    console.print(
+        f"Polled {where}: {report.summary()}; {report.marked} marked as processed.", markup=False
+    )
 
 
 @app.command("list")

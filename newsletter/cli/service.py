@@ -41,7 +41,9 @@ def serve_cmd(
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Run everything in one process: scheduler, worker and web app. Stops on SIGTERM."""
+    """Run everything in one process: scheduler, worker and web app (and the bounce
+    endpoints configured: NEWSLETTER_BOUNCE_SMTP_PORT, NEWSLETTER_BOUNCE_IMAP_HOST).
+    Stops on SIGTERM."""
     from newsletter.service import runner as service
 
     st = state(ctx)

@@ -35,7 +35,9 @@ from newsletter.cli.topics import validation_message
 from newsletter.pipeline import remove_subscriber
 from newsletter.topics.catalogue import TopicError
 
-app = command_group("Email subscribers: add, import, export, list, remove, sync rosters.")
+app = command_group(
+    "Email subscribers: add, import, export, list, show, enable, remove, sync rosters."
+)
 
 
 @app.command("add")
@@ -217,6 +219,84 @@ def remove_cmd(
     console.print(
         f"Removed {email}; the address is suppressed and will never be mailed again.", markup=False
     )
+
+
+@app.command("show")
+def show_cmd(
+    ctx: typer.Context,
+    email: str = typer.Argument(..., help="Address of the reader."),
+    fmt: str = typer.Option("table", "--format", help="table or json."),
+) -> None:
+    """A reader's status, bounce score and why they are disabled, with their bounce
+    history (bounces, complaints, unsubscribe mails, re-enabling), newest first."""
+    import datetime as dt
+
+    from newsletter.feedback.sources import recent
+
+    if fmt not in ("table", "json"):
+        fail("--format must be table or json")
+    with state(ctx).session() as session:
+        sub = get_subscriber(session=session, email=email)
+        if sub is None:
+            fail(f"no subscriber {email}")
+        topics = [t.slug for t in subscriber_topics(session=session, subscriber=sub)]
+        history = recent(session, dt.datetime(1970, 1, 1, tzinfo=dt.UTC), subscriber_id=sub.id)
+        info = {
+            "email": sub.email,
+            "status": sub.status,
+            "frequency": sub.frequency,
+            "language": sub.language,
+            "topics": topics,
+            "bounce_score": sub.bounce_score,
+            "disabled_reason": sub.disabled_reason,
+        }
+    if fmt == "json":
+        info["bounces"] = [r.as_dict() for r in history]
+        print(json.dumps(info, ensure_ascii=False, indent=2))
+        return
+    for key, value in info.items():
+        shown = ", ".join(value) if isinstance(value, list) else value
+        console.print(f"{key}: {'-' if shown in (None, '') else shown}", markup=False)
+    if not history:
+        console.print("No bounces, complaints or unsubscribe mails.")
+        return
+    table = Table(title="bounce history", title_justify="left")
+    for column in ("received (UTC)", "kind", "diagnostic", "action", "source"):
+        table.add_column(column, overflow="fold")
+    for r in history:
+        table.add_row(f"{r.received_at:%Y-%m-%d %H:%M}", r.kind, r.diagnostic, r.action, r.source)
+    console.print(table)
+
+
+@app.command("enable")
+def enable_cmd(
+    ctx: typer.Context,
+    email: str = typer.Argument(..., help="Address of a reader disabled by bounces."),
+    force: bool = typer.Option(
+        False, "--force", help="Also a reader who reported our mail as spam (they asked)."
+    ),
+) -> None:
+    """Take back a reader that bounces disabled: resets the bounce score, lifts the
+    suppression for bounces, and records who did it in the reader's bounce history."""
+    import getpass
+
+    from newsletter.feedback.reenable import ReenableError, enable_reader
+
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):
+        who = "unknown user"
+    with state(ctx).session() as session:
+        sub = get_subscriber(session=session, email=email)
+        if sub is None:
+            fail(f"no subscriber {email}")
+        try:
+            action = enable_reader(
+                session=session, subscriber=sub, by=f"{who} (command line)", via="cli", force=force
+            )
+        except ReenableError as exc:
+            fail(str(exc))
+    console.print(f"{email}: {action}.", markup=False)
 
 
 @app.command("sync")

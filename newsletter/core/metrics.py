@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import Engine, func, select
 
-from newsletter.core.models import Delivery, Feed
+from newsletter.core.models import Bounce, Delivery, Feed, Subscriber, Suppression
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -68,6 +68,38 @@ SCHEDULER_ERRORS = Counter(
 )
 
 
+FEEDBACK_DAYS = 30
+
+
+def feedback_counts(conn, since: dt.datetime) -> dict[str, int]:
+    """What came back since `since`: bounces (hard and soft), complaints, readers disabled
+    (and still disabled) and addresses suppressed for a bounce or a complaint. The
+    dashboard shows them, /metrics exports them."""
+    kinds = dict(
+        conn.execute(
+            select(Bounce.kind, func.count())
+            .where(Bounce.received_at >= since, Bounce.kind.in_(["hard", "soft", "complaint"]))
+            .group_by(Bounce.kind)
+        ).all()
+    )
+    disabled = conn.execute(
+        select(func.count())
+        .select_from(Subscriber)
+        .where(Subscriber.status == "disabled", Subscriber.disabled_at >= since)
+    ).scalar_one()
+    suppressed = conn.execute(
+        select(func.count())
+        .select_from(Suppression)
+        .where(Suppression.created_at >= since, Suppression.reason.in_(["bounced", "complaint"]))
+    ).scalar_one()
+    return {
+        "bounces": kinds.get("hard", 0) + kinds.get("soft", 0),
+        "complaints": kinds.get("complaint", 0),
+        "disabled": disabled,
+        "suppressed": suppressed,
+    }
+
+
 class OutboxCollector:
     """Outbox depth by status and channel, and the age of the oldest queued row."""
 
@@ -84,6 +116,12 @@ class OutboxCollector:
             "newsletter_outbox_oldest_queued_seconds", "Age of the oldest queued row."
         )
         failing = GaugeMetricFamily("newsletter_feeds_failing", "Feeds whose last poll failed.")
+        feedback = GaugeMetricFamily(
+            "newsletter_feedback_last_30_days",
+            "Bounces (hard and soft) and complaints received, readers disabled (still "
+            "disabled) and addresses suppressed for a bounce or complaint, in the last 30 days.",
+            labels=["what"],
+        )
         try:
             with self.engine.connect() as conn:
                 for channel, status, n in conn.execute(
@@ -101,6 +139,9 @@ class OutboxCollector:
                         select(func.count()).select_from(Feed).where(Feed.consecutive_failures > 0)
                     ).scalar_one(),
                 )
+                since = dt.datetime.now(dt.UTC) - dt.timedelta(days=FEEDBACK_DAYS)
+                for what, n in feedback_counts(conn, since).items():
+                    feedback.add_metric([what], n)
         except Exception:  # noqa: BLE001 - a scrape must not fail because the database is down
             return
         if first is not None:
@@ -111,6 +152,7 @@ class OutboxCollector:
         yield depth
         yield oldest
         yield failing
+        yield feedback
 
 
 def render_metrics(engine: Engine, health=None) -> bytes:

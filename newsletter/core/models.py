@@ -99,6 +99,7 @@ class Subscriber(SQLModel, table=True):
     bounce_score: float = Field(default=0.0)
     bounce_scored_at: dt.datetime | None = None
     disabled_reason: str | None = Field(default=None, max_length=500)
+    disabled_at: dt.datetime | None = None
 
 
 class Subscription(SQLModel, table=True):
@@ -153,7 +154,7 @@ class Bounce(SQLModel, table=True):
     """
 
     id: int | None = Field(default=None, primary_key=True)
-    kind: str = Field(max_length=16, index=True)  # hard|soft|complaint|unsubscribe|unknown
+    kind: str = Field(max_length=16, index=True)  # hard|soft|complaint|unsubscribe|unknown|enabled
     subscriber_id: int | None = Field(
         default=None, foreign_key="subscriber.id", index=True, ondelete="SET NULL"
     )
@@ -162,7 +163,7 @@ class Bounce(SQLModel, table=True):
     )
     diagnostic: str = Field(default="", max_length=500)  # status and diagnostic code
     action: str = Field(default="", max_length=200)  # what was done (or why nothing)
-    # import|smtp, or the provider of a webhook: ses|postmark|sendgrid|mailgun
+    # import|smtp|imap, or the provider of a webhook: ses|postmark|sendgrid|mailgun
     source: str = Field(default="import", max_length=16)
     message_hash: str = Field(unique=True, max_length=64)
     received_at: dt.datetime = Field(default_factory=utcnow, index=True)

@@ -7,7 +7,7 @@ import json
 import re
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # the `newsletter` folder, however deep this module sits in it, and the checkout around it
 PACKAGE_DIR = Path(__file__).resolve().parents[__name__.count(".") - 1]
 PROJECT_ROOT = PACKAGE_DIR.parent
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 def default_templates_dir() -> Path:
@@ -100,6 +103,49 @@ class Settings(BaseSettings):
     )
     bounce_max_bytes: int = Field(
         default=10_000_000, gt=0, description="Largest bounce or unsubscribe mail read."
+    )
+    bounce_smtp_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of the inbound SMTP endpoint for bounces that `serve` runs; unset = none.",
+    )
+    bounce_smtp_host: str = Field(
+        default="127.0.0.1", description="Address that endpoint listens on."
+    )
+    # the bounce mailbox, polled over IMAP
+    bounce_imap_host: str | None = Field(
+        default=None, description="IMAP server of the bounce mailbox; unset = not polled."
+    )
+    bounce_imap_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Default 993 with tls, else 143."
+    )
+    bounce_imap_tls: Literal["tls", "starttls", "plain"] = Field(
+        default="tls",
+        description="tls (implicit, port 993), starttls, or plain (only to this machine).",
+    )
+    bounce_imap_ca_file: Path | None = Field(
+        default=None, description="CA certificates to trust instead of the system's (PEM)."
+    )
+    bounce_imap_user: str | None = Field(default=None, description="IMAP login.")
+    bounce_imap_password: SecretStr | None = Field(default=None, description="IMAP password.")
+    bounce_imap_folder: str = Field(default="INBOX", description="Folder read.")
+    bounce_imap_processed_folder: str | None = Field(
+        default=None,
+        description="Folder processed messages are moved to; unset = flag them in place.",
+    )
+    bounce_imap_error_folder: str | None = Field(
+        default=None,
+        description="Folder unreadable messages are moved to; unset = as processed ones.",
+    )
+    bounce_imap_poll_seconds: float = Field(
+        default=300.0, ge=5, description="How often `serve` polls the bounce mailbox."
+    )
+    bounce_imap_max_messages: int = Field(
+        default=1000, ge=1, le=100_000, description="Messages read per poll, at most."
+    )
+    bounce_imap_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds an IMAP command may take."
     )
 
     # bounce webhooks of email providers at /webhooks/bounces/<provider>: each is off
@@ -318,6 +364,53 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator(
+        "bounce_imap_host",
+        "bounce_imap_user",
+        "bounce_imap_processed_folder",
+        "bounce_imap_error_folder",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_none(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _bounce_mailbox(self) -> Settings:
+        """A mailbox that cannot work, or would send its password in clear text over a
+        network, is refused at start-up rather than at the first poll."""
+        if self.bounce_imap_host is None:
+            return self
+        self.bounce_imap_host = self.bounce_imap_host.strip()
+        if self.bounce_imap_user is None or self.bounce_imap_password is None:
+            raise ValueError(
+                "NEWSLETTER_BOUNCE_IMAP_HOST needs NEWSLETTER_BOUNCE_IMAP_USER and "
+                "NEWSLETTER_BOUNCE_IMAP_PASSWORD"
+            )
+        if self.bounce_imap_tls == "plain" and self.bounce_imap_host not in LOOPBACK_HOSTS:
+            raise ValueError(
+                "NEWSLETTER_BOUNCE_IMAP_TLS=plain would send the password unencrypted: "
+                "only allowed for a server on this machine (127.0.0.1); use tls or starttls"
+            )
+        for name in (
+            self.bounce_imap_folder,
+            self.bounce_imap_processed_folder,
+            self.bounce_imap_error_folder,
+        ):
+            if name is not None and (not name.isascii() or not name.isprintable()):
+                raise ValueError(
+                    f"IMAP folder {name!r}: use the folder's ASCII name as the server lists it "
+                    "(non-ASCII names are sent in modified UTF-7, e.g. &ZeVnLIqe-)"
+                )
+        folders = {self.bounce_imap_folder, self.bounce_imap_processed_folder}
+        if self.bounce_imap_processed_folder and len(folders) == 1:
+            raise ValueError(
+                "NEWSLETTER_BOUNCE_IMAP_PROCESSED_FOLDER must differ from the folder read"
+            )
+        if self.bounce_imap_error_folder == self.bounce_imap_folder:
+            raise ValueError("NEWSLETTER_BOUNCE_IMAP_ERROR_FOLDER must differ from the folder read")
+        return self
 
     @model_validator(mode="after")
     def _read_secret_key_file(self) -> Settings:

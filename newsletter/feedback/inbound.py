@@ -23,6 +23,8 @@ from newsletter.delivery.return_path import bounce_domain, split_local
 from newsletter.feedback.process import Result, process_message
 
 log = logging.getLogger("newsletter.feedback")
+# aiosmtpd logs every command and address at INFO; what matters is logged here
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 MAX_RECIPIENTS = 20
 

@@ -13,9 +13,10 @@ guessed from the text of a message that lies about its origin.
 - complaint (ARF): suppressed and disabled at once;
 - unsubscribe mail with a valid token: unsubscribed, as by the one-click POST.
 
-Every message is recorded once (`Bounce.message_hash`): a message read twice, or sent
-twice by a relay, changes nothing the second time. A provider's webhook event arrives
-already read (`process_event`) and goes through the same steps, recorded once by its id.
+Every message is recorded once (`Bounce.message_hash`, unique): a message read twice, or
+sent twice by a relay, changes nothing the second time (its savepoint is rolled back). A
+provider's webhook event arrives already read (`process_event`) and goes through the same
+steps, recorded once by its id.
 """
 
 from __future__ import annotations
@@ -99,8 +100,6 @@ def process_message(
         log.warning("bounce refused: %s", result.action)
         return _counted(result)
     digest = message_hash(raw)
-    if _seen(session, digest):
-        return _counted(Result("duplicate", "already processed, nothing done"))
     try:
         parsed = parse(raw, envelope_to)
     except Unreadable as exc:
@@ -156,7 +155,10 @@ def _record(
                 )
             )
             session.flush()
-    except IntegrityError:  # the same report, processed at this moment by another process
+    except IntegrityError:
+        # the same message seen before (or by another process at this moment): its record
+        # is refused by the unique hash and the savepoint undoes what it did. Asking first
+        # would cost a statement for every message to spare one for the few duplicates.
         return _counted(Result("duplicate", "already processed, nothing done"))
     except SQLAlchemyError:
         raise  # the database, not this report: the caller retries or reports it
@@ -218,13 +220,12 @@ def _whose(session: Session, settings: Settings, parsed: Parsed):
                 "return-path token forged, garbled or expired; nothing done",
                 diagnostic=parsed.diagnostic,
             )
-        delivery = session.get(Delivery, named.delivery_id)
-        return _reader_of(session, delivery, parsed)
+        return _reader_of(parsed, *_delivery_and_reader(session, named.delivery_id))
     match = _MESSAGE_ID.fullmatch(parsed.original_message_id or "")
     if match:
-        delivery = session.get(Delivery, int(match.group(1)))
+        delivery, reader = _delivery_and_reader(session, int(match.group(1)))
         if delivery is not None and delivery.message_id == parsed.original_message_id:
-            found = _reader_of(session, delivery, parsed)
+            found = _reader_of(parsed, delivery, reader)
             # a Message-ID is seen by whoever got the message: it names the delivery
             # only when the failure is about that delivery's reader
             if isinstance(found, Result) or _same_reader(found[1], parsed.addresses):
@@ -241,14 +242,25 @@ def _whose(session: Session, settings: Settings, parsed: Parsed):
     )
 
 
-def _reader_of(session: Session, delivery: Delivery | None, parsed: Parsed):
+def _delivery_and_reader(
+    session: Session, delivery_id: int
+) -> tuple[Delivery | None, Subscriber | None]:
+    """A delivery and its reader in one query."""
+    row = session.execute(
+        select(Delivery, Subscriber)
+        .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.id == delivery_id)
+    ).first()
+    return (row[0], row[1]) if row else (None, None)
+
+
+def _reader_of(parsed: Parsed, delivery: Delivery | None, sub: Subscriber | None):
     if delivery is None or delivery.subscriber_id is None:
         return Result(
             parsed.kind,
             "its delivery or reader is gone; nothing done",
             diagnostic=parsed.diagnostic,
         )
-    sub = session.get(Subscriber, delivery.subscriber_id)
     if sub is None:
         return Result(parsed.kind, "its reader is gone; nothing done", diagnostic=parsed.diagnostic)
     return delivery, sub
@@ -307,6 +319,7 @@ def _score(session: Session, settings: Settings, sub: Subscriber, parsed: Parsed
 def _disable(session: Session, sub: Subscriber, reason: str) -> None:
     if sub.status in ("active", "pending"):
         sub.status = "disabled"
+        sub.disabled_at = utcnow()
     sub.disabled_reason = reason[:500]
     session.add(sub)
     session.flush()

@@ -80,6 +80,19 @@ def process_all(
         session.close()
 
 
+def process_chunk(
+    engine: Engine, settings: Settings, raws: list[bytes], *, source: str
+) -> list[Result]:
+    """Process messages in one transaction and commit it; a database error rolls the
+    whole chunk back and is raised (its messages count as not yet read)."""
+    if not raws:
+        return []
+    with Session(engine, expire_on_commit=False) as session:
+        results = [process_message(session, settings, raw, source=source) for raw in raws]
+        session.commit()
+    return results
+
+
 @dataclass
 class BounceRecord:
     received_at: dt.datetime

@@ -1,4 +1,5 @@
-"""`newsletter serve`: the whole service in one process (scheduler, worker, web app).
+"""`newsletter serve`: the whole service in one process (scheduler, worker, web app, and
+the inbound SMTP endpoint for bounces when NEWSLETTER_BOUNCE_SMTP_PORT is set).
 
 `newsletter worker` and `newsletter scheduler` run the parts on their own for larger
 deployments. SIGTERM/SIGINT stop claiming, finish what is in flight, and exit. A worker
@@ -95,6 +96,11 @@ async def run(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
+    inbound = None
+    if settings.bounce_smtp_port:
+        inbound = await _bounce_endpoint(engine, settings)
+        if inbound is None:
+            return False
     health = Health()
     tasks: list[asyncio.Task] = []
     supervisor = None
@@ -130,10 +136,27 @@ async def run(
         supervisor.stop()
     if server is not None:
         server.should_exit = True
+    if inbound is not None:
+        await asyncio.to_thread(inbound.stop)
     await asyncio.gather(*tasks, return_exceptions=True)
     waiter.cancel()
     log.info("stopped")
     return ok
+
+
+async def _bounce_endpoint(engine: Engine, settings: Settings):
+    """The inbound SMTP endpoint for bounces (its own thread and loop), or None (logged)
+    when it cannot listen."""
+    from newsletter.feedback import inbound
+
+    host, port = settings.bounce_smtp_host, settings.bounce_smtp_port or 0
+    try:
+        controller = await asyncio.to_thread(inbound.start, engine, settings, host, port)
+    except (OSError, RuntimeError) as exc:
+        log.error("cannot receive bounces on %s:%d: %s", host, port, exc)
+        return None
+    log.info("receiving bounces by SMTP on %s:%d", host, port)
+    return controller
 
 
 def _web_server(engine: Engine, settings: Settings, host: str, port: int, health: Health):

@@ -1,6 +1,7 @@
 """APScheduler wiring: persistent jobs in the service's database, each a thin call into
-the domain (`schedule`, `alerts`, `feeds`). Every job is safe to run twice or in two
-processes at once: the outbox's idempotency keys and the digest-run rows see to it.
+the domain (`schedule`, `alerts`, `feeds`, and the bounce mailbox when one is configured).
+Every job is safe to run twice or in two processes at once: the outbox's idempotency
+keys, the digest-run rows and the bounces' message hashes see to it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlmodel import Session
 
 from newsletter import pipeline
 from newsletter.core.settings import Settings
+from newsletter.feedback import mailbox
 from newsletter.rendering.editions import make_environment
 
 log = logging.getLogger("newsletter.service.scheduler")
@@ -60,7 +62,16 @@ def feeds_job() -> None:
             pipeline.poll_feeds(engine=ctx.engine, settings=ctx.settings)
 
 
-LOCK_IDS = {"feeds": 7_310_001}
+def bounce_mailbox_job() -> None:
+    ctx = _ctx()
+    if not ctx.settings.bounce_imap_host:
+        return  # stored by a run that had a mailbox configured
+    with exclusive(ctx.engine, "bounce-mailbox") as mine:
+        if mine:  # one poller at a time across processes
+            mailbox.poll(ctx.engine, ctx.settings)
+
+
+LOCK_IDS = {"feeds": 7_310_001, "bounce-mailbox": 7_310_002}
 
 
 @contextmanager
@@ -83,6 +94,10 @@ JOBS = {
     "digests": (digests_job, "digest_check_seconds"),
     "alerts": (alerts_job, "alert_check_seconds"),
     "feeds": (feeds_job, None),
+}
+# jobs that run only when configured: (function, interval setting, whether configured)
+OPTIONAL_JOBS = {
+    "bounce-mailbox": (bounce_mailbox_job, "bounce_imap_poll_seconds", "bounce_imap_host"),
 }
 
 
@@ -146,12 +161,27 @@ def build_scheduler(engine: Engine, settings: Settings) -> ResilientScheduler:
             replace_existing=True,
             next_run_time=None,
         )
+    for job_id, (func, setting, needed) in OPTIONAL_JOBS.items():
+        if getattr(settings, needed):
+            scheduler.add_job(
+                func,
+                "interval",
+                seconds=getattr(settings, setting),
+                id=job_id,
+                name=func.__doc__ or job_id,
+                replace_existing=True,
+                next_run_time=None,
+            )
     return scheduler
 
 
 def start(scheduler: BaseScheduler) -> None:
     """Start, and run every job once right away (this is also the catch-up after downtime)."""
     scheduler.start()
+    if _context is not None:  # a job configured by an earlier run and not by this one
+        for job_id, (_func, _setting, needed) in OPTIONAL_JOBS.items():
+            if not getattr(_context.settings, needed) and scheduler.get_job(job_id):
+                scheduler.remove_job(job_id)
     now = dt.datetime.now(dt.UTC)
     for job in scheduler.get_jobs():
         job.modify(next_run_time=now)

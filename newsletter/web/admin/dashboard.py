@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from newsletter.core.metrics import FEEDBACK_DAYS, feedback_counts
 from newsletter.core.models import Delivery, utcnow
 from newsletter.delivery import stats as delivery_stats
 from newsletter.delivery.outbox import DeliveryStatus, last_errors, status_counts
@@ -23,6 +24,14 @@ STATUS_COLUMNS = [
     ("queued", "Queued", "waiting for a first try or in flight"),
     ("suppressed", "Suppressed", "address on the suppression list"),
     ("held", "Held", "webhook disabled, waiting"),
+]
+
+# (key, label, what it counts) of what came back, over the last FEEDBACK_DAYS days
+FEEDBACK_COLUMNS = [
+    ("bounces", "Bounces", "hard and soft"),
+    ("complaints", "Complaints", "reported as spam"),
+    ("disabled", "Readers disabled", "by bounces or a complaint"),
+    ("suppressed", "Addresses suppressed", "for a bounce or a complaint"),
 ]
 
 # attempt outcome -> (legend label, css class)
@@ -155,6 +164,8 @@ def dashboard_data(*, engine: Engine) -> dict[str, Any]:
     days = daily_attempts(engine, today)
     first = min(days)
     finished = totals["sent"] + totals["failed"]
+    with engine.connect() as conn:
+        feedback = feedback_counts(conn, now - dt.timedelta(days=FEEDBACK_DAYS))
     return {
         "success_rate": round(100 * totals["sent"] / finished, 1) if finished else None,
         "columns": STATUS_COLUMNS,
@@ -164,5 +175,8 @@ def dashboard_data(*, engine: Engine) -> dict[str, Any]:
         "chart": build_chart(days, today),
         "range_label": f"{first:%d %b} – {today:%d %b %Y} (UTC)",
         "errors": last_errors(engine, limit=8),
+        "feedback_columns": FEEDBACK_COLUMNS,
+        "feedback": feedback,
+        "feedback_days": FEEDBACK_DAYS,
         "generated_at": now.strftime("%Y-%m-%d %H:%M UTC"),
     }

@@ -546,12 +546,21 @@ class OutboxRetryPublic(BaseModel):
 
 class BouncePublic(BaseModel):
     received_at: dt.datetime
-    kind: str = Field(description="hard, soft, complaint, unsubscribe, delayed or unknown.")
+    kind: str = Field(
+        description="hard, soft, complaint, unsubscribe, delayed or unknown; enabled when an "
+        "admin re-enabled the reader."
+    )
     email: str | None = Field(description="The reader it was about, when one was found.")
     delivery_id: int | None
     diagnostic: str = Field(description="Status and diagnostic code the receiver reported.")
     action: str = Field(description="What was done, or why nothing was.")
-    source: str = Field(description="import or smtp.")
+    source: str = Field(description="import, smtp or imap; cli or api for enabled.")
+
+
+class EnableRequest(BaseModel):
+    force: bool = Field(
+        default=False, description="Also a reader who reported our mail as spam (they asked)."
+    )
 
 
 class BouncesPublic(BaseModel):

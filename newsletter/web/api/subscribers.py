@@ -18,18 +18,20 @@ from newsletter.audience.subscribers import (
     why_not_addable,
 )
 from newsletter.core.models import Subscriber, Subscription, Topic
+from newsletter.feedback.reenable import ReenableError, enable_reader
 from newsletter.feedback.sources import recent
 from newsletter.pipeline import remove_subscriber
 from newsletter.web.api.common import admin_router, errors
 from newsletter.web.api.models import (
     BouncePublic,
     BouncesPublic,
+    EnableRequest,
     SubscriberChange,
     SubscriberCreate,
     SubscriberPublic,
     SubscribersPublic,
 )
-from newsletter.web.deps import SessionDep
+from newsletter.web.deps import AdminDep, SessionDep
 
 router = admin_router("/subscribers", "subscribers")
 
@@ -156,3 +158,29 @@ def read_subscriber_bounces(
         session, dt.datetime(1970, 1, 1, tzinfo=dt.UTC), limit=limit, subscriber_id=sub.id
     )
     return BouncesPublic(data=[BouncePublic(**r.__dict__) for r in rows])
+
+
+@router.post(
+    "/{email}/enable",
+    response_model=SubscriberPublic,
+    summary="Re-enable a reader that bounces disabled",
+    description="Resets the bounce score, lifts a suppression for bounces and records who "
+    "did it (the admin token's name) in the reader's bounce history. 409, saying why, when "
+    "the reader is not disabled, reported our mail as spam (unless `force`), or unsubscribed.",
+    responses=errors(404, 409, 422),
+)
+def enable_subscriber(
+    session: SessionDep, admin: AdminDep, email: EmailPath, body: EnableRequest | None = None
+) -> SubscriberPublic:
+    sub = subscriber_or_404(session, email)
+    try:
+        enable_reader(
+            session=session,
+            subscriber=sub,
+            by=f"admin token {admin.name!r}",
+            via="api",
+            force=bool(body and body.force),
+        )
+    except ReenableError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    return subscriber_public(session, sub)

@@ -308,11 +308,6 @@ class Settings(BaseSettings):
                 raise ValueError(f"{entry!r} is not a URL prefix like https://host/path/")
         return value
 
-    @field_validator("bounce_sendgrid_public_key", "bounce_postmark_user", mode="before")
-    @classmethod
-    def _blank_is_none(cls, value):
-        return None if isinstance(value, str) and not value.strip() else value
-
     @field_validator("bounce_sendgrid_public_key")
     @classmethod
     def _sendgrid_key(cls, value: str | None) -> str | None:
@@ -359,13 +354,11 @@ class Settings(BaseSettings):
         return [v.strip() for v in value]
 
     @field_validator(
-        "metrics_token", "bounce_postmark_password", "bounce_mailgun_signing_key", mode="before"
-    )
-    @classmethod
-    def _blank_is_unset(cls, value):
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator(
+        "metrics_token",
+        "bounce_postmark_user",
+        "bounce_postmark_password",
+        "bounce_mailgun_signing_key",
+        "bounce_sendgrid_public_key",
         "bounce_imap_host",
         "bounce_imap_user",
         "bounce_imap_processed_folder",

@@ -15,6 +15,7 @@ from playwright.sync_api import expect
 from sqlmodel import Session, select
 
 from newsletter.audience.subscribers import SubscriberIn, add_subscriber
+from newsletter.core.admin_tokens import create_token
 from newsletter.core.models import (
     Delivery,
     DeliveryAttempt,
@@ -23,13 +24,25 @@ from newsletter.core.models import (
     WebhookEndpoint,
     utcnow,
 )
+from newsletter.pipeline.sample import add_demo_readers, load_sample
 from newsletter.web.app import create_app
 from tests.support.planning import plan_in
 from tests.support.web import csrf_of
 from tests.support.workers import drain
-from tests.web.test_admin_ui import browser_login, login, token  # noqa: F401
+from tests.web.test_admin_ui import browser_login, login
 
 WIDTHS = (390, 1200)
+
+
+@pytest.fixture
+def token(engine) -> str:
+    """Sample topics and July 2025 events, the two demo readers, and an admin token."""
+    with Session(engine, expire_on_commit=False) as session:
+        load_sample(session=session)
+        add_demo_readers(session=session)
+        _, token = create_token(session=session, name="editor")
+        session.commit()
+    return token
 
 
 @pytest.fixture
@@ -98,7 +111,7 @@ def add_team_alerts(engine) -> None:
 # --- TestClient -----------------------------------------------------------------------------
 
 
-def test_list_pages_and_export(client, engine, token):  # noqa: F811
+def test_list_pages_and_export(client, engine, token):
     add_readers(engine)
     login(client, token)
     page = client.get("/admin/subscribers")
@@ -123,7 +136,7 @@ def test_list_pages_and_export(client, engine, token):  # noqa: F811
     assert client.get("/admin/subscribers/999999").status_code == 404
 
 
-def test_actions_need_the_csrf_token_and_say_what_they_did(client, engine, token):  # noqa: F811
+def test_actions_need_the_csrf_token_and_say_what_they_did(client, engine, token):
     login(client, token)
     sub = subscriber_id(engine, "reader.en@example.com")
     page = client.get(f"/admin/subscribers/{sub}")
@@ -154,7 +167,7 @@ def test_actions_need_the_csrf_token_and_say_what_they_did(client, engine, token
     assert "Unsubscribed" in done.text and 'id="sub-status">unsubscribed' in done.text
 
 
-def test_outbox_page_names_rows_and_refuses_bad_filters(client, engine, token):  # noqa: F811
+def test_outbox_page_names_rows_and_refuses_bad_filters(client, engine, token):
     with Session(engine) as s:
         s.add(WebhookEndpoint(name="cn-team", platform="feishu", url="https://example.com/h"))
         s.commit()
@@ -202,7 +215,7 @@ def shoot(page, name: str, folder) -> None:
     page.set_viewport_size({"width": 1200, "height": 900})
 
 
-def test_browser_search_and_edit_a_subscriber(page, live_server, engine, token, screenshot_dir):  # noqa: F811
+def test_browser_search_and_edit_a_subscriber(page, live_server, engine, token, screenshot_dir):
     add_readers(engine)
     browser_login(page, live_server, token)
     page.get_by_role("link", name="Subscribers").click()
@@ -247,7 +260,7 @@ def test_browser_outbox_filter_failed_and_retry_one(
     engine,
     token,
     smtp_server,
-    screenshot_dir,  # noqa: F811
+    screenshot_dir,
 ):
     settings = live_server.settings
     smtp_server.recorder.script["reader.en@example.com"] = ["550 5.1.1 no such user"]

@@ -292,3 +292,36 @@ def test_browser_outbox_filter_failed_and_retry_one(
         d = s.exec(select(Delivery).where(Delivery.kind == "digest-monthly",
                                           Delivery.status == "queued")).one()  # fmt: skip
         assert d.attempts == 0
+
+
+def test_retry_every_failed_row_in_the_filter_and_cancel_one(client, engine, token):
+    add_team_alerts(engine)  # cn-policy-team: 2 failed, 2 sent; research-slack: 2 queued, 2 sent
+    login(client, token)
+    page = client.get("/admin/outbox", params={"recipient": "cn-policy-team"})
+    assert "Retry 2 failed…" in page.text and "queued…" not in page.text
+    assert "queues again, due now, the <strong>2</strong> failed deliveries" in page.text
+    csrf = csrf_of(page.text)
+    back = "/admin/outbox?recipient=cn-policy-team"
+    done = client.post(
+        "/admin/outbox/retry",
+        data={"csrf_token": csrf, "recipient": "cn-policy-team", "back": back},
+    )
+    assert "2 failed deliveries queued again." in done.text
+    with Session(engine) as s:
+        left = s.exec(select(Delivery.id).where(Delivery.status == "failed")).all()
+    page = client.get("/admin/outbox", params={"recipient": "research-slack"})
+    assert "Cancel 2 queued…" in page.text and "they will never be sent" in page.text
+    with Session(engine) as s:
+        queued = s.exec(
+            select(Delivery.id).where(Delivery.status == "queued").order_by(Delivery.id)
+        ).all()
+    assert len(queued) == 4 and left == []
+    detail = client.get(f"/admin/outbox/{queued[0]}")
+    assert "This cancels" in detail.text and "never be sent" in detail.text
+    done = client.post(f"/admin/outbox/{queued[0]}/cancel", data={"csrf_token": csrf})
+    assert "1 queued delivery cancelled." in done.text
+    assert 'id="delivery-status">cancelled' in done.text
+    again = client.post(f"/admin/outbox/{queued[0]}/cancel", data={"csrf_token": csrf})
+    assert again.status_code == 409 and "this one is cancelled" in again.text
+    sent = client.post(f"/admin/outbox/{queued[1]}/retry", data={"csrf_token": csrf})
+    assert sent.status_code == 409 and "only a failed delivery is retried" in sent.text

@@ -5,6 +5,7 @@ named for people; each one's attempts; retry failed rows and cancel waiting ones
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -23,7 +24,9 @@ from newsletter.web.deps import SessionDep
 router = APIRouter(route_class=AdminRoute)
 
 CHANNELS = ("email", *platforms.NAMES)
-FILTER_FIELDS = ("status", "channel", "recipient", "from", "to")
+# what a redirect after retry or cancel may ask the page to say (nothing else is shown)
+_DONE = re.compile(r"[0-9]+ (failed|queued) deliver(y|ies) (queued again|cancelled)"
+                   r"( \([0-9]+ held for a disabled endpoint\))?\.")  # fmt: skip
 
 
 def _day(value: str, what: str) -> dt.date | None:
@@ -107,7 +110,7 @@ def outbox_page(
         form=form,
         page=page,
         error=error,
-        done=done[:200],
+        done=done if _DONE.fullmatch(done) else "",
         failed=failed,
         waiting=waiting,
         filtered=filtered,
@@ -194,7 +197,7 @@ def delivery_page(
         section="outbox",
         d=line,
         attempts=history.attempts(session, delivery_id),
-        done=done[:200],
+        done=done if _DONE.fullmatch(done) else "",
     )
 
 

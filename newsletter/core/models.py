@@ -302,6 +302,20 @@ class AdminWebSession(SQLModel, table=True):
     expires_at: dt.datetime
 
 
+class AdminAudit(SQLModel, table=True):
+    """One change an admin made (through the admin UI or the API), and which token made it.
+
+    The token's name is copied, so the record outlives a revoked or renamed token.
+    """
+
+    id: int = Field(default=None, primary_key=True)
+    at: dt.datetime = Field(default_factory=utcnow, index=True)
+    token_name: str = Field(max_length=100, index=True)
+    action: str = Field(max_length=64)  # e.g. subscriber.suppress, outbox.retry
+    target: str = Field(default="", max_length=500)  # what it was done to
+    detail: str = Field(default="", sa_type=Text)  # what changed, in words
+
+
 class DigestRun(SQLModel, table=True):
     """A digest period planned for the readers of one time zone: the scheduler's memory.
 

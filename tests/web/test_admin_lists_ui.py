@@ -165,6 +165,11 @@ def test_actions_need_the_csrf_token_and_say_what_they_did(client, engine, token
     assert none.status_code == 422 and "Choose at least one topic." in none.text
     done = client.post(f"/admin/subscribers/{sub}/unsubscribe", data={"csrf_token": csrf})
     assert "Unsubscribed" in done.text and 'id="sub-status">unsubscribed' in done.text
+    log = client.get("/admin/audit")
+    assert log.status_code == 200
+    actions = re.findall(r"<code>([a-z.]+)</code>", log.text)
+    assert actions == ["subscriber.unsubscribed", "subscriber.lifted", "subscriber.suppressed"]
+    assert log.text.count('<td data-label="Token">editor</td>') == 3
 
 
 def test_outbox_page_names_rows_and_refuses_bad_filters(client, engine, token):

@@ -257,3 +257,32 @@ def test_outbox_bad_input_is_refused_with_the_reason(client):
     check("POST", "/api/v1/outbox/retry", 400, "no reader has the address",
           json={"recipient": "x@example.com"})  # fmt: skip
     check("POST", "/api/v1/outbox/retry", 422, '"channel"', json={"channel": "EMAIL!"})
+
+
+def test_changes_are_in_the_audit_log_with_their_token(sent_and_failed, engine):
+    client = sent_and_failed
+    assert client.get("/api/v1/audit").json() == {"data": [], "next_before": None}
+    client.put("/api/v1/subscribers/ok@example.com/suppression")
+    client.patch("/api/v1/subscribers/ok@example.com", json={"frequency": "weekly"})
+    client.post("/api/v1/outbox/retry", json={"recipient": "gone@example.com"})
+    client.delete("/api/v1/subscribers/gone@example.com")
+    client.post("/api/v1/outbox/cancel", json={"ids": [1]})  # a sent row: "0 cancelled"
+    r = client.post("/api/v1/subscribers/nobody@example.com/unsubscribe")
+    assert r.status_code == 404
+    log = client.get("/api/v1/audit").json()["data"]
+    assert [(e["token_name"], e["action"]) for e in log] == [
+        ("tests", "outbox.cancel"),
+        ("tests", "subscriber.remove"),
+        ("tests", "outbox.retry"),
+        ("tests", "subscriber.edit"),
+        ("tests", "subscriber.suppressed"),
+    ]
+    assert log[0]["detail"] == "0 cancelled"
+    assert log[2]["detail"] == "1 queued again, 0 held"
+    assert "gone@example.com" in log[2]["target"]
+    assert "gone@example.com" not in log[1]["target"]  # the removed reader's address is gone
+    assert "weekly" in log[3]["detail"]
+    page = client.get("/api/v1/audit", params={"limit": 2}).json()
+    assert len(page["data"]) == 2 and page["next_before"] == page["data"][-1]["id"]
+    assert client.get("/api/v1/audit", params={"token": "someone-else"}).json()["data"] == []
+    assert client.get("/api/v1/audit", params={"before": 0}).status_code == 422

@@ -22,6 +22,7 @@ from newsletter.audience.subscribers import (
     suppression_reason,
     update_subscriber,
 )
+from newsletter.core import audit
 from newsletter.core.errors import reason
 from newsletter.core.models import Subscriber
 from newsletter.core.periods import FREQUENCIES
@@ -227,13 +228,19 @@ def subscriber_save(
     if not error:
         try:
             wanted = SubscriberIn.model_validate({"email": sub.email, **form})
-            update_subscriber(session=session, subscriber=sub, sub_in=wanted)
+            if update_subscriber(session=session, subscriber=sub, sub_in=wanted):
+                audit.record(session=session, who=admin.token.name, action="subscriber.edit",
+                             target=sub.email, detail=_prefs(wanted))  # fmt: skip
         except (ValidationError, ValueError) as exc:
             error = reason(exc)
     if error:
         session.rollback()
         return _detail(request, admin, session, sub, form=form, error=error, status=422)
     return _back(sub, "saved")
+
+
+def _prefs(sub: SubscriberIn) -> str:
+    return f"topics {','.join(sub.topics)}; {sub.frequency}; {sub.language}; {sub.timezone}"
 
 
 def _act(request: Request, admin, session: Session, subscriber_id: int, action) -> object:
@@ -243,6 +250,9 @@ def _act(request: Request, admin, session: Session, subscriber_id: int, action) 
     except SubscriberError as exc:
         session.rollback()
         return _detail(request, admin, session, sub, error=str(exc), status=409)
+    if done != "confirmation-again":
+        audit.record(session=session, who=admin.token.name, action=f"subscriber.{done}",
+                     target=sub.email)  # fmt: skip
     return _back(sub, done)
 
 

@@ -630,3 +630,17 @@ class BouncePublic(BaseModel):
 
 class BouncesPublic(BaseModel):
     data: list[BouncePublic]
+
+
+class AuditEntryPublic(BaseModel):
+    id: int
+    at: dt.datetime
+    token_name: str = Field(description="The admin token that made the change.")
+    action: str = Field(description="e.g. subscriber.suppressed, outbox.retry.")
+    target: str
+    detail: str
+
+
+class AuditPublic(BaseModel):
+    data: list[AuditEntryPublic]
+    next_before: int | None

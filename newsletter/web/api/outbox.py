@@ -10,6 +10,7 @@ from fastapi import HTTPException, Path, Query, Request
 from sqlalchemy import Engine
 
 from newsletter.audience.endpoints import get_endpoint
+from newsletter.core import audit
 from newsletter.core.models import utcnow
 from newsletter.delivery import history, outbox, stats
 from newsletter.delivery.outbox import MAX_ID, STATUSES, last_errors, status_counts
@@ -29,7 +30,7 @@ from newsletter.web.api.models import (
     OutboxRetryIn,
     OutboxRetryPublic,
 )
-from newsletter.web.deps import SessionDep
+from newsletter.web.deps import AdminDep, SessionDep
 
 router = admin_router("", "outbox")
 
@@ -67,7 +68,7 @@ def read_outbox(
     "An unknown endpoint or a `since` that is not a date, time or duration is a 400.",
     responses=errors(400, 422),
 )
-def retry_failed(session: SessionDep, body: OutboxRetryIn) -> OutboxRetryPublic:
+def retry_failed(session: SessionDep, admin: AdminDep, body: OutboxRetryIn) -> OutboxRetryPublic:
     # a plain def runs in the thread pool: the UPDATE never blocks the event loop
     since = outbox.parse_since(body.since) if body.since is not None else None
     endpoint_id = get_endpoint(session=session, name=body.endpoint).id if body.endpoint else None
@@ -87,6 +88,9 @@ def retry_failed(session: SessionDep, body: OutboxRetryIn) -> OutboxRetryPublic:
         everything=body.all,
         match=None if match.empty else match,
     )
+    target = body.model_dump_json(exclude_defaults=True)
+    audit.record(session=session, who=admin.name, action="outbox.retry", target=target[:500],
+                 detail=f"{got.total} queued again, {got.held} held")  # fmt: skip
     return OutboxRetryPublic(requeued=got.total, held=got.held)
 
 
@@ -99,7 +103,9 @@ def retry_failed(session: SessionDep, body: OutboxRetryIn) -> OutboxRetryPublic:
     "is left as it is. With neither ids nor a filter: 400.",
     responses=errors(400, 422),
 )
-def cancel_waiting(session: SessionDep, body: OutboxCancelIn) -> OutboxCancelPublic:
+def cancel_waiting(
+    session: SessionDep, admin: AdminDep, body: OutboxCancelIn
+) -> OutboxCancelPublic:
     match = history.build_filter(
         session,
         channel=body.channel,
@@ -108,9 +114,11 @@ def cancel_waiting(session: SessionDep, body: OutboxCancelIn) -> OutboxCancelPub
         created_from=body.created_from,
         created_to=body.created_to,
     )
-    return OutboxCancelPublic(
-        cancelled=outbox.cancel(session, ids=body.ids, match=None if match.empty else match)
-    )
+    n = outbox.cancel(session, ids=body.ids, match=None if match.empty else match)
+    target = body.model_dump_json(exclude_defaults=True)
+    audit.record(session=session, who=admin.name, action="outbox.cancel", target=target[:500],
+                 detail=f"{n} cancelled")  # fmt: skip
+    return OutboxCancelPublic(cancelled=n)
 
 
 StatusQuery = Annotated[list[Literal[STATUSES]] | None, Query()]  # type: ignore[valid-type]

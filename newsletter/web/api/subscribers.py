@@ -21,6 +21,7 @@ from newsletter.audience.subscribers import (
     update_subscriber,
     why_not_addable,
 )
+from newsletter.core import audit
 from newsletter.core.models import Subscriber
 from newsletter.delivery import history
 from newsletter.delivery.outbox import MAX_ID, DeliveryFilter
@@ -42,7 +43,7 @@ from newsletter.web.api.models import (
     SubscribersPublic,
     SuppressionPublic,
 )
-from newsletter.web.deps import SessionDep
+from newsletter.web.deps import AdminDep, SessionDep
 
 router = admin_router("/subscribers", "subscribers")
 
@@ -52,6 +53,10 @@ EmailPath = Annotated[str, Path(max_length=320, examples=["ada@example.com"])]
 def subscriber_public(session: Session, sub: Subscriber) -> SubscriberPublic:
     topics = [t.slug for t in subscriber_topics(session=session, subscriber=sub)]
     return SubscriberPublic(**sub.model_dump(), topics=topics)
+
+
+def note(session: Session, admin, action: str, target: str, detail: str = "") -> None:
+    audit.record(session=session, who=admin.name, action=action, target=target, detail=detail)
 
 
 def subscriber_or_404(session: Session, email: str) -> Subscriber:
@@ -176,7 +181,7 @@ def read_subscriber(session: SessionDep, email: EmailPath) -> SubscriberPublic:
     responses=errors(400, 404, 422),
 )
 def change_subscriber(
-    session: SessionDep, email: EmailPath, change: SubscriberChange
+    session: SessionDep, admin: AdminDep, email: EmailPath, change: SubscriberChange
 ) -> SubscriberPublic:
     sub = subscriber_or_404(session, email)
     current = {
@@ -188,7 +193,9 @@ def change_subscriber(
         "topics": [t.slug for t in subscriber_topics(session=session, subscriber=sub)],
     }
     wanted = SubscriberIn.model_validate({**current, **change.model_dump(exclude_none=True)})
-    update_subscriber(session=session, subscriber=sub, sub_in=wanted)
+    if update_subscriber(session=session, subscriber=sub, sub_in=wanted):
+        detail = f"topics {','.join(wanted.topics)}; {wanted.frequency}; {wanted.language}; "
+        note(session, admin, "subscriber.edit", sub.email, detail + wanted.timezone)
     return subscriber_public(session, sub)
 
 
@@ -199,8 +206,10 @@ def change_subscriber(
     description="Deletes the personal data; the address stays on the suppression list.",
     responses=errors(404, 422),
 )
-def delete_subscriber(session: SessionDep, email: EmailPath) -> Response:
-    remove_subscriber(session=session, subscriber=subscriber_or_404(session, email))
+def delete_subscriber(session: SessionDep, admin: AdminDep, email: EmailPath) -> Response:
+    sub = subscriber_or_404(session, email)
+    remove_subscriber(session=session, subscriber=sub)
+    note(session, admin, "subscriber.remove", f"subscriber {sub.id}", "personal data deleted")
     return Response(status_code=204)
 
 
@@ -250,9 +259,14 @@ def read_subscriber_deliveries(
     "pending, or whose address is suppressed, is refused with 400 and the reason.",
     responses=errors(400, 404, 422),
 )
-def resend_confirmation(session: SessionDep, email: EmailPath) -> ConfirmationPublic:
+def resend_confirmation(
+    session: SessionDep, admin: AdminDep, email: EmailPath
+) -> ConfirmationPublic:
     sub = subscriber_or_404(session, email)
-    return ConfirmationPublic(queued=readers.resend_confirmation(session=session, subscriber=sub))
+    queued = readers.resend_confirmation(session=session, subscriber=sub)
+    if queued:
+        note(session, admin, "subscriber.confirmation", sub.email)
+    return ConfirmationPublic(queued=queued)
 
 
 @router.post(
@@ -264,9 +278,12 @@ def resend_confirmation(session: SessionDep, email: EmailPath) -> ConfirmationPu
     "unsubscribed: 400.",
     responses=errors(400, 404, 422),
 )
-def unsubscribe_subscriber(session: SessionDep, email: EmailPath) -> SubscriberPublic:
+def unsubscribe_subscriber(
+    session: SessionDep, admin: AdminDep, email: EmailPath
+) -> SubscriberPublic:
     sub = subscriber_or_404(session, email)
     readers.unsubscribe(session=session, subscriber=sub)
+    note(session, admin, "subscriber.unsubscribed", sub.email)
     return subscriber_public(session, sub)
 
 
@@ -290,9 +307,12 @@ def read_suppression(session: SessionDep, email: EmailPath) -> SuppressionPublic
     "subscriber and their settings are kept. Idempotent.",
     responses=errors(404, 422),
 )
-def suppress_subscriber(session: SessionDep, email: EmailPath) -> SuppressionPublic:
+def suppress_subscriber(
+    session: SessionDep, admin: AdminDep, email: EmailPath
+) -> SuppressionPublic:
     sub = subscriber_or_404(session, email)
-    readers.suppress(session=session, subscriber=sub)
+    if readers.suppress(session=session, subscriber=sub):
+        note(session, admin, "subscriber.suppressed", sub.email)
     why = suppression_reason(session=session, email=sub.email)
     return SuppressionPublic(email=sub.email, suppressed=True, reason=why)
 
@@ -307,7 +327,8 @@ def suppress_subscriber(session: SessionDep, email: EmailPath) -> SuppressionPub
     "that). `reason` is the reason the address had.",
     responses=errors(400, 404, 422),
 )
-def lift_suppression(session: SessionDep, email: EmailPath) -> SuppressionPublic:
+def lift_suppression(session: SessionDep, admin: AdminDep, email: EmailPath) -> SuppressionPublic:
     sub = subscriber_or_404(session, email)
     had = readers.lift_suppression(session=session, subscriber=sub)
+    note(session, admin, "subscriber.lifted", sub.email, f"the address was suppressed: {had}")
     return SuppressionPublic(email=sub.email, suppressed=False, reason=had)

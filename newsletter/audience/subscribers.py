@@ -274,6 +274,7 @@ _SUPPRESSED_BECAUSE = {
     "removed": "was removed (their personal data deleted) and is never mailed again",
     "bounced": "bounced (the address does not take mail) and is never mailed again",
     "complaint": "reported our mail as spam and is never mailed again",
+    "admin": "was suppressed by an admin; lift the suppression to mail them again",
 }
 
 
@@ -356,6 +357,38 @@ def unsubscribe(*, session: Session, subscriber: Subscriber) -> None:
     subscriber.unsubscribed_at = utcnow()
     session.add(subscriber)
     suppress(session=session, email=subscriber.email, reason="unsubscribed")
+
+
+def suppress_by_admin(*, session: Session, subscriber: Subscriber) -> bool:
+    """An admin stops all mail to this reader (kept, status unchanged, address on the
+    suppression list: anything queued for them ends `suppressed`). False if the address
+    was suppressed already."""
+    if suppression_reason(session=session, email=subscriber.email) is not None:
+        return False
+    suppress(session=session, email=subscriber.email, reason="admin")
+    return True
+
+
+def lift_suppression(*, session: Session, subscriber: Subscriber) -> str:
+    """An admin takes the address off the suppression list; returns the reason it had.
+
+    A reader disabled by bounces or a complaint becomes active again, their bounce score
+    cleared. A reader's own unsubscribe is never lifted by an admin: only the reader can
+    come back, by signing up and confirming.
+    """
+    h = address_hash(subscriber.email)
+    row = session.exec(select(Suppression).where(Suppression.address_hash == h)).first()
+    if row is None:
+        raise SubscriberError(f"{subscriber.email} is not on the suppression list")
+    if row.reason in LIFTED_BY_OPT_IN or subscriber.status == "unsubscribed":
+        raise SubscriberError(f"{subscriber.email} {_SUPPRESSED_BECAUSE['unsubscribed']}")
+    session.delete(row)
+    if subscriber.status == "disabled":
+        subscriber.status, subscriber.disabled_reason = "active", None
+        subscriber.bounce_score, subscriber.bounce_scored_at = 0.0, None
+        session.add(subscriber)
+    session.flush()
+    return row.reason
 
 
 def list_subscribers(*, session: Session, status: str | None = None) -> list[Subscriber]:

@@ -83,6 +83,10 @@ class EventTopic(SQLModel, table=True):
 class Subscriber(SQLModel, table=True):
     """A person who receives email digests."""
 
+    # the admin search (address or name prefix) has indexes per dialect that only
+    # migration 0010 defines (`db.DIALECT_INDEXES`): lower(name), and on PostgreSQL
+    # text_pattern_ops ones for LIKE 'prefix%'
+
     id: int = Field(default=None, primary_key=True)
     email: str = Field(unique=True, index=True, max_length=320)
     name: str = Field(default="", max_length=200)
@@ -142,7 +146,7 @@ class Suppression(SQLModel, table=True):
     id: int = Field(default=None, primary_key=True)
     # sha256 of the normalised address: lets us refuse it without keeping it
     address_hash: str = Field(unique=True, index=True, max_length=64)
-    reason: str = Field(max_length=200)  # unsubscribed|removed|bounced|complaint
+    reason: str = Field(max_length=200)  # unsubscribed|removed|bounced|complaint|admin
     created_at: dt.datetime = Field(default_factory=utcnow)
 
 
@@ -260,7 +264,7 @@ class Delivery(SQLModel, table=True):
     claimed_at: dt.datetime | None = None
     last_error: str | None = Field(default=None, sa_type=Text)
     message_id: str | None = Field(default=None, max_length=500)
-    created_at: dt.datetime = Field(default_factory=utcnow)
+    created_at: dt.datetime = Field(default_factory=utcnow, index=True)
     sent_at: dt.datetime | None = None
 
 
@@ -303,6 +307,20 @@ class AdminWebSession(SQLModel, table=True):
     token_id: int = Field(foreign_key="admintoken.id", index=True)
     created_at: dt.datetime = Field(default_factory=utcnow)
     expires_at: dt.datetime
+
+
+class AdminAudit(SQLModel, table=True):
+    """One change an admin made (through the admin UI or the API), and which token made it.
+
+    The token's name is copied, so the record outlives a revoked or renamed token.
+    """
+
+    id: int = Field(default=None, primary_key=True)
+    at: dt.datetime = Field(default_factory=utcnow, index=True)
+    token_name: str = Field(max_length=100, index=True)
+    action: str = Field(max_length=64)  # e.g. subscriber.suppress, outbox.retry
+    target: str = Field(default="", max_length=500)  # what it was done to
+    detail: str = Field(default="", sa_type=Text)  # what changed, in words
 
 
 class DigestRun(SQLModel, table=True):

@@ -797,6 +797,75 @@ class Retried:
         return self.queued + self.held
 
 
+@dataclass(frozen=True)
+class DeliveryFilter:
+    """Which deliveries an admin list shows, and which rows its retry or cancel takes.
+
+    Every given part must match: statuses, channel, one recipient (a reader or a webhook
+    endpoint), created in [created_from, created_before), kinds.
+    """
+
+    statuses: tuple[str, ...] = ()
+    channel: str | None = None
+    subscriber_id: int | None = None
+    endpoint_id: int | None = None
+    created_from: dt.datetime | None = None
+    created_before: dt.datetime | None = None
+    kinds: tuple[str, ...] = ()
+
+    def conditions(self) -> list[Any]:
+        unknown = sorted(set(self.statuses) - set(STATUSES))
+        if unknown:
+            raise ValueError(f"unknown status {unknown[0]!r}; statuses: {', '.join(STATUSES)}")
+        where: list[Any] = []
+        if self.statuses:
+            where.append(Delivery.status.in_(sorted(set(self.statuses))))
+        if self.channel:
+            where.append(Delivery.channel == self.channel)
+        if self.subscriber_id is not None:
+            where.append(Delivery.subscriber_id == self.subscriber_id)
+        if self.endpoint_id is not None:
+            where.append(Delivery.endpoint_id == self.endpoint_id)
+        if self.created_from is not None:
+            where.append(Delivery.created_at >= self.created_from)
+        if self.created_before is not None:
+            where.append(Delivery.created_at < self.created_before)
+        if self.kinds:
+            where.append(Delivery.kind.in_(sorted(set(self.kinds))))
+        return where
+
+    @property
+    def empty(self) -> bool:
+        return self == DeliveryFilter()
+
+
+def cancel(
+    session: Session, *, ids: Sequence[int] = (), match: DeliveryFilter | None = None
+) -> int:
+    """Cancel deliveries that wait (`queued` or `held`): by id, or every waiting row the
+    filter matches. A row a worker has claimed (`sending`), or one already finished, is
+    left alone. Returns how many were cancelled."""
+    if any(i < 1 or i > MAX_ID for i in ids):
+        raise ValueError("delivery ids are whole numbers from 1 to 2147483647")
+    where = [Delivery.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.HELD.value])]
+    if match is not None:
+        where += match.conditions()
+    if not ids and (match is None or match.empty):
+        raise ValueError("say which queued deliveries to cancel (ids or a filter)")
+    unique = sorted(set(ids))
+    parts: list[list[int] | None] = [unique[n : n + 10_000] for n in range(0, len(unique), 10_000)]
+    done = 0
+    for part in parts or [None]:
+        these = [*where, Delivery.id.in_(part)] if part is not None else where
+        done += _bulk(
+            session,
+            update(Delivery)
+            .where(*these)
+            .values(status=DeliveryStatus.CANCELLED.value, claimed_by=None, claimed_at=None),
+        )
+    return done
+
+
 def retry(
     session: Session,
     *,
@@ -805,6 +874,7 @@ def retry(
     since: dt.datetime | None = None,
     kinds: Sequence[str] = (),
     everything: bool = False,
+    match: DeliveryFilter | None = None,
 ) -> Retried:
     """Queue `failed` deliveries again, due now; nothing else is touched (a sent row is
     never sent twice). The filters combine: given ids, an endpoint's rows, rows whose last
@@ -814,7 +884,8 @@ def retry(
     A retried row starts a fresh set of tries (attempts back to 0; the history of its
     earlier attempts is kept). It is checked again when it is sent: an address on the
     suppression list ends `suppressed`, a recipient or edition that is gone `cancelled`.
-    Rows for a disabled webhook endpoint are held until it is enabled.
+    Rows for a disabled webhook endpoint are held until it is enabled. `match` (an admin
+    list's filter) narrows further; its statuses other than `failed` match nothing.
     """
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown:
@@ -835,6 +906,8 @@ def retry(
         )
     if kinds:
         where.append(Delivery.kind.in_(sorted(set(kinds))))
+    if match is not None:
+        where += match.conditions()
     if len(where) == 1 and not ids and not everything:
         raise ValueError(
             "say which failed deliveries to retry (ids, endpoint, since, kind), or all"

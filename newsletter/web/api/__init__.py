@@ -10,6 +10,7 @@ response models are in `api_models`.
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 
+from newsletter.web.api import audit as api_audit
 from newsletter.web.api import bounces as api_bounces
 from newsletter.web.api import digests as api_digests
 from newsletter.web.api import events as api_events
@@ -37,5 +38,6 @@ for part in (
     api_feeds.router,
     api_outbox.router,
     api_bounces.router,
+    api_audit.router,
 ):
     router.include_router(part)

@@ -316,6 +316,26 @@ class SubscriberPublic(BaseModel):
 
 class SubscribersPublic(Page):
     data: list[SubscriberPublic]
+    next_after: int | None = Field(
+        default=None,
+        description="Pass as `after` for the next page (keyset: as fast on page 1000 as on "
+        "page 1); null on the last page.",
+    )
+
+
+class SuppressionPublic(BaseModel):
+    email: str
+    suppressed: bool
+    reason: str | None = Field(
+        description="unsubscribed, removed, bounced, complaint or admin; for a lift, the "
+        "reason the address had."
+    )
+
+
+class ConfirmationPublic(BaseModel):
+    queued: bool = Field(
+        description="False when one was queued for this reader in the last minute already."
+    )
 
 
 # --- webhooks ---------------------------------------------------------------------------------
@@ -509,6 +529,16 @@ class DeliveryStatPublic(BaseModel):
 
 DeliveryKind = Literal[KINDS]  # type: ignore[valid-type]
 
+RecipientName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=320,
+        pattern=NO_CONTROL,
+        description="A reader's address, or a webhook endpoint's name.",
+    ),
+]
+
 
 class OutboxRetryIn(BaseModel):
     """Which failed deliveries to queue again; the filters combine (all must match)."""
@@ -534,6 +564,77 @@ class OutboxRetryIn(BaseModel):
     kinds: list[DeliveryKind] = Field(default=[], max_length=10, description="Only these kinds.")
     all: bool = Field(
         default=False, description="Every failed delivery; needed when no filter is given."
+    )
+    channel: str | None = Field(
+        default=None, max_length=16, pattern=r"^[a-z]{1,16}$", description="Only this channel."
+    )
+    recipient: RecipientName | None = None
+    created_from: dt.date | None = Field(default=None, description="Created on or after (UTC).")
+    created_to: dt.date | None = Field(default=None, description="Created on or before (UTC).")
+
+
+class OutboxFilterIn(BaseModel):
+    """Which deliveries: every given filter must match."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str | None = Field(default=None, max_length=16, pattern=r"^[a-z]{1,16}$")
+    recipient: RecipientName | None = None
+    kinds: list[DeliveryKind] = Field(default=[], max_length=10, description="Only these kinds.")
+    created_from: dt.date | None = Field(default=None, description="Created on or after (UTC).")
+    created_to: dt.date | None = Field(default=None, description="Created on or before (UTC).")
+
+
+class OutboxCancelIn(OutboxFilterIn):
+    """Which waiting (queued or held) deliveries to cancel; the filters combine."""
+
+    ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
+        default=[], max_length=10_000, description="Deliveries by id."
+    )
+
+
+class OutboxCancelPublic(BaseModel):
+    cancelled: int = Field(description="Queued or held deliveries cancelled.")
+
+
+class DeliveryPublic(BaseModel):
+    id: int
+    recipient: str = Field(
+        description="The reader's address or the team endpoint's name (`removed ...` once "
+        "they were deleted)."
+    )
+    recipient_kind: Literal["subscriber", "endpoint", "removed"]
+    carries: str = Field(
+        description="What it carries, e.g. `July 2025 monthly digest (zh)`, `alert: <title>`."
+    )
+    channel: str
+    kind: str
+    period: str
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: dt.datetime
+    next_attempt_at: dt.datetime
+    sent_at: dt.datetime | None
+
+
+class AttemptPublic(BaseModel):
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    outcome: str = Field(description="sent, temporary or permanent.")
+    status_code: int | None = Field(description="SMTP reply or HTTP status code.")
+    error: str | None
+    worker: str | None
+
+
+class DeliveryDetailPublic(DeliveryPublic):
+    attempts_made: list[AttemptPublic] = Field(description="Every try, oldest first.")
+
+
+class DeliveriesPublic(BaseModel):
+    data: list[DeliveryPublic]
+    next_before: int | None = Field(
+        description="Pass as `before` for the next (older) page; null on the last page."
     )
 
 
@@ -565,3 +666,17 @@ class EnableRequest(BaseModel):
 
 class BouncesPublic(BaseModel):
     data: list[BouncePublic]
+
+
+class AuditEntryPublic(BaseModel):
+    id: int
+    at: dt.datetime
+    token_name: str = Field(description="The admin token that made the change.")
+    action: str = Field(description="e.g. subscriber.suppressed, outbox.retry.")
+    target: str
+    detail: str
+
+
+class AuditPublic(BaseModel):
+    data: list[AuditEntryPublic]
+    next_before: int | None

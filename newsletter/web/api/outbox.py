@@ -4,24 +4,33 @@ retrying failed deliveries."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import Query, Request
+from fastapi import HTTPException, Path, Query, Request
 from sqlalchemy import Engine
 
 from newsletter.audience.endpoints import get_endpoint
+from newsletter.core import audit
 from newsletter.core.models import utcnow
-from newsletter.delivery import outbox, stats
-from newsletter.delivery.outbox import last_errors, status_counts
+from newsletter.delivery import history, outbox, stats
+from newsletter.delivery.outbox import MAX_ID, STATUSES, last_errors, status_counts
 from newsletter.web.api.common import admin_router, errors
 from newsletter.web.api.models import (
+    NO_CONTROL,
+    AttemptPublic,
+    DeliveriesPublic,
+    DeliveryDetailPublic,
+    DeliveryKind,
+    DeliveryPublic,
     DeliveryStatPublic,
+    OutboxCancelIn,
+    OutboxCancelPublic,
     OutboxErrorPublic,
     OutboxPublic,
     OutboxRetryIn,
     OutboxRetryPublic,
 )
-from newsletter.web.deps import SessionDep
+from newsletter.web.deps import AdminDep, SessionDep
 
 router = admin_router("", "outbox")
 
@@ -59,10 +68,17 @@ def read_outbox(
     "An unknown endpoint or a `since` that is not a date, time or duration is a 400.",
     responses=errors(400, 422),
 )
-def retry_failed(session: SessionDep, body: OutboxRetryIn) -> OutboxRetryPublic:
+def retry_failed(session: SessionDep, admin: AdminDep, body: OutboxRetryIn) -> OutboxRetryPublic:
     # a plain def runs in the thread pool: the UPDATE never blocks the event loop
     since = outbox.parse_since(body.since) if body.since is not None else None
     endpoint_id = get_endpoint(session=session, name=body.endpoint).id if body.endpoint else None
+    match = history.build_filter(
+        session,
+        channel=body.channel,
+        recipient=body.recipient,
+        created_from=body.created_from,
+        created_to=body.created_to,
+    )
     got = outbox.retry(
         session,
         ids=body.ids,
@@ -70,8 +86,94 @@ def retry_failed(session: SessionDep, body: OutboxRetryIn) -> OutboxRetryPublic:
         since=since,
         kinds=body.kinds,
         everything=body.all,
+        match=None if match.empty else match,
     )
+    target = body.model_dump_json(exclude_defaults=True)
+    audit.record(session=session, who=admin.name, action="outbox.retry", target=target[:500],
+                 detail=f"{got.total} queued again, {got.held} held")  # fmt: skip
     return OutboxRetryPublic(requeued=got.total, held=got.held)
+
+
+@router.post(
+    "/outbox/cancel",
+    response_model=OutboxCancelPublic,
+    summary="Cancel waiting deliveries",
+    description="Queued or held deliveries matching every given filter (or the given ids) "
+    "are cancelled: never sent. A delivery a worker is sending, or one already finished, "
+    "is left as it is. With neither ids nor a filter: 400.",
+    responses=errors(400, 422),
+)
+def cancel_waiting(
+    session: SessionDep, admin: AdminDep, body: OutboxCancelIn
+) -> OutboxCancelPublic:
+    match = history.build_filter(
+        session,
+        channel=body.channel,
+        recipient=body.recipient,
+        kinds=body.kinds,
+        created_from=body.created_from,
+        created_to=body.created_to,
+    )
+    n = outbox.cancel(session, ids=body.ids, match=None if match.empty else match)
+    target = body.model_dump_json(exclude_defaults=True)
+    audit.record(session=session, who=admin.name, action="outbox.cancel", target=target[:500],
+                 detail=f"{n} cancelled")  # fmt: skip
+    return OutboxCancelPublic(cancelled=n)
+
+
+StatusQuery = Annotated[list[Literal[STATUSES]] | None, Query()]  # type: ignore[valid-type]
+
+
+@router.get(
+    "/outbox/deliveries",
+    response_model=DeliveriesPublic,
+    summary="Find deliveries, newest first",
+    description="Each delivery is named by its recipient (a reader's address or a team "
+    "endpoint's name) and what it carries. Filters combine; `status` may repeat. Page "
+    "with `before` (the `next_before` of the page before). An unknown recipient, or a "
+    "period that ends before it starts, is a 400.",
+    responses=errors(400, 422),
+)
+def find_deliveries(
+    session: SessionDep,
+    status: StatusQuery = None,
+    channel: Annotated[str | None, Query(max_length=16, pattern=r"^[a-z]{1,16}$")] = None,
+    recipient: Annotated[str | None, Query(max_length=320, pattern=NO_CONTROL)] = None,
+    kind: Annotated[list[DeliveryKind] | None, Query()] = None,
+    created_from: Annotated[dt.date | None, Query(description="UTC day, included.")] = None,
+    created_to: Annotated[dt.date | None, Query(description="UTC day, included.")] = None,
+    before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> DeliveriesPublic:
+    match = history.build_filter(
+        session,
+        statuses=status or (),
+        channel=channel,
+        recipient=recipient,
+        kinds=kind or (),
+        created_from=created_from,
+        created_to=created_to,
+    )
+    page = history.find(session, match, before=before, limit=limit)
+    return DeliveriesPublic(
+        data=[DeliveryPublic(**line.__dict__) for line in page.rows], next_before=page.next_before
+    )
+
+
+@router.get(
+    "/outbox/deliveries/{delivery_id}",
+    response_model=DeliveryDetailPublic,
+    summary="One delivery and every attempt to send it (code and error)",
+    responses=errors(404, 422),
+)
+def read_delivery(
+    session: SessionDep, delivery_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+) -> DeliveryDetailPublic:
+    line = history.get(session, delivery_id)
+    if line is None:
+        raise HTTPException(404, f"no delivery {delivery_id}")
+    tries = [AttemptPublic(**a.__dict__) for a in history.attempts(session, delivery_id)]
+    return DeliveryDetailPublic(**line.__dict__, attempts_made=tries)
 
 
 @router.get(

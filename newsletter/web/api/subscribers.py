@@ -5,31 +5,45 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import HTTPException, Path, Query, Response
+from fastapi import Depends, HTTPException, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 from sqlmodel import Session
 
+from newsletter.audience import directory
+from newsletter.audience.directory import DirectoryError, SubscriberFilter
 from newsletter.audience.subscribers import (
     SubscriberIn,
     add_subscriber,
     get_subscriber,
     subscriber_topics,
+    suppression_reason,
     update_subscriber,
     why_not_addable,
 )
-from newsletter.core.models import Subscriber, Subscription, Topic
+from newsletter.core import audit
+from newsletter.core.models import Subscriber
+from newsletter.delivery import history
+from newsletter.delivery.outbox import MAX_ID, DeliveryFilter
 from newsletter.feedback.reenable import ReenableError, enable_reader
 from newsletter.feedback.sources import recent
-from newsletter.pipeline import remove_subscriber
-from newsletter.web.api.common import admin_router, errors
+from newsletter.pipeline import readers, remove_subscriber
+from newsletter.web.api.common import admin_router, errors, status_on
 from newsletter.web.api.models import (
+    SLUG_PATTERN,
     BouncePublic,
     BouncesPublic,
+    ConfirmationPublic,
+    DeliveriesPublic,
+    DeliveryPublic,
     EnableRequest,
+    Language,
+    Mode,
     SubscriberChange,
     SubscriberCreate,
     SubscriberPublic,
     SubscribersPublic,
+    SuppressionPublic,
 )
 from newsletter.web.deps import AdminDep, SessionDep
 
@@ -43,6 +57,10 @@ def subscriber_public(session: Session, sub: Subscriber) -> SubscriberPublic:
     return SubscriberPublic(**sub.model_dump(), topics=topics)
 
 
+def note(session: Session, admin, action: str, target: str, detail: str = "") -> None:
+    audit.record(session=session, who=admin.name, action=action, target=target, detail=detail)
+
+
 def subscriber_or_404(session: Session, email: str) -> Subscriber:
     sub = get_subscriber(session=session, email=email)
     if sub is None:
@@ -50,32 +68,83 @@ def subscriber_or_404(session: Session, email: str) -> Subscriber:
     return sub
 
 
-@router.get("", response_model=SubscribersPublic, summary="List subscribers", responses=errors(422))
+StatusQuery = Literal["pending", "active", "unsubscribed", "disabled"] | None
+SearchQuery = Annotated[
+    str,
+    Query(
+        max_length=320,
+        description="Start of the address, or of the name (case-insensitive).",
+        examples=["ada"],
+    ),
+]
+TopicQuery = Annotated[str | None, Query(max_length=64, pattern=SLUG_PATTERN)]
+
+
+def subscriber_filter(
+    q: SearchQuery = "",
+    status: StatusQuery = None,
+    topic: TopicQuery = None,
+    frequency: Mode | None = None,
+    language: Language | None = None,
+) -> SubscriberFilter:
+    return SubscriberFilter(q=q, status=status, topic=topic, frequency=frequency, language=language)
+
+
+FilterDep = Annotated[SubscriberFilter, Depends(subscriber_filter)]
+
+
+@router.get(
+    "",
+    response_model=SubscribersPublic,
+    summary="List and search subscribers",
+    description="Filters combine. Page with `after` (the `next_after` of the page before): "
+    "keyset pagination, as fast deep in a million readers as on the first page. `offset` "
+    "still works but gets slower the deeper it goes. An unknown topic is a 400.",
+    responses=errors(400, 422),
+)
 def read_subscribers(
     session: SessionDep,
-    status: Literal["pending", "active", "unsubscribed", "disabled"] | None = None,
+    match: FilterDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    after: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
 ) -> SubscribersPublic:
     # one page from the database, not every reader (a list call stays cheap at any size)
-    query = select(Subscriber)
-    if status:
-        query = query.where(Subscriber.status == status)
-    count = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-    page = list(
-        session.execute(query.order_by(Subscriber.id).offset(offset).limit(limit)).scalars()
+    with status_on(400, DirectoryError):
+        where = directory.conditions(session, match)
+    count = session.execute(select(func.count()).select_from(Subscriber).where(*where)).scalar_one()
+    query = select(Subscriber).where(*where)
+    if after is not None:
+        query = query.where(Subscriber.id > after)
+    found = list(
+        session.execute(query.order_by(Subscriber.id).offset(offset).limit(limit + 1)).scalars()
     )
-    topics: dict[int, list[str]] = {s.id: [] for s in page}
-    for sub_id, slug in session.execute(  # every topic of the page in one query
-        select(Subscription.subscriber_id, Topic.slug)
-        .join(Topic, Topic.id == Subscription.topic_id)
-        .where(Subscription.subscriber_id.in_(list(topics)))
-        .order_by(Topic.position, Topic.slug)
-    ):
-        topics[sub_id].append(slug)
+    page = found[:limit]
+    topics = directory.topics_of(session, [s.id for s in page])
     return SubscribersPublic(
-        data=[SubscriberPublic(**s.model_dump(), topics=topics[s.id]) for s in page],
+        data=[SubscriberPublic(**s.model_dump(), topics=topics.get(s.id, [])) for s in page],
         count=count,
+        next_after=page[-1].id if len(found) > limit else None,
+    )
+
+
+@router.get(
+    "/export.csv",
+    summary="Export subscribers as CSV (all, or those the filters select)",
+    description="Columns email, name, language, timezone, frequency, topics, status (as "
+    "`newsletter subscribers export`). Streamed a batch at a time, so it starts at once "
+    "whatever the size. Cells a spreadsheet would run as formulas are quoted.",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}}, **errors(400, 422)},
+)
+def export_subscribers_csv(request: Request, session: SessionDep, match: FilterDep):
+    with status_on(400, DirectoryError):
+        directory.conditions(session, match)
+    engine = request.app.state.engine
+    return StreamingResponse(
+        directory.export_csv(lambda: Session(engine), match),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="subscribers.csv"'},
     )
 
 
@@ -114,7 +183,7 @@ def read_subscriber(session: SessionDep, email: EmailPath) -> SubscriberPublic:
     responses=errors(400, 404, 422),
 )
 def change_subscriber(
-    session: SessionDep, email: EmailPath, change: SubscriberChange
+    session: SessionDep, admin: AdminDep, email: EmailPath, change: SubscriberChange
 ) -> SubscriberPublic:
     sub = subscriber_or_404(session, email)
     current = {
@@ -126,7 +195,9 @@ def change_subscriber(
         "topics": [t.slug for t in subscriber_topics(session=session, subscriber=sub)],
     }
     wanted = SubscriberIn.model_validate({**current, **change.model_dump(exclude_none=True)})
-    update_subscriber(session=session, subscriber=sub, sub_in=wanted)
+    if update_subscriber(session=session, subscriber=sub, sub_in=wanted):
+        detail = f"topics {','.join(wanted.topics)}; {wanted.frequency}; {wanted.language}; "
+        note(session, admin, "subscriber.edit", sub.email, detail + wanted.timezone)
     return subscriber_public(session, sub)
 
 
@@ -137,8 +208,10 @@ def change_subscriber(
     description="Deletes the personal data; the address stays on the suppression list.",
     responses=errors(404, 422),
 )
-def delete_subscriber(session: SessionDep, email: EmailPath) -> Response:
-    remove_subscriber(session=session, subscriber=subscriber_or_404(session, email))
+def delete_subscriber(session: SessionDep, admin: AdminDep, email: EmailPath) -> Response:
+    sub = subscriber_or_404(session, email)
+    remove_subscriber(session=session, subscriber=sub)
+    note(session, admin, "subscriber.remove", f"subscriber {sub.id}", "personal data deleted")
     return Response(status_code=204)
 
 
@@ -183,4 +256,108 @@ def enable_subscriber(
         )
     except ReenableError as exc:
         raise HTTPException(409, str(exc)) from exc
+    note(session, admin, "subscriber.enabled", sub.email)
     return subscriber_public(session, sub)
+
+
+@router.get(
+    "/{email}/deliveries",
+    response_model=DeliveriesPublic,
+    summary="What a subscriber was sent (their deliveries), newest first",
+    responses=errors(404, 422),
+)
+def read_subscriber_deliveries(
+    session: SessionDep,
+    email: EmailPath,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+) -> DeliveriesPublic:
+    sub = subscriber_or_404(session, email)
+    page = history.find(session, DeliveryFilter(subscriber_id=sub.id), before=before, limit=limit)
+    return DeliveriesPublic(
+        data=[DeliveryPublic(**line.__dict__) for line in page.rows], next_before=page.next_before
+    )
+
+
+@router.post(
+    "/{email}/confirmation",
+    response_model=ConfirmationPublic,
+    status_code=202,
+    summary="Send the confirmation email again (a pending subscriber only)",
+    description="Queued through the outbox; at most one a minute. A subscriber who is not "
+    "pending, or whose address is suppressed, is refused with 400 and the reason.",
+    responses=errors(400, 404, 422),
+)
+def resend_confirmation(
+    session: SessionDep, admin: AdminDep, email: EmailPath
+) -> ConfirmationPublic:
+    sub = subscriber_or_404(session, email)
+    queued = readers.resend_confirmation(session=session, subscriber=sub)
+    if queued:
+        note(session, admin, "subscriber.confirmation", sub.email)
+    return ConfirmationPublic(queued=queued)
+
+
+@router.post(
+    "/{email}/unsubscribe",
+    response_model=SubscriberPublic,
+    summary="Unsubscribe a subscriber",
+    description="Stops all mail to them, as their own unsubscribe would (the address goes "
+    "on the suppression list; they may come back by signing up and confirming). Already "
+    "unsubscribed: 400.",
+    responses=errors(400, 404, 422),
+)
+def unsubscribe_subscriber(
+    session: SessionDep, admin: AdminDep, email: EmailPath
+) -> SubscriberPublic:
+    sub = subscriber_or_404(session, email)
+    readers.unsubscribe(session=session, subscriber=sub)
+    note(session, admin, "subscriber.unsubscribed", sub.email)
+    return subscriber_public(session, sub)
+
+
+@router.get(
+    "/{email}/suppression",
+    response_model=SuppressionPublic,
+    summary="Whether a subscriber's address is on the suppression list, and why",
+    responses=errors(404, 422),
+)
+def read_suppression(session: SessionDep, email: EmailPath) -> SuppressionPublic:
+    sub = subscriber_or_404(session, email)
+    why = suppression_reason(session=session, email=sub.email)
+    return SuppressionPublic(email=sub.email, suppressed=why is not None, reason=why)
+
+
+@router.put(
+    "/{email}/suppression",
+    response_model=SuppressionPublic,
+    summary="Suppress a subscriber's address",
+    description="Nothing more is mailed to them (what is queued ends `suppressed`); the "
+    "subscriber and their settings are kept. Idempotent.",
+    responses=errors(404, 422),
+)
+def suppress_subscriber(
+    session: SessionDep, admin: AdminDep, email: EmailPath
+) -> SuppressionPublic:
+    sub = subscriber_or_404(session, email)
+    if readers.suppress(session=session, subscriber=sub):
+        note(session, admin, "subscriber.suppressed", sub.email)
+    why = suppression_reason(session=session, email=sub.email)
+    return SuppressionPublic(email=sub.email, suppressed=True, reason=why)
+
+
+@router.delete(
+    "/{email}/suppression",
+    response_model=SuppressionPublic,
+    summary="Lift a subscriber's suppression",
+    description="Takes the address off the suppression list; a subscriber disabled by "
+    "bounces or a complaint becomes active again. Refused with 400 when the address is "
+    "not suppressed, or when the subscriber unsubscribed themselves (only they can undo "
+    "that). `reason` is the reason the address had.",
+    responses=errors(400, 404, 422),
+)
+def lift_suppression(session: SessionDep, admin: AdminDep, email: EmailPath) -> SuppressionPublic:
+    sub = subscriber_or_404(session, email)
+    had = readers.lift_suppression(session=session, subscriber=sub)
+    note(session, admin, "subscriber.lifted", sub.email, f"the address was suppressed: {had}")
+    return SuppressionPublic(email=sub.email, suppressed=False, reason=had)

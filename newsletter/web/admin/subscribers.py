@@ -1,0 +1,294 @@
+"""Admin pages for readers: search and filter (keyset pages), CSV export, and one reader's
+page: edit their topics and rhythm, resend the confirmation, unsubscribe, suppress or
+lift the suppression, and what they were sent."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import RedirectResponse, StreamingResponse
+from pydantic import ValidationError
+from sqlmodel import Session
+
+from newsletter.audience import directory
+from newsletter.audience.directory import STATUSES, DirectoryError, SubscriberFilter
+from newsletter.audience.subscribers import (
+    LANGUAGES,
+    SubscriberError,
+    SubscriberIn,
+    subscriber_topics,
+    suppression_reason,
+    update_subscriber,
+)
+from newsletter.core import audit
+from newsletter.core.errors import reason
+from newsletter.core.models import Subscriber
+from newsletter.core.periods import FREQUENCIES
+from newsletter.delivery import history
+from newsletter.delivery.outbox import MAX_ID, DeliveryFilter
+from newsletter.pipeline import readers
+from newsletter.topics.catalogue import list_topics
+from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, render
+from newsletter.web.deps import SessionDep
+
+router = APIRouter(route_class=AdminRoute)
+
+TIMEZONES = ["UTC", "Asia/Shanghai", "Asia/Hong_Kong", "Asia/Singapore", "Asia/Tokyo",
+             "Asia/Kolkata", "Europe/London", "Europe/Berlin", "Europe/Paris",
+             "America/New_York", "America/Chicago", "America/Los_Angeles",
+             "America/Sao_Paulo", "Australia/Sydney"]  # fmt: skip
+
+# what the page says after an action (the ?done= of the redirect)
+DONE = {
+    "saved": "Saved.",
+    "confirmation": "A confirmation email is queued.",
+    "confirmation-again": "A confirmation email was queued less than a minute ago; "
+    "nothing more was queued.",
+    "unsubscribed": "Unsubscribed: nothing more is mailed to this reader.",
+    "suppressed": "Suppressed: nothing more is mailed to this address.",
+    "lifted": "The suppression is lifted.",
+}
+
+
+def _filter(q: str, status: str, topic: str, frequency: str, language: str) -> SubscriberFilter:
+    return SubscriberFilter(
+        q=q.strip(),
+        status=status or None,
+        topic=topic or None,
+        frequency=frequency or None,
+        language=language or None,
+    )
+
+
+@router.get("/subscribers")
+def subscribers_page(
+    request: Request,
+    admin: AdminDep,
+    session: SessionDep,
+    q: str = "",
+    status: str = "",
+    topic: str = "",
+    frequency: str = "",
+    language: str = "",
+    after: str = "",
+):
+    match = _filter(q, status, topic, frequency, language)
+    error, page, code = "", None, 200
+    try:
+        start = int(after) if after else None
+        if start is not None and not 0 <= start <= MAX_ID:
+            raise ValueError
+    except ValueError:
+        start, error, code = None, "That page link is broken; showing the first page.", 400
+    try:
+        page = directory.find(session, match, after=start)
+    except DirectoryError as exc:
+        error, code = str(exc), 400
+    params = match.as_params()
+    return render(
+        request,
+        "subscribers.html.j2",
+        admin=admin,
+        section="subscribers",
+        status=code,
+        match=match,
+        page=page,
+        error=error,
+        after=start,
+        topics=list_topics(session=session),
+        statuses=STATUSES,
+        frequencies=FREQUENCIES,
+        languages=LANGUAGES,
+        filtered=bool(params),
+        next_url=(
+            "/admin/subscribers?" + urlencode({**params, "after": page.next_after})
+            if page and page.next_after
+            else ""
+        ),
+        first_url="/admin/subscribers" + ("?" + urlencode(params) if params else ""),
+        export_url="/admin/subscribers/export.csv" + ("?" + urlencode(params) if params else ""),
+    )
+
+
+@router.get("/subscribers/export.csv")
+def subscribers_export(
+    request: Request,
+    admin: AdminDep,
+    session: SessionDep,
+    q: str = "",
+    status: str = "",
+    topic: str = "",
+    frequency: str = "",
+    language: str = "",
+):
+    match = _filter(q, status, topic, frequency, language)
+    try:
+        directory.conditions(session, match)
+    except DirectoryError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    engine = request.app.state.engine
+    return StreamingResponse(
+        directory.export_csv(lambda: Session(engine), match),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": 'attachment; filename="subscribers.csv"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def _subscriber_or_404(session: Session, subscriber_id: int) -> Subscriber:
+    sub = session.get(Subscriber, subscriber_id) if 0 < subscriber_id <= MAX_ID else None
+    if sub is None:
+        raise HTTPException(404, "no such subscriber (removed, or never added)")
+    return sub
+
+
+def _detail(
+    request: Request,
+    admin,
+    session: Session,
+    sub: Subscriber,
+    *,
+    form: dict | None = None,
+    error: str = "",
+    done: str = "",
+    before: int | None = None,
+    status: int = 200,
+):
+    current = {
+        "name": sub.name,
+        "language": sub.language,
+        "timezone": sub.timezone,
+        "frequency": sub.frequency,
+        "topics": [t.slug for t in subscriber_topics(session=session, subscriber=sub)],
+    }
+    sent = history.find(session, DeliveryFilter(subscriber_id=sub.id), before=before, limit=25)
+    return render(
+        request,
+        "subscriber.html.j2",
+        admin=admin,
+        section="subscribers",
+        status=status,
+        sub=sub,
+        form=form or current,
+        current=current,
+        error=error,
+        done=DONE.get(done, ""),
+        suppressed=suppression_reason(session=session, email=sub.email),
+        deliveries=sent,
+        topics=list_topics(session=session),
+        frequencies=FREQUENCIES,
+        languages=LANGUAGES,
+        timezones=TIMEZONES,
+    )
+
+
+@router.get("/subscribers/{subscriber_id}")
+def subscriber_page(
+    request: Request,
+    subscriber_id: int,
+    admin: AdminDep,
+    session: SessionDep,
+    done: str = "",
+    before: str = "",
+):
+    sub = _subscriber_or_404(session, subscriber_id)
+    older = int(before) if before.isdigit() and 0 < int(before) <= MAX_ID else None
+    return _detail(request, admin, session, sub, done=done, before=older)
+
+
+def _back(sub: Subscriber, done: str) -> RedirectResponse:
+    return RedirectResponse(f"/admin/subscribers/{sub.id}?done={done}", status_code=303)
+
+
+@router.post("/subscribers/{subscriber_id}")
+def subscriber_save(
+    request: Request,
+    subscriber_id: int,
+    admin: CsrfDep,
+    session: SessionDep,
+    name: Annotated[str, Form()] = "",
+    language: Annotated[str, Form()] = "",
+    timezone: Annotated[str, Form()] = "",
+    frequency: Annotated[str, Form()] = "",
+    topics: Annotated[list[str] | None, Form()] = None,
+):
+    sub = _subscriber_or_404(session, subscriber_id)
+    form = {
+        "name": name,
+        "language": language,
+        "timezone": timezone.strip(),
+        "frequency": frequency,
+        "topics": topics or [],
+    }
+    error = "" if topics else "Choose at least one topic."
+    if not error:
+        try:
+            wanted = SubscriberIn.model_validate({"email": sub.email, **form})
+            if update_subscriber(session=session, subscriber=sub, sub_in=wanted):
+                audit.record(session=session, who=admin.token.name, action="subscriber.edit",
+                             target=sub.email, detail=_prefs(wanted))  # fmt: skip
+        except (ValidationError, ValueError) as exc:
+            error = reason(exc)
+    if error:
+        session.rollback()
+        return _detail(request, admin, session, sub, form=form, error=error, status=422)
+    return _back(sub, "saved")
+
+
+def _prefs(sub: SubscriberIn) -> str:
+    return f"topics {','.join(sub.topics)}; {sub.frequency}; {sub.language}; {sub.timezone}"
+
+
+def _act(request: Request, admin, session: Session, subscriber_id: int, action) -> object:
+    sub = _subscriber_or_404(session, subscriber_id)
+    try:
+        done = action(sub)
+    except SubscriberError as exc:
+        session.rollback()
+        return _detail(request, admin, session, sub, error=str(exc), status=409)
+    if done != "confirmation-again":
+        audit.record(session=session, who=admin.token.name, action=f"subscriber.{done}",
+                     target=sub.email)  # fmt: skip
+    return _back(sub, done)
+
+
+@router.post("/subscribers/{subscriber_id}/confirmation")
+def subscriber_resend(request: Request, subscriber_id: int, admin: CsrfDep, session: SessionDep):
+    def act(sub: Subscriber) -> str:
+        queued = readers.resend_confirmation(session=session, subscriber=sub)
+        return "confirmation" if queued else "confirmation-again"
+
+    return _act(request, admin, session, subscriber_id, act)
+
+
+@router.post("/subscribers/{subscriber_id}/unsubscribe")
+def subscriber_unsubscribe(
+    request: Request, subscriber_id: int, admin: CsrfDep, session: SessionDep
+):
+    def act(sub: Subscriber) -> str:
+        readers.unsubscribe(session=session, subscriber=sub)
+        return "unsubscribed"
+
+    return _act(request, admin, session, subscriber_id, act)
+
+
+@router.post("/subscribers/{subscriber_id}/suppress")
+def subscriber_suppress(request: Request, subscriber_id: int, admin: CsrfDep, session: SessionDep):
+    def act(sub: Subscriber) -> str:
+        readers.suppress(session=session, subscriber=sub)
+        return "suppressed"
+
+    return _act(request, admin, session, subscriber_id, act)
+
+
+@router.post("/subscribers/{subscriber_id}/lift")
+def subscriber_lift(request: Request, subscriber_id: int, admin: CsrfDep, session: SessionDep):
+    def act(sub: Subscriber) -> str:
+        readers.lift_suppression(session=session, subscriber=sub)
+        return "lifted"
+
+    return _act(request, admin, session, subscriber_id, act)

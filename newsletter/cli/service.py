@@ -41,9 +41,10 @@ def serve_cmd(
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Run everything in one process: scheduler, worker and web app (and the bounce
-    endpoints configured: NEWSLETTER_BOUNCE_SMTP_PORT, NEWSLETTER_BOUNCE_IMAP_HOST).
-    Stops on SIGTERM."""
+    """Run everything in one process: scheduler, worker and web app.
+
+    Also the bounce endpoints that are configured (NEWSLETTER_BOUNCE_SMTP_PORT,
+    NEWSLETTER_BOUNCE_IMAP_HOST). Stops on SIGTERM."""
     from newsletter.service import runner as service
 
     st = state(ctx)

@@ -141,7 +141,7 @@ def test_the_mailbox_job_is_stored_only_while_a_mailbox_is_configured(engine, db
         the_scheduler = sched.build_scheduler(engine, settings)
         sched.start(the_scheduler)
         the_scheduler.shutdown(wait=True)
-        return {job_id for job_id, _trigger, _next in sched.describe(engine)}
+        return {job.id for job in sched.describe(engine)}
 
     configured = settings_for(
         db_url,

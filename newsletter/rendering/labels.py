@@ -169,6 +169,38 @@ _PAGES: dict[str, dict[str, str]] = {
     },
 }
 
+# the public archive's words (issue pages and feeds)
+_ARCHIVE: dict[str, dict[str, str]] = {
+    "en": {
+        "archive_text": "Every issue we have published: all topics, one page per period.",
+        "archive_empty": "No issue has been published yet.",
+        "issue_summary": "{n} events · {topics}",
+        "issue_empty": "Nothing happened in these topics in this period.",
+        "in_this_issue": "In this issue",
+        "read_source": "Read at the source →",
+        "key_event": "Key event",
+        "read_in.zh": "阅读中文版",
+        "read_in.en": "Read in English",
+        "cta_heading": "Get the brief in your inbox",
+        "cta_text": "Pick the topics you care about and how often: as it happens, daily, weekly or monthly with the editor's sharp take. Free, and one click to leave.",
+    },
+    "zh": {
+        "archive_text": "已发布的每一期：全部主题，每期一页。",
+        "archive_empty": "还没有发布任何一期。",
+        "issue_summary": "共 {n} 条动态 · {topics}",
+        "issue_empty": "本期这些主题没有新动态。",
+        "in_this_issue": "本期目录",
+        "read_source": "阅读原文 →",
+        "key_event": "要闻",
+        "read_in.zh": "阅读中文版",
+        "read_in.en": "Read in English",
+        "cta_heading": "订阅简报，直达邮箱",
+        "cta_text": "选择你关心的主题和频率：即时、每日、每周，或附编辑锐评的月度观察。免费订阅，一键退订。",
+    },
+}
+for _lang, _words in _ARCHIVE.items():
+    _PAGES[_lang].update(_words)
+
 LANGUAGES = tuple(LABELS)
 _PAGE_LABELS = {lang: {**LABELS[lang], **_PAGES[lang]} for lang in LANGUAGES}
 

@@ -8,7 +8,7 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session
 
@@ -27,7 +27,6 @@ from newsletter.audience.subscribers import (
 from newsletter.core.errors import field_errors
 from newsletter.core.models import Subscriber, utcnow
 from newsletter.delivery.outbox import enqueue, idempotency_key
-from newsletter.rendering.editions import personalise
 from newsletter.rendering.labels import LANGUAGES, page_labels
 from newsletter.topics.catalogue import TopicError, list_topics, topics_by_slug
 from newsletter.web.deps import EnvDep, SessionDep, SettingsDep
@@ -416,33 +415,48 @@ def unsubscribe_now(
 
 
 @router.get("/archive", response_class=HTMLResponse)
-def archive_index(request: Request, session: SessionDep, env: EnvDep, topic: str | None = None):
-    lang = page_language(request)
-    editions = archive.sent_editions(session, topic=topic, language=None)
+def archive_index(request: Request, session: SessionDep, env: EnvDep):
+    """Each published (frequency, period) once, in the page's language."""
     return render(
         request,
         env,
         "web/public/archive.html.j2",
+        issues=archive.published_issues(session),
+    )
+
+
+@router.get("/archive/{frequency}/{period}", response_class=HTMLResponse)
+def archive_issue(
+    frequency: str,
+    period: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    env: EnvDep,
+):
+    """One issue: every topic's events of the period, the sharp take, a way to subscribe."""
+    issue = archive.published_issue(session, frequency, period)
+    lang = page_language(request)
+    return render(
+        request,
+        env,
+        "web/public/issue.html.j2",
         lang=lang,
-        editions=editions,
-        topic=topic,
-        topics=list_topics(session=session),
+        issue=archive.build_issue(session, issue, lang),
+        languages=issue.languages,
+        base=settings.base_url.rstrip("/"),
     )
 
 
-@router.get("/archive/{edition_id:int}", response_class=HTMLResponse)
-def archive_edition(edition_id: int, request: Request, session: SessionDep, settings: SettingsDep):
+@router.get("/archive/{edition_id:int}")
+def archive_edition(edition_id: int, session: SessionDep):
+    """Links to a sent edition (from before issues had their own addresses) lead to its issue."""
     # ids beyond a 64-bit integer exist in no database (and SQLite's driver raises on them)
-    edition = archive.sent_edition(session, edition_id) if 0 < edition_id < 2**63 else None
-    if edition is None:
+    found = archive.sent_edition_issue(session, edition_id) if 0 < edition_id < 2**63 else None
+    if found is None:
         raise HTTPException(404, "no such edition in the archive")
-    base = settings.base_url.rstrip("/")
-    html = personalise(
-        edition.body_html or "",
-        {"greeting": "", "unsubscribe_url": f"{base}/", "preferences_url": f"{base}/", "email": ""},
-        html=True,
-    )
-    return HTMLResponse(html, headers={"X-Frame-Options": "SAMEORIGIN"})
+    frequency, period, language = found
+    return RedirectResponse(f"/archive/{frequency}/{period}?lang={language}", status_code=301)
 
 
 @router.get("/archive/feed.{kind}")
@@ -452,15 +466,21 @@ def archive_feed(
     session: SessionDep,
     settings: SettingsDep,
     topic: str | None = None,
+    lang: str | None = None,
 ):
+    """RSS 2.0, Atom and JSON Feed 1.1: each item one issue, with its content."""
     if kind not in ("rss", "atom", "json"):
         raise HTTPException(404, "feeds are feed.rss, feed.atom and feed.json")
-    editions = archive.feed_editions(session, topic)
+    topic = archive.check_topic(session, topic)
+    language = lang if lang in LANGUAGES else None
+    items = archive.feed_issues(session, topic=topic, language=language)
     base = settings.base_url.rstrip("/")
+    env = request.app.state.env
     if kind == "json":
         return JSONResponse(
-            archive.json_feed(editions, base, topic), media_type="application/feed+json"
+            archive.json_feed(items, base, topic, language, env),
+            media_type="application/feed+json",
         )
-    body = archive.xml_feed(kind, editions, base, topic, request.app.state.env)
+    body = archive.xml_feed(kind, items, base, topic, language, env)
     media = "application/rss+xml" if kind == "rss" else "application/atom+xml"
     return Response(body, media_type=f"{media}; charset=utf-8")

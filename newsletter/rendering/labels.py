@@ -201,6 +201,54 @@ _ARCHIVE: dict[str, dict[str, str]] = {
 for _lang, _words in _ARCHIVE.items():
     _PAGES[_lang].update(_words)
 
+# what the public pages say when something is wrong
+_PAGE_ERRORS: dict[str, dict[str, str]] = {
+    "en": {
+        "err.link_invalid": "This link is not valid. Please use the newest link from our emails.",
+        "err.link_expired": "This link has expired.",
+        "err.link_gone": "This link no longer points to a subscription.",
+        "err.link_older": "This link is older than your last unsubscribe; use the newest confirmation email.",
+        "err.csrf": "The form expired or did not come from this site; reload the page and try again.",
+        "err.cancelled": "This subscription was cancelled; subscribe again to restart it.",
+        "err.not_active": "This subscription is not active.",
+        "err.no_edition": "There is no such edition in the archive.",
+        "err.no_issue": "There is no such issue in the archive.",
+        "err.bad_period": "{frequency} issues are named like {example}.",
+        "err.bad_frequency": "The archive has monthly, weekly and daily issues.",
+        "err.bad_topic": "topic must be a topic slug such as open-source",
+        "err.unknown_topic": "no topic named {topic}",
+        "err.unknown_topics": "Unknown topic(s): {topics}.",
+        "invalid.email": "enter a valid address, e.g. name@example.com",
+        "invalid.name": "too long",
+        "invalid.other": "please check this field",
+    },
+    "zh": {
+        "err.link_invalid": "这个链接无效，请使用我们邮件中的最新链接。",
+        "err.link_expired": "这个链接已过期。",
+        "err.link_gone": "这个链接对应的订阅已不存在。",
+        "err.link_older": "这个链接早于你最近一次退订，请使用最新的确认邮件。",
+        "err.csrf": "表单已过期或并非来自本站，请刷新页面后重试。",
+        "err.cancelled": "该订阅已取消，请重新订阅。",
+        "err.not_active": "该订阅当前未生效。",
+        "err.no_edition": "往期中没有这一期。",
+        "err.no_issue": "往期中没有这一期。",
+        "err.bad_period": "这类往期的期号格式如 {example}。",
+        "err.bad_frequency": "往期分为月度、每周和每日三类。",
+        "err.bad_topic": "主题须为主题代号，例如 open-source。",
+        "err.unknown_topic": "没有名为 {topic} 的主题。",
+        "err.unknown_topics": "未知主题：{topics}。",
+        "invalid.email": "请输入有效的邮箱地址，例如 name@example.com。",
+        "invalid.name": "过长。",
+        "invalid.language": "请从列表中选择。",
+        "invalid.frequency": "请从列表中选择。",
+        "invalid.timezone": "请从列表中选择时区。",
+        "invalid.topics": "请从列表中选择主题。",
+        "invalid.other": "请检查这一项。",
+    },
+}
+for _lang, _words in _PAGE_ERRORS.items():
+    _PAGES[_lang].update(_words)
+
 LANGUAGES = tuple(LABELS)
 _PAGE_LABELS = {lang: {**LABELS[lang], **_PAGES[lang]} for lang in LANGUAGES}
 

@@ -26,6 +26,7 @@ DEFAULT_TOPICS: list[dict[str, Any]] = [
         "name_en": "Governance & policy",
         "name_zh": "治理与政策",
         "description": "Laws, regulation, export controls, standards and global AI governance.",
+        "description_zh": "法律法规、监管、出口管制、标准与全球 AI 治理。",
         "rules": {
             "include": [
                 "法案",
@@ -83,6 +84,7 @@ DEFAULT_TOPICS: list[dict[str, Any]] = [
         "name_en": "Capital & deals",
         "name_zh": "资本与交易",
         "description": "Funding rounds, investment, acquisitions, valuations and AI funds.",
+        "description_zh": "融资、投资、并购、估值与 AI 基金。",
         "rules": {
             "include": [
                 "融资",
@@ -132,6 +134,7 @@ DEFAULT_TOPICS: list[dict[str, Any]] = [
         "name_en": "Chips & hardware",
         "name_zh": "芯片与硬件",
         "description": "Chips, accelerators, compute and data centres, AI devices and robots.",
+        "description_zh": "芯片、加速器、算力与数据中心、AI 终端与机器人。",
         "rules": {
             "include": [
                 "芯片",
@@ -181,6 +184,7 @@ DEFAULT_TOPICS: list[dict[str, Any]] = [
         "name_en": "Open source",
         "name_zh": "开源",
         "description": "Open-sourced models, open weights, and open-source initiatives.",
+        "description_zh": "开源模型、开放权重与开源倡议。",
         "rules": {
             "include": [
                 "开源",
@@ -211,6 +215,7 @@ class TopicIn(BaseModel):
     name_en: str = Field(min_length=1, max_length=200)
     name_zh: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=2000)
+    description_zh: str = Field(default="", max_length=2000)
     rules: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("slug")
@@ -221,7 +226,7 @@ class TopicIn(BaseModel):
             raise ValueError("slug must be lower-case letters, digits and hyphens (max 64)")
         return v
 
-    @field_validator("name_en", "name_zh", "description")
+    @field_validator("name_en", "name_zh", "description", "description_zh")
     @classmethod
     def _text(cls, v: str) -> str:
         return one_line(v)
@@ -238,9 +243,10 @@ class TopicUpdate(BaseModel):
     name_en: str | None = Field(default=None, min_length=1, max_length=200)
     name_zh: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
+    description_zh: str | None = Field(default=None, max_length=2000)
     rules: dict[str, Any] | None = None
 
-    @field_validator("name_en", "name_zh", "description")
+    @field_validator("name_en", "name_zh", "description", "description_zh")
     @classmethod
     def _text(cls, v: str | None) -> str | None:
         return one_line(v) if v is not None else None

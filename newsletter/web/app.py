@@ -18,6 +18,8 @@ from newsletter.core.metrics import render_metrics
 from newsletter.core.settings import Settings
 from newsletter.rendering.editions import make_environment
 from newsletter.rendering.labels import page_labels
+from newsletter.web.public.errors import PageError
+from newsletter.web.public.pages import page_language
 
 
 def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
@@ -53,11 +55,14 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
             return JSONResponse(
                 {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
             )
-        message = str(exc.detail)
+        message, lang = str(exc.detail), page_language(request)
         routing = ROUTING_ERRORS.get(exc.status_code)
-        if routing and message == HTTPStatus(exc.status_code).phrase:  # not one of ours
-            message = page_labels(page_language(request))[routing]
-        response = error_page(request, exc.status_code, message)
+        if isinstance(exc, PageError):  # a public page's own, in the reader's words
+            lang = exc.lang if exc.lang and not request.query_params.get("lang") else lang
+            message = exc.message(lang)
+        elif routing and message == HTTPStatus(exc.status_code).phrase:  # not one of ours
+            message = page_labels(lang)[routing]
+        response = error_page(request, exc.status_code, message, lang=lang)
         response.headers.update(exc.headers or {})  # e.g. WWW-Authenticate on a 401
         return response
 
@@ -69,6 +74,15 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
         ]
         if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": "invalid input", "errors": errors}, status_code=422)
+        lang = page_language(request)
+        if lang == "zh":  # the field's label and a sentence of the catalogue
+            t = page_labels(lang)
+            lines = [
+                f"{t.get(e['field'], e['field'])}："
+                f"{t.get('invalid.' + e['field'], t['invalid.other'])}"
+                for e in errors
+            ]
+            return error_page(request, 422, "；".join(dict.fromkeys(lines)), lang=lang)
         return error_page(request, 422, "; ".join(f"{e['field']}: {e['message']}" for e in errors))
 
     @app.exception_handler(OperationalError)
@@ -126,13 +140,11 @@ def database_reason(exc: Exception) -> str:
 ROUTING_ERRORS = {404: "not_found", 405: "not_allowed"}
 
 
-def page_language(request: Request) -> str:
-    return "zh" if request.query_params.get("lang") == "zh" else "en"
-
-
-def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+def error_page(
+    request: Request, status: int, message: str, *, lang: str | None = None
+) -> HTMLResponse:
     env = request.app.state.env
-    lang = page_language(request)
+    lang = lang or page_language(request)
     html = env.get_template("web/error.html.j2").render(
         status=status, message=message, lang=lang, t=page_labels(lang)
     )

@@ -4,6 +4,7 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
+import newsletter.core.models  # noqa: F401 - the tables the metadata must hold
 from newsletter.core.db import (
     SchemaOutOfDate,
     check_schema,

@@ -8,7 +8,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import HTTPException
 from jinja2 import Environment
 from sqlalchemy import exists, func, select
 from sqlmodel import Session
@@ -22,6 +21,7 @@ from newsletter.rendering.editions import SLOT
 from newsletter.rendering.issues import issue_context, issue_html, issue_text
 from newsletter.rendering.labels import page_labels
 from newsletter.topics.catalogue import SLUG, list_topics
+from newsletter.web.public.errors import PageError
 
 # XML 1.0 allows no C0 control but tab, LF and CR, not even as &#1;, and no U+FFFE/FFFF
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
@@ -81,16 +81,17 @@ def published_issues(session: Session, *, limit: int = 500) -> list[PublishedIss
 def published_issue(session: Session, frequency: str, key: str) -> PublishedIssue:
     """The issue a URL names, or a 404 saying what exists."""
     if frequency not in DIGEST_FREQUENCIES:
-        raise HTTPException(404, f"the archive has {', '.join(DIGEST_FREQUENCIES)} issues")
+        raise PageError(404, "err.bad_frequency")
     try:
         period = parse_period(frequency, key)
     except PeriodError as exc:
-        raise HTTPException(404, str(exc)) from exc
+        example = {"monthly": "2025-07", "weekly": "2025-W31"}.get(frequency, "2025-07-31")
+        raise PageError(404, "err.bad_period", frequency=frequency, example=example) from exc
     rows = session.execute(
         _sent_email_editions().where(Edition.frequency == frequency, Edition.period == period.key)
     ).all()
     if not rows:
-        raise HTTPException(404, "no such issue in the archive")
+        raise PageError(404, "err.no_issue")
     return PublishedIssue(
         frequency,
         period,
@@ -138,9 +139,9 @@ def check_topic(session: Session, topic: str | None) -> str | None:
     if topic is None or topic == "":
         return None
     if not SLUG.match(topic):
-        raise HTTPException(400, "topic must be a topic slug such as open-source")
+        raise PageError(400, "err.bad_topic")
     if session.execute(select(Topic.id).where(Topic.slug == topic)).first() is None:
-        raise HTTPException(404, f"no topic named {topic}")
+        raise PageError(404, "err.unknown_topic", topic=topic)
     return topic
 
 

@@ -24,13 +24,13 @@ from newsletter.audience.subscribers import (
     subscriber_topics,
     unsubscribe,
 )
-from newsletter.core.errors import field_errors
 from newsletter.core.models import Subscriber, utcnow
 from newsletter.delivery.outbox import enqueue, idempotency_key
 from newsletter.rendering.labels import LANGUAGES, page_labels
 from newsletter.topics.catalogue import TopicError, list_topics, topics_by_slug
 from newsletter.web.deps import EnvDep, SessionDep, SettingsDep
 from newsletter.web.public import archive
+from newsletter.web.public.errors import PageError, form_errors
 from newsletter.web.public.security import (
     RateLimiter,
     check_csrf,
@@ -100,15 +100,15 @@ def subscriber_from(session: Session, settings, purpose: str, token: str) -> Sub
     try:
         sub_id, hash_prefix, signed_at = read_token_signed_at(settings.secret_key, purpose, token)
     except TokenError as exc:
-        raise HTTPException(400 if "expired" not in str(exc) else 410, str(exc)) from exc
+        if "expired" in str(exc):
+            raise PageError(410, "err.link_expired") from exc
+        raise PageError(400, "err.link_invalid") from exc
     sub = session.get(Subscriber, sub_id)
     if sub is None or address_hash(sub.email)[:16] != hash_prefix:
-        raise HTTPException(404, "this link no longer points to a subscription")
+        raise PageError(404, "err.link_gone")
     if purpose == "confirm" and _predates(signed_at, sub.unsubscribed_at):
         # a confirmation link from before an unsubscribe confirms no later signup
-        raise HTTPException(
-            410, "this link is older than your last unsubscribe; use the newest confirmation email"
-        )
+        raise PageError(410, "err.link_older", lang=sub.language)
     return sub
 
 
@@ -174,9 +174,9 @@ def subscribe(
         else:
             topics_by_slug(session=session, slugs=sub_in.topics)
     except ValidationError as exc:
-        errors += field_errors(exc)
+        errors += form_errors(exc, lang)
     except TopicError as exc:
-        errors.append(str(exc))
+        errors.append(topic_error(session, exc, topics, lang))
     if errors:
         return render(
             request,
@@ -208,6 +208,15 @@ def subscribe(
     return render(
         request, env, "web/public/message.html.j2", heading="check_inbox", text="check_inbox_text"
     )
+
+
+def topic_error(session: Session, exc: TopicError, chosen: list[str], lang: str) -> str:
+    """A form's unknown topics, named in the page's language."""
+    if lang != "zh":
+        return str(exc)
+    known = {t.slug for t in list_topics(session=session)}
+    missing = [s for s in dict.fromkeys(chosen) if s.strip() and s.strip() not in known]
+    return page_labels(lang)["err.unknown_topics"].format(topics="、".join(missing))
 
 
 def request_confirmation(session: Session, sub_in: SubscriberIn) -> None:
@@ -265,7 +274,7 @@ def _confirmed_page(request: Request, env, sub: Subscriber) -> HTMLResponse:
 
 def _pending_or_410(session: Session, sub: Subscriber) -> None:
     if sub.status != "pending" or not may_opt_in(session=session, email=sub.email):
-        raise HTTPException(410, "this subscription was cancelled; subscribe again to restart it")
+        raise PageError(410, "err.cancelled", lang=sub.language)
 
 
 @router.get("/confirm/{token}", response_class=HTMLResponse)
@@ -345,7 +354,8 @@ def save_preferences(
     check_csrf(request, settings.secret_key, csrf_token_)
     sub = subscriber_from(session, settings, "preferences", token)
     if sub.status != "active":
-        raise HTTPException(410, "this subscription is not active")
+        raise PageError(410, "err.not_active", lang=sub.language)
+    page_lang = page_language(request) if request.query_params.get("lang") else sub.language
     try:
         sub_in = SubscriberIn(
             email=sub.email,
@@ -359,10 +369,13 @@ def save_preferences(
             raise SubscriberError(page_labels(sub.language)["choose_topic"])
         chosen = topics_by_slug(session=session, slugs=sub_in.topics)
     except ValidationError as exc:
-        errors = field_errors(exc)
+        errors = form_errors(exc, page_lang)
         return _preferences_page(request, session, env, sub, token, errors=errors, status=422)
-    except (SubscriberError, TopicError) as exc:
+    except SubscriberError as exc:
         return _preferences_page(request, session, env, sub, token, errors=[str(exc)], status=422)
+    except TopicError as exc:
+        errors = [topic_error(session, exc, topics, page_lang)]
+        return _preferences_page(request, session, env, sub, token, errors=errors, status=422)
     sub.frequency, sub.language, sub.timezone = sub_in.frequency, sub_in.language, sub_in.timezone
     session.add(sub)
     set_topics(session=session, subscriber=sub, topics=chosen)
@@ -454,7 +467,7 @@ def archive_edition(edition_id: int, session: SessionDep):
     # ids beyond a 64-bit integer exist in no database (and SQLite's driver raises on them)
     found = archive.sent_edition_issue(session, edition_id) if 0 < edition_id < 2**63 else None
     if found is None:
-        raise HTTPException(404, "no such edition in the archive")
+        raise PageError(404, "err.no_edition")
     frequency, period, language = found
     return RedirectResponse(f"/archive/{frequency}/{period}?lang={language}", status_code=301)
 

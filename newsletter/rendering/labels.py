@@ -83,6 +83,32 @@ _CONFIRM: dict[str, dict[str, str]] = {
 for _lang, _words in _CONFIRM.items():
     LABELS[_lang].update(_words)
 
+# the welcome email a confirmed reader gets
+_WELCOME: dict[str, dict[str, str]] = {
+    "en": {
+        "welcome_subject": "Welcome to the AI Industry Brief",
+        "welcome_intro": "Your subscription is confirmed. Here is what will arrive, and when:",
+        "welcome_when.monthly": "The monthly review, with the editor's sharp take: on the 1st of each month at {time} ({timezone}).",
+        "welcome_when.weekly": "The weekly brief: every Monday at {time} ({timezone}).",
+        "welcome_when.daily": "The daily brief: every day at {time} ({timezone}).",
+        "welcome_when.instant": "An alert as soon as an event in your topics is recorded.",
+        "welcome_topics": "Your topics: {topics}.",
+        "welcome_archive": "Read past issues online",
+    },
+    "zh": {
+        "welcome_subject": "欢迎订阅 AI 产业简报",
+        "welcome_intro": "你的订阅已确认。以下是你将收到的内容和时间：",
+        "welcome_when.monthly": "月度观察（附编辑锐评）：每月 1 日 {time}（{timezone}）。",
+        "welcome_when.weekly": "每周简报：每周一 {time}（{timezone}）。",
+        "welcome_when.daily": "每日简报：每天 {time}（{timezone}）。",
+        "welcome_when.instant": "即时快讯：你关注的主题一有新动态就发送。",
+        "welcome_topics": "你关注的主题：{topics}。",
+        "welcome_archive": "在线阅读往期",
+    },
+}
+for _lang, _words in _WELCOME.items():
+    LABELS[_lang].update(_words)
+
 # the web pages' words
 _PAGES: dict[str, dict[str, str]] = {
     "en": {
@@ -247,6 +273,52 @@ _PAGE_ERRORS: dict[str, dict[str, str]] = {
     },
 }
 for _lang, _words in _PAGE_ERRORS.items():
+    _PAGES[_lang].update(_words)
+
+# choosing less than "stop everything", and coming back
+_CHOICES: dict[str, dict[str, str]] = {
+    "en": {
+        "confirmed_text": "Thank you. A welcome email is on its way: it says what you will receive and when.",
+        "unsubscribe_choose": "What would you like to change for {email}?",
+        "just_a_topic": "Stop just one topic",
+        "stop_topic": "Stop {topic}",
+        "change_frequency": "Change how often",
+        "stop_everything": "Stop everything",
+        "unsubscribe_options": "You can stop one topic, receive fewer emails, or stop everything.",
+        "unsubscribe_more": "Fewer emails or one topic less",
+        "saved_heading": "Done",
+        "topic_stopped": "You will no longer receive {topic}. You still follow: {topics}.",
+        "frequency_changed": "From now on you receive: {frequency}.",
+        "all_preferences": "See all your preferences",
+        "come_back": "Changed your mind? Subscribe again",
+        "unsubscribed_notice": "You are unsubscribed: we send nothing to this address.",
+        "come_back_text": "Want the brief again? We will send a confirmation email; your subscription restarts when you click its link.",
+        "resubscribe": "Subscribe again",
+        "resubscribe_text": "If this address can subscribe again, a confirmation link is on its way. Click it to restart your subscription.",
+        "pending_notice": "Waiting for your confirmation: click the link in the email we sent to restart your subscription.",
+    },
+    "zh": {
+        "confirmed_text": "谢谢！欢迎邮件已发出，告诉你将收到哪些内容、何时收到。",
+        "unsubscribe_choose": "你想为 {email} 做哪种调整？",
+        "just_a_topic": "只退订某个主题",
+        "stop_topic": "退订「{topic}」",
+        "change_frequency": "调整频率",
+        "stop_everything": "全部退订",
+        "unsubscribe_options": "你可以只退订某个主题、减少邮件频率，或全部退订。",
+        "unsubscribe_more": "减少邮件或退订单个主题",
+        "saved_heading": "已完成",
+        "topic_stopped": "你将不再收到「{topic}」。你仍关注：{topics}。",
+        "frequency_changed": "从现在起你将收到：{frequency}。",
+        "all_preferences": "查看全部订阅偏好",
+        "come_back": "改变主意了？重新订阅",
+        "unsubscribed_notice": "你已退订，我们不会向这个地址发送任何内容。",
+        "come_back_text": "想重新接收简报？我们会发送一封确认邮件，点击其中的链接即可恢复订阅。",
+        "resubscribe": "重新订阅",
+        "resubscribe_text": "如果该地址可以重新订阅，确认链接已发出。点击链接即可恢复订阅。",
+        "pending_notice": "等待确认：请点击我们发送的邮件中的链接以恢复订阅。",
+    },
+}
+for _lang, _words in _CHOICES.items():
     _PAGES[_lang].update(_words)
 
 LANGUAGES = tuple(LABELS)

@@ -305,7 +305,25 @@ def confirm(
     if sub.status != "active":
         _pending_or_410(session, sub)
         confirm_subscriber(session=session, subscriber=sub)
+        enqueue_welcome(session, sub)
     return _confirmed_page(request, env, sub)
+
+
+def enqueue_welcome(session: Session, sub: Subscriber) -> None:
+    """The welcome email, once per confirmation (a double click sends one)."""
+    confirmed = f"{sub.confirmed_at or utcnow():%Y%m%d%H%M%S}"
+    enqueue(
+        session,
+        [
+            {
+                "idempotency_key": idempotency_key("welcome", confirmed, subscriber_id=sub.id),
+                "channel": "email",
+                "kind": "welcome",
+                "period": confirmed,
+                "subscriber_id": sub.id,
+            }
+        ],
+    )
 
 
 @router.get("/p/{token}", response_class=HTMLResponse)
@@ -335,6 +353,7 @@ def _preferences_page(request, session, env, sub, token, *, saved=False, errors=
         frequencies=FREQUENCIES,
         saved=saved,
         errors=list(errors),
+        may_return=sub.status == "unsubscribed" and may_opt_in(session=session, email=sub.email),
     )
 
 
@@ -389,16 +408,25 @@ def unsubscribe_page(
     """A confirmation page only: scanners fetch links, so GET never unsubscribes."""
     sub = subscriber_from(session, settings, "unsubscribe", token)
     if sub.status == "unsubscribed":
-        return render(
-            request,
-            env,
-            "web/public/message.html.j2",
-            lang=sub.language,
-            heading="unsubscribed",
-            text="unsubscribed_text",
-        )
+        return _unsubscribed_page(request, env, sub)
+    return _unsubscribe_page(request, session, env, sub, token)
+
+
+def _unsubscribe_page(request, session, env, sub, token, *, status=200):
+    from newsletter.audience.reader_links import make_token
+
+    secret = request.app.state.settings.secret_key
     return render(
-        request, env, "web/public/unsubscribe.html.j2", lang=sub.language, sub=sub, token=token
+        request,
+        env,
+        "web/public/unsubscribe.html.j2",
+        status=status,
+        lang=page_language(request) if request.query_params.get("lang") else sub.language,
+        sub=sub,
+        token=token,
+        followed=subscriber_topics(session=session, subscriber=sub),
+        frequencies=FREQUENCIES,
+        preferences_token=make_token(secret, "preferences", sub.id, sub.email),
     )
 
 
@@ -414,6 +442,13 @@ def unsubscribe_now(
     sub = subscriber_from(session, settings, "unsubscribe", token)
     if sub.status != "unsubscribed":
         unsubscribe(session=session, subscriber=sub)
+    return _unsubscribed_page(request, env, sub)
+
+
+def _unsubscribed_page(request: Request, env, sub: Subscriber) -> HTMLResponse:
+    from newsletter.audience.reader_links import make_token
+
+    prefs = make_token(request.app.state.settings.secret_key, "preferences", sub.id, sub.email)
     return render(
         request,
         env,
@@ -421,6 +456,119 @@ def unsubscribe_now(
         lang=sub.language,
         heading="unsubscribed",
         text="unsubscribed_text",
+        link=(f"/p/{prefs}", "come_back"),
+    )
+
+
+@router.post("/u/{token}/topic", response_class=HTMLResponse)
+def unsubscribe_topic(
+    token: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    env: EnvDep,
+    topic: Annotated[str, Form(max_length=64)] = "",
+    csrf_token_: Annotated[str, Form(alias="csrf_token", max_length=200)] = "",
+):
+    """Stop one topic and keep the others."""
+    check_csrf(request, settings.secret_key, csrf_token_)
+    sub = subscriber_from(session, settings, "unsubscribe", token)
+    if sub.status != "active":
+        raise PageError(410, "err.not_active", lang=sub.language)
+    followed = subscriber_topics(session=session, subscriber=sub)
+    kept = [t for t in followed if t.slug != topic]
+    if len(kept) == len(followed) or not kept:  # not followed, or the last one: ask again
+        return _unsubscribe_page(request, session, env, sub, token, status=422)
+    set_topics(session=session, subscriber=sub, topics=kept)
+    zh = sub.language == "zh"
+    name = next(t.name_zh if zh else t.name_en for t in followed if t.slug == topic)
+    t = page_labels(sub.language)
+    return _changed_page(
+        request,
+        env,
+        sub,
+        t["topic_stopped"].format(
+            topic=name,
+            topics=("、" if zh else ", ").join(k.name_zh if zh else k.name_en for k in kept),
+        ),
+    )
+
+
+@router.post("/u/{token}/frequency", response_class=HTMLResponse)
+def unsubscribe_frequency(
+    token: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    env: EnvDep,
+    frequency: Annotated[str, Form(max_length=16)] = "",
+    csrf_token_: Annotated[str, Form(alias="csrf_token", max_length=200)] = "",
+):
+    """Fewer emails instead of none."""
+    check_csrf(request, settings.secret_key, csrf_token_)
+    sub = subscriber_from(session, settings, "unsubscribe", token)
+    if sub.status != "active":
+        raise PageError(410, "err.not_active", lang=sub.language)
+    if frequency not in FREQUENCIES:
+        return _unsubscribe_page(request, session, env, sub, token, status=422)
+    sub.frequency = frequency
+    session.add(sub)
+    t = page_labels(sub.language)
+    return _changed_page(
+        request, env, sub, t["frequency_changed"].format(frequency=t[f"freq.{frequency}"])
+    )
+
+
+def _changed_page(request: Request, env, sub: Subscriber, detail: str) -> HTMLResponse:
+    from newsletter.audience.reader_links import make_token
+
+    prefs = make_token(request.app.state.settings.secret_key, "preferences", sub.id, sub.email)
+    return render(
+        request,
+        env,
+        "web/public/message.html.j2",
+        lang=sub.language,
+        heading="saved_heading",
+        text="saved",
+        detail=detail,
+        link=(f"/p/{prefs}", "all_preferences"),
+    )
+
+
+@router.post("/p/{token}/resubscribe", response_class=HTMLResponse)
+def resubscribe(
+    token: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    env: EnvDep,
+    csrf_token_: Annotated[str, Form(alias="csrf_token", max_length=200)] = "",
+):
+    """Come back after unsubscribing: through double opt-in, a new confirmation email."""
+    check_csrf(request, settings.secret_key, csrf_token_)
+    sub = subscriber_from(session, settings, "preferences", token)
+    if sub.status == "unsubscribed":
+        by_address = _limiters(request)[1]
+        if not by_address.allow(address_hash(sub.email)):
+            raise PageError(429, "too_many", lang=sub.language)
+        request_confirmation(
+            session,
+            SubscriberIn(
+                email=sub.email,
+                name=sub.name,
+                language=sub.language,
+                timezone=sub.timezone,
+                frequency=sub.frequency,
+                topics=[t.slug for t in subscriber_topics(session=session, subscriber=sub)],
+            ),
+        )
+    return render(
+        request,
+        env,
+        "web/public/message.html.j2",
+        lang=sub.language,
+        heading="check_inbox",
+        text="resubscribe_text",
     )
 
 

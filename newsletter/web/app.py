@@ -18,6 +18,7 @@ from newsletter.core.metrics import render_metrics
 from newsletter.core.settings import Settings
 from newsletter.rendering.editions import make_environment
 from newsletter.rendering.labels import page_labels
+from newsletter.web.docs import add_docs
 from newsletter.web.public.errors import PageError
 from newsletter.web.public.pages import page_language
 
@@ -30,7 +31,7 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
         version="1.0",
         description="Admin API of the AI-industry newsletter and alert service. "
         "Authenticate with `Authorization: Bearer <token>` (tokens: `newsletter admin token create`).",
-        docs_url="/docs",
+        docs_url=None,  # served by web/docs.py, with local assets
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -48,6 +49,7 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(embed.router)
     app.include_router(api.router, prefix="/api/v1")
     app.include_router(admin.router, prefix="/admin")
+    add_docs(app)
 
     # Starlette's own HTTPException too (FastAPI's derives from it): the router raises
     # that one for an unknown path or method, which readers should see as the site's page

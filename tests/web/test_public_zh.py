@@ -97,6 +97,7 @@ def test_an_old_link_of_a_chinese_reader_gets_a_chinese_410(client, engine, web_
         s.commit()
         token = make_token(web_settings.secret_key, "preferences", sub.id, sub.email)
     page = client.get(f"/p/{token}")
-    r = client.post(f"/p/{token}", data={"csrf_token": csrf_of(page.text)})
+    assert "等待确认" in page.text and 'id="preferences"' not in page.text
+    r = client.post(f"/p/{token}", data={"csrf_token": csrf_of(client.get("/?lang=zh").text)})
     assert r.status_code == 410 and "该订阅当前未生效" in r.text
     assert '<html lang="zh">' in r.text

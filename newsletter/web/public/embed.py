@@ -22,7 +22,7 @@ from newsletter.rendering.labels import LANGUAGES, page_labels
 from newsletter.topics.catalogue import TopicError, list_topics, topics_by_slug
 from newsletter.web.deps import EnvDep, SessionDep, SettingsDep
 from newsletter.web.public.errors import form_errors
-from newsletter.web.public.pages import _limiters, page_language, render, request_confirmation
+from newsletter.web.public.pages import page_language, render, request_confirmation, signup_limiters
 
 router = APIRouter(include_in_schema=False)
 
@@ -118,7 +118,7 @@ def embed_subscribe(
     origin = request_origin(request)
     if not allowed(settings, origin):
         return _answer(request, env, lang, 403, errors=[t["err.embed_origin"]])
-    by_ip, by_address = _limiters(request)
+    by_ip, by_address = signup_limiters(request)
     client = request.client.host if request.client else "unknown"
     if not by_ip.allow(client):
         return _cors(_answer(request, env, lang, 429, errors=[t["too_many"]]), origin)

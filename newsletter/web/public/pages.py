@@ -1,5 +1,6 @@
-"""Public pages: subscribe with double opt-in, confirm, preference centre, one-click
-unsubscribe (RFC 8058), and the archive of sent editions with RSS, Atom and JSON Feed.
+"""Public pages: subscribe with double opt-in and confirm; what every public page
+shares (its language, rendering, signed links, sign-up limits). The preference centre
+and unsubscribing are in `reader.py`, the archive's pages in `issues.py`.
 """
 
 from __future__ import annotations
@@ -7,29 +8,25 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from sqlmodel import Session
 
 from newsletter.audience.reader_links import TokenError, read_token_signed_at
 from newsletter.audience.subscribers import (
-    SubscriberError,
     SubscriberIn,
     address_hash,
     confirm_subscriber,
     get_subscriber,
     may_opt_in,
     set_topics,
-    subscriber_topics,
-    unsubscribe,
 )
 from newsletter.core.models import Subscriber, utcnow
 from newsletter.delivery.outbox import enqueue, idempotency_key
 from newsletter.rendering.labels import LANGUAGES, page_labels
 from newsletter.topics.catalogue import TopicError, list_topics, topics_by_slug
 from newsletter.web.deps import EnvDep, SessionDep, SettingsDep
-from newsletter.web.public import archive
 from newsletter.web.public.errors import PageError, form_errors
 from newsletter.web.public.security import (
     RateLimiter,
@@ -84,7 +81,7 @@ def render(
     return response
 
 
-def _limiters(request: Request) -> tuple[RateLimiter, RateLimiter]:
+def signup_limiters(request: Request) -> tuple[RateLimiter, RateLimiter]:
     state = request.app.state
     if not hasattr(state, "signup_limits"):
         s = state.settings
@@ -189,7 +186,7 @@ def subscribe(
             form=form,
             errors=errors,
         )
-    by_ip, by_address = _limiters(request)
+    by_ip, by_address = signup_limiters(request)
     client = request.client.host if request.client else "unknown"
     if not by_ip.allow(client) or not by_address.allow(address_hash(sub_in.email)):
         return render(
@@ -324,324 +321,3 @@ def enqueue_welcome(session: Session, sub: Subscriber) -> None:
             }
         ],
     )
-
-
-@router.get("/p/{token}", response_class=HTMLResponse)
-def preferences(
-    token: str, request: Request, session: SessionDep, settings: SettingsDep, env: EnvDep
-):
-    sub = subscriber_from(session, settings, "preferences", token)
-    return _preferences_page(request, session, env, sub, token)
-
-
-def _preferences_page(request, session, env, sub, token, *, saved=False, errors=(), status=200):
-    from newsletter.audience.reader_links import make_token
-
-    unsub = make_token(request.app.state.settings.secret_key, "unsubscribe", sub.id, sub.email)
-    return render(
-        request,
-        env,
-        "web/public/preferences.html.j2",
-        status=status,
-        lang=page_language(request) if request.query_params.get("lang") else sub.language,
-        sub=sub,
-        token=token,
-        unsubscribe_token=unsub,
-        chosen=[t.slug for t in subscriber_topics(session=session, subscriber=sub)],
-        topics=list_topics(session=session),
-        timezones=sorted(set(TIMEZONES) | {sub.timezone}),
-        frequencies=FREQUENCIES,
-        saved=saved,
-        errors=list(errors),
-        may_return=sub.status == "unsubscribed" and may_opt_in(session=session, email=sub.email),
-    )
-
-
-@router.post("/p/{token}", response_class=HTMLResponse)
-def save_preferences(
-    token: str,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    env: EnvDep,
-    topics: Annotated[list[str], Form()] = [],  # noqa: B006
-    frequency: Annotated[str, Form(max_length=16)] = "monthly",
-    language: Annotated[str, Form(max_length=8)] = "en",
-    timezone: Annotated[str, Form(max_length=64)] = "UTC",
-    csrf_token_: Annotated[str, Form(alias="csrf_token", max_length=200)] = "",
-):
-    check_csrf(request, settings.secret_key, csrf_token_)
-    sub = subscriber_from(session, settings, "preferences", token)
-    if sub.status != "active":
-        raise PageError(410, "err.not_active", lang=sub.language)
-    page_lang = page_language(request) if request.query_params.get("lang") else sub.language
-    try:
-        sub_in = SubscriberIn(
-            email=sub.email,
-            name=sub.name,
-            topics=topics,
-            frequency=frequency,
-            language=language,
-            timezone=timezone,
-        )
-        if not sub_in.topics:
-            raise SubscriberError(page_labels(sub.language)["choose_topic"])
-        chosen = topics_by_slug(session=session, slugs=sub_in.topics)
-    except ValidationError as exc:
-        errors = form_errors(exc, page_lang)
-        return _preferences_page(request, session, env, sub, token, errors=errors, status=422)
-    except SubscriberError as exc:
-        return _preferences_page(request, session, env, sub, token, errors=[str(exc)], status=422)
-    except TopicError as exc:
-        errors = [topic_error(session, exc, topics, page_lang)]
-        return _preferences_page(request, session, env, sub, token, errors=errors, status=422)
-    sub.frequency, sub.language, sub.timezone = sub_in.frequency, sub_in.language, sub_in.timezone
-    session.add(sub)
-    set_topics(session=session, subscriber=sub, topics=chosen)
-    return _preferences_page(request, session, env, sub, token, saved=True)
-
-
-@router.get("/u/{token}", response_class=HTMLResponse)
-def unsubscribe_page(
-    token: str, request: Request, session: SessionDep, settings: SettingsDep, env: EnvDep
-):
-    """A confirmation page only: scanners fetch links, so GET never unsubscribes."""
-    sub = subscriber_from(session, settings, "unsubscribe", token)
-    if sub.status == "unsubscribed":
-        return _unsubscribed_page(request, env, sub)
-    return _unsubscribe_page(request, session, env, sub, token)
-
-
-def _unsubscribe_page(request, session, env, sub, token, *, status=200):
-    from newsletter.audience.reader_links import make_token
-
-    secret = request.app.state.settings.secret_key
-    return render(
-        request,
-        env,
-        "web/public/unsubscribe.html.j2",
-        status=status,
-        lang=page_language(request) if request.query_params.get("lang") else sub.language,
-        sub=sub,
-        token=token,
-        followed=subscriber_topics(session=session, subscriber=sub),
-        frequencies=FREQUENCIES,
-        preferences_token=make_token(secret, "preferences", sub.id, sub.email),
-    )
-
-
-@router.post("/u/{token}", response_class=HTMLResponse)
-def unsubscribe_now(
-    token: str, request: Request, session: SessionDep, settings: SettingsDep, env: EnvDep
-):
-    """RFC 8058 one-click (body List-Unsubscribe=One-Click, no cookie), or the page's button.
-
-    The unguessable signed token is the credential, so no CSRF token is needed: the only
-    thing a forged request could do is unsubscribe the token's own owner.
-    """
-    sub = subscriber_from(session, settings, "unsubscribe", token)
-    if sub.status != "unsubscribed":
-        unsubscribe(session=session, subscriber=sub)
-    return _unsubscribed_page(request, env, sub)
-
-
-def _unsubscribed_page(request: Request, env, sub: Subscriber) -> HTMLResponse:
-    from newsletter.audience.reader_links import make_token
-
-    prefs = make_token(request.app.state.settings.secret_key, "preferences", sub.id, sub.email)
-    return render(
-        request,
-        env,
-        "web/public/message.html.j2",
-        lang=sub.language,
-        heading="unsubscribed",
-        text="unsubscribed_text",
-        link=(f"/p/{prefs}", "come_back"),
-    )
-
-
-@router.post("/u/{token}/topic", response_class=HTMLResponse)
-def unsubscribe_topic(
-    token: str,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    env: EnvDep,
-    topic: Annotated[str, Form(max_length=64)] = "",
-    csrf_token_: Annotated[str, Form(alias="csrf_token", max_length=200)] = "",
-):
-    """Stop one topic and keep the others."""
-    check_csrf(request, settings.secret_key, csrf_token_)
-    sub = subscriber_from(session, settings, "unsubscribe", token)
-    if sub.status != "active":
-        raise PageError(410, "err.not_active", lang=sub.language)
-    followed = subscriber_topics(session=session, subscriber=sub)
-    kept = [t for t in followed if t.slug != topic]
-    if len(kept) == len(followed) or not kept:  # not followed, or the last one: ask again
-        return _unsubscribe_page(request, session, env, sub, token, status=422)
-    set_topics(session=session, subscriber=sub, topics=kept)
-    zh = sub.language == "zh"
-    name = next(t.name_zh if zh else t.name_en for t in followed if t.slug == topic)
-    t = page_labels(sub.language)
-    return _changed_page(
-        request,
-        env,
-        sub,
-        t["topic_stopped"].format(
-            topic=name,
-            topics=("、" if zh else ", ").join(k.name_zh if zh else k.name_en for k in kept),
-        ),
-    )
-
-
-@router.post("/u/{token}/frequency", response_class=HTMLResponse)
-def unsubscribe_frequency(
-    token: str,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    env: EnvDep,
-    frequency: Annotated[str, Form(max_length=16)] = "",
-    csrf_token_: Annotated[str, Form(alias="csrf_token", max_length=200)] = "",
-):
-    """Fewer emails instead of none."""
-    check_csrf(request, settings.secret_key, csrf_token_)
-    sub = subscriber_from(session, settings, "unsubscribe", token)
-    if sub.status != "active":
-        raise PageError(410, "err.not_active", lang=sub.language)
-    if frequency not in FREQUENCIES:
-        return _unsubscribe_page(request, session, env, sub, token, status=422)
-    sub.frequency = frequency
-    session.add(sub)
-    t = page_labels(sub.language)
-    return _changed_page(
-        request, env, sub, t["frequency_changed"].format(frequency=t[f"freq.{frequency}"])
-    )
-
-
-def _changed_page(request: Request, env, sub: Subscriber, detail: str) -> HTMLResponse:
-    from newsletter.audience.reader_links import make_token
-
-    prefs = make_token(request.app.state.settings.secret_key, "preferences", sub.id, sub.email)
-    return render(
-        request,
-        env,
-        "web/public/message.html.j2",
-        lang=sub.language,
-        heading="saved_heading",
-        text="saved",
-        detail=detail,
-        link=(f"/p/{prefs}", "all_preferences"),
-    )
-
-
-@router.post("/p/{token}/resubscribe", response_class=HTMLResponse)
-def resubscribe(
-    token: str,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    env: EnvDep,
-    csrf_token_: Annotated[str, Form(alias="csrf_token", max_length=200)] = "",
-):
-    """Come back after unsubscribing: through double opt-in, a new confirmation email."""
-    check_csrf(request, settings.secret_key, csrf_token_)
-    sub = subscriber_from(session, settings, "preferences", token)
-    if sub.status == "unsubscribed":
-        by_address = _limiters(request)[1]
-        if not by_address.allow(address_hash(sub.email)):
-            raise PageError(429, "too_many", lang=sub.language)
-        request_confirmation(
-            session,
-            SubscriberIn(
-                email=sub.email,
-                name=sub.name,
-                language=sub.language,
-                timezone=sub.timezone,
-                frequency=sub.frequency,
-                topics=[t.slug for t in subscriber_topics(session=session, subscriber=sub)],
-            ),
-        )
-    return render(
-        request,
-        env,
-        "web/public/message.html.j2",
-        lang=sub.language,
-        heading="check_inbox",
-        text="resubscribe_text",
-    )
-
-
-# --- archive -------------------------------------------------------------------------------
-
-
-@router.get("/archive", response_class=HTMLResponse)
-def archive_index(request: Request, session: SessionDep, env: EnvDep):
-    """Each published (frequency, period) once, in the page's language."""
-    return render(
-        request,
-        env,
-        "web/public/archive.html.j2",
-        issues=archive.published_issues(session),
-    )
-
-
-@router.get("/archive/{frequency}/{period}", response_class=HTMLResponse)
-def archive_issue(
-    frequency: str,
-    period: str,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    env: EnvDep,
-):
-    """One issue: every topic's events of the period, the sharp take, a way to subscribe."""
-    issue = archive.published_issue(session, frequency, period)
-    lang = page_language(request)
-    return render(
-        request,
-        env,
-        "web/public/issue.html.j2",
-        lang=lang,
-        issue=archive.build_issue(session, issue, lang),
-        languages=issue.languages,
-        base=settings.base_url.rstrip("/"),
-    )
-
-
-@router.get("/archive/{edition_id:int}")
-def archive_edition(edition_id: int, session: SessionDep):
-    """Links to a sent edition (from before issues had their own addresses) lead to its issue."""
-    # ids beyond a 64-bit integer exist in no database (and SQLite's driver raises on them)
-    found = archive.sent_edition_issue(session, edition_id) if 0 < edition_id < 2**63 else None
-    if found is None:
-        raise PageError(404, "err.no_edition")
-    frequency, period, language = found
-    return RedirectResponse(f"/archive/{frequency}/{period}?lang={language}", status_code=301)
-
-
-@router.get("/archive/feed.{kind}")
-def archive_feed(
-    kind: str,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    topic: str | None = None,
-    lang: str | None = None,
-):
-    """RSS 2.0, Atom and JSON Feed 1.1: each item one issue, with its content."""
-    if kind not in ("rss", "atom", "json"):
-        raise HTTPException(404, "feeds are feed.rss, feed.atom and feed.json")
-    topic = archive.check_topic(session, topic)
-    language = lang if lang in LANGUAGES else None
-    items = archive.feed_issues(session, topic=topic, language=language)
-    base = settings.base_url.rstrip("/")
-    env = request.app.state.env
-    if kind == "json":
-        return JSONResponse(
-            archive.json_feed(items, base, topic, language, env),
-            media_type="application/feed+json",
-        )
-    body = archive.xml_feed(kind, items, base, topic, language, env)
-    media = "application/rss+xml" if kind == "rss" else "application/atom+xml"
-    return Response(body, media_type=f"{media}; charset=utf-8")

@@ -87,6 +87,9 @@ def add_cmd(
     name_en: str = typer.Option(..., "--name-en", help="English name."),
     name_zh: str = typer.Option(..., "--name-zh", help="Chinese name."),
     description: str = typer.Option("", "--description", help="One line shown to readers."),
+    description_zh: str = typer.Option(
+        "", "--description-zh", help="The line shown on the Chinese pages."
+    ),
     include: list[str] = typer.Option(
         None, "--include", help="Keywords or phrases (repeat or comma-separate)."
     ),
@@ -100,6 +103,7 @@ def add_cmd(
             name_en=name_en,
             name_zh=name_zh,
             description=description,
+            description_zh=description_zh,
             rules={
                 "include": split_terms(include),
                 "exclude": split_terms(exclude),
@@ -125,6 +129,7 @@ def edit_cmd(
     name_en: str | None = typer.Option(None, "--name-en"),
     name_zh: str | None = typer.Option(None, "--name-zh"),
     description: str | None = typer.Option(None, "--description"),
+    description_zh: str | None = typer.Option(None, "--description-zh"),
     include: list[str] = typer.Option(None, "--include", help="Replace the include list."),
     add_include: list[str] = typer.Option(None, "--add-include", help="Add include terms."),
     remove_include: list[str] = typer.Option(None, "--remove-include", help="Drop include terms."),
@@ -162,6 +167,7 @@ def edit_cmd(
                 name_en=name_en,
                 name_zh=name_zh,
                 description=description,
+                description_zh=description_zh,
                 rules=rules if rules_changed else None,
             )
         except ValidationError as exc:

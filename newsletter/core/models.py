@@ -29,6 +29,8 @@ class Topic(SQLModel, table=True):
     name_en: str = Field(max_length=200)
     name_zh: str = Field(max_length=200)
     description: str = Field(default="", sa_type=Text)
+    # the description shown on the Chinese pages (the English one when empty)
+    description_zh: str = Field(default="", sa_type=Text, sa_column_kwargs={"server_default": ""})
     # {"include": [...], "exclude": [...], "regex": "..." | null}
     rules: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     position: int = Field(default=0)

@@ -249,6 +249,11 @@ class Settings(BaseSettings):
         description="IPs/CIDRs of reverse proxies whose X-Forwarded-For/-Proto are believed; "
         "empty = none (the connecting address is the client).",
     )
+    embed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port]) whose pages may post the embeddable "
+        "sign-up form to /subscribe/embed; empty = only this site's own pages.",
+    )
     metrics_token: SecretStr | None = Field(
         default=None,
         description="When set, /metrics needs `Authorization: Bearer <token>`.",
@@ -318,6 +323,23 @@ class Settings(BaseSettings):
 
         load_ec_public_key(value)  # raises ValueError with the reason
         return value.strip()
+
+    @field_validator("embed_origins", mode="before")
+    @classmethod
+    def _origins(cls, value):
+        """A JSON list or a comma-separated string of origins like https://example.org."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        origins = []
+        for entry in (str(v).strip().rstrip("/") for v in value):
+            if not entry:
+                continue
+            scheme, sep, host = entry.partition("://")
+            if scheme not in ("http", "https") or not sep or not host or "/" in host:
+                raise ValueError(f"{entry!r} is not an origin like https://example.org")
+            origins.append(f"{scheme}://{host.lower()}")
+        return origins
 
     @field_validator("mail_from")
     @classmethod

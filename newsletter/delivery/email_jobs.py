@@ -29,6 +29,7 @@ from newsletter.delivery.messages import (
     build_digest_email,
 )
 from newsletter.delivery.outbox import Outcome, crashed
+from newsletter.delivery.welcome import build_welcome_email
 from newsletter.ingest.events import slugs_by_event
 from newsletter.rendering.editions import alert_context, render_digest
 
@@ -76,7 +77,7 @@ def prepare_emails(session: Session, settings, env, deliveries: Sequence[Deliver
     for d in deliveries:
         sub = subscribers.get(d.subscriber_id)
         confirm = d.kind == "confirm"
-        if sub is None or (d.edition_id is None and d.kind not in ("confirm", "alert")):
+        if sub is None or (d.edition_id is None and d.kind not in ("confirm", "welcome", "alert")):
             ready.append(Outcome(d.id, "cancelled", "recipient or edition is gone"))
             continue
         # a reader who unsubscribed may ask to come back: only the confirmation goes out
@@ -91,6 +92,8 @@ def prepare_emails(session: Session, settings, env, deliveries: Sequence[Deliver
         try:
             if confirm:
                 built = build_confirm_email(settings=settings, env=env, delivery=d, subscriber=sub)
+            elif d.kind == "welcome":
+                built = build_welcome_email(session, settings, env, d, sub)
             else:
                 built = build_digest_email(
                     settings=settings,

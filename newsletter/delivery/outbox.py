@@ -779,8 +779,9 @@ def note_bounce(session: Session, delivery_id: int, kind: str, diagnostic: str) 
     return _bulk(session, stmt.values(**values)) > 0
 
 
-#: what a delivery carries: a confirmation, an instant alert, or a digest of a period
-KINDS = ("confirm", "alert", *(f"digest-{f}" for f in DIGEST_FREQUENCIES))
+#: what a delivery carries: a confirmation, a welcome once confirmed, an instant alert,
+#: or a digest of a period
+KINDS = ("confirm", "welcome", "alert", *(f"digest-{f}" for f in DIGEST_FREQUENCIES))
 
 
 #: the largest id a delivery can have (an INTEGER column on PostgreSQL)

@@ -99,6 +99,32 @@ _CONFIRM: dict[str, dict[str, str]] = {
 for _lang, _words in _CONFIRM.items():
     LABELS[_lang].update(_words)
 
+# the welcome email a confirmed reader gets
+_WELCOME: dict[str, dict[str, str]] = {
+    "en": {
+        "welcome_subject": "Welcome to the AI Industry Brief",
+        "welcome_intro": "Your subscription is confirmed. Here is what will arrive, and when:",
+        "welcome_when.monthly": "The monthly review, with the editor's sharp take: on the 1st of each month at {time} ({timezone}).",
+        "welcome_when.weekly": "The weekly brief: every Monday at {time} ({timezone}).",
+        "welcome_when.daily": "The daily brief: every day at {time} ({timezone}).",
+        "welcome_when.instant": "An alert as soon as an event in your topics is recorded.",
+        "welcome_topics": "Your topics: {topics}.",
+        "welcome_archive": "Read past issues online",
+    },
+    "zh": {
+        "welcome_subject": "欢迎订阅 AI 产业简报",
+        "welcome_intro": "你的订阅已确认。以下是你将收到的内容和时间：",
+        "welcome_when.monthly": "月度观察（附编辑锐评）：每月 1 日 {time}（{timezone}）。",
+        "welcome_when.weekly": "每周简报：每周一 {time}（{timezone}）。",
+        "welcome_when.daily": "每日简报：每天 {time}（{timezone}）。",
+        "welcome_when.instant": "即时快讯：你关注的主题一有新动态就发送。",
+        "welcome_topics": "你关注的主题：{topics}。",
+        "welcome_archive": "在线阅读往期",
+    },
+}
+for _lang, _words in _WELCOME.items():
+    LABELS[_lang].update(_words)
+
 # the web pages' words
 _PAGES: dict[str, dict[str, str]] = {
     "en": {
@@ -184,6 +210,134 @@ _PAGES: dict[str, dict[str, str]] = {
         "switch": "English",
     },
 }
+
+# the public archive's words (issue pages and feeds)
+_ARCHIVE: dict[str, dict[str, str]] = {
+    "en": {
+        "archive_text": "Every issue we have published: all topics, one page per period.",
+        "archive_empty": "No issue has been published yet.",
+        "issue_summary": "{n} events · {topics}",
+        "issue_empty": "Nothing happened in these topics in this period.",
+        "in_this_issue": "In this issue",
+        "read_source": "Read at the source →",
+        "key_event": "Key event",
+        "read_in.zh": "阅读中文版",
+        "read_in.en": "Read in English",
+        "cta_heading": "Get the brief in your inbox",
+        "cta_text": "Pick the topics you care about and how often: as it happens, daily, weekly or monthly with the editor's sharp take. Free, and one click to leave.",
+    },
+    "zh": {
+        "archive_text": "已发布的每一期：全部主题，每期一页。",
+        "archive_empty": "还没有发布任何一期。",
+        "issue_summary": "共 {n} 条动态 · {topics}",
+        "issue_empty": "本期这些主题没有新动态。",
+        "in_this_issue": "本期目录",
+        "read_source": "阅读原文 →",
+        "key_event": "要闻",
+        "read_in.zh": "阅读中文版",
+        "read_in.en": "Read in English",
+        "cta_heading": "订阅简报，直达邮箱",
+        "cta_text": "选择你关心的主题和频率：即时、每日、每周，或附编辑锐评的月度观察。免费订阅，一键退订。",
+    },
+}
+for _lang, _words in _ARCHIVE.items():
+    _PAGES[_lang].update(_words)
+
+# what the public pages say when something is wrong
+_PAGE_ERRORS: dict[str, dict[str, str]] = {
+    "en": {
+        "err.link_invalid": "This link is not valid. Please use the newest link from our emails.",
+        "err.link_expired": "This link has expired.",
+        "err.link_gone": "This link no longer points to a subscription.",
+        "err.link_older": "This link is older than your last unsubscribe; use the newest confirmation email.",
+        "err.csrf": "The form expired or did not come from this site; reload the page and try again.",
+        "err.cancelled": "This subscription was cancelled; subscribe again to restart it.",
+        "err.not_active": "This subscription is not active.",
+        "err.no_edition": "There is no such edition in the archive.",
+        "err.no_issue": "There is no such issue in the archive.",
+        "err.bad_period": "{frequency} issues are named like {example}.",
+        "err.bad_frequency": "The archive has monthly, weekly and daily issues.",
+        "err.bad_topic": "topic must be a topic slug such as open-source",
+        "err.unknown_topic": "no topic named {topic}",
+        "err.unknown_topics": "Unknown topic(s): {topics}.",
+        "err.embed_origin": "This form may not post here from that site.",
+        "invalid.email": "enter a valid address, e.g. name@example.com",
+        "invalid.name": "too long",
+        "invalid.other": "please check this field",
+    },
+    "zh": {
+        "err.link_invalid": "这个链接无效，请使用我们邮件中的最新链接。",
+        "err.link_expired": "这个链接已过期。",
+        "err.link_gone": "这个链接对应的订阅已不存在。",
+        "err.link_older": "这个链接早于你最近一次退订，请使用最新的确认邮件。",
+        "err.csrf": "表单已过期或并非来自本站，请刷新页面后重试。",
+        "err.cancelled": "该订阅已取消，请重新订阅。",
+        "err.not_active": "该订阅当前未生效。",
+        "err.no_edition": "往期中没有这一期。",
+        "err.no_issue": "往期中没有这一期。",
+        "err.bad_period": "这类往期的期号格式如 {example}。",
+        "err.bad_frequency": "往期分为月度、每周和每日三类。",
+        "err.bad_topic": "主题须为主题代号，例如 open-source。",
+        "err.unknown_topic": "没有名为 {topic} 的主题。",
+        "err.unknown_topics": "未知主题：{topics}。",
+        "err.embed_origin": "该网站的表单不能提交到这里。",
+        "invalid.email": "请输入有效的邮箱地址，例如 name@example.com。",
+        "invalid.name": "过长。",
+        "invalid.language": "请从列表中选择。",
+        "invalid.frequency": "请从列表中选择。",
+        "invalid.timezone": "请从列表中选择时区。",
+        "invalid.topics": "请从列表中选择主题。",
+        "invalid.other": "请检查这一项。",
+    },
+}
+for _lang, _words in _PAGE_ERRORS.items():
+    _PAGES[_lang].update(_words)
+
+# choosing less than "stop everything", and coming back
+_CHOICES: dict[str, dict[str, str]] = {
+    "en": {
+        "confirmed_text": "Thank you. A welcome email is on its way: it says what you will receive and when.",
+        "unsubscribe_choose": "What would you like to change for {email}?",
+        "just_a_topic": "Stop just one topic",
+        "stop_topic": "Stop {topic}",
+        "change_frequency": "Change how often",
+        "stop_everything": "Stop everything",
+        "unsubscribe_options": "You can stop one topic, receive fewer emails, or stop everything.",
+        "unsubscribe_more": "Fewer emails or one topic less",
+        "saved_heading": "Done",
+        "topic_stopped": "You will no longer receive {topic}. You still follow: {topics}.",
+        "frequency_changed": "From now on you receive: {frequency}.",
+        "all_preferences": "See all your preferences",
+        "come_back": "Changed your mind? Subscribe again",
+        "unsubscribed_notice": "You are unsubscribed: we send nothing to this address.",
+        "come_back_text": "Want the brief again? We will send a confirmation email; your subscription restarts when you click its link.",
+        "resubscribe": "Subscribe again",
+        "resubscribe_text": "If this address can subscribe again, a confirmation link is on its way. Click it to restart your subscription.",
+        "pending_notice": "Waiting for your confirmation: click the link in the email we sent to restart your subscription.",
+    },
+    "zh": {
+        "confirmed_text": "谢谢！欢迎邮件已发出，告诉你将收到哪些内容、何时收到。",
+        "unsubscribe_choose": "你想为 {email} 做哪种调整？",
+        "just_a_topic": "只退订某个主题",
+        "stop_topic": "退订「{topic}」",
+        "change_frequency": "调整频率",
+        "stop_everything": "全部退订",
+        "unsubscribe_options": "你可以只退订某个主题、减少邮件频率，或全部退订。",
+        "unsubscribe_more": "减少邮件或退订单个主题",
+        "saved_heading": "已完成",
+        "topic_stopped": "你将不再收到「{topic}」。你仍关注：{topics}。",
+        "frequency_changed": "从现在起你将收到：{frequency}。",
+        "all_preferences": "查看全部订阅偏好",
+        "come_back": "改变主意了？重新订阅",
+        "unsubscribed_notice": "你已退订，我们不会向这个地址发送任何内容。",
+        "come_back_text": "想重新接收简报？我们会发送一封确认邮件，点击其中的链接即可恢复订阅。",
+        "resubscribe": "重新订阅",
+        "resubscribe_text": "如果该地址可以重新订阅，确认链接已发出。点击链接即可恢复订阅。",
+        "pending_notice": "等待确认：请点击我们发送的邮件中的链接以恢复订阅。",
+    },
+}
+for _lang, _words in _CHOICES.items():
+    _PAGES[_lang].update(_words)
 
 LANGUAGES = tuple(LABELS)
 _PAGE_LABELS = {lang: {**LABELS[lang], **_PAGES[lang]} for lang in LANGUAGES}

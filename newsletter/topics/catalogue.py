@@ -28,6 +28,7 @@ class TopicIn(BaseModel):
     name_en: str = Field(min_length=1, max_length=200)
     name_zh: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=2000)
+    description_zh: str = Field(default="", max_length=2000)
     rules: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("slug")
@@ -38,7 +39,7 @@ class TopicIn(BaseModel):
             raise ValueError("slug must be lower-case letters, digits and hyphens (max 64)")
         return v
 
-    @field_validator("name_en", "name_zh", "description")
+    @field_validator("name_en", "name_zh", "description", "description_zh")
     @classmethod
     def _text(cls, v: str) -> str:
         return one_line(v)
@@ -55,9 +56,10 @@ class TopicUpdate(BaseModel):
     name_en: str | None = Field(default=None, min_length=1, max_length=200)
     name_zh: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
+    description_zh: str | None = Field(default=None, max_length=2000)
     rules: dict[str, Any] | None = None
 
-    @field_validator("name_en", "name_zh", "description")
+    @field_validator("name_en", "name_zh", "description", "description_zh")
     @classmethod
     def _text(cls, v: str | None) -> str | None:
         return one_line(v) if v is not None else None

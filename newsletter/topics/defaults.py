@@ -431,6 +431,7 @@ DEFAULT_TOPICS: list[dict[str, Any]] = [
         "name_en": "Governance & policy",
         "name_zh": "治理与政策",
         "description": "Laws, regulation, export controls, standards and global AI governance.",
+        "description_zh": "法律法规、监管、出口管制、标准与全球 AI 治理。",
         "rules": {
             "include": GOVERNANCE_INCLUDE,
             # a governance word inside a company's own rules or a product name
@@ -443,6 +444,7 @@ DEFAULT_TOPICS: list[dict[str, Any]] = [
         "name_en": "Capital & deals",
         "name_zh": "资本与交易",
         "description": "Funding rounds, investment, acquisitions, valuations and AI funds.",
+        "description_zh": "融资、投资、并购、估值与 AI 基金。",
         "rules": {
             "include": CAPITAL_INCLUDE,
             "exclude": [
@@ -459,6 +461,7 @@ DEFAULT_TOPICS: list[dict[str, Any]] = [
         "name_en": "Chips & hardware",
         "name_zh": "芯片与硬件",
         "description": "Chips, accelerators, compute and data centres, AI devices and robots.",
+        "description_zh": "芯片、加速器、算力与数据中心、AI 终端与机器人。",
         "rules": {
             "include": HARDWARE_INCLUDE,
             "exclude": ["chip in", "chipped in", "chips in", "blue-chip", "potato chip*"],
@@ -470,6 +473,7 @@ DEFAULT_TOPICS: list[dict[str, Any]] = [
         "name_en": "Open source",
         "name_zh": "开源",
         "description": "Open-sourced models, open weights, and open-source initiatives.",
+        "description_zh": "开源模型、开放权重与开源倡议。",
         "rules": {
             "include": OPEN_SOURCE_INCLUDE,
             "exclude": [],

@@ -18,6 +18,9 @@ from newsletter.core.metrics import render_metrics
 from newsletter.core.settings import Settings
 from newsletter.rendering.editions import make_environment
 from newsletter.rendering.labels import page_labels
+from newsletter.web.docs import add_docs
+from newsletter.web.public.errors import PageError
+from newsletter.web.public.pages import page_language
 
 
 def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
@@ -28,7 +31,7 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
         version="1.0",
         description="Admin API of the AI-industry newsletter and alert service. "
         "Authenticate with `Authorization: Bearer <token>` (tokens: `newsletter admin token create`).",
-        docs_url="/docs",
+        docs_url=None,  # served by web/docs.py, with local assets
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -39,12 +42,17 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.env = make_environment(settings.templates_dir)
 
     from newsletter.web import admin, api, hooks
+    from newsletter.web.public import embed, issues, reader
     from newsletter.web.public import pages as public
 
     app.include_router(public.router)
+    app.include_router(reader.router)
+    app.include_router(issues.router)
+    app.include_router(embed.router)
     app.include_router(hooks.router)
     app.include_router(api.router, prefix="/api/v1")
     app.include_router(admin.router, prefix="/admin")
+    add_docs(app)
 
     # Starlette's own HTTPException too (FastAPI's derives from it): the router raises
     # that one for an unknown path or method, which readers should see as the site's page
@@ -54,11 +62,14 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
             return JSONResponse(
                 {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
             )
-        message = str(exc.detail)
+        message, lang = str(exc.detail), page_language(request)
         routing = ROUTING_ERRORS.get(exc.status_code)
-        if routing and message == HTTPStatus(exc.status_code).phrase:  # not one of ours
-            message = page_labels(page_language(request))[routing]
-        response = error_page(request, exc.status_code, message)
+        if isinstance(exc, PageError):  # a public page's own, in the reader's words
+            lang = exc.lang if exc.lang and not request.query_params.get("lang") else lang
+            message = exc.message(lang)
+        elif routing and message == HTTPStatus(exc.status_code).phrase:  # not one of ours
+            message = page_labels(lang)[routing]
+        response = error_page(request, exc.status_code, message, lang=lang)
         response.headers.update(exc.headers or {})  # e.g. WWW-Authenticate on a 401
         return response
 
@@ -70,6 +81,15 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
         ]
         if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": "invalid input", "errors": errors}, status_code=422)
+        lang = page_language(request)
+        if lang == "zh":  # the field's label and a sentence of the catalogue
+            t = page_labels(lang)
+            lines = [
+                f"{t.get(e['field'], e['field'])}："
+                f"{t.get('invalid.' + e['field'], t['invalid.other'])}"
+                for e in errors
+            ]
+            return error_page(request, 422, "；".join(dict.fromkeys(lines)), lang=lang)
         return error_page(request, 422, "; ".join(f"{e['field']}: {e['message']}" for e in errors))
 
     @app.exception_handler(OperationalError)
@@ -130,13 +150,11 @@ JSON_PATHS = ("/api/", "/webhooks/")
 ROUTING_ERRORS = {404: "not_found", 405: "not_allowed"}
 
 
-def page_language(request: Request) -> str:
-    return "zh" if request.query_params.get("lang") == "zh" else "en"
-
-
-def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+def error_page(
+    request: Request, status: int, message: str, *, lang: str | None = None
+) -> HTMLResponse:
     env = request.app.state.env
-    lang = page_language(request)
+    lang = lang or page_language(request)
     html = env.get_template("web/error.html.j2").render(
         status=status, message=message, lang=lang, t=page_labels(lang)
     )

@@ -405,7 +405,7 @@ def test_confirm_and_come_back_in_a_browser(live_server, seeded, page, smtp_serv
         sub = get_subscriber(session=s, email=email)
     token = make_token(live_server.settings.secret_key, "unsubscribe", sub.id, sub.email)
     page.goto(f"{live_server.url}/u/{token}?lang=en")
-    page.click("form[action^='/u/'] button")
+    page.click("#stop-all button")
     expect(page.locator("h1")).to_have_text("已退订")
     assert status_of(seeded, email) == "unsubscribed"
 

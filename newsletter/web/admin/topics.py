@@ -206,7 +206,12 @@ def topic_edit(
     kept: int | None = None,
 ):
     topic = _topic_or_404(session, slug)
-    names = {"name_en": topic.name_en, "name_zh": topic.name_zh, "description": topic.description}
+    names = {
+        "name_en": topic.name_en,
+        "name_zh": topic.name_zh,
+        "description": topic.description,
+        "description_zh": topic.description_zh,
+    }
     return _edit_page(
         request,
         admin,
@@ -229,12 +234,18 @@ def topic_save(
     name_en: Annotated[str, Form()] = "",
     name_zh: Annotated[str, Form()] = "",
     description: Annotated[str, Form()] = "",
+    description_zh: Annotated[str, Form()] = "",
     include: Annotated[str, Form()] = "",
     exclude: Annotated[str, Form()] = "",
     regex: Annotated[str, Form()] = "",
 ):
     topic = _topic_or_404(session, slug)
-    names = {"name_en": name_en, "name_zh": name_zh, "description": description}
+    names = {
+        "name_en": name_en,
+        "name_zh": name_zh,
+        "description": description,
+        "description_zh": description_zh,
+    }
     form = RulesForm(include=include, exclude=exclude, regex=regex)
     errors = form.errors()
     for key in ("name_en", "name_zh"):

@@ -106,6 +106,7 @@ class TopicPublic(BaseModel):
     name_en: str
     name_zh: str
     description: str
+    description_zh: str
     rules: RulesPublic
     position: int
     events: int = Field(description="Events tagged with the topic.")

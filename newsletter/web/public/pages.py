@@ -1,5 +1,6 @@
-"""Public pages: subscribe with double opt-in, confirm, preference centre, one-click
-unsubscribe (RFC 8058), and the archive of sent editions with RSS, Atom and JSON Feed.
+"""Public pages: subscribe with double opt-in and confirm; what every public page
+shares (its language, rendering, signed links, sign-up limits). The preference centre
+and unsubscribing are in `reader.py`, the archive's pages in `issues.py`.
 """
 
 from __future__ import annotations
@@ -7,31 +8,26 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from sqlmodel import Session
 
 from newsletter.audience.reader_links import TokenError, read_token_signed_at
 from newsletter.audience.subscribers import (
-    SubscriberError,
     SubscriberIn,
     address_hash,
     confirm_subscriber,
     get_subscriber,
     may_opt_in,
     set_topics,
-    subscriber_topics,
-    unsubscribe,
 )
-from newsletter.core.errors import field_errors
 from newsletter.core.models import Subscriber, utcnow
 from newsletter.delivery.outbox import enqueue, idempotency_key
-from newsletter.rendering.editions import personalise
 from newsletter.rendering.labels import LANGUAGES, page_labels
 from newsletter.topics.catalogue import TopicError, list_topics, topics_by_slug
 from newsletter.web.deps import EnvDep, SessionDep, SettingsDep
-from newsletter.web.public import archive
+from newsletter.web.public.errors import PageError, form_errors
 from newsletter.web.public.security import (
     RateLimiter,
     check_csrf,
@@ -85,7 +81,7 @@ def render(
     return response
 
 
-def _limiters(request: Request) -> tuple[RateLimiter, RateLimiter]:
+def signup_limiters(request: Request) -> tuple[RateLimiter, RateLimiter]:
     state = request.app.state
     if not hasattr(state, "signup_limits"):
         s = state.settings
@@ -101,15 +97,15 @@ def subscriber_from(session: Session, settings, purpose: str, token: str) -> Sub
     try:
         sub_id, hash_prefix, signed_at = read_token_signed_at(settings.secret_key, purpose, token)
     except TokenError as exc:
-        raise HTTPException(400 if "expired" not in str(exc) else 410, str(exc)) from exc
+        if "expired" in str(exc):
+            raise PageError(410, "err.link_expired") from exc
+        raise PageError(400, "err.link_invalid") from exc
     sub = session.get(Subscriber, sub_id)
     if sub is None or address_hash(sub.email)[:16] != hash_prefix:
-        raise HTTPException(404, "this link no longer points to a subscription")
+        raise PageError(404, "err.link_gone")
     if purpose == "confirm" and _predates(signed_at, sub.unsubscribed_at):
         # a confirmation link from before an unsubscribe confirms no later signup
-        raise HTTPException(
-            410, "this link is older than your last unsubscribe; use the newest confirmation email"
-        )
+        raise PageError(410, "err.link_older", lang=sub.language)
     return sub
 
 
@@ -175,9 +171,9 @@ def subscribe(
         else:
             topics_by_slug(session=session, slugs=sub_in.topics)
     except ValidationError as exc:
-        errors += field_errors(exc)
+        errors += form_errors(exc, lang)
     except TopicError as exc:
-        errors.append(str(exc))
+        errors.append(topic_error(session, exc, topics, lang))
     if errors:
         return render(
             request,
@@ -190,7 +186,7 @@ def subscribe(
             form=form,
             errors=errors,
         )
-    by_ip, by_address = _limiters(request)
+    by_ip, by_address = signup_limiters(request)
     client = request.client.host if request.client else "unknown"
     if not by_ip.allow(client) or not by_address.allow(address_hash(sub_in.email)):
         return render(
@@ -209,6 +205,15 @@ def subscribe(
     return render(
         request, env, "web/public/message.html.j2", heading="check_inbox", text="check_inbox_text"
     )
+
+
+def topic_error(session: Session, exc: TopicError, chosen: list[str], lang: str) -> str:
+    """A form's unknown topics, named in the page's language."""
+    if lang != "zh":
+        return str(exc)
+    known = {t.slug for t in list_topics(session=session)}
+    missing = [s for s in dict.fromkeys(chosen) if s.strip() and s.strip() not in known]
+    return page_labels(lang)["err.unknown_topics"].format(topics="、".join(missing))
 
 
 def request_confirmation(session: Session, sub_in: SubscriberIn) -> None:
@@ -266,7 +271,7 @@ def _confirmed_page(request: Request, env, sub: Subscriber) -> HTMLResponse:
 
 def _pending_or_410(session: Session, sub: Subscriber) -> None:
     if sub.status != "pending" or not may_opt_in(session=session, email=sub.email):
-        raise HTTPException(410, "this subscription was cancelled; subscribe again to restart it")
+        raise PageError(410, "err.cancelled", lang=sub.language)
 
 
 @router.get("/confirm/{token}", response_class=HTMLResponse)
@@ -297,170 +302,22 @@ def confirm(
     if sub.status != "active":
         _pending_or_410(session, sub)
         confirm_subscriber(session=session, subscriber=sub)
+        enqueue_welcome(session, sub)
     return _confirmed_page(request, env, sub)
 
 
-@router.get("/p/{token}", response_class=HTMLResponse)
-def preferences(
-    token: str, request: Request, session: SessionDep, settings: SettingsDep, env: EnvDep
-):
-    sub = subscriber_from(session, settings, "preferences", token)
-    return _preferences_page(request, session, env, sub, token)
-
-
-def _preferences_page(request, session, env, sub, token, *, saved=False, errors=(), status=200):
-    from newsletter.audience.reader_links import make_token
-
-    unsub = make_token(request.app.state.settings.secret_key, "unsubscribe", sub.id, sub.email)
-    return render(
-        request,
-        env,
-        "web/public/preferences.html.j2",
-        status=status,
-        lang=page_language(request) if request.query_params.get("lang") else sub.language,
-        sub=sub,
-        token=token,
-        unsubscribe_token=unsub,
-        chosen=[t.slug for t in subscriber_topics(session=session, subscriber=sub)],
-        topics=list_topics(session=session),
-        timezones=sorted(set(TIMEZONES) | {sub.timezone}),
-        frequencies=FREQUENCIES,
-        saved=saved,
-        errors=list(errors),
+def enqueue_welcome(session: Session, sub: Subscriber) -> None:
+    """The welcome email, once per confirmation (a double click sends one)."""
+    confirmed = f"{sub.confirmed_at or utcnow():%Y%m%d%H%M%S}"
+    enqueue(
+        session,
+        [
+            {
+                "idempotency_key": idempotency_key("welcome", confirmed, subscriber_id=sub.id),
+                "channel": "email",
+                "kind": "welcome",
+                "period": confirmed,
+                "subscriber_id": sub.id,
+            }
+        ],
     )
-
-
-@router.post("/p/{token}", response_class=HTMLResponse)
-def save_preferences(
-    token: str,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    env: EnvDep,
-    topics: Annotated[list[str], Form()] = [],  # noqa: B006
-    frequency: Annotated[str, Form(max_length=16)] = "monthly",
-    language: Annotated[str, Form(max_length=8)] = "en",
-    timezone: Annotated[str, Form(max_length=64)] = "UTC",
-    csrf_token_: Annotated[str, Form(alias="csrf_token", max_length=200)] = "",
-):
-    check_csrf(request, settings.secret_key, csrf_token_)
-    sub = subscriber_from(session, settings, "preferences", token)
-    if sub.status != "active":
-        raise HTTPException(410, "this subscription is not active")
-    try:
-        sub_in = SubscriberIn(
-            email=sub.email,
-            name=sub.name,
-            topics=topics,
-            frequency=frequency,
-            language=language,
-            timezone=timezone,
-        )
-        if not sub_in.topics:
-            raise SubscriberError(page_labels(sub.language)["choose_topic"])
-        chosen = topics_by_slug(session=session, slugs=sub_in.topics)
-    except ValidationError as exc:
-        errors = field_errors(exc)
-        return _preferences_page(request, session, env, sub, token, errors=errors, status=422)
-    except (SubscriberError, TopicError) as exc:
-        return _preferences_page(request, session, env, sub, token, errors=[str(exc)], status=422)
-    sub.frequency, sub.language, sub.timezone = sub_in.frequency, sub_in.language, sub_in.timezone
-    session.add(sub)
-    set_topics(session=session, subscriber=sub, topics=chosen)
-    return _preferences_page(request, session, env, sub, token, saved=True)
-
-
-@router.get("/u/{token}", response_class=HTMLResponse)
-def unsubscribe_page(
-    token: str, request: Request, session: SessionDep, settings: SettingsDep, env: EnvDep
-):
-    """A confirmation page only: scanners fetch links, so GET never unsubscribes."""
-    sub = subscriber_from(session, settings, "unsubscribe", token)
-    if sub.status == "unsubscribed":
-        return render(
-            request,
-            env,
-            "web/public/message.html.j2",
-            lang=sub.language,
-            heading="unsubscribed",
-            text="unsubscribed_text",
-        )
-    return render(
-        request, env, "web/public/unsubscribe.html.j2", lang=sub.language, sub=sub, token=token
-    )
-
-
-@router.post("/u/{token}", response_class=HTMLResponse)
-def unsubscribe_now(
-    token: str, request: Request, session: SessionDep, settings: SettingsDep, env: EnvDep
-):
-    """RFC 8058 one-click (body List-Unsubscribe=One-Click, no cookie), or the page's button.
-
-    The unguessable signed token is the credential, so no CSRF token is needed: the only
-    thing a forged request could do is unsubscribe the token's own owner.
-    """
-    sub = subscriber_from(session, settings, "unsubscribe", token)
-    if sub.status != "unsubscribed":
-        unsubscribe(session=session, subscriber=sub)
-    return render(
-        request,
-        env,
-        "web/public/message.html.j2",
-        lang=sub.language,
-        heading="unsubscribed",
-        text="unsubscribed_text",
-    )
-
-
-# --- archive -------------------------------------------------------------------------------
-
-
-@router.get("/archive", response_class=HTMLResponse)
-def archive_index(request: Request, session: SessionDep, env: EnvDep, topic: str | None = None):
-    lang = page_language(request)
-    editions = archive.sent_editions(session, topic=topic, language=None)
-    return render(
-        request,
-        env,
-        "web/public/archive.html.j2",
-        lang=lang,
-        editions=editions,
-        topic=topic,
-        topics=list_topics(session=session),
-    )
-
-
-@router.get("/archive/{edition_id:int}", response_class=HTMLResponse)
-def archive_edition(edition_id: int, request: Request, session: SessionDep, settings: SettingsDep):
-    # ids beyond a 64-bit integer exist in no database (and SQLite's driver raises on them)
-    edition = archive.sent_edition(session, edition_id) if 0 < edition_id < 2**63 else None
-    if edition is None:
-        raise HTTPException(404, "no such edition in the archive")
-    base = settings.base_url.rstrip("/")
-    html = personalise(
-        edition.body_html or "",
-        {"greeting": "", "unsubscribe_url": f"{base}/", "preferences_url": f"{base}/", "email": ""},
-        html=True,
-    )
-    return HTMLResponse(html, headers={"X-Frame-Options": "SAMEORIGIN"})
-
-
-@router.get("/archive/feed.{kind}")
-def archive_feed(
-    kind: str,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    topic: str | None = None,
-):
-    if kind not in ("rss", "atom", "json"):
-        raise HTTPException(404, "feeds are feed.rss, feed.atom and feed.json")
-    editions = archive.feed_editions(session, topic)
-    base = settings.base_url.rstrip("/")
-    if kind == "json":
-        return JSONResponse(
-            archive.json_feed(editions, base, topic), media_type="application/feed+json"
-        )
-    body = archive.xml_feed(kind, editions, base, topic, request.app.state.env)
-    media = "application/rss+xml" if kind == "rss" else "application/atom+xml"
-    return Response(body, media_type=f"{media}; charset=utf-8")

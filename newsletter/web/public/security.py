@@ -9,9 +9,10 @@ import threading
 import time
 from collections import deque
 
-from fastapi import HTTPException, Request, Response
+from fastapi import Request, Response
 
 from newsletter.core.keys import CSRF, derive_key
+from newsletter.web.public.errors import PageError
 
 CSRF_COOKIE = "nl_csrf"
 
@@ -42,9 +43,7 @@ def check_csrf(request: Request, secret_key: str, submitted: str | None) -> None
         or not submitted
         or not hmac.compare_digest(csrf_token(secret_key, cookie), submitted)
     ):
-        raise HTTPException(
-            403, "the form expired or did not come from this site; reload the page and try again"
-        )
+        raise PageError(403, "err.csrf")
 
 
 class RateLimiter:

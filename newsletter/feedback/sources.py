@@ -131,3 +131,21 @@ def recent(
         BounceRecord(b.received_at, b.kind, email, b.delivery_id, b.diagnostic, b.action, b.source)
         for b, email in session.execute(query)
     ]
+
+
+def on_deliveries(session: Session, delivery_ids: list[int]) -> dict[int, BounceRecord]:
+    """The latest bounce or complaint received for each of these deliveries (one query)."""
+    if not delivery_ids:
+        return {}
+    query = (
+        select(Bounce)
+        .where(Bounce.delivery_id.in_(sorted(set(delivery_ids))))
+        .order_by(Bounce.received_at, Bounce.id)
+    )
+    found: dict[int, BounceRecord] = {}
+    for b in session.execute(query).scalars():
+        if b.delivery_id is not None:  # always, by the query; for the type checker
+            found[b.delivery_id] = BounceRecord(
+                b.received_at, b.kind, None, b.delivery_id, b.diagnostic, b.action, b.source
+            )
+    return found

@@ -1,9 +1,11 @@
 """Admin pages for readers: search and filter (keyset pages), CSV export, and one reader's
 page: edit their topics and rhythm, resend the confirmation, unsubscribe, suppress or
-lift the suppression, and what they were sent."""
+lift the suppression, re-enable a reader that bounces disabled, their bounce history and
+what they were sent."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -28,6 +30,8 @@ from newsletter.core.models import Subscriber
 from newsletter.core.periods import FREQUENCIES
 from newsletter.delivery import history
 from newsletter.delivery.outbox import MAX_ID, DeliveryFilter
+from newsletter.feedback import sources
+from newsletter.feedback.reenable import ReenableError, enable_reader
 from newsletter.pipeline import readers
 from newsletter.topics.catalogue import list_topics
 from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, render
@@ -49,7 +53,12 @@ DONE = {
     "unsubscribed": "Unsubscribed: nothing more is mailed to this reader.",
     "suppressed": "Suppressed: nothing more is mailed to this address.",
     "lifted": "The suppression is lifted.",
+    "enabled": "Re-enabled: their bounce score is reset and they are mailed again from the "
+    "next send.",
 }
+
+#: how much of a reader's bounce history their page shows (the API and CLI show more)
+HISTORY_SIZE = 50
 
 
 def _filter(q: str, status: str, topic: str, frequency: str, language: str) -> SubscriberFilter:
@@ -166,6 +175,9 @@ def _detail(
         "topics": [t.slug for t in subscriber_topics(session=session, subscriber=sub)],
     }
     sent = history.find(session, DeliveryFilter(subscriber_id=sub.id), before=before, limit=25)
+    bounces = sources.recent(
+        session, dt.datetime(1970, 1, 1, tzinfo=dt.UTC), limit=HISTORY_SIZE, subscriber_id=sub.id
+    )
     return render(
         request,
         "subscriber.html.j2",
@@ -179,6 +191,9 @@ def _detail(
         done=DONE.get(done, ""),
         suppressed=suppression_reason(session=session, email=sub.email),
         deliveries=sent,
+        bounced=sources.on_deliveries(session, [d.id for d in sent.rows]),
+        bounces=bounces,
+        history_size=HISTORY_SIZE,
         topics=list_topics(session=session),
         frequencies=FREQUENCIES,
         languages=LANGUAGES,
@@ -292,3 +307,26 @@ def subscriber_lift(request: Request, subscriber_id: int, admin: CsrfDep, sessio
         return "lifted"
 
     return _act(request, admin, session, subscriber_id, act)
+
+
+@router.post("/subscribers/{subscriber_id}/enable")
+def subscriber_enable(
+    request: Request,
+    subscriber_id: int,
+    admin: CsrfDep,
+    session: SessionDep,
+    force: Annotated[str, Form()] = "",
+):
+    """The same decision as `subscribers enable` and the API's enable: kept in the reader's
+    bounce history and in the audit log."""
+    sub = _subscriber_or_404(session, subscriber_id)
+    who = admin.token.name
+    try:
+        done = enable_reader(session=session, subscriber=sub, by=f"admin token {who!r}",
+                             via="admin", force=bool(force))  # fmt: skip
+    except ReenableError as exc:
+        session.rollback()
+        return _detail(request, admin, session, sub, error=str(exc), status=409)
+    audit.record(session=session, who=who, action="subscriber.enabled", target=sub.email,
+                 detail=done)  # fmt: skip
+    return _back(sub, "enabled")

@@ -22,6 +22,9 @@ def test_upgrade_creates_every_model_table(engine):
     assert {t.name for t in SQLModel.metadata.sorted_tables} <= tables
 
 
+# SQLite's reflection cannot read expression indexes (lower(name)); core/db.py's
+# DIALECT_INDEXES lists them and the comparison leaves them out
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
 def test_migrations_match_the_models(engine):
     """Autogenerate finds nothing to do: models and migrations agree."""
     from alembic.autogenerate import compare_metadata

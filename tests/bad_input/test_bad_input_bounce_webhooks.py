@@ -193,6 +193,23 @@ def test_mailgun_forged_stale_replayed_or_mistaken_events_change_nothing(site, c
     ]
 
 
+def test_a_mailgun_signature_seen_once_cannot_carry_another_event(site, clouds):
+    """Mailgun signs only timestamp + token, not the event: whoever sees one signed
+    webhook of the account (a log, another endpoint that gets its "delivered" events)
+    could put any event under that signature within the time window."""
+    before = site.state()
+    delivered = json.loads(clouds.mailgun(site.sent["mei@example.com"], "mei@example.com",
+                                          "delivered"))  # fmt: skip
+    assert site.post("mailgun", delivered).json()["ignored"] == 1
+    complaint = json.loads(clouds.mailgun(site.sent["ada@example.com"], "ada@example.com",
+                                          "complained"))  # fmt: skip
+    complaint["signature"] = delivered["signature"]
+    refused(site.post("mailgun", complaint), 403, "already used")
+    # Mailgun retrying the very same request is still taken (and changes nothing)
+    assert site.post("mailgun", delivered).status_code == 200
+    assert site.state()["readers"] == before["readers"]
+
+
 def test_unknown_provider_and_huge_bodies_are_refused(site, clouds, caplog):
     caplog.set_level(logging.WARNING, logger="newsletter.feedback")
     before = site.state()

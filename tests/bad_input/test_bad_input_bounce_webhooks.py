@@ -229,6 +229,15 @@ def test_unknown_provider_and_huge_bodies_are_refused(site, clouds, caplog):
     assert not [r for r in caplog.records if "\n" in r.getMessage()]  # one line each
 
 
+def test_json_nested_too_deep_is_a_400_not_a_crash(site, clouds):
+    before = site.state()
+    deep = b"[" * 60_000 + b"]" * 60_000  # under the size limit, deeper than the parser goes
+    refused(site.post("mailgun", deep[:60_000]), 400, "not JSON")
+    refused(site.post("ses", b'{"a": ' * 5_000 + b"1" + b"}" * 5_000), 400, "not JSON")
+    refused(site.post("postmark", deep[:60_000], clouds.postmark_auth()), 400, "not JSON")
+    assert site.state() == before
+
+
 def test_a_provider_not_configured_is_not_answered(engine, db_url, smtp_server, clouds):
     with mailed_site(engine, db_url, smtp_server, clouds, bounce_mailgun_signing_key=None,
                      bounce_ses_topic_arns=[]) as site:  # fmt: skip

@@ -186,7 +186,7 @@ def read(settings: Settings, headers: Mapping[str, str], body: bytes, now: dt.da
         return Batch(note="unsubscribe confirmation noted")
     try:
         notice = json.loads(str(message["Message"]))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise Refused(400, "the SNS Message is not an SES notification (not JSON)") from exc
     if not isinstance(notice, dict):
         raise Refused(400, "the SNS Message is not an SES notification")

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import ValidationError
 
 from newsletter.core.settings import Settings
+from newsletter.feedback.providers import ses
 from tests.support.providers import CONFIRM_PATH, Clouds, mailed_site
 
 
@@ -68,11 +69,18 @@ def test_sns_messages_that_are_not_genuine_change_nothing(site, clouds, caplog):
         "http://sns.eu-west-1.amazonaws.com/SimpleNotificationService-1.pem",
         "https://sns.eu-west-1.amazonaws.com:8443/SimpleNotificationService-1.pem",
         "https://user@sns.eu-west-1.amazonaws.com/SimpleNotificationService-1.pem",
+        # S3 buckets named "sns" answer at these hosts, with Amazon's certificate: anyone's
+        "https://sns.s3.amazonaws.com/SimpleNotificationService-1.pem",
+        "https://sns.s3-eu-west-1.amazonaws.com/SimpleNotificationService-1.pem",
+        "https://sns.s3-website-us-east-1.amazonaws.com/SimpleNotificationService-1.pem",
         clouds.cert_url.replace("127.0.0.1", "localhost"),
     ):
         body = clouds.sns("Notification", bounce, cert_url=url)
         refused(site.post("ses", body), 403, "not on an Amazon SNS host")
     assert clouds.server.hits == hits  # no certificate was fetched from anywhere else
+    for host in ("sns.eu-west-1.amazonaws.com", "sns.us-gov-west-1.amazonaws.com",
+                 "sns.cn-north-1.amazonaws.com.cn", "sns.ap-southeast-2.amazonaws.com"):  # fmt: skip
+        assert ses.trusted_url(site.settings, f"https://{host}/SimpleNotificationService-1.pem")
 
     other_topic = clouds.sns("Notification", bounce, topic="arn:aws:sns:eu-west-1:666:x\nforged")
     refused(site.post("ses", other_topic), 403, "is not configured")

@@ -369,12 +369,13 @@ def suppress_by_admin(*, session: Session, subscriber: Subscriber) -> bool:
     return True
 
 
-def lift_suppression(*, session: Session, subscriber: Subscriber) -> str:
+def lift_suppression(*, session: Session, subscriber: Subscriber, force: bool = False) -> str:
     """An admin takes the address off the suppression list; returns the reason it had.
 
     A reader disabled by bounces or a complaint becomes active again, their bounce score
-    cleared. A reader's own unsubscribe is never lifted by an admin: only the reader can
-    come back, by signing up and confirming.
+    cleared; a complaint only when forced (the reader asked), as re-enabling one is. A
+    reader's own unsubscribe is never lifted by an admin: only the reader can come back,
+    by signing up and confirming.
     """
     h = address_hash(subscriber.email)
     row = session.exec(select(Suppression).where(Suppression.address_hash == h)).first()
@@ -382,6 +383,11 @@ def lift_suppression(*, session: Session, subscriber: Subscriber) -> str:
         raise SubscriberError(f"{subscriber.email} is not on the suppression list")
     if row.reason in LIFTED_BY_OPT_IN or subscriber.status == "unsubscribed":
         raise SubscriberError(f"{subscriber.email} {_SUPPRESSED_BECAUSE['unsubscribed']}")
+    if row.reason == "complaint" and not force:
+        raise SubscriberError(
+            f"{subscriber.email} reported our mail as spam; lift it only if they asked for it "
+            "(force)"
+        )
     session.delete(row)
     if subscriber.status == "disabled":
         subscriber.status, subscriber.disabled_reason = "active", None

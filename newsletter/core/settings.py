@@ -27,6 +27,24 @@ def default_templates_dir() -> Path:
     return packaged if packaged.is_dir() else PROJECT_ROOT / "templates"
 
 
+def web_origin(scheme: str, netloc: str) -> str | None:
+    """`scheme://host[:port]` the way a browser's Origin header says it: lower case,
+    punycode host, no default port; None for what is not an http(s) origin."""
+    scheme, netloc = scheme.lower(), netloc.lower()
+    host, _, port = netloc.rpartition(":") if not netloc.endswith("]") else (netloc, "", "")
+    if not host or not port.isdigit():
+        host, port = netloc, ""
+    if scheme not in ("http", "https") or not host or "@" in host:
+        return None
+    if port == {"http": "80", "https": "443"}[scheme]:
+        port = ""
+    try:
+        host = host.encode("idna").decode("ascii") if not host.isascii() else host
+    except UnicodeError:
+        return None
+    return f"{scheme}://{host}" + (f":{port}" if port else "")
+
+
 class Settings(BaseSettings):
     """Every setting can be given as `NEWSLETTER_<NAME>` in the environment or `.env`."""
 
@@ -336,9 +354,10 @@ class Settings(BaseSettings):
             if not entry:
                 continue
             scheme, sep, host = entry.partition("://")
-            if scheme not in ("http", "https") or not sep or not host or "/" in host:
+            origin = web_origin(scheme, host) if sep and "/" not in host else None
+            if origin is None:
                 raise ValueError(f"{entry!r} is not an origin like https://example.org")
-            origins.append(f"{scheme}://{host.lower()}")
+            origins.append(origin)
         return origins
 
     @field_validator("mail_from")

@@ -62,5 +62,5 @@ def suppress(*, session: Session, subscriber: Subscriber) -> bool:
     return subscribers.suppress_by_admin(session=session, subscriber=subscriber)
 
 
-def lift_suppression(*, session: Session, subscriber: Subscriber) -> str:
-    return subscribers.lift_suppression(session=session, subscriber=subscriber)
+def lift_suppression(*, session: Session, subscriber: Subscriber, force: bool = False) -> str:
+    return subscribers.lift_suppression(session=session, subscriber=subscriber, force=force)

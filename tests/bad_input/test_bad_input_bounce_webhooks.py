@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import ValidationError
 
 from newsletter.core.settings import Settings
+from newsletter.feedback.providers import ses
 from tests.support.providers import CONFIRM_PATH, Clouds, mailed_site
 
 
@@ -68,11 +69,18 @@ def test_sns_messages_that_are_not_genuine_change_nothing(site, clouds, caplog):
         "http://sns.eu-west-1.amazonaws.com/SimpleNotificationService-1.pem",
         "https://sns.eu-west-1.amazonaws.com:8443/SimpleNotificationService-1.pem",
         "https://user@sns.eu-west-1.amazonaws.com/SimpleNotificationService-1.pem",
+        # S3 buckets named "sns" answer at these hosts, with Amazon's certificate: anyone's
+        "https://sns.s3.amazonaws.com/SimpleNotificationService-1.pem",
+        "https://sns.s3-eu-west-1.amazonaws.com/SimpleNotificationService-1.pem",
+        "https://sns.s3-website-us-east-1.amazonaws.com/SimpleNotificationService-1.pem",
         clouds.cert_url.replace("127.0.0.1", "localhost"),
     ):
         body = clouds.sns("Notification", bounce, cert_url=url)
         refused(site.post("ses", body), 403, "not on an Amazon SNS host")
     assert clouds.server.hits == hits  # no certificate was fetched from anywhere else
+    for host in ("sns.eu-west-1.amazonaws.com", "sns.us-gov-west-1.amazonaws.com",
+                 "sns.cn-north-1.amazonaws.com.cn", "sns.ap-southeast-2.amazonaws.com"):  # fmt: skip
+        assert ses.trusted_url(site.settings, f"https://{host}/SimpleNotificationService-1.pem")
 
     other_topic = clouds.sns("Notification", bounce, topic="arn:aws:sns:eu-west-1:666:x\nforged")
     refused(site.post("ses", other_topic), 403, "is not configured")
@@ -193,6 +201,23 @@ def test_mailgun_forged_stale_replayed_or_mistaken_events_change_nothing(site, c
     ]
 
 
+def test_a_mailgun_signature_seen_once_cannot_carry_another_event(site, clouds):
+    """Mailgun signs only timestamp + token, not the event: whoever sees one signed
+    webhook of the account (a log, another endpoint that gets its "delivered" events)
+    could put any event under that signature within the time window."""
+    before = site.state()
+    delivered = json.loads(clouds.mailgun(site.sent["mei@example.com"], "mei@example.com",
+                                          "delivered"))  # fmt: skip
+    assert site.post("mailgun", delivered).json()["ignored"] == 1
+    complaint = json.loads(clouds.mailgun(site.sent["ada@example.com"], "ada@example.com",
+                                          "complained"))  # fmt: skip
+    complaint["signature"] = delivered["signature"]
+    refused(site.post("mailgun", complaint), 403, "already used")
+    # Mailgun retrying the very same request is still taken (and changes nothing)
+    assert site.post("mailgun", delivered).status_code == 200
+    assert site.state()["readers"] == before["readers"]
+
+
 def test_unknown_provider_and_huge_bodies_are_refused(site, clouds, caplog):
     caplog.set_level(logging.WARNING, logger="newsletter.feedback")
     before = site.state()
@@ -210,6 +235,15 @@ def test_unknown_provider_and_huge_bodies_are_refused(site, clouds, caplog):
     assert site.state() == before
     assert logged(caplog, "postmark", 413) == 1 and logged(caplog, "sparkpost", 404) == 1
     assert not [r for r in caplog.records if "\n" in r.getMessage()]  # one line each
+
+
+def test_json_nested_too_deep_is_a_400_not_a_crash(site, clouds):
+    before = site.state()
+    deep = b"[" * 60_000 + b"]" * 60_000  # under the size limit, deeper than the parser goes
+    refused(site.post("mailgun", deep[:60_000]), 400, "not JSON")
+    refused(site.post("ses", b'{"a": ' * 5_000 + b"1" + b"}" * 5_000), 400, "not JSON")
+    refused(site.post("postmark", deep[:60_000], clouds.postmark_auth()), 400, "not JSON")
+    assert site.state() == before
 
 
 def test_a_provider_not_configured_is_not_answered(engine, db_url, smtp_server, clouds):

@@ -14,13 +14,14 @@ from fastapi.testclient import TestClient
 from playwright.sync_api import expect
 from sqlmodel import Session, select
 
-from newsletter.audience.subscribers import SubscriberIn, add_subscriber
+from newsletter.audience.subscribers import SubscriberIn, add_subscriber, address_hash
 from newsletter.core.admin_tokens import create_token
 from newsletter.core.models import (
     Delivery,
     DeliveryAttempt,
     Event,
     Subscriber,
+    Suppression,
     WebhookEndpoint,
     utcnow,
 )
@@ -170,6 +171,26 @@ def test_actions_need_the_csrf_token_and_say_what_they_did(client, engine, token
     actions = re.findall(r"<code>([a-z.]+)</code>", log.text)
     assert actions == ["subscriber.unsubscribed", "subscriber.lifted", "subscriber.suppressed"]
     assert log.text.count('<td data-label="Token">editor</td>') == 3
+
+
+def test_lifting_a_complaint_needs_the_box_saying_they_asked(client, engine, token):
+    login(client, token)
+    sub = subscriber_id(engine, "reader.en@example.com")
+    with Session(engine) as s:
+        reader = s.get(Subscriber, sub)
+        reader.status, reader.disabled_reason = "disabled", "complaint"
+        s.add(reader)
+        s.add(Suppression(address_hash=address_hash(reader.email), reason="complaint"))
+        s.commit()
+    page = client.get(f"/admin/subscribers/{sub}")
+    assert "They asked for our mail again" in page.text
+    csrf = csrf_of(page.text)
+    refused = client.post(f"/admin/subscribers/{sub}/lift", data={"csrf_token": csrf})
+    assert refused.status_code == 409 and "reported our mail as spam" in refused.text
+    done = client.post(f"/admin/subscribers/{sub}/lift", data={"csrf_token": csrf, "force": "1"})
+    assert "The suppression is lifted." in done.text
+    with Session(engine) as s:
+        assert s.get(Subscriber, sub).status == "active"
 
 
 def test_outbox_page_names_rows_and_refuses_bad_filters(client, engine, token):

@@ -10,7 +10,15 @@ import io
 import pytest
 from sqlmodel import Session, select
 
-from newsletter.core.models import Delivery, DeliveryAttempt, Subscriber, WebhookEndpoint, utcnow
+from newsletter.audience.subscribers import address_hash
+from newsletter.core.models import (
+    Delivery,
+    DeliveryAttempt,
+    Subscriber,
+    Suppression,
+    WebhookEndpoint,
+    utcnow,
+)
 from tests.support.web import api_client
 from tests.support.workers import drain
 
@@ -151,6 +159,25 @@ def test_lifting_a_bounce_suppression_reactivates_a_disabled_reader(client, engi
     assert r.status_code == 200
     sub = client.get("/api/v1/subscribers/ada@example.com").json()
     assert sub["status"] == "active" and sub["bounce_score"] == 0 and sub["disabled_reason"] is None
+
+
+def test_a_complaint_suppression_is_lifted_only_when_forced_as_enable_is(client, engine):
+    """Like `POST .../enable` and `subscribers enable`: a reader who reported our mail as
+    spam is mailed again only when the admin says they asked for it."""
+    add(client, "ada@example.com")
+    with Session(engine) as s:
+        sub = s.exec(select(Subscriber)).one()
+        sub.status, sub.disabled_reason = "disabled", "complaint"
+        s.add(sub)
+        s.add(Suppression(address_hash=address_hash("ada@example.com"), reason="complaint"))
+        s.commit()
+    base = "/api/v1/subscribers/ada@example.com/suppression"
+    r = client.delete(base)
+    assert r.status_code == 400 and "reported our mail as spam" in r.json()["detail"]
+    assert client.get(base).json()["reason"] == "complaint"
+    r = client.delete(base, params={"force": "true"})
+    assert r.status_code == 200 and r.json()["reason"] == "complaint"
+    assert client.get("/api/v1/subscribers/ada@example.com").json()["status"] == "active"
 
 
 @pytest.fixture

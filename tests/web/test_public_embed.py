@@ -7,11 +7,13 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import expect
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlmodel import Session
 
 from newsletter.audience.subscribers import get_subscriber, subscriber_topics
 from newsletter.core.models import Subscriber
+from newsletter.core.settings import Settings
 from newsletter.pipeline.sample import add_demo_readers, load_sample
 from newsletter.web.app import create_app
 from tests.support.env import ROOT
@@ -108,6 +110,31 @@ def test_other_sites_are_refused(client, engine):
     # the site's own pages may post without being listed
     own = post(client, origin="http://127.0.0.1", email="own.site@example.com")
     assert own.status_code == 200
+
+
+def test_origins_written_with_their_default_port_or_in_unicode_still_match(engine, web_settings):
+    """Browsers send `https://host` (no :443) and IDN hosts in punycode: an operator who
+    writes the port, or the host as people read it, is not refused their own form."""
+    settings = web_settings.model_copy(
+        update={
+            "base_url": "http://127.0.0.1:80/brief/",
+            "embed_origins": Settings.model_validate(
+                {"embed_origins": "https://Partner.example:443,https://bücher.example"}
+            ).embed_origins,
+        }
+    )
+    for bad in ("https://example.org/page", "ftp://example.org", "https://user@example.org"):
+        with pytest.raises(ValidationError, match="is not an origin"):
+            Settings.model_validate({"embed_origins": bad})
+    client = TestClient(create_app(settings=settings, engine=engine))
+    for n, origin in enumerate(
+        ("https://partner.example", "https://xn--bcher-kva.example", "http://127.0.0.1")
+    ):
+        assert post(client, origin=origin, email=f"o{n}@example.com").status_code == 200, origin
+    assert (
+        post(client, origin="https://partner.example:8443", email="x@example.com").status_code
+        == 403
+    )
 
 
 def test_rate_limits_per_address_and_per_ip(client, engine, web_settings):

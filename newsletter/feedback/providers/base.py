@@ -46,6 +46,8 @@ def json_body(body: bytes) -> object:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Refused(400, f"the body is not JSON ({exc})") from exc
+    except RecursionError as exc:  # nested deeper than the parser goes: no provider's
+        raise Refused(400, "the body is not JSON we read (nested too deep)") from exc
 
 
 def check_age(signed_at: dt.datetime, now: dt.datetime, max_age: dt.timedelta, skew: dt.timedelta):

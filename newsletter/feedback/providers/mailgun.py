@@ -3,7 +3,10 @@
 Mailgun puts its signature in the body: `signature.signature` is the hex HMAC-SHA256 of
 `timestamp + token` with the webhook signing key (NEWSLETTER_BOUNCE_MAILGUN_SIGNING_KEY).
 A request signed more than NEWSLETTER_BOUNCE_WEBHOOK_MAX_AGE_SECONDS from now is refused,
-and each event's `id` is recorded, so a replay within the window counts once.
+and each event's `id` is recorded, so a replay within the window counts once. The
+signature does not cover the event, so each token is remembered (in this process) with
+the event it came with, for the window: the same request again is taken, another event
+under a signature already seen is refused.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import json
+import threading
 from collections.abc import Mapping
 
 from newsletter.core.settings import Settings
@@ -29,6 +34,10 @@ from newsletter.feedback.providers.base import (
     tokens,
     unix_time,
 )
+
+MAX_TOKENS = 100_000
+_tokens: dict[str, tuple[str, dt.datetime]] = {}  # token -> (event digest, forgotten after)
+_tokens_lock = threading.Lock()
 
 
 def signed(key: str, timestamp: str, token: str) -> str:
@@ -52,6 +61,21 @@ def verify(settings: Settings, payload: dict, now: dt.datetime) -> None:
         raise Refused(403, "the Mailgun signature does not match")
     window = dt.timedelta(seconds=settings.bounce_webhook_max_age_seconds)
     check_age(unix_time(timestamp, "the signature timestamp"), now, window, window)
+    event = json.dumps(payload.get("event-data"), sort_keys=True, default=str)
+    remember(str(token), hashlib.sha256(event.encode()).hexdigest(), now, 2 * window)
+
+
+def remember(token: str, digest: str, now: dt.datetime, keep: dt.timedelta) -> None:
+    """Refused(403) when this token already came with another event."""
+    with _tokens_lock:
+        if len(_tokens) >= MAX_TOKENS:
+            for old in [t for t, (_, until) in _tokens.items() if until < now]:
+                del _tokens[old]
+        seen = _tokens.get(token)
+        if seen is not None and seen[1] >= now and seen[0] != digest:
+            raise Refused(403, "this Mailgun signature was already used for another event")
+        if len(_tokens) < MAX_TOKENS:
+            _tokens[token] = (digest, now + keep)
 
 
 def read(settings: Settings, headers: Mapping[str, str], body: bytes, now: dt.datetime) -> Batch:

@@ -44,7 +44,9 @@ from newsletter.feedback.providers.base import (
 
 log = logging.getLogger("newsletter.feedback")
 
-_AWS_HOST = re.compile(r"sns\.[a-z0-9-]{1,40}\.amazonaws\.com(\.cn)?")
+# sns.<region>: the region's shape (us-east-1, us-gov-west-1, cn-north-1), so that no
+# other Amazon host fits, such as sns.s3.amazonaws.com, which serves anyone's S3 bucket "sns"
+_AWS_HOST = re.compile(r"sns\.[a-z]{2}(-[a-z]{1,20}){1,3}-[0-9]{1,2}\.amazonaws\.com(\.cn)?")
 # the fields signed, in order, by message type (absent optional ones are left out)
 SIGNED_FIELDS = {
     "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
@@ -186,7 +188,7 @@ def read(settings: Settings, headers: Mapping[str, str], body: bytes, now: dt.da
         return Batch(note="unsubscribe confirmation noted")
     try:
         notice = json.loads(str(message["Message"]))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise Refused(400, "the SNS Message is not an SES notification (not JSON)") from exc
     if not isinstance(notice, dict):
         raise Refused(400, "the SNS Message is not an SES notification")

@@ -301,9 +301,15 @@ def subscriber_suppress(request: Request, subscriber_id: int, admin: CsrfDep, se
 
 
 @router.post("/subscribers/{subscriber_id}/lift")
-def subscriber_lift(request: Request, subscriber_id: int, admin: CsrfDep, session: SessionDep):
+def subscriber_lift(
+    request: Request,
+    subscriber_id: int,
+    admin: CsrfDep,
+    session: SessionDep,
+    force: Annotated[bool, Form()] = False,
+):
     def act(sub: Subscriber) -> str:
-        readers.lift_suppression(session=session, subscriber=sub)
+        readers.lift_suppression(session=session, subscriber=sub, force=force)
         return "lifted"
 
     return _act(request, admin, session, subscriber_id, act)

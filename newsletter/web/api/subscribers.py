@@ -352,12 +352,18 @@ def suppress_subscriber(
     summary="Lift a subscriber's suppression",
     description="Takes the address off the suppression list; a subscriber disabled by "
     "bounces or a complaint becomes active again. Refused with 400 when the address is "
-    "not suppressed, or when the subscriber unsubscribed themselves (only they can undo "
-    "that). `reason` is the reason the address had.",
+    "not suppressed, when the subscriber unsubscribed themselves (only they can undo "
+    "that), or for a complaint unless `force` (the reader asked for our mail again). "
+    "`reason` is the reason the address had.",
     responses=errors(400, 404, 422),
 )
-def lift_suppression(session: SessionDep, admin: AdminDep, email: EmailPath) -> SuppressionPublic:
+def lift_suppression(
+    session: SessionDep,
+    admin: AdminDep,
+    email: EmailPath,
+    force: Annotated[bool, Query(description="Also a complaint (they asked).")] = False,
+) -> SuppressionPublic:
     sub = subscriber_or_404(session, email)
-    had = readers.lift_suppression(session=session, subscriber=sub)
+    had = readers.lift_suppression(session=session, subscriber=sub, force=force)
     note(session, admin, "subscriber.lifted", sub.email, f"the address was suppressed: {had}")
     return SuppressionPublic(email=sub.email, suppressed=False, reason=had)

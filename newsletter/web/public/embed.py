@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 
 from newsletter.audience.subscribers import SubscriberIn, address_hash
-from newsletter.core.settings import Settings
+from newsletter.core.settings import Settings, web_origin
 from newsletter.rendering.labels import LANGUAGES, page_labels
 from newsletter.topics.catalogue import TopicError, list_topics, topics_by_slug
 from newsletter.web.deps import EnvDep, SessionDep, SettingsDep
@@ -33,9 +33,7 @@ def origin_of(url: str | None) -> str | None:
     if not url:
         return None
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return None
-    return f"{parts.scheme}://{parts.netloc.lower()}"
+    return web_origin(parts.scheme, parts.netloc) if parts.netloc else None
 
 
 def request_origin(request: Request) -> str | None:

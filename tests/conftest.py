@@ -106,6 +106,9 @@ def db_url(request, tmp_path) -> str:
             )
             conn.execute(text("SET LOCAL lock_timeout = '20s'"))
             conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            # the scheduler's job store is not one of our models: an earlier test's jobs
+            # would make this database look like one a scheduler already ran on
+            conn.execute(text("DROP TABLE IF EXISTS apscheduler_jobs"))
         engine.dispose()
         return url
     path = tmp_path / "test.db"

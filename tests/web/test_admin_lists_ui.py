@@ -176,10 +176,10 @@ def test_actions_need_the_csrf_token_and_say_what_they_did(client, engine, token
 def test_lifting_a_complaint_needs_the_box_saying_they_asked(client, engine, token):
     login(client, token)
     sub = subscriber_id(engine, "reader.en@example.com")
+    # an active reader whose address is suppressed for a complaint (one disabled by it is
+    # taken back with Re-enable instead: tests/web/test_admin_reader_bounces.py)
     with Session(engine) as s:
         reader = s.get(Subscriber, sub)
-        reader.status, reader.disabled_reason = "disabled", "complaint"
-        s.add(reader)
         s.add(Suppression(address_hash=address_hash(reader.email), reason="complaint"))
         s.commit()
     page = client.get(f"/admin/subscribers/{sub}")

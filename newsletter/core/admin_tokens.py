@@ -1,5 +1,9 @@
 """Admin API tokens (shown once, stored as a hash, revocable) and the admin UI sessions
-opened with them (stored server-side, so logout and revocation take effect at once)."""
+opened with them (stored server-side, so logout and revocation take effect at once).
+
+Each token has a role. A viewer reads; an editor runs the newsletter (topics, events,
+readers, sends); an owner also manages tokens and erases personal data. The API and the
+admin UI check the role of the token behind each request."""
 
 from __future__ import annotations
 
@@ -14,6 +18,13 @@ from sqlmodel import Session
 from newsletter.core.models import AdminToken, AdminWebSession, utcnow
 
 PREFIX = "nla_"
+ROLES = ("viewer", "editor", "owner")
+ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
+ROLE_WORDS = {
+    "viewer": "reads everything, changes nothing",
+    "editor": "runs the newsletter: topics, events, readers, sends",
+    "owner": "an editor who also manages tokens and erases personal data",
+}
 
 
 class TokenAdminError(ValueError):
@@ -24,14 +35,39 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def create_token(*, session: Session, name: str) -> tuple[AdminToken, str]:
+def allows(role: str, needed: str) -> bool:
+    """Whether a token of `role` may do what needs `needed` (unknown roles may nothing)."""
+    return ROLE_RANK.get(role, -1) >= ROLE_RANK[needed]
+
+
+def check_role(role: str) -> str:
+    role = role.strip().lower()
+    if role not in ROLE_RANK:
+        raise TokenAdminError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
+    return role
+
+
+def has_live_owner(*, session: Session) -> bool:
+    return (
+        session.execute(
+            select(AdminToken.id).where(
+                AdminToken.role == "owner",
+                AdminToken.revoked_at.is_(None),
+            )
+        ).first()
+        is not None
+    )
+
+
+def create_token(*, session: Session, name: str, role: str = "owner") -> tuple[AdminToken, str]:
     name = name.strip()
-    if not name or len(name) > 100:
-        raise TokenAdminError("a token needs a name of 1-100 characters")
+    role = check_role(role)
+    if not name or len(name) > 100 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise TokenAdminError("a token needs a name of 1-100 printable characters")
     if session.execute(select(AdminToken).where(AdminToken.name == name)).scalar():
         raise TokenAdminError(f"a token named {name!r} exists already")
     token = PREFIX + secrets.token_urlsafe(32)
-    row = AdminToken(name=name, token_hash=token_hash(token))
+    row = AdminToken(name=name, token_hash=token_hash(token), role=role)
     session.add(row)
     session.flush()
     return row, token
@@ -64,10 +100,41 @@ def note_use(*, session: Session, row: AdminToken, every_seconds: float = 60.0) 
     set_committed_value(row, "last_used_at", now)  # known, and not written a second time
 
 
-def revoke_token(*, session: Session, name: str) -> AdminToken:
+def set_role(*, session: Session, name: str, role: str) -> AdminToken:
+    """Change a live token's role; the last live owner cannot stop being one (nobody could
+    manage tokens or erase personal data any more)."""
+    role = check_role(role)
+    row = session.execute(select(AdminToken).where(AdminToken.name == name)).scalar()
+    if row is None or row.revoked_at is not None:
+        raise TokenAdminError(f"no live token named {name!r}")
+    if row.role == "owner" and role != "owner":
+        _keep_an_owner(session=session, leaving=row)
+    row.role = role
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _keep_an_owner(*, session: Session, leaving: AdminToken) -> None:
+    others = session.execute(
+        select(AdminToken.id).where(
+            AdminToken.role == "owner",
+            AdminToken.revoked_at.is_(None),
+            AdminToken.id != leaving.id,
+        )
+    ).first()
+    if others is None:
+        raise TokenAdminError(f"{leaving.name!r} is the last owner token: make another owner first")
+
+
+def revoke_token(*, session: Session, name: str, keep_an_owner: bool = False) -> AdminToken:
+    """Revoke a token now. With keep_an_owner (the API and UI), the last live owner token
+    cannot be revoked; the CLI, run by whoever holds the database, may."""
     row = session.execute(select(AdminToken).where(AdminToken.name == name)).scalar()
     if row is None:
         raise TokenAdminError(f"no token named {name!r}")
+    if keep_an_owner and row.role == "owner" and row.revoked_at is None:
+        _keep_an_owner(session=session, leaving=row)
     row.revoked_at = row.revoked_at or utcnow()
     session.add(row)
     session.execute(delete(AdminWebSession).where(AdminWebSession.token_id == row.id))

@@ -292,6 +292,8 @@ class AdminToken(SQLModel, table=True):
     id: int = Field(default=None, primary_key=True)
     name: str = Field(unique=True, max_length=100)
     token_hash: str = Field(unique=True, max_length=64)
+    # viewer: reads only; editor: runs the newsletter; owner: also tokens and personal data
+    role: str = Field(default="owner", max_length=10)
     created_at: dt.datetime = Field(default_factory=utcnow)
     last_used_at: dt.datetime | None = None
     revoked_at: dt.datetime | None = None

@@ -1,4 +1,10 @@
-"""Request-scoped dependencies: settings, a database session, the admin behind a token."""
+"""Request-scoped dependencies: settings, a database session, the admin behind a token.
+
+Roles are checked here, once for every admin API operation: reading (GET, HEAD) needs
+any live token, any other method an editor, unless the route names its role with
+`openapi_extra={"x-role": ...}` (`role("viewer")` for a POST that only reads, such as a
+match check; `role("owner")` for tokens and erasure). The role shows in the OpenAPI
+document as `x-role` on each operation."""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jinja2 import Environment
 from sqlmodel import Session
 
-from newsletter.core.admin_tokens import note_use, verify_token
+from newsletter.core.admin_tokens import ROLE_WORDS, allows, note_use, verify_token
 from newsletter.core.models import AdminToken
 from newsletter.core.settings import Settings
 
@@ -44,7 +50,36 @@ bearer = HTTPBearer(
 )
 
 
+READING_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def role(needed: str) -> dict:
+    """`openapi_extra` for a route whose role differs from its method's default."""
+    assert needed in ROLE_WORDS
+    return {"x-role": needed}
+
+
+def role_needed(route: object, method: str) -> str:
+    extra = getattr(route, "openapi_extra", None) or {}
+    named = extra.get("x-role")
+    if named:
+        return str(named)
+    return "viewer" if method.upper() in READING_METHODS else "editor"
+
+
+def refuse_role(token: AdminToken, needed: str) -> HTTPException | None:
+    """The 403 for a token whose role is below `needed`, or None when it may."""
+    if allows(token.role, needed):
+        return None
+    return HTTPException(
+        403,
+        f"this needs an {needed} token; {token.name!r} is a {token.role} token "
+        f"({ROLE_WORDS.get(token.role, 'no known role')})",
+    )
+
+
 def require_admin(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> AdminToken:
@@ -55,6 +90,9 @@ def require_admin(
     row = verify_token(session=session, token=credentials.credentials)
     if row is None:
         raise HTTPException(403, "this token is unknown or revoked")
+    refused = refuse_role(row, role_needed(request.scope.get("route"), request.method))
+    if refused is not None:
+        raise refused
     note_use(session=session, row=row)
     return row
 

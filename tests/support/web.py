@@ -26,10 +26,10 @@ def csrf_of(html: str) -> str:
     return CSRF_FIELD.search(html).group(1)
 
 
-def api_client(settings, engine, name: str = "tests") -> TestClient:
+def api_client(settings, engine, name: str = "tests", role: str = "owner") -> TestClient:
     """A client of the app that carries a fresh admin token named `name` on every request."""
     with Session(engine) as s:
-        _, token = create_token(session=s, name=name)
+        _, token = create_token(session=s, name=name, role=role)
         s.commit()
     app = create_app(settings=settings, engine=engine)
     return TestClient(app, headers={"Authorization": f"Bearer {token}"})

@@ -28,7 +28,7 @@ from newsletter.web.admin.auth import (
     SESSION_COOKIE,
     AdminDep,
     AdminRoute,
-    CsrfDep,
+    ReadFormDep,
     load_session,
     login_csrf_for,
     open_session,
@@ -101,7 +101,7 @@ def login(
 
 
 @router.post("/logout")
-def logout(admin: CsrfDep, session: SessionDep):
+def logout(admin: ReadFormDep, session: SessionDep):
     """Ends the session server-side: the same cookie, replayed, is refused."""
     end_session(session=session, session_id=admin.session_id)
     response = RedirectResponse("/admin/login", status_code=303)

@@ -26,11 +26,11 @@ from fastapi.routing import APIRoute
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlmodel import Session
 
-from newsletter.core.admin_tokens import session_token, start_session
+from newsletter.core.admin_tokens import allows, session_token, start_session
 from newsletter.core.keys import ADMIN_SESSION, CSRF, derive_key
 from newsletter.core.models import AdminToken
 from newsletter.core.settings import Settings
-from newsletter.web.deps import SessionDep
+from newsletter.web.deps import SessionDep, refuse_role
 
 SESSION_COOKIE = "newsletter_admin"
 LOGIN_COOKIE = "newsletter_admin_login"
@@ -139,6 +139,11 @@ class AdminSession:
     csrf: str
     session_id: str
 
+    @property
+    def can(self) -> dict[str, bool]:
+        """What the pages may offer this token: `can.edit` (editor), `can.own` (owner)."""
+        return {"edit": allows(self.token.role, "editor"), "own": allows(self.token.role, "owner")}
+
 
 def load_session(request: Request, session: Session) -> AdminSession | None:
     """The live session the cookie names, or None (forged, expired, logged out, revoked)."""
@@ -169,14 +174,38 @@ def require_session(request: Request, session: SessionDep) -> AdminSession:
 AdminDep = Annotated[AdminSession, Depends(require_session)]
 
 
-def require_csrf(admin: AdminDep, csrf_token: Annotated[str, Form()] = "") -> AdminSession:
-    """A logged-in admin posting a form that carries this session's CSRF token."""
+def require_form(admin: AdminDep, csrf_token: Annotated[str, Form()] = "") -> AdminSession:
+    """A logged-in admin (any role) posting a form that carries this session's CSRF token:
+    for forms that change nothing (log out, a preview, a live check)."""
     if not csrf_token or not hmac.compare_digest(csrf_token, admin.csrf):
         raise HTTPException(403, "the form's security token is missing or wrong; reload the page")
     return admin
 
 
+ReadFormDep = Annotated[AdminSession, Depends(require_form)]
+
+
+def require_csrf(admin: ReadFormDep) -> AdminSession:
+    """A form that changes something: an editor or owner token, as in the API."""
+    refused = refuse_role(admin.token, "editor")
+    if refused is not None:
+        raise refused
+    return admin
+
+
+# every form that changes something takes CsrfDep (editor), OwnerCsrfDep (owner) or,
+# when it only reads, ReadFormDep
 CsrfDep = Annotated[AdminSession, Depends(require_csrf)]
+
+
+def require_owner_csrf(admin: ReadFormDep) -> AdminSession:
+    refused = refuse_role(admin.token, "owner")
+    if refused is not None:
+        raise refused
+    return admin
+
+
+OwnerCsrfDep = Annotated[AdminSession, Depends(require_owner_csrf)]
 
 
 def render(
@@ -195,6 +224,7 @@ def render(
         lang="en",
         t=LABELS,
         admin=admin,
+        can=admin.can if admin else {"edit": False, "own": False},
         csrf=admin.csrf if admin else "",
         section=section,
         nonce=nonce,

@@ -18,7 +18,7 @@ from newsletter.ingest.events import latest_event_day
 from newsletter.ingest.takes import MAX_CHARS, get_take, markdown_to_html, set_take
 from newsletter.pipeline import plan_period
 from newsletter.planning.digests import SendSummary, digest_kind, preview_digest
-from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, fragment, render
+from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, ReadFormDep, fragment, render
 from newsletter.web.deps import EnvDep, SessionDep, SettingsDep
 
 router = APIRouter(route_class=AdminRoute)
@@ -117,7 +117,7 @@ def take_save(
 
 
 @router.post("/take/preview")
-def take_preview(request: Request, admin: CsrfDep, body: Annotated[str, Form()] = ""):
+def take_preview(request: Request, admin: ReadFormDep, body: Annotated[str, Form()] = ""):
     return fragment(request, "take_preview.html.j2", preview=take_html(body))
 
 

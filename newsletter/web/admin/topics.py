@@ -33,7 +33,15 @@ from newsletter.topics.matching import (
     check_terms,
 )
 from newsletter.topics.suggestions import suggest_keywords
-from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, fragment, render, safe_next
+from newsletter.web.admin.auth import (
+    AdminDep,
+    AdminRoute,
+    CsrfDep,
+    ReadFormDep,
+    fragment,
+    render,
+    safe_next,
+)
 from newsletter.web.deps import SessionDep
 
 router = APIRouter(route_class=AdminRoute)
@@ -272,7 +280,7 @@ def topic_save(
 def topic_check(
     request: Request,
     slug: str,
-    admin: CsrfDep,
+    admin: ReadFormDep,
     session: SessionDep,
     include: Annotated[str, Form()] = "",
     exclude: Annotated[str, Form()] = "",

@@ -1,7 +1,8 @@
 """The admin REST API under /api/v1 (bearer-token auth).
 
 Every operation needs `Authorization: Bearer <token>` (`newsletter admin token create`):
-401 without one, 403 with an unknown or revoked one. Each part lives in its own module
+401 without one, 403 with an unknown or revoked one, or one whose role is too low (each
+operation's `x-role` in the OpenAPI document: viewer, editor or owner). Each part lives in its own module
 (`api_topics`, `api_events`, ...) built with `api_common.admin_router`, which adds the
 token check and maps domain errors to status codes (see `api_common`); request and
 response models are in `api_models`.
@@ -19,6 +20,7 @@ from newsletter.web.api import outbox as api_outbox
 from newsletter.web.api import subscribers as api_subscribers
 from newsletter.web.api import topics as api_topics
 from newsletter.web.api import webhooks as api_webhooks
+from newsletter.web.deps import role_needed
 
 
 def operation_id(route: APIRoute) -> str:
@@ -28,7 +30,7 @@ def operation_id(route: APIRoute) -> str:
 
 router = APIRouter(generate_unique_id_function=operation_id)
 
-for part in (
+PARTS = (
     api_topics.router,
     api_events.router,
     api_subscribers.router,
@@ -39,5 +41,14 @@ for part in (
     api_outbox.router,
     api_bounces.router,
     api_audit.router,
-):
+)
+for part in PARTS:
+    # every operation states the role it needs (checked by deps.require_admin)
+    for route in part.routes:
+        if isinstance(route, APIRoute):
+            method = next(iter(route.methods or {"GET"}))
+            route.openapi_extra = {
+                **(route.openapi_extra or {}),
+                "x-role": role_needed(route, method),
+            }
     router.include_router(part)

@@ -45,7 +45,7 @@ from newsletter.web.api.models import (
     SubscribersPublic,
     SuppressionPublic,
 )
-from newsletter.web.deps import AdminDep, SessionDep
+from newsletter.web.deps import AdminDep, SessionDep, role
 
 router = admin_router("/subscribers", "subscribers")
 
@@ -205,7 +205,9 @@ def change_subscriber(
     "/{email}",
     status_code=204,
     summary="Remove a subscriber",
-    description="Deletes the personal data; the address stays on the suppression list.",
+    description="Deletes the personal data; the address stays on the suppression list. "
+    "Needs an owner token.",
+    openapi_extra=role("owner"),
     responses=errors(404, 422),
 )
 def delete_subscriber(session: SessionDep, admin: AdminDep, email: EmailPath) -> Response:

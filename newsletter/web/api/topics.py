@@ -36,7 +36,7 @@ from newsletter.web.api.models import (
     TopicPublic,
     TopicsPublic,
 )
-from newsletter.web.deps import SessionDep
+from newsletter.web.deps import SessionDep, role
 
 router = admin_router("/topics", "topics")
 
@@ -84,6 +84,7 @@ def add_topic(session: SessionDep, topic_in: TopicCreate) -> TopicPublic:
 @router.post(
     "/match",
     response_model=RulesCheckPublic,
+    openapi_extra=role("viewer"),
     summary="Which stored events would these rules match?",
     responses=errors(404, 422),
 )

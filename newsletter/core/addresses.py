@@ -13,6 +13,7 @@ older version (or by hand) are sent correctly too.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from functools import lru_cache
 
 import idna
@@ -43,3 +44,27 @@ def wire_address(address: str) -> str:
 def address_hash(email: str) -> str:
     """The suppression list's key for an address (kept after personal data is deleted)."""
     return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
+
+
+def proof_address(value: str) -> str:
+    """An editor's address for digest proofs, normalised: a valid address (an IDN domain
+    or a Unicode local part is fine), one that can be written on the wire, and no
+    control characters anywhere (they could end a header or an SMTP command early)."""
+    from email_validator import EmailNotValidError, validate_email
+
+    if not isinstance(value, str):
+        raise AddressError("the proof address must be text")
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value):
+        raise AddressError("the proof address contains control characters or line breaks")
+    text = value.strip()
+    if not text:
+        raise AddressError("give an address to send the proof to")
+    if len(text) > 320:
+        raise AddressError("the proof address is longer than 320 characters")
+    try:
+        info = validate_email(text, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise AddressError(f"invalid proof address {text!r}: {exc}") from exc
+    address = info.normalized.lower() if info.ascii_email else info.normalized
+    wire_address(address)  # raises AddressError for a domain IDNA cannot encode
+    return address

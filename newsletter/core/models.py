@@ -188,6 +188,11 @@ class SharpTake(SQLModel, table=True):
     language: str = Field(max_length=8)
     body_markdown: str = Field(sa_type=Text)
     updated_at: dt.datetime = Field(default_factory=utcnow)
+    # draft until an editor approves it; saving an edit makes it a draft again. The
+    # scheduled monthly send waits for approval (see planning/take_gate.py)
+    state: str = Field(default="draft", max_length=10)  # draft|approved
+    approved_at: dt.datetime | None = None
+    approved_by: str | None = Field(default=None, max_length=100)  # the token's name
 
 
 class Feed(SQLModel, table=True):

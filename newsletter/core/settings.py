@@ -248,6 +248,27 @@ class Settings(BaseSettings):
     catch_up_hours: float = Field(
         default=72.0, ge=0, description="After downtime, send missed digests due this recently."
     )
+    # the monthly digest's proof and its sharp take's approval
+    proof_to: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Editors' addresses that get a proof of each monthly digest before it "
+        "goes out (a JSON list or comma-separated); empty = no scheduled proofs.",
+    )
+    proof_lead_hours: float = Field(
+        default=24.0, ge=0, le=24 * 27, description="How long before the monthly send the proof goes."
+    )
+    take_deadline_hours: float = Field(
+        default=24.0,
+        ge=0,
+        le=24 * 27,
+        description="How long after its scheduled time the monthly send waits for the sharp "
+        "takes to be approved; 0 = never waits.",
+    )
+    take_unapproved: Literal["omit", "include"] = Field(
+        default="omit",
+        description="A sharp take not approved by the deadline (or at any send): omit it, or "
+        "include the draft.",
+    )
     digest_check_seconds: float = Field(
         default=300.0, gt=0, description="How often to look for due digests."
     )
@@ -314,7 +335,7 @@ class Settings(BaseSettings):
             proxies.append(str(ip) if "/" in entry else str(ip.network_address))
         return proxies
 
-    @field_validator("bounce_ses_topic_arns", "bounce_sns_cert_urls", mode="before")
+    @field_validator("bounce_ses_topic_arns", "bounce_sns_cert_urls", "proof_to", mode="before")
     @classmethod
     def _string_list(cls, value):
         """A JSON list or a comma-separated string."""
@@ -322,6 +343,13 @@ class Settings(BaseSettings):
             text = value.strip()
             value = json.loads(text) if text.startswith("[") else text.split(",")
         return [str(v).strip() for v in value if str(v).strip()]
+
+    @field_validator("proof_to")
+    @classmethod
+    def _proof_to(cls, value: list[str]) -> list[str]:
+        from newsletter.core.addresses import proof_address
+
+        return [proof_address(entry) for entry in value]
 
     @field_validator("bounce_sns_cert_urls")
     @classmethod

@@ -298,8 +298,10 @@ def _envelope(
     subject: str,
     to_name: str,
     language: str = "en",
+    to: str | None = None,
 ):
-    """From, To, Subject, Date and Message-ID: the same on every retry of a delivery."""
+    """From, To, Subject, Date and Message-ID: the same on every retry of a delivery.
+    `to` sends it elsewhere than to the reader (a proof to an editor)."""
     _name, from_addr = sender_parts(settings)
     from_name = sender_name(settings, language)
     from_header = address_header(from_name, from_addr, "From")
@@ -309,7 +311,7 @@ def _envelope(
     headers = [
         ("From", from_header),
         # each reader's To is new: a cache would only churn
-        ("To", address_header.__wrapped__(to_name, subscriber.email)),
+        ("To", address_header.__wrapped__(to_name, to or subscriber.email)),
         ("Subject", text_header("Subject", subject)),
         ("Date", _date_header(delivery.created_at)),
         ("Message-ID", message_id),
@@ -318,15 +320,39 @@ def _envelope(
     return headers, from_addr, domain, digest, message_id
 
 
+def proof_links(settings: Settings) -> dict[str, str]:
+    """The links of a proof: they lead to a page saying the link is not valid, so an
+    editor clicking one (or a scanner fetching it) unsubscribes nobody."""
+    base = settings.base_url.rstrip("/")
+    return {
+        "unsubscribe_url": f"{base}/u/proof",
+        "preferences_url": f"{base}/p/proof",
+        "unsubscribe_token": "proof",
+    }
+
+
 def build_digest_email(
-    *, settings: Settings, delivery: DeliveryRow, edition: Edition, subscriber: SubscriberRow
+    *,
+    settings: Settings,
+    delivery: DeliveryRow,
+    edition: Edition,
+    subscriber: SubscriberRow,
+    proof_to: str | None = None,
 ) -> BuiltMessage:
+    """A reader's digest; with `proof_to`, the same digest sent to that address instead,
+    its reader links inert (`proof_links`) and no mailto: unsubscribe."""
     from newsletter.rendering.labels import labels
 
     headers, from_addr, domain, digest, message_id = _envelope(
-        settings, delivery, subscriber, edition.subject, subscriber.name or "", edition.language
+        settings,
+        delivery,
+        subscriber,
+        edition.subject,
+        subscriber.name or "",
+        edition.language,
+        to=proof_to,
     )
-    links = links_for(settings, subscriber)
+    links = proof_links(settings) if proof_to else links_for(settings, subscriber)
     values = {
         "greeting": greeting(subscriber, labels(edition.language)),
         "unsubscribe_url": links["unsubscribe_url"],
@@ -335,7 +361,12 @@ def build_digest_email(
     }
     headers += [
         ("List-Id", list_id(settings, edition.language, edition.frequency, domain)),
-        ("List-Unsubscribe", list_unsubscribe(settings, links, from_addr)),
+        (
+            "List-Unsubscribe",
+            f"<{links['unsubscribe_url']}>"
+            if proof_to
+            else list_unsubscribe(settings, links, from_addr),
+        ),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ("Content-Language", edition.language),
     ]
@@ -349,7 +380,7 @@ def build_digest_email(
     data = dkim_sign(settings, data, domain)
     return BuiltMessage(
         sender=return_path(settings, from_addr, delivery.id or 0, delivery.created_at),
-        recipient=subscriber.email,
+        recipient=proof_to or subscriber.email,
         message_id=message_id,
         data=data,
     )

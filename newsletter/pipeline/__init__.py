@@ -28,7 +28,7 @@ from newsletter.delivery.outbox import BULK_ROWS, refresh_statistics
 from newsletter.ingest import feeds, files
 from newsletter.ingest.events import AddResult, EventIn, add_event
 from newsletter.ingest.files import ImportReport, Records
-from newsletter.planning import alerts, chat_digests, digests, send_times
+from newsletter.planning import alerts, chat_digests, digests, proofs, send_times
 from newsletter.planning.digests import DigestRenderer, SendSummary, check_frequency
 
 
@@ -149,7 +149,10 @@ def plan_due_periods(
     *, engine: Engine, env: Environment, settings: Settings, now: dt.datetime | None = None
 ) -> list[tuple[send_times.Due, str]]:
     """The scheduler's digests: `plan_period` for each (frequency, period, time zone) whose
-    local send time has passed and that no run has claimed (see `planning.send_times`)."""
+    local send time has passed and that no run has claimed (see `planning.send_times`).
+    First the editors' proof of a monthly digest coming up (`planning.proofs`); a monthly
+    send waits for its sharp takes' approval until NEWSLETTER_TAKE_DEADLINE_HOURS."""
+    proofs.scheduled_proofs(engine=engine, env=env, settings=settings, now=now)
     return send_times.run_due_digests(
         engine=engine, env=env, settings=settings, plan=plan_period, now=now
     )

@@ -17,7 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from newsletter.audience.subscribers import SubscriberError, get_subscriber, subscriber_topics
-from newsletter.core.models import Delivery, Edition, Event, utcnow
+from newsletter.core.models import Delivery, Edition, Event, Subscriber, utcnow
 from newsletter.core.periods import DIGEST_FREQUENCIES, Period, PeriodError, parse_period
 from newsletter.core.settings import Settings
 from newsletter.delivery import outbox
@@ -53,17 +53,30 @@ def check_frequency(frequency: str, period_key: str) -> Period:
 class DigestRenderer:
     """Renders segments of one period, sharing the events, topics and takes."""
 
-    def __init__(self, *, session: Session, env: Environment, settings: Settings, period: Period):
+    def __init__(
+        self,
+        *,
+        session: Session,
+        env: Environment,
+        settings: Settings,
+        period: Period,
+        drafts: bool | None = None,
+    ):
         self.session, self.env, self.settings, self.period = session, env, settings, period
         self.events = period_events(session=session, period=period)
         self.topics = list_topics(session=session)
         self._editions: dict[str, int] = {}
+        # a take not approved yet: in a reader's digest only as NEWSLETTER_TAKE_UNAPPROVED
+        # says (omit by default); a proof shows it, being where an editor reads it first
+        self.drafts = settings.take_unapproved == "include" if drafts is None else drafts
 
     def take_for(self, language: str) -> str | None:
         if self.period.frequency != "monthly":
             return None
         take = get_take(session=self.session, period=self.period.key, language=language)
-        return take.body_markdown if take else None
+        if take is None or (take.state != "approved" and not self.drafts):
+            return None
+        return take.body_markdown
 
     def render(self, segment: Segment, events: list[tuple[Event, list[str]]]) -> Rendered:
         context = digest_context(
@@ -295,6 +308,71 @@ class Preview:
     message: bytes
 
 
+@dataclass
+class ReaderView:
+    """One reader's digest of a period, rendered and stored nowhere: the edition they
+    would get and the reader it is personalised for (perhaps one made up for a proof)."""
+
+    edition: Edition
+    subscriber: Subscriber
+    event_count: int
+
+
+def reader_view(
+    *,
+    session: Session,
+    env: Environment,
+    settings: Settings,
+    frequency: str,
+    period_key: str,
+    email: str | None = None,
+    topics: list[str] | None = None,
+    language: str = "en",
+    drafts: bool | None = None,
+) -> ReaderView:
+    """The digest of the subscriber `email`, or of someone following `topics` in
+    `language` (every topic when `topics` is empty)."""
+    period = check_frequency(frequency, period_key)
+    if email:
+        subscriber = get_subscriber(session=session, email=email)
+        if subscriber is None:
+            raise SubscriberError(f"no subscriber {email}")
+        slugs = tuple(t.slug for t in subscriber_topics(session=session, subscriber=subscriber))
+        who = subscriber.email
+    else:
+        if language not in ("en", "zh"):
+            raise DigestError("language must be en or zh")
+        known = [t.slug for t in list_topics(session=session)]
+        unknown = sorted(set(topics or []) - set(known))
+        if unknown:
+            raise DigestError(f"unknown topic {', '.join(unknown)}")
+        wanted = set(topics or known)
+        slugs = tuple(slug for slug in known if slug in wanted)
+        subscriber = Subscriber(id=0, email="proof@invalid", name="", language=language)
+        who = f"a {language} reader of {', '.join(slugs) or 'no topics'}"
+    renderer = DigestRenderer(
+        session=session, env=env, settings=settings, period=period, drafts=drafts
+    )
+    events = events_for(renderer.events, slugs, frequency)
+    if not events:
+        raise DigestError(f"{who} has no events in {period.key}: nothing would be sent")
+    segment = Segment("email", frequency, period, subscriber.language, slugs)
+    rendered = renderer.render(segment, events)
+    edition = Edition(
+        segment_key=segment.key,
+        format="email",
+        frequency=frequency,
+        period=period.key,
+        language=subscriber.language,
+        topic_slugs=list(slugs),
+        subject=rendered.subject,
+        body_html=rendered.body_html,
+        body_text=rendered.body_text,
+        content_hash=rendered.content_hash,
+    )
+    return ReaderView(edition, subscriber, len(events))
+
+
 def preview_digest(
     *,
     session: Session,
@@ -305,42 +383,33 @@ def preview_digest(
     email: str,
 ) -> Preview:
     """Exactly what one reader would receive, rendered fresh and stored nowhere."""
-    period = check_frequency(frequency, period_key)
-    subscriber = get_subscriber(session=session, email=email)
-    if subscriber is None:
-        raise SubscriberError(f"no subscriber {email}")
-    slugs = tuple(t.slug for t in subscriber_topics(session=session, subscriber=subscriber))
-    renderer = DigestRenderer(session=session, env=env, settings=settings, period=period)
-    events = events_for(renderer.events, slugs, frequency)
-    if not events:
-        raise DigestError(
-            f"{subscriber.email} has no events in {period.key}: nothing would be sent"
-        )
-    segment = Segment("email", frequency, period, subscriber.language, slugs)
-    rendered = renderer.render(segment, events)
-    edition = Edition(
-        segment_key=segment.key,
-        format="email",
+    view = reader_view(
+        session=session,
+        env=env,
+        settings=settings,
         frequency=frequency,
-        period=period.key,
-        language=subscriber.language,
-        subject=rendered.subject,
-        body_html=rendered.body_html,
-        body_text=rendered.body_text,
-        content_hash=rendered.content_hash,
+        period_key=period_key,
+        email=email,
+        drafts=True,  # the take as written: an editor previews it before approving
     )
+    period = parse_period(frequency, period_key)
     delivery = Delivery(
         id=0,
-        idempotency_key=idempotency_key(subscriber.id, frequency, period),
+        idempotency_key=idempotency_key(view.subscriber.id, frequency, period),
         channel="email",
         kind=digest_kind(frequency),
         created_at=utcnow(),
     )
     built = build_digest_email(
-        settings=settings, delivery=delivery, edition=edition, subscriber=subscriber
+        settings=settings, delivery=delivery, edition=view.edition, subscriber=view.subscriber
     )
-    parsed = message_from_bytes(built.data, policy=default_policy)
+    html, text = message_bodies(built.data)
+    return Preview(view.edition.subject, html, text, view.event_count, built.data)
+
+
+def message_bodies(data: bytes) -> tuple[str, str]:
+    """The HTML and the text part of a built digest message."""
+    parsed = message_from_bytes(data, policy=default_policy)
     html_part, text_part = parsed.get_body(("html",)), parsed.get_body(("plain",))
     assert html_part is not None and text_part is not None, "a digest has both parts"
-    html, text = html_part.get_content(), text_part.get_content()
-    return Preview(rendered.subject, html, text, len(events), built.data)
+    return html_part.get_content(), text_part.get_content()

@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from newsletter.core.models import DigestRun, Subscriber, WebhookEndpoint, utcnow
 from newsletter.core.periods import DIGEST_FREQUENCIES, Period, previous_period
+from newsletter.ingest.takes import draft_languages
 from newsletter.planning.digests import SendSummary
 
 log = logging.getLogger("newsletter.planning.send_times")
@@ -143,16 +144,84 @@ def run_due_digests(
     done: list[tuple[Due, str]] = []
     with Session(engine, expire_on_commit=False) as session:
         for frequency in DIGEST_FREQUENCIES:
-            start = now - horizon - LOOKBACK[frequency]
+            held = hold(settings, frequency)
+            start = now - horizon - held - LOOKBACK[frequency]
             for tz, first_reader in zones(session, frequency).items():
                 for due in send_moments(frequency, tz, send_time, start, now):
                     if due.due_at < now - horizon and due.due_at < first_reader:
                         continue  # nobody took this digest yet: not missed, nothing to log
+                    if take_deadline(session, settings, due, now) is not None:
+                        # not claimed: every tick (of this or a restarted scheduler) asks again
+                        continue
                     if _claim_run(session, due, now):
-                        done.append(
-                            (due, _run_one(session, env, settings, plan, due, now - horizon))
-                        )
+                        oldest = now - horizon - held
+                        done.append((due, _run_one(session, env, settings, plan, due, oldest)))
     return done
+
+
+def hold(settings, frequency: str) -> dt.timedelta:
+    """How long after its time a send may wait for its sharp takes to be approved."""
+    if frequency != "monthly":
+        return dt.timedelta(0)
+    return dt.timedelta(hours=settings.take_deadline_hours)
+
+
+def take_deadline(session: Session, settings, due: Due, now: dt.datetime) -> dt.datetime | None:
+    """When a due monthly send waits for a sharp take to be approved: the moment it goes
+    out regardless (NEWSLETTER_TAKE_UNAPPROVED then says whether the draft goes with
+    it). None when it may go now: every take of the month approved (or none written), or
+    the deadline passed."""
+    deadline = due.due_at + hold(settings, due.frequency)
+    if now >= deadline:
+        return None
+    return deadline if draft_languages(session=session, period=due.period.key) else None
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A monthly send held for its sharp takes: what the dashboard and Send page show."""
+
+    period: str
+    timezone: str
+    due_at: dt.datetime
+    deadline: dt.datetime
+    languages: list[str]  # the takes still drafts
+    unapproved: str  # omit|include: what happens at the deadline
+
+
+def waiting_sends(*, session: Session, settings, now: dt.datetime | None = None) -> list[Waiting]:
+    """The monthly sends that are due and waiting for a take's approval, soonest first."""
+    now = now or utcnow()
+    held = hold(settings, "monthly")
+    if not held:
+        return []
+    send_time = dt.time.fromisoformat(settings.digest_send_time)
+    out = []
+    for tz in zones(session, "monthly"):
+        for due in send_moments("monthly", tz, send_time, now - held, now):
+            deadline = take_deadline(session, settings, due, now)
+            if deadline is None:
+                continue
+            planned = session.execute(
+                select(DigestRun.id).where(
+                    DigestRun.frequency == "monthly",
+                    DigestRun.period == due.period.key,
+                    DigestRun.timezone == tz,
+                )
+            ).first()
+            if planned is None:
+                languages = draft_languages(session=session, period=due.period.key)
+                out.append(
+                    Waiting(
+                        due.period.key,
+                        tz,
+                        due.due_at,
+                        deadline,
+                        languages,
+                        settings.take_unapproved,
+                    )
+                )
+    return sorted(out, key=lambda w: (w.deadline, w.timezone))
 
 
 def next_sends(*, session: Session, settings, now: dt.datetime | None = None) -> list[Due]:

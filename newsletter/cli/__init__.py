@@ -39,7 +39,8 @@ class Root(LazyGroup):
             "Team chat webhooks: add, list, test, enable, disable, edit, remove.",
         ),
         "take": Lazy(
-            "newsletter.cli.takes:app", "The monthly sharp take (Markdown), per language."
+            "newsletter.cli.takes:app",
+            "The monthly sharp take (Markdown), per language: set, show, approve.",
         ),
         "digest": Lazy(
             "newsletter.cli.digest:app",

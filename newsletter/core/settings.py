@@ -255,7 +255,10 @@ class Settings(BaseSettings):
         "goes out (a JSON list or comma-separated); empty = no scheduled proofs.",
     )
     proof_lead_hours: float = Field(
-        default=24.0, ge=0, le=24 * 27, description="How long before the monthly send the proof goes."
+        default=24.0,
+        ge=0,
+        le=24 * 27,
+        description="How long before the monthly send the proof goes.",
     )
     take_deadline_hours: float = Field(
         default=24.0,

@@ -33,6 +33,10 @@ class DigestError(ValueError):
     """A digest request that cannot be carried out, with the reason."""
 
 
+class NothingToSend(DigestError):
+    """The digest asked for would have no events."""
+
+
 def digest_kind(frequency: str) -> str:
     return f"digest-{frequency}"
 
@@ -355,7 +359,7 @@ def reader_view(
     )
     events = events_for(renderer.events, slugs, frequency)
     if not events:
-        raise DigestError(f"{who} has no events in {period.key}: nothing would be sent")
+        raise NothingToSend(f"{who} has no events in {period.key}: nothing would be sent")
     segment = Segment("email", frequency, period, subscriber.language, slugs)
     rendered = renderer.render(segment, events)
     edition = Edition(

@@ -40,6 +40,10 @@ class ProofError(ValueError):
     """A proof that cannot be made or sent, with the reason."""
 
 
+class ProofSendError(ProofError):
+    """The email channel did not take the proof (the relay refused it or is down)."""
+
+
 @dataclass
 class ProofSent:
     to: list[str]
@@ -118,10 +122,8 @@ def deliver(settings: Settings, messages: list[BuiltMessage]) -> None:
 
     try:
         asyncio.run(run())
-    except DeliveryError as exc:
-        raise ProofError(f"the proof could not be sent: {exc}") from exc
-    except OSError as exc:
-        raise ProofError(f"the proof could not be sent: {exc}") from exc
+    except (DeliveryError, OSError) as exc:
+        raise ProofSendError(f"the proof could not be sent: {exc}") from exc
 
 
 def send_proof(
@@ -139,20 +141,17 @@ def send_proof(
     """Render the digest of the subscriber `email` (or of a reader of `topics` in
     `language`) and send it to the editors `to` as a proof."""
     addresses = proof_addresses(to)
-    try:
-        view = reader_view(
-            session=session,
-            env=env,
-            settings=settings,
-            frequency=frequency,
-            period_key=period_key,
-            email=email,
-            topics=topics,
-            language=language,
-            drafts=True,
-        )
-    except DigestError as exc:
-        raise ProofError(str(exc)) from exc
+    view = reader_view(  # DigestError: a bad period, or nothing to send
+        session=session,
+        env=env,
+        settings=settings,
+        frequency=frequency,
+        period_key=period_key,
+        email=email,
+        topics=topics,
+        language=language,
+        drafts=True,
+    )
     deliver(settings, build_proofs(view, settings=settings, to=addresses))
     if email:
         who = f"{view.subscriber.email}'s {frequency} digest"
@@ -214,9 +213,7 @@ def scheduled_proofs(
                             to=settings.proof_to,
                             language=language,
                         )
-                    except ProofError as exc:
-                        if "nothing would be sent" not in str(exc):
-                            raise
+                    except DigestError as exc:  # no events for this language's readers
                         log.info("no %s proof for %s: %s", language, period, exc)
             except Exception:
                 session.rollback()

@@ -1,4 +1,5 @@
-"""/api/v1/takes and /api/v1/digests: the editor's sharp take, digest preview and send-now."""
+"""/api/v1/takes and /api/v1/digests: the editor's sharp take (and its approval), digest
+preview, proofs to editors and send-now."""
 
 from __future__ import annotations
 
@@ -7,23 +8,26 @@ from typing import Annotated
 from fastapi import HTTPException, Path, Query
 
 from newsletter.core.periods import PeriodError, parse_period
-from newsletter.ingest.takes import get_take, markdown_to_html, set_take
+from newsletter.ingest.takes import TakeError, approve_take, get_take, markdown_to_html, set_take
 from newsletter.pipeline import plan_period
-from newsletter.planning.digests import DigestError, preview_digest
+from newsletter.planning.digests import DigestError, NothingToSend, preview_digest
+from newsletter.planning.proofs import ProofSendError, send_proof
 from newsletter.web.api.common import admin_router, errors, invalid, status_on
 from newsletter.web.api.models import (
     MONTH_PATTERN,
     PERIOD_PATTERN,
     DigestFrequency,
     DigestPreviewPublic,
+    DigestProofIn,
+    DigestProofPublic,
     DigestSendIn,
     DigestSendPublic,
     Language,
     TakeIn,
     TakePublic,
 )
-from newsletter.web.api.subscribers import subscriber_or_404
-from newsletter.web.deps import EnvDep, SessionDep, SettingsDep
+from newsletter.web.api.subscribers import note, subscriber_or_404
+from newsletter.web.deps import AdminDep, EnvDep, SessionDep, SettingsDep
 
 takes = admin_router("/takes", "takes")
 digests = admin_router("/digests", "digests")
@@ -38,6 +42,9 @@ def take_public(take) -> TakePublic:
         body_markdown=take.body_markdown,
         html=markdown_to_html(take.body_markdown),
         updated_at=take.updated_at,
+        state=take.state,
+        approved_at=take.approved_at,
+        approved_by=take.approved_by,
     )
 
 
@@ -61,9 +68,32 @@ def read_take(session: SessionDep, period: MonthPath, language: Language) -> Tak
     responses=errors(400, 422),
 )
 def write_take(
-    session: SessionDep, period: MonthPath, language: Language, take_in: TakeIn
+    session: SessionDep, admin: AdminDep, period: MonthPath, language: Language, take_in: TakeIn
 ) -> TakePublic:
     take = set_take(session=session, period=period, language=language, body=take_in.body_markdown)
+    if take.state == "draft":
+        note(session, admin, "take.edit", f"{period} {language}", "saved as a draft")
+    return take_public(take)
+
+
+@takes.post(
+    "/{period}/{language}/approve",
+    response_model=TakePublic,
+    summary="Approve the sharp take of a month in one language",
+    description="The scheduled monthly send waits for the approval of each language's take "
+    "(until NEWSLETTER_TAKE_DEADLINE_HOURS). Approving an approved take changes nothing; "
+    "saving a changed text makes it a draft again. 404 when there is no such take.",
+    responses=errors(404, 422),
+)
+def approve(
+    session: SessionDep, admin: AdminDep, period: MonthPath, language: Language
+) -> TakePublic:
+    with status_on(404, TakeError):
+        was = get_take(session=session, period=period, language=language, fallback=False)
+        before = was.state if was else None
+        take = approve_take(session=session, period=period, language=language, by=admin.name)
+    if before != "approved":
+        note(session, admin, "take.approve", f"{period} {language}", "approved")
     return take_public(take)
 
 
@@ -102,6 +132,41 @@ def preview(
         html=shown.html,
         text=shown.text,
         event_count=shown.event_count,
+    )
+
+
+@digests.post(
+    "/proof",
+    response_model=DigestProofPublic,
+    summary="Send a proof of a digest to editors' addresses",
+    description="The digest exactly as the subscriber `email` would receive it (or as a "
+    "reader of `topics` in `language` would), sent now through the email channel to the "
+    '`to` addresses only, its subject starting with "[Proof]". Nothing is queued or '
+    "counted for the reader, and the proof's unsubscribe links do nothing. It shows the "
+    "sharp take even while that is a draft. 404 for an unknown subscriber; 409 when the "
+    "digest would have no events; 502 when the mail relay did not take it.",
+    responses=errors(400, 404, 409, 422, 502),
+)
+def proof(
+    session: SessionDep, admin: AdminDep, env: EnvDep, settings: SettingsDep, body: DigestProofIn
+) -> DigestProofPublic:
+    if body.email:
+        subscriber_or_404(session, body.email)
+    with status_on(409, NothingToSend), status_on(502, ProofSendError):
+        sent = send_proof(
+            session=session,
+            env=env,
+            settings=settings,
+            frequency=body.frequency,
+            period_key=body.period,
+            to=body.to,
+            email=body.email,
+            topics=body.topics,
+            language=body.language,
+        )
+    note(session, admin, "digest.proof", body.period, f"{sent.view} to {', '.join(sent.to)}")
+    return DigestProofPublic(
+        to=sent.to, subject=sent.subject, event_count=sent.event_count, view=sent.view
     )
 
 

@@ -428,6 +428,11 @@ class TakePublic(BaseModel):
     body_markdown: str
     html: str = Field(description="The Markdown rendered as in the digest (raw HTML is escaped).")
     updated_at: dt.datetime
+    state: Literal["draft", "approved"] = Field(
+        description="draft until an editor approves it; saving a changed text makes it a draft."
+    )
+    approved_at: dt.datetime | None = None
+    approved_by: str | None = Field(default=None, description="The approving token's name.")
 
 
 class FeedCreate(BaseModel):
@@ -493,6 +498,44 @@ class DigestSendIn(BaseModel):
         if "frequency" in info.data:
             parse_period(info.data["frequency"], v)
         return v
+
+
+class DigestProofIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    frequency: DigestFrequency = "monthly"
+    period: str = Field(
+        pattern=PERIOD_PATTERN,
+        description="2025-07 (monthly), 2025-W31 (weekly), 2025-07-31 (daily)",
+    )
+    to: list[Annotated[str, Field(max_length=320)]] = Field(
+        min_length=1,
+        max_length=10,
+        description="The editors' addresses the proof goes to (and nowhere else).",
+    )
+    email: str | None = Field(
+        default=None,
+        max_length=320,
+        description="Whose digest: this subscriber's exactly. Else `topics` and `language`.",
+    )
+    topics: list[Slug] | None = Field(
+        default=None, max_length=50, description="Without `email`: these topics (empty: all)."
+    )
+    language: Language = "en"
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, v: str, info: ValidationInfo) -> str:
+        if "frequency" in info.data:
+            parse_period(info.data["frequency"], v)
+        return v
+
+
+class DigestProofPublic(BaseModel):
+    to: list[str]
+    subject: str = Field(description='The subject as sent, starting with "[Proof]".')
+    event_count: int
+    view: str = Field(description="Whose digest the proof shows.")
 
 
 class DigestSendPublic(BaseModel):

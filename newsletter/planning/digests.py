@@ -384,9 +384,12 @@ def preview_digest(
     settings: Settings,
     frequency: str,
     period_key: str,
-    email: str,
+    email: str | None,
+    topics: list[str] | None = None,
+    language: str = "en",
 ) -> Preview:
-    """Exactly what one reader would receive, rendered fresh and stored nowhere."""
+    """Exactly what one reader would receive, rendered fresh and stored nowhere; without
+    `email`, what a reader of `topics` (all when empty) in `language` would."""
     view = reader_view(
         session=session,
         env=env,
@@ -394,6 +397,8 @@ def preview_digest(
         frequency=frequency,
         period_key=period_key,
         email=email,
+        topics=topics,
+        language=language,
         drafts=True,  # the take as written: an editor previews it before approving
     )
     period = parse_period(frequency, period_key)

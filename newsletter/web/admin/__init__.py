@@ -116,6 +116,7 @@ def dashboard(request: Request, admin: AdminDep):
         "dashboard.html.j2",
         admin=admin,
         section="dashboard",
+        waiting=admin_digests.waiting_notes(request),
         **dashboard_data(engine=request.app.state.engine),
     )
 

@@ -174,9 +174,7 @@ def test_at_the_deadline_the_send_goes_with_or_without_the_draft(
         assert waiting_sends(session=s, settings=settings, now=DUE + dt.timedelta(hours=25)) == []
 
 
-def test_no_wait_when_every_take_is_approved_or_the_deadline_is_zero(
-    readers, make_settings, smtp_server
-):
+def test_no_wait_when_the_deadline_is_zero(readers, make_settings, smtp_server):
     settings = make_settings(take_deadline_hours=0, proof_to=[])
     tick(readers, settings, DUE + dt.timedelta(minutes=1))
     assert deliveries(readers) == 2  # a deadline of 0 never waits (the draft is omitted)

@@ -19,7 +19,7 @@ from newsletter.ingest.takes import get_take, set_take
 from newsletter.pipeline.sample import add_demo_readers, load_sample
 from newsletter.planning.send_times import send_moments
 from newsletter.web.app import create_app
-from tests.support.web import api_client, csrf_of
+from tests.support.web import api_client
 from tests.web.test_admin_ui import browser_login, login
 
 EDITOR = "editor@example.org"

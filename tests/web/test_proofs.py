@@ -292,3 +292,30 @@ def test_browser_edit_approve_and_send_a_proof(
     assert received.message["Subject"].startswith("[Proof] ")
     assert "export licences" in parts(received.message)[1]
     assert deliveries(engine) == 0
+
+
+def test_a_viewer_sees_no_approve_or_proof_controls_and_a_post_is_refused(
+    web_settings, engine, token, smtp_server
+):
+    with Session(engine) as s:
+        set_take(session=s, period="2025-07", language="en", body="A draft to approve.")
+        _, viewer = create_token(session=s, name="analyst", role="viewer")
+        s.commit()
+    client = TestClient(create_app(settings=web_settings, engine=engine))
+    csrf = login(client, viewer)
+    take = client.get("/admin/take?period=2025-07&language=en").text
+    assert 'id="take-badge">draft<' in take and "Approve the saved take" not in take
+    preview = client.get("/admin/preview?period=2025-07&email=reader.en@example.com").text
+    assert 'id="preview-subject"' in preview and "Send proof" not in preview
+    for path, data in (
+        ("/admin/take/approve", {"period": "2025-07", "language": "en"}),
+        (
+            "/admin/preview/proof",
+            {"period": "2025-07", "email": "reader.en@example.com", "to": EDITOR},
+        ),
+    ):
+        refused = client.post(path, data={"csrf_token": csrf, **data}, follow_redirects=False)
+        assert refused.status_code == 403, path
+    with Session(engine) as s:
+        assert get_take(session=s, period="2025-07", language="en").state == "draft"
+    assert smtp_server.recorder.received == []

@@ -70,8 +70,10 @@ def read_take(session: SessionDep, period: MonthPath, language: Language) -> Tak
 def write_take(
     session: SessionDep, admin: AdminDep, period: MonthPath, language: Language, take_in: TakeIn
 ) -> TakePublic:
+    before = get_take(session=session, period=period, language=language, fallback=False)
+    was = (before.body_markdown, before.state) if before else None
     take = set_take(session=session, period=period, language=language, body=take_in.body_markdown)
-    if take.state == "draft":
+    if was != (take.body_markdown, take.state):
         note(session, admin, "take.edit", f"{period} {language}", "saved as a draft")
     return take_public(take)
 

@@ -56,6 +56,42 @@ def preview_cmd(
         print(p.text)
 
 
+@app.command("proof")
+def proof_cmd(
+    ctx: typer.Context,
+    period: str = typer.Option(..., "--period", help="2025-07, 2025-W31 or 2025-07-31."),
+    to: str = typer.Option(..., "--to", help="Editors' addresses, comma-separated."),
+    frequency: str = typer.Option("monthly", "--frequency", help="daily, weekly or monthly."),
+    email: str | None = typer.Option(None, "--email", help="Whose digest (a subscriber)."),
+    topics: str = typer.Option(
+        "", "--topics", help="Without --email: these topics, comma-separated (default all)."
+    ),
+    language: str = typer.Option("en", "--language", help="Without --email: zh or en."),
+) -> None:
+    """Send a proof of a digest to editors' addresses now, subject marked "[Proof]"."""
+    from newsletter.planning.proofs import send_proof
+
+    st = state(ctx)
+    with st.session() as session:
+        try:
+            sent = send_proof(
+                session=session,
+                env=st.env,
+                settings=st.settings,
+                frequency=frequency,
+                period_key=period,
+                to=to,
+                email=email,
+                topics=[t.strip() for t in topics.split(",") if t.strip()],
+                language=language,
+            )
+        except ValueError as exc:  # ProofError, DigestError, SubscriberError
+            fail(str(exc))
+    console.print(
+        f"Proof of {sent.view} sent to {', '.join(sent.to)}: {sent.subject}", markup=False
+    )
+
+
 @app.command("send")
 def send_cmd(
     ctx: typer.Context,

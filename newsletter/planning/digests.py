@@ -352,7 +352,7 @@ def reader_view(
             raise DigestError(f"unknown topic {', '.join(unknown)}")
         wanted = set(topics or known)
         slugs = tuple(slug for slug in known if slug in wanted)
-        subscriber = Subscriber(id=0, email="proof@invalid", name="", language=language)
+        subscriber = Subscriber(id=0, email="reader@example.com", name="", language=language)
         who = f"a {language} reader of {', '.join(slugs) or 'no topics'}"
     renderer = DigestRenderer(
         session=session, env=env, settings=settings, period=period, drafts=drafts

@@ -319,3 +319,15 @@ def test_a_viewer_sees_no_approve_or_proof_controls_and_a_post_is_refused(
     with Session(engine) as s:
         assert get_take(session=s, period="2025-07", language="en").state == "draft"
     assert smtp_server.recorder.received == []
+
+
+def test_cli_digest_proof(cli, smtp_server, monkeypatch):
+    monkeypatch.setenv("NEWSLETTER_SMTP_URL", smtp_server.url)
+    cli("sample", "load", "--with-readers")
+    r = cli("digest", "proof", "--period", "2025-07", "--topics", "hardware", "--to", EDITOR)
+    assert r.exit_code == 0, r.output + r.stderr
+    assert f"sent to {EDITOR}: [Proof] " in r.output
+    (received,) = smtp_server.recorder.received
+    assert received.rcpt_tos == [EDITOR]
+    r = cli("digest", "proof", "--period", "2025-07", "--to", "bad\x07@example.org")
+    assert r.exit_code == 1 and "control characters" in r.stderr

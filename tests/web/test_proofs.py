@@ -287,6 +287,9 @@ def test_browser_edit_approve_and_send_a_proof(
     page.fill("#proof-to", EDITOR)
     page.get_by_role("button", name="Send proof").click()
     expect(page.locator("#proof-sent")).to_contain_text(f"Proof sent to {EDITOR}")
+    page.set_viewport_size({"width": 390, "height": 900})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.set_viewport_size({"width": 1200, "height": 900})
     (received,) = smtp_server.recorder.received
     assert received.rcpt_tos == [EDITOR]
     assert received.message["Subject"].startswith("[Proof] ")

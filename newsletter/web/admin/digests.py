@@ -350,7 +350,7 @@ def digest_proof(
         session,
         settings,
         env,
-        proof_sent=f"Proof sent to {', '.join(sent.to)}: “{sent.subject}”.",
+        proof_sent=f"Proof sent to {', '.join(sent.to)}. Subject: {sent.subject}",
         **page,
     )
 

@@ -2,7 +2,8 @@
 
 Pages: login/logout and the deliveries dashboard here; topics and events in
 `admin_topics`, the sharp take, digest preview and send-now in `admin_digests`,
-readers in `admin_subscribers`, the outbox in `admin_outbox`, the audit log in
+readers in `admin_subscribers` (their CSV import in `admin_subscriber_import`), admin
+tokens in `admin_tokens` (owners), the outbox in `admin_outbox`, the audit log in
 `admin_audit`.
 Sessions and CSRF are in `admin_auth`.
 """
@@ -21,7 +22,9 @@ from newsletter.core.models import utcnow
 from newsletter.web.admin import audit as admin_audit
 from newsletter.web.admin import digests as admin_digests
 from newsletter.web.admin import outbox as admin_outbox
+from newsletter.web.admin import subscriber_import as admin_subscriber_import
 from newsletter.web.admin import subscribers as admin_subscribers
+from newsletter.web.admin import tokens as admin_tokens
 from newsletter.web.admin import topics as admin_topics
 from newsletter.web.admin.auth import (
     LOGIN_COOKIE,
@@ -122,6 +125,8 @@ def dashboard(request: Request, admin: AdminDep):
 
 router.include_router(admin_topics.router)
 router.include_router(admin_digests.router)
+router.include_router(admin_subscriber_import.router)  # before /subscribers/{id}
 router.include_router(admin_subscribers.router)
 router.include_router(admin_outbox.router)
 router.include_router(admin_audit.router)
+router.include_router(admin_tokens.router)

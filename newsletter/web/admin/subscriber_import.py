@@ -102,6 +102,7 @@ def import_upload(
         return _page(request, admin, session, status=422, chosen=chosen, error=f"{exc}.")
     audit.record(session=session, who=admin.token.name, action="subscribers.import",
                  target=name[:200], detail=result.summary())  # fmt: skip
+    session.commit()  # the report shows what is stored
     refused = [r for r in result.rows if r.action == "refused"]
     others = [r for r in result.rows if r.action != "refused"]
     listed = sorted(refused + others[:LISTED], key=lambda r: r.line)

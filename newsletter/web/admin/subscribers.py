@@ -366,4 +366,5 @@ def subscriber_erase(
     remove_subscriber(session=session, subscriber=sub)
     audit.record(session=session, who=admin.token.name, action="subscriber.remove",
                  target=f"subscriber {sub.id}", detail="personal data deleted")  # fmt: skip
+    session.commit()  # before the redirect: the list the browser asks for next is without them
     return RedirectResponse("/admin/subscribers?done=erased", status_code=303)

@@ -108,6 +108,7 @@ def token_create(
     if error:
         return _page(request, admin, session, create_error=error, form=form, status=422)
     _note(session, admin, "token.create", row.name, f"role {row.role}")
+    session.commit()  # stored before the token is shown (see `_done`)
     return render(
         request,
         "token_created.html.j2",
@@ -127,7 +128,10 @@ def _live(session: Session, name: str) -> AdminToken:
     return row
 
 
-def _done(done: str, name: str) -> RedirectResponse:
+def _done(session: Session, done: str, name: str) -> RedirectResponse:
+    # committed here, not after the response: the page the browser asks for next must
+    # see the change (SessionDep commits once the response has gone out)
+    session.commit()
     return RedirectResponse(
         "/admin/tokens?" + urlencode({"done": done, "name": name}), status_code=303
     )
@@ -150,7 +154,7 @@ def token_role(
         return _page(request, admin, session, error=str(exc), status=409)
     if row.role != before:
         _note(session, admin, "token.role", row.name, f"{before} -> {row.role}")
-    return _done("role", row.name)
+    return _done(session, "role", row.name)
 
 
 @router.post("/tokens/revoke")
@@ -168,4 +172,4 @@ def token_revoke(
         return _page(request, admin, session, error=str(exc), status=409)
     _note(session, admin, "token.revoke", row.name, f"role {row.role}")
     # revoking one's own token ends this session too: the next page is the login
-    return _done("revoked", row.name)
+    return _done(session, "revoked", row.name)

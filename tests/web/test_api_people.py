@@ -232,3 +232,33 @@ def test_a_viewer_cannot_import(web_settings, sampled):
     assert response.status_code == 403
     with Session(sampled) as s:
         assert s.exec(select(Subscriber).where(Subscriber.email == "v@example.org")).first() is None
+
+
+def test_import_reads_utf16_and_leaves_readers_who_are_not_active_alone(web_settings, sampled):
+    editor = api_client(web_settings, sampled, name="desk", role="editor")
+    with Session(sampled) as s:
+        sub = s.exec(select(Subscriber).where(Subscriber.email == "reader.zh@example.com")).one()
+        sub.status = "pending"
+        s.add(sub)
+        s.commit()
+    text = "email,name,topics\nreader.zh@example.com,Changed,capital\nli@example.org,李雷,capital\n"
+    response = editor.post(
+        "/api/v1/subscribers/import",
+        content=text.encode("utf-16"),  # with its byte-order mark
+        headers={"Content-Type": "text/csv"},
+    )
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["encoding"] == "UTF-16"
+    pending, added = report["rows"]
+    assert pending["action"] == "refused" and "has not confirmed" in pending["reason"]
+    assert (added["email"], added["action"]) == ("li@example.org", "added")
+    assert editor.get("/api/v1/subscribers/li@example.org").json()["name"] == "李雷"
+    kept = editor.get("/api/v1/subscribers/reader.zh@example.com").json()
+    assert kept["name"] != "Changed" and kept["status"] == "pending"
+    garbage = editor.post(
+        "/api/v1/subscribers/import",
+        content=b"email\n\x81\x8d\x8f\x90\x9d@example.org\n",
+        headers={"Content-Type": "text/csv"},
+    )
+    assert garbage.status_code == 400 and "CSV UTF-8" in garbage.json()["detail"]

@@ -147,6 +147,9 @@ def token_role(
 ):
     row = _live(session, name)
     before = row.role
+    if role not in ROLES:
+        return _page(request, admin, session, error=f"Choose a role: {', '.join(ROLES)}.",
+                     status=422)  # fmt: skip
     try:
         set_role(session=session, name=row.name, role=role)
     except TokenAdminError as exc:
@@ -154,6 +157,9 @@ def token_role(
         return _page(request, admin, session, error=str(exc), status=409)
     if row.role != before:
         _note(session, admin, "token.role", row.name, f"{before} -> {row.role}")
+    if row.id == admin.token.id and row.role != "owner":
+        session.commit()  # an owner who stepped down cannot see the tokens page any more
+        return RedirectResponse("/admin/", status_code=303)
     return _done(session, "role", row.name)
 
 
@@ -171,5 +177,7 @@ def token_revoke(
         session.rollback()
         return _page(request, admin, session, error=str(exc), status=409)
     _note(session, admin, "token.revoke", row.name, f"role {row.role}")
-    # revoking one's own token ends this session too: the next page is the login
+    if row.id == admin.token.id:  # this session ended with it
+        session.commit()
+        return RedirectResponse("/admin/login", status_code=303)
     return _done(session, "revoked", row.name)

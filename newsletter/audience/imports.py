@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlmodel import Session, col
 
+from newsletter.audience.directory import topics_of
 from newsletter.audience.subscribers import (
     IMPORT_CHUNK,
     RowOutcome,
@@ -33,7 +34,6 @@ from newsletter.audience.subscribers import (
     _ImportBatch,
     csv_rows,
     normalise_email,
-    subscriber_topics,
     update_subscriber,
     validate_rows,
     why_not_addable,
@@ -122,6 +122,7 @@ def import_csv(
                     select(Subscriber).where(col(Subscriber.email).in_(wanted))
                 ).scalars()
             }
+            slugs = topics_of(session, [s.id for s in existing.values()])
             new = []
             for where, row in chunk:
                 key = keys[where]
@@ -134,7 +135,8 @@ def import_csv(
                 if key:
                     seen[key] = where
                 if key and key in existing:
-                    result.rows.append(_update(session, where, existing[key], row))
+                    sub = existing[key]
+                    result.rows.append(_update(session, where, sub, slugs.get(sub.id, []), row))
                 else:
                     new.append((where, row))
             batch.flush(validate_rows(new, default_topics), None)
@@ -149,8 +151,11 @@ def import_csv(
     return result
 
 
-def _update(session: Session, where: str, sub: Subscriber, row: dict[str, str]) -> RowOutcome:
-    """A row for a stored reader: the cells it fills replace theirs (active readers only)."""
+def _update(
+    session: Session, where: str, sub: Subscriber, topics: list[str], row: dict[str, str]
+) -> RowOutcome:
+    """A row for a stored reader: the cells it fills replace theirs (active readers only).
+    `topics` are the reader's topic slugs as stored."""
     if sub.status != "active":
         why = why_not_addable(session=session, email=sub.email) or f"{sub.email} is {sub.status}"
         return RowOutcome(where, sub.email, "refused", why + "; not changed")
@@ -160,11 +165,14 @@ def _update(session: Session, where: str, sub: Subscriber, row: dict[str, str]) 
         "language": sub.language,
         "timezone": sub.timezone,
         "frequency": sub.frequency,
-        "topics": [t.slug for t in subscriber_topics(session=session, subscriber=sub)],
+        "topics": topics,
     }
     given = {k: v for k, v in row.items() if k in FIELDS and v}
     try:
         wanted = SubscriberIn.model_validate({**current, **given})
+        same = {**wanted.model_dump(), "topics": set(wanted.topics)}
+        if same == {**current, "topics": set(topics)}:  # usual when a file comes back
+            return RowOutcome(where, sub.email, "unchanged")
         with session.begin_nested():
             changed = update_subscriber(session=session, subscriber=sub, sub_in=wanted)
     except (ValidationError, SubscriberError, TopicError) as exc:

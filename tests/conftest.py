@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, SQLModel
 from typer.testing import CliRunner
 
-from newsletter.core.db import make_engine, upgrade
+from newsletter.core.db import current_revision, head_revision, make_engine, upgrade
 from tests.support.env import BACKEND, PG_URL, ROOT, TEST_SECRET_KEY
 
 
@@ -117,7 +117,8 @@ def db_url(request, tmp_path) -> str:
     if BACKEND == "postgres":
         url = request.getfixturevalue("pg_database")
         engine = make_engine(url)
-        upgrade(engine)
+        if current_revision(engine) != head_revision():  # Alembic only when needed
+            upgrade(engine)
         tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
         with engine.begin() as conn:
             # a connection an earlier test leaked must not block the reset (nor hang the run)

@@ -41,8 +41,10 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-# commit before the response goes out, so a 2xx means the change is stored
-SessionDep = Annotated[Session, Depends(get_session)]
+# commit before the response goes out, so a 2xx means the change is stored (scope
+# "function": by default FastAPI ends a dependency only after the response is sent, and a
+# browser following a redirect could read the data from before the change)
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 EnvDep = Annotated[Environment, Depends(get_env)]
 
 bearer = HTTPBearer(

@@ -238,6 +238,18 @@ def test_a_refused_test_card_shows_the_platforms_answer(
         assert [e.consecutive_failures for e in s.exec(select(WebhookEndpoint))] == [0, 0]
 
 
+def test_the_cli_says_how_many_waiting_messages_a_removal_cancels(cli, web_settings, engine, token):
+    add_team(engine, web_settings)
+    with Session(engine) as s:
+        ep = s.exec(select(WebhookEndpoint)).one()
+        s.add(Delivery(idempotency_key=f"endpoint:{ep.id}|alert|event:1", channel="slack",
+                       kind="alert", period="event:1", endpoint_id=ep.id))  # fmt: skip
+        s.commit()
+    done = cli("webhooks", "remove", "ops")
+    assert done.exit_code == 0
+    assert "Removed webhook ops; 1 waiting message(s) cancelled." in done.output
+
+
 # --- in Chromium ----------------------------------------------------------------------------
 
 

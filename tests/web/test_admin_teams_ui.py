@@ -238,6 +238,34 @@ def test_a_refused_test_card_shows_the_platforms_answer(
         assert [e.consecutive_failures for e in s.exec(select(WebhookEndpoint))] == [0, 0]
 
 
+def test_disabling_holds_what_is_queued_and_held_rows_can_be_cancelled(client, engine, token):
+    csrf = login(client, token)
+    add_team(engine, client.app.state.settings)
+    with Session(engine) as s:
+        ep = s.exec(select(WebhookEndpoint)).one()
+        for n in (1, 2):
+            s.add(Delivery(idempotency_key=f"endpoint:{ep.id}|alert|event:{n}", channel="slack",
+                           kind="alert", period=f"event:{n}", endpoint_id=ep.id))  # fmt: skip
+        s.commit()
+    page = client.get("/admin/webhooks/ops").text
+    assert "the <strong>2</strong> messages queued for it now and new alerts" in page
+    done = client.post("/admin/webhooks/ops/disable", data={"csrf_token": csrf, "reason": ""})
+    assert "Disabled: nothing is sent to this team; 2 messages held until it is enabled." in (
+        done.text
+    )
+    assert 'id="team-disabled-reason">disabled by an admin<' in done.text
+    assert done.text.count('<tr data-delivery-id="') == 2 and "Cancel 2 held…" in done.text
+    assert "they will never be sent, also not when it is enabled again" in done.text
+    gone = client.post("/admin/webhooks/ops/held/cancel", data={"csrf_token": csrf})
+    assert "2 messages held for this team cancelled: they will never be sent." in gone.text
+    assert "No message is held for this team." in gone.text and "Cancel 2 held" not in gone.text
+    with Session(engine) as s:
+        assert s.exec(select(Delivery.status)).all() == ["cancelled", "cancelled"]
+    log = client.get("/admin/audit").text
+    assert re.findall(r"<code>([a-z.]+)</code>", log) == ["outbox.cancel", "webhook.disable"]
+    assert "held messages for team ops" in log and "2 messages cancelled" in log
+
+
 def test_the_cli_says_how_many_waiting_messages_a_removal_cancels(cli, web_settings, engine, token):
     add_team(engine, web_settings)
     with Session(engine) as s:

@@ -171,10 +171,12 @@ def enable_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> int:
     return outbox.resume_endpoint(session, endpoint.id)
 
 
-def remove_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> None:
-    """Delete a team's endpoint; its unsent rows are cancelled, its history kept."""
-    outbox.detach_endpoint(session, endpoint.id)
+def remove_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> int:
+    """Delete a team's endpoint; its unsent rows are cancelled, its history kept.
+    Returns how many were cancelled."""
+    cancelled = outbox.detach_endpoint(session, endpoint.id)
     endpoints.remove_endpoint(session=session, endpoint=endpoint)
+    return cancelled
 
 
 def remove_subscriber(*, session: Session, subscriber: Subscriber, reason: str = "removed") -> None:

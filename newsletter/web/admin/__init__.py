@@ -2,8 +2,8 @@
 
 Pages: login/logout and the deliveries dashboard here; topics and events in
 `admin_topics`, the sharp take, digest preview and send-now in `admin_digests`,
-readers in `admin_subscribers`, the outbox in `admin_outbox`, the audit log in
-`admin_audit`.
+readers in `admin_subscribers`, teams (chat webhooks) in `admin_webhooks`, the outbox
+in `admin_outbox`, the audit log in `admin_audit`.
 Sessions and CSRF are in `admin_auth`.
 """
 
@@ -23,6 +23,7 @@ from newsletter.web.admin import digests as admin_digests
 from newsletter.web.admin import outbox as admin_outbox
 from newsletter.web.admin import subscribers as admin_subscribers
 from newsletter.web.admin import topics as admin_topics
+from newsletter.web.admin import webhooks as admin_webhooks
 from newsletter.web.admin.auth import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
@@ -123,5 +124,6 @@ def dashboard(request: Request, admin: AdminDep):
 router.include_router(admin_topics.router)
 router.include_router(admin_digests.router)
 router.include_router(admin_subscribers.router)
+router.include_router(admin_webhooks.router)
 router.include_router(admin_outbox.router)
 router.include_router(admin_audit.router)

@@ -367,6 +367,10 @@ class WebhookChange(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    platform: Platform | None = Field(
+        default=None,
+        description="A new platform must take the endpoint's secret (or a new one) as it is.",
+    )
     url: str | None = Field(default=None, max_length=2000, pattern=HTTP_URL)
     secret: str | None = Field(default=None, max_length=500, pattern=NO_CONTROL)
     topics: list[Slug] | None = Field(default=None, min_length=1, max_length=50)
@@ -389,6 +393,14 @@ class WebhookPublic(BaseModel):
     disabled_reason: str | None
     consecutive_failures: int
     first_failure_at: dt.datetime | None
+    last_success_at: dt.datetime | None = Field(
+        description="When its latest message was delivered (null: none yet)."
+    )
+    queued: int = Field(description="Messages waiting to be sent (removing it cancels them).")
+    held: int = Field(
+        description="Messages held while it is disabled: queued again when it is enabled "
+        "(removing it cancels them)."
+    )
     source: str
     created_at: dt.datetime
     generated_secret: str | None = Field(

@@ -176,6 +176,7 @@ def feed_add(
         return _list_page(request, admin, session, settings, form=form, errors=errors, status=422)
     audit.record(session=session, who=admin.token.name, action="feed.add", target=feed.name,
                  detail=feed.url)  # fmt: skip
+    session.commit()  # stored before the browser follows the redirect
     return RedirectResponse(f"/admin/feeds?{urlencode({'added': feed.id})}#feed-{feed.id}",
                             status_code=303)  # fmt: skip
 
@@ -242,6 +243,7 @@ def feed_save(
         detail = ", ".join(f"{key}: {getattr(feed, key)}" for key in changed)
         audit.record(session=session, who=admin.token.name, action="feed.edit", target=before,
                      detail=detail)  # fmt: skip
+    session.commit()  # stored before the browser follows the redirect
     return RedirectResponse(f"/admin/feeds/{feed.id}?saved=1", status_code=303)
 
 
@@ -263,6 +265,7 @@ def feed_poll(
         detail = f"{len(result.new_ids)} new, {result.duplicates} already stored"
     audit.record(session=session, who=admin.token.name, action="feed.poll", target=feed.name,
                  detail=detail)  # fmt: skip
+    session.commit()  # stored before the browser follows the redirect
     if back == "feed":
         return RedirectResponse(f"/admin/feeds/{feed.id}?polled=1", status_code=303)
     return RedirectResponse(f"/admin/feeds?polled={feed.id}", status_code=303)
@@ -276,4 +279,5 @@ def feed_remove(feed_id: int, admin: CsrfDep, session: SessionDep):
     audit.record(session=session, who=admin.token.name, action="feed.remove", target=feed.name,
                  detail=f"{feed.url}; its {kept} events stay")  # fmt: skip
     query = urlencode({"removed": feed.name, "kept": kept})
+    session.commit()  # stored before the browser follows the redirect
     return RedirectResponse(f"/admin/feeds?{query}", status_code=303)

@@ -274,6 +274,7 @@ def topic_create(
         return _topics_page(request, admin, session, new=new, form=form, errors=errors, status=422)
     audit.record(session=session, who=admin.token.name, action="topic.create",
                  target=topic.slug, detail=topic.name_en)  # fmt: skip
+    session.commit()  # stored before the browser follows the redirect
     return RedirectResponse(f"/admin/topics?{urlencode({'created': topic.slug})}", status_code=303)
 
 
@@ -443,6 +444,7 @@ def topic_delete(
         detail = f"nobody followed it; {impact.events} event(s) lost the topic"
     audit.record(session=session, who=admin.token.name, action="topic.delete",
                  target=slug, detail=detail)  # fmt: skip
+    session.commit()  # stored before the browser follows the redirect
     return RedirectResponse(f"/admin/topics?{urlencode({'deleted': slug})}", status_code=303)
 
 

@@ -323,6 +323,7 @@ def test_browser_add_a_feed_poll_it_and_see_it_break(
 
     # edit, then remove: the confirmation says the events stay, and they do
     page.click("tr[data-feed=wire] a")
+    expect(page.locator("h1")).to_have_text("wire")  # the feed's page, not the list
     page.fill("#name", "wire-desk")
     page.click("text=Save feed")
     expect(page.get_by_role("status")).to_contain_text("Saved.")
@@ -359,6 +360,7 @@ def test_browser_create_a_topic_and_delete_it(
             add_subscriber(session=s, sub_in=SubscriberIn(email=f"r{n}@example.org", topics=topics))
         s.commit()
     page.click("a[href='/admin/topics/chips']")
+    expect(page.locator("h1")).to_contain_text("Chips")
     page.click("text=Delete Chips…")
     expect(page.locator("#delete-followers")).to_contain_text(
         "3 readers and 0 webhooks follow this topic"

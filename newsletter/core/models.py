@@ -204,6 +204,7 @@ class Feed(SQLModel, table=True):
     last_ok_at: dt.datetime | None = None
     last_error: str | None = Field(default=None, sa_type=Text)
     consecutive_failures: int = Field(default=0)
+    last_new_events: int | None = None  # how many new events the last poll brought
     next_poll_at: dt.datetime | None = None
     created_at: dt.datetime = Field(default_factory=utcnow)
 

@@ -2,8 +2,8 @@
 
 Pages: login/logout and the deliveries dashboard here; topics and events in
 `admin_topics`, the sharp take, digest preview and send-now in `admin_digests`,
-readers in `admin_subscribers`, teams (chat webhooks) in `admin_webhooks`, the outbox
-in `admin_outbox`, the audit log in `admin_audit`.
+readers in `admin_subscribers`, teams (chat webhooks) in `admin_webhooks`, feeds in
+`admin_feeds`, the outbox in `admin_outbox`, the audit log in `admin_audit`.
 Sessions and CSRF are in `admin_auth`.
 """
 
@@ -20,6 +20,7 @@ from newsletter.core.admin_tokens import end_session, verify_token
 from newsletter.core.models import utcnow
 from newsletter.web.admin import audit as admin_audit
 from newsletter.web.admin import digests as admin_digests
+from newsletter.web.admin import feeds as admin_feeds
 from newsletter.web.admin import outbox as admin_outbox
 from newsletter.web.admin import subscribers as admin_subscribers
 from newsletter.web.admin import topics as admin_topics
@@ -127,3 +128,4 @@ router.include_router(admin_subscribers.router)
 router.include_router(admin_webhooks.router)
 router.include_router(admin_outbox.router)
 router.include_router(admin_audit.router)
+router.include_router(admin_feeds.router)

@@ -370,9 +370,7 @@ class ReaderClick(SQLModel, table=True):
     per-reader counts on (the `clicks.per_reader` option)."""
 
     delivery_id: int = Field(foreign_key="delivery.id", primary_key=True, ondelete="CASCADE")
-    event_id: int = Field(
-        foreign_key="event.id", primary_key=True, ondelete="CASCADE", index=True
-    )
+    event_id: int = Field(foreign_key="event.id", primary_key=True, ondelete="CASCADE", index=True)
     count: int = Field(default=0)
     last_at: dt.datetime = Field(default_factory=utcnow)
 

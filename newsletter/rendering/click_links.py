@@ -129,9 +129,7 @@ class Linker:
     sentinel: str = ""
 
     def __call__(self, event_id: int, url: str, topic: str) -> str:
-        token = make_token(
-            self.secret, event_id=event_id, topic=topic, url=url, period=self.period
-        )
+        token = make_token(self.secret, event_id=event_id, topic=topic, url=url, period=self.period)
         return f"{self.base_url.rstrip('/')}/r/{token}{self.sentinel}"
 
 

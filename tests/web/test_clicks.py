@@ -75,9 +75,7 @@ def send_digest(world, db_url, smtp_server, **overrides):
     return settings
 
 
-def test_tracked_digest_links_redirect_to_the_source_and_are_counted(
-    world, db_url, smtp_server
-):
+def test_tracked_digest_links_redirect_to_the_source_and_are_counted(world, db_url, smtp_server):
     settings = send_digest(world, db_url, smtp_server, click_tracking=True)
     msg, text, html = mailed(smtp_server, "ada@example.com")
     links = CLICK.findall(html)
@@ -140,7 +138,10 @@ def test_forged_foreign_and_robot_clicks_are_not_counted_nor_redirected_elsewher
         # signed with our key, but for a URL the event does not have
         "/r/"
         + make_token(
-            TEST_SECRET_KEY, event_id=event.id, topic="capital", url="https://evil.example/",
+            TEST_SECRET_KEY,
+            event_id=event.id,
+            topic="capital",
+            url="https://evil.example/",
             period="2025-07",
         ),  # fmt: skip
         # another event's own URL under this event's id
@@ -151,8 +152,11 @@ def test_forged_foreign_and_robot_clicks_are_not_counted_nor_redirected_elsewher
         # a real-looking token signed with another site's key
         "/r/"
         + make_token(
-            "another-site-key-0123456789abcdefghijklmnopqrstuv", event_id=event.id,
-            topic="capital", url=event.url, period="2025-07",
+            "another-site-key-0123456789abcdefghijklmnopqrstuv",
+            event_id=event.id,
+            topic="capital",
+            url=event.url,
+            period="2025-07",
         ),  # fmt: skip
         "/r/not-a-token",
         "/r/" + "A" * 400,
@@ -324,3 +328,39 @@ def test_clicks_over_http_on_the_dashboard(page, world, db_url, smtp_server, scr
             shot = screenshot_dir / f"admin-clicks-{width}.png"
             card.screenshot(path=str(shot))
             assert shot.stat().st_size > 5_000
+
+
+def test_instant_alerts_carry_counted_links_too(engine, db_url, smtp_server):
+    from newsletter.ingest.files import import_records
+    from newsletter.planning.alerts import enqueue_recent_alerts
+    from newsletter.topics.catalogue import ensure_default_topics
+
+    settings = mail_settings(db_url, smtp_server.url, alert_batch_seconds=0, click_tracking=True)
+    with Session(engine) as s:
+        ensure_default_topics(session=s)
+        add_subscriber(
+            session=s,
+            sub_in=SubscriberIn(email="now@example.com", frequency="instant", topics="hardware"),
+        )
+        records = [
+            ("1", {"title": "New GPU cluster announced", "url": "https://e.com/g1",
+                   "occurred_on": "2025-08-01"}),
+            ("2", {"title": "Accelerator start-up ships a chip", "url": "https://e.com/g2",
+                   "occurred_on": "2025-08-01"}),
+        ]  # fmt: skip
+        import_records(session=s, records=iter(records))
+        assert enqueue_recent_alerts(session=s, settings=settings) == 2
+        s.commit()
+    drain(engine, settings)
+    _, text, html = mailed(smtp_server, "now@example.com")
+    links = sorted(set(CLICK.findall(text)))
+    assert len(links) == 2 and set(CLICK.findall(html)) == set(links)
+    assert "https://e.com/" not in text
+    client = TestClient(create_app(settings=settings, engine=engine))
+    got = {
+        client.get(u.removeprefix(SITE), follow_redirects=False).headers["location"] for u in links
+    }
+    assert got == {"https://e.com/g1", "https://e.com/g2"}
+    with Session(engine) as s:
+        rows = s.execute(select(ClickCount.topic, ClickCount.count)).all()
+    assert sorted(rows) == [("hardware", 1), ("hardware", 1)]

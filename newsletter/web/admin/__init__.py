@@ -19,6 +19,7 @@ from fastapi.responses import RedirectResponse
 from newsletter.core import audit as audit_log
 from newsletter.core.admin_tokens import end_session, verify_token
 from newsletter.core.models import utcnow
+from newsletter.feedback.clicks import click_stats, per_reader, set_per_reader
 from newsletter.web.admin import audit as admin_audit
 from newsletter.web.admin import digests as admin_digests
 from newsletter.web.admin import outbox as admin_outbox
@@ -38,7 +39,6 @@ from newsletter.web.admin.auth import (
     safe_next,
     set_login_cookie,
 )
-from newsletter.feedback.clicks import click_stats, per_reader, set_per_reader
 from newsletter.web.admin.dashboard import dashboard_data
 from newsletter.web.deps import SessionDep, SettingsDep
 

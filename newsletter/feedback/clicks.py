@@ -16,7 +16,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
-from newsletter.core.models import ClickCount, Delivery, Event, ReaderClick, Topic, utcnow
+from newsletter.core.models import (
+    ClickCount,
+    Delivery,
+    Event,
+    ReaderClick,
+    Subscriber,
+    Topic,
+    utcnow,
+)
 from newsletter.core.options import CLICKS_PER_READER, get_flag, set_flag
 from newsletter.ingest.events import localised
 from newsletter.rendering.click_links import ClickToken, url_hash
@@ -106,6 +114,21 @@ def reader_clicks(session: Session, subscriber_id: int) -> int:
             .where(Delivery.subscriber_id == subscriber_id)
         ).scalar_one()
     )
+
+
+def top_readers(session: Session, *, limit: int = 50) -> list[tuple[str, int]]:
+    """(address, clicks) of the readers with the most per-reader clicks (erased readers'
+    are gone with them)."""
+    total = func.sum(ReaderClick.count)
+    rows = session.execute(
+        select(Subscriber.email, total)
+        .join(Delivery, Delivery.id == ReaderClick.delivery_id)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .group_by(Subscriber.id, Subscriber.email)
+        .order_by(total.desc(), Subscriber.email)
+        .limit(limit)
+    ).all()
+    return [(email, int(n)) for email, n in rows]
 
 
 @dataclass

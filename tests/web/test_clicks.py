@@ -242,6 +242,10 @@ def test_per_reader_counts_only_while_an_owner_has_them_on(world, db_url, smtp_s
     api = api_client(settings, world, role="viewer")
     data = api.get("/api/v1/clicks").json()
     assert (data["per_reader"], data["readers"], data["total"]) == (True, 1, 2)
+    assert api.get("/api/v1/clicks/readers").status_code == 403  # personal data: owners
+    owner_api = api_client(settings, world, name="boss-api", role="owner")
+    readers = owner_api.get("/api/v1/clicks/readers").json()
+    assert readers == {"per_reader": True, "data": [{"email": "ada@example.com", "clicks": 2}]}
     # a changed reader part is refused like a changed token
     token, reader = links[0].removeprefix(f"{SITE}/r/").split("/")
     ref, mac = reader.split(".")
@@ -256,6 +260,7 @@ def test_per_reader_counts_only_while_an_owner_has_them_on(world, db_url, smtp_s
         s.commit()
         assert s.execute(select(func.count()).select_from(ReaderClick)).scalar_one() == 0
     assert clicks_total(world) == 2
+    assert owner_api.get("/api/v1/clicks/readers").json()["data"] == []
 
     # turned off: per-reader counts are deleted and no longer kept
     boss.get(links[0].removeprefix(SITE), follow_redirects=False)

@@ -17,6 +17,7 @@ READ_ONLY_POSTS = {"/api/v1/topics/match"}
 OWNER_ONLY = {
     ("delete", "/api/v1/subscribers/{email}"),
     ("put", "/api/v1/clicks/per-reader"),
+    ("get", "/api/v1/clicks/readers"),
 }
 
 

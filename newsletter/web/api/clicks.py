@@ -10,7 +10,13 @@ from fastapi import Query, Request
 from pydantic import BaseModel, Field
 
 from newsletter.core import audit
-from newsletter.feedback.clicks import MAX_DAYS, click_stats, per_reader, set_per_reader
+from newsletter.feedback.clicks import (
+    MAX_DAYS,
+    click_stats,
+    per_reader,
+    set_per_reader,
+    top_readers,
+)
 from newsletter.web.api.common import admin_router, errors
 from newsletter.web.deps import AdminDep, SessionDep, role
 
@@ -39,6 +45,16 @@ class ClicksPublic(BaseModel):
     events: list[EventClicksPublic] = Field(description="The most clicked events, at most 10.")
     topics: list[TopicClicksPublic] = Field(description="Clicks per digest section.")
     readers: int = Field(description="Readers with per-reader counts in the period.")
+
+
+class ReaderClicksPublic(BaseModel):
+    email: str
+    clicks: int
+
+
+class ReadersPublic(BaseModel):
+    per_reader: bool
+    data: list[ReaderClicksPublic] = Field(description="Most clicks first.")
 
 
 class PerReaderIn(BaseModel):
@@ -73,6 +89,23 @@ def read_clicks(
         events=[EventClicksPublic(**vars(e)) for e in stats.events],
         topics=[TopicClicksPublic(**vars(t)) for t in stats.topics],
         readers=stats.readers,
+    )
+
+
+@router.get(
+    "/readers",
+    response_model=ReadersPublic,
+    summary="Readers with the most clicks (owner; only while per-reader counts are on)",
+    description="Per-reader counts exist only while an owner has them on; empty otherwise.",
+    responses=errors(422),
+    openapi_extra=role("owner"),
+)
+def read_reader_clicks(
+    session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> ReadersPublic:
+    return ReadersPublic(
+        per_reader=per_reader(session),
+        data=[ReaderClicksPublic(email=e, clicks=n) for e, n in top_readers(session, limit=limit)],
     )
 
 

@@ -167,6 +167,8 @@ def test_forged_foreign_and_robot_clicks_are_not_counted_nor_redirected_elsewher
         assert got.status_code == 404, path
         assert "location" not in got.headers
         assert "This link is not valid" in got.text
+        head = client.head(path, follow_redirects=False)
+        assert head.status_code == 404 and "location" not in head.headers
     # HEAD (link checkers), robots and prefetches are sent on, but not counted
     head = client.head(link, follow_redirects=False)
     assert head.status_code == 302 and head.headers["location"] == source

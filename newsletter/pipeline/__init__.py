@@ -25,6 +25,7 @@ from newsletter.core.models import Subscriber, WebhookEndpoint
 from newsletter.core.settings import Settings
 from newsletter.delivery import outbox
 from newsletter.delivery.outbox import BULK_ROWS, refresh_statistics
+from newsletter.feedback import clicks
 from newsletter.ingest import feeds, files
 from newsletter.ingest.events import AddResult, EventIn, add_event
 from newsletter.ingest.files import ImportReport, Records
@@ -181,6 +182,7 @@ def remove_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> int:
 
 def remove_subscriber(*, session: Session, subscriber: Subscriber, reason: str = "removed") -> None:
     """Delete a reader's personal data (the address stays suppressed); unsent rows are
-    cancelled, sent ones kept without the reader."""
+    cancelled, sent ones kept without the reader (and without per-reader click counts)."""
+    clicks.forget_reader(session, subscriber.id)
     outbox.detach_subscriber(session, subscriber.id)
     subscribers.remove_subscriber(session=session, subscriber=subscriber, reason=reason)

@@ -204,6 +204,7 @@ class Feed(SQLModel, table=True):
     last_ok_at: dt.datetime | None = None
     last_error: str | None = Field(default=None, sa_type=Text)
     consecutive_failures: int = Field(default=0)
+    last_new_events: int | None = None  # how many new events the last poll brought
     next_poll_at: dt.datetime | None = None
     created_at: dt.datetime = Field(default_factory=utcnow)
 
@@ -349,6 +350,38 @@ class DigestRun(SQLModel, table=True):
     enqueued: int = Field(default=0)
     outcome: str = Field(default="running", max_length=16)  # running|done|skipped|failed
     note: str | None = Field(default=None, max_length=500)
+
+
+# --- clicks (only when NEWSLETTER_CLICK_TRACKING is on) ------------------------------------
+
+
+class ClickCount(SQLModel, table=True):
+    """Clicks on an event's link in emails, per topic section and day (UTC): a count only,
+    never who clicked or from where."""
+
+    event_id: int = Field(foreign_key="event.id", primary_key=True, ondelete="CASCADE")
+    # the section the link was in: a topic's slug, or "picks"
+    topic: str = Field(primary_key=True, max_length=64)
+    day: dt.date = Field(primary_key=True, index=True)
+    count: int = Field(default=0)
+
+
+class ReaderClick(SQLModel, table=True):
+    """Clicks per delivery (so per reader) and event: kept only while an owner has turned
+    per-reader counts on (the `clicks.per_reader` option)."""
+
+    delivery_id: int = Field(foreign_key="delivery.id", primary_key=True, ondelete="CASCADE")
+    event_id: int = Field(foreign_key="event.id", primary_key=True, ondelete="CASCADE", index=True)
+    count: int = Field(default=0)
+    last_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Option(SQLModel, table=True):
+    """A setting changed at run time from the admin UI (owners), by name."""
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: str = Field(default="", max_length=500)
+    updated_at: dt.datetime = Field(default_factory=utcnow)
 
 
 # a stored object, or a plain result row of its columns: the worker reads rows, as

@@ -25,6 +25,7 @@ from newsletter.core.models import Subscriber, WebhookEndpoint
 from newsletter.core.settings import Settings
 from newsletter.delivery import outbox
 from newsletter.delivery.outbox import BULK_ROWS, refresh_statistics
+from newsletter.feedback import clicks
 from newsletter.ingest import feeds, files
 from newsletter.ingest.events import AddResult, EventIn, add_event
 from newsletter.ingest.files import ImportReport, Records
@@ -171,14 +172,17 @@ def enable_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> int:
     return outbox.resume_endpoint(session, endpoint.id)
 
 
-def remove_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> None:
-    """Delete a team's endpoint; its unsent rows are cancelled, its history kept."""
-    outbox.detach_endpoint(session, endpoint.id)
+def remove_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> int:
+    """Delete a team's endpoint; its unsent rows are cancelled, its history kept.
+    Returns how many were cancelled."""
+    cancelled = outbox.detach_endpoint(session, endpoint.id)
     endpoints.remove_endpoint(session=session, endpoint=endpoint)
+    return cancelled
 
 
 def remove_subscriber(*, session: Session, subscriber: Subscriber, reason: str = "removed") -> None:
     """Delete a reader's personal data (the address stays suppressed); unsent rows are
-    cancelled, sent ones kept without the reader."""
+    cancelled, sent ones kept without the reader (and without per-reader click counts)."""
+    clicks.forget_reader(session, subscriber.id)
     outbox.detach_subscriber(session, subscriber.id)
     subscribers.remove_subscriber(session=session, subscriber=subscriber, reason=reason)

@@ -25,6 +25,7 @@ from newsletter.delivery.messages import build_digest_email
 from newsletter.delivery.outbox import enqueue_select
 from newsletter.ingest.takes import get_take
 from newsletter.planning.readers import ReaderQuery, events_for, period_events, reader_query
+from newsletter.rendering.click_links import click_linker
 from newsletter.rendering.editions import Rendered, Segment, digest_context, render_digest
 from newsletter.topics.catalogue import list_topics
 
@@ -58,6 +59,7 @@ class DigestRenderer:
         self.events = period_events(session=session, period=period)
         self.topics = list_topics(session=session)
         self._editions: dict[str, int] = {}
+        self.links = click_linker(session, settings, period.key)
 
     def take_for(self, language: str) -> str | None:
         if self.period.frequency != "monthly":
@@ -72,6 +74,7 @@ class DigestRenderer:
             events=events,
             take_markdown=self.take_for(segment.language),
             base_url=self.settings.base_url,
+            links=self.links,
         )
         return render_digest(self.env, context)
 

@@ -20,6 +20,8 @@ OWNER_ONLY = {
     ("post", "/api/v1/tokens"),
     ("patch", "/api/v1/tokens/{name}"),
     ("delete", "/api/v1/tokens/{name}"),
+    ("put", "/api/v1/clicks/per-reader"),
+    ("get", "/api/v1/clicks/readers"),
 }
 
 

@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 
 from newsletter.web.api import audit as api_audit
 from newsletter.web.api import bounces as api_bounces
+from newsletter.web.api import clicks as api_clicks
 from newsletter.web.api import digests as api_digests
 from newsletter.web.api import events as api_events
 from newsletter.web.api import feeds as api_feeds
@@ -44,6 +45,7 @@ PARTS = (
     api_outbox.router,
     api_bounces.router,
     api_audit.router,
+    api_clicks.router,
     api_tokens.router,
 )
 for part in PARTS:

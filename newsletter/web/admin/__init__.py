@@ -1,8 +1,8 @@
 """The admin web UI under /admin (server-rendered).
 
-Pages: login/logout and the deliveries dashboard here; topics and events in
-`admin_topics`, the sharp take, digest preview and send-now in `admin_digests`,
-readers in `admin_subscribers`, the outbox in `admin_outbox`, the audit log in
+Pages: login/logout and the deliveries dashboard here; topics in `admin_topics`,
+events (search, add, edit, import, pin, delete) in `admin_events`, the sharp take,
+digest preview and send-now in `admin_digests`, readers in `admin_subscribers`, the outbox in `admin_outbox`, the audit log in
 `admin_audit`.
 Sessions and CSRF are in `admin_auth`.
 """
@@ -20,6 +20,7 @@ from newsletter.core.admin_tokens import end_session, verify_token
 from newsletter.core.models import utcnow
 from newsletter.web.admin import audit as admin_audit
 from newsletter.web.admin import digests as admin_digests
+from newsletter.web.admin import events as admin_events
 from newsletter.web.admin import outbox as admin_outbox
 from newsletter.web.admin import subscribers as admin_subscribers
 from newsletter.web.admin import topics as admin_topics
@@ -121,6 +122,7 @@ def dashboard(request: Request, admin: AdminDep):
 
 
 router.include_router(admin_topics.router)
+router.include_router(admin_events.router)
 router.include_router(admin_digests.router)
 router.include_router(admin_subscribers.router)
 router.include_router(admin_outbox.router)

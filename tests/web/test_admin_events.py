@@ -23,7 +23,6 @@ from newsletter.pipeline.sample import add_demo_readers, load_sample
 from newsletter.web.admin.events import MAX_UPLOAD_BYTES
 from newsletter.web.app import create_app
 from tests.support.factories import event_record
-from tests.support.web import csrf_of
 from tests.web.test_admin_ui import browser_login, login
 
 WIDTHS = (390, 1200)
@@ -164,7 +163,9 @@ def test_add_and_edit_refuse_bad_input_inline_and_store_nothing(client, engine, 
     assert added.status_code == 303
     new_id = int(added.headers["location"].split("/")[-1].split("?")[0])
     page = client.get(added.headers["location"])
-    assert "Added." in page.text and 'id="event-title">Chip startup opens a fab in Ohio' in page.text
+    assert (
+        "Added." in page.text and 'id="event-title">Chip startup opens a fab in Ohio' in page.text
+    )
     with Session(engine) as s:
         event = s.get(Event, new_id)
         assert event.title == {"en": "Chip startup opens a fab in Ohio",
@@ -183,7 +184,9 @@ def test_add_and_edit_refuse_bad_input_inline_and_store_nothing(client, engine, 
     )
     assert clash.status_code == 422 and "has the same URL" in clash.text
     bad_day = client.post(f"/admin/events/{new_id}", data=edit | {"occurred_on": "July"})
-    assert bad_day.status_code == 422 and "a date like 2025-07-31, not &#39;July&#39;" in bad_day.text
+    assert (
+        bad_day.status_code == 422 and "a date like 2025-07-31, not &#39;July&#39;" in bad_day.text
+    )
     with Session(engine) as s:
         assert s.get(Event, new_id).title["en"] == "Chip startup opens a fab in Ohio"
     saved = client.post(f"/admin/events/{new_id}", data=edit)
@@ -242,7 +245,7 @@ def test_delete_states_and_cancels_the_waiting_alerts(client, engine, token, web
     assert "cancelled and never sent" in page.text
     done = client.post(f"/admin/events/{eu}/delete", data={"csrf_token": csrf,
                        "back": "/admin/events?q=EU"})  # fmt: skip
-    assert "Event %d deleted; 1 waiting alert cancelled." % eu in done.text
+    assert f"Event {eu} deleted; 1 waiting alert cancelled." in done.text
     assert EU not in done.text
     with Session(engine) as s:
         assert s.get(Event, eu) is None

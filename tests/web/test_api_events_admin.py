@@ -107,9 +107,7 @@ def test_delete_cancels_the_waiting_alerts_and_is_audited(client, sample, web_se
     assert sorted(d["status"] for d in listed.json()["data"]) == ["cancelled", "sent"]
 
 
-def test_pin_add_and_import_are_audited_and_bad_input_stores_nothing(
-    client, sample, web_settings
-):
+def test_pin_add_and_import_are_audited_and_bad_input_stores_nothing(client, sample, web_settings):
     eu = event_id(sample, EU)
     assert client.patch(f"/api/v1/events/{eu}", json={"pinned": True}).json()["pinned"]
     assert client.post("/api/v1/events", json=event_record()).status_code == 201
@@ -162,3 +160,26 @@ def test_remove_event_leaves_other_events_alerts_alone(sample, web_settings):
         s.commit()
         waiting = s.exec(select(Delivery.status).where(Delivery.period == f"event:{other.id}"))
         assert list(waiting) == ["queued"]
+
+
+def test_migration_makes_stored_events_searchable(engine):
+    from sqlalchemy import text
+
+    from newsletter.core.db import downgrade, upgrade
+
+    downgrade(engine, "0011")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO event (title, summary, url, source, sources, region, occurred_on, "
+                "language, pinned, title_key, manual_topics, created_at) VALUES (:t, :s, "
+                "'https://a.example/1', '', '{}', 'china', '2025-07-01', 'zh', false, 'k', "
+                "false, '2025-07-01 00:00:00')"
+            ),
+            {"t": json.dumps({"zh": "上海发布算力券", "en": "Shanghai Vouchers"}),
+             "s": json.dumps({"en": "For AI firms"})},
+        )  # fmt: skip
+    upgrade(engine)
+    with Session(engine) as s:
+        (event,) = s.exec(select(Event)).all()
+        assert event.search_text == "上海发布算力券\nshanghai vouchers\nfor ai firms"

@@ -283,6 +283,7 @@ def event_add(
 
 
 def _key(event_in: EventCreate) -> str:
+    assert isinstance(event_in.title, dict), "validation made the title a mapping"
     return title_key(primary_title(event_in.title, event_in.language))
 
 

@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, literal_column, select, tuple_
 from sqlmodel import Session
 
-from newsletter.core.models import Event, EventTopic
+from newsletter.core.models import Event, EventTopic, Topic
 from newsletter.ingest.events import month_bounds
 from newsletter.topics.catalogue import topics_by_slug
 
@@ -76,8 +76,12 @@ def conditions(session: Session, match: EventFilter) -> list[Any]:
     if len(match.q) > MAX_QUERY:
         raise SearchError(f"the search is longer than {MAX_QUERY} characters")
     where: list[Any] = []
+    # a plain substring test (the text is case-folded already): instr / strpos need no
+    # escaping and skip LIKE's own case handling
+    postgres = session.get_bind().dialect.name == "postgresql"
     for term in match.terms:
-        where.append(Event.search_text.contains(term, autoescape=True))
+        where.append(func.strpos(Event.search_text, term) > 0 if postgres
+                     else func.instr(Event.search_text, term) > 0)  # fmt: skip
     if match.month:
         try:
             start, end = month_bounds(match.month)
@@ -115,17 +119,33 @@ def find(
     if before:
         day, event_id = parse_cursor(before)
         where.append(tuple_(Event.occurred_on, Event.id) < tuple_(day, event_id))
+    order: list[Any] = [Event.occurred_on.desc(), Event.id.desc()]
+    if match.terms and session.get_bind().dialect.name == "sqlite":
+        # SQLite would walk the day index in order, reading each row it points at: for a
+        # word found in few events that is every row, at random (4x a plain scan at
+        # 100,000 events). "+column" keeps it off the index: one scan, then a sort.
+        order = [literal_column("+event.occurred_on").desc(), literal_column("+event.id").desc()]
     rows = list(
         session.execute(
-            select(Event).where(*where).order_by(Event.occurred_on.desc(), Event.id.desc())
-            .offset(offset).limit(limit + 1)
+            select(Event).where(*where).order_by(*order).offset(offset).limit(limit + 1)
         ).scalars()
-    )  # fmt: skip
+    )
     page = rows[:limit]
     return EventPage(page, cursor_of(page[-1]) if len(rows) > limit and page else None)
 
 
-def count(session: Session, match: EventFilter) -> int:
+def count(
+    session: Session,
+    match: EventFilter,
+    *,
+    page: EventPage | None = None,
+    paged: bool = False,
+    limit: int = PAGE_SIZE,
+) -> int:
+    """How many events match. A first page that is not full holds them all: no second
+    pass over the table (what a search for a rare word costs)."""
+    if page is not None and not paged and page.next is None and len(page.rows) < limit:
+        return len(page.rows)
     return session.execute(
         select(func.count()).select_from(Event).where(*conditions(session, match))
     ).scalar_one()
@@ -153,3 +173,17 @@ def by_ids(session: Session, ids: list[int]) -> list[Event]:
         return []
     found = {e.id: e for e in session.execute(select(Event).where(Event.id.in_(ids))).scalars()}
     return [found[i] for i in ids if i in found]
+
+
+def matches_by_event(session: Session, ids: list[int]) -> dict[int, list[tuple[Topic, EventTopic]]]:
+    """Each event's (topic, why) pairs in topic display order: one query for a page."""
+    found: dict[int, list[tuple[Topic, EventTopic]]] = {i: [] for i in ids}
+    if ids:
+        for topic, match in session.execute(
+            select(Topic, EventTopic)
+            .join(EventTopic, EventTopic.topic_id == Topic.id)
+            .where(EventTopic.event_id.in_(ids))
+            .order_by(Topic.position, Topic.slug)
+        ):
+            found[match.event_id].append((topic, match))
+    return found

@@ -85,17 +85,20 @@ def events_page(
     error, page, total, code = "", None, 0, 200
     try:
         page = event_search.find(session, match, before=before or None)
-        total = event_search.count(session, match)
+        total = event_search.count(session, match, page=page, paged=bool(before))
     except SearchError as exc:
         error, code = str(exc), 400
     rows = []
-    for e in page.rows if page else []:
+    found = page.rows if page else []
+    matches = event_search.matches_by_event(session, [e.id for e in found])
+    for e in found:
+        title = localised(e.title, "en")
         rows.append(
             {
                 "event": e,
-                "title": localised(e.title, "en"),
-                "other_titles": [v for k, v in e.title.items() if v != localised(e.title, "en")],
-                "matches": topic_matches(session=session, event=e),
+                "title": title,
+                "other_titles": [v for v in e.title.values() if v != title],
+                "matches": matches[e.id],
             }
         )
     filtered = bool(match.as_params())

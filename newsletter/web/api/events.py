@@ -126,7 +126,9 @@ def read_events(
                         region=region or "", source=(source or "").strip())  # fmt: skip
     page = event_search.find(session, match, before=before, limit=limit, offset=offset)
     data = [event_public(session, e) for e in page.rows]
-    return EventsPublic(data=data, count=event_search.count(session, match), next=page.next)
+    total = event_search.count(session, match, page=page, paged=bool(before or offset),
+                               limit=limit)  # fmt: skip
+    return EventsPublic(data=data, count=total, next=page.next)
 
 
 @router.post(

@@ -132,7 +132,9 @@ def load_deliveries(url: str, n: int, seed: int = 5, batch: int = 10_000) -> Non
                 conn.execute(insert(DeliveryAttempt), attempts)
     if url.startswith("postgresql"):
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM ANALYZE subscriber, subscription, delivery")
+            conn.exec_driver_sql(
+                "VACUUM ANALYZE subscriber, subscription, delivery, event, eventtopic"
+            )
     else:
         with engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")

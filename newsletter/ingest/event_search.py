@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, literal_column, select, tuple_
+from sqlalchemy import func, literal_column, select, text, tuple_
 from sqlmodel import Session
 
 from newsletter.core.models import Event, EventTopic, Topic
@@ -27,6 +27,8 @@ MAX_QUERY = 200
 REGION_NAMES = {"global": "International", "china": "China"}
 _CURSOR = re.compile(r"(\d{4}-\d{2}-\d{2})_(\d{1,10})")
 MAX_ID = 2**31 - 1
+# the same value, as an expression no index gives in order
+_OFF_INDEX = {"sqlite": "+%s", "postgresql": "%s + 0"}
 
 
 class SearchError(ValueError):
@@ -120,11 +122,13 @@ def find(
         day, event_id = parse_cursor(before)
         where.append(tuple_(Event.occurred_on, Event.id) < tuple_(day, event_id))
     order: list[Any] = [Event.occurred_on.desc(), Event.id.desc()]
-    if match.terms and session.get_bind().dialect.name == "sqlite":
-        # SQLite would walk the day index in order, reading each row it points at: for a
-        # word found in few events that is every row, at random (4x a plain scan at
-        # 100,000 events). "+column" keeps it off the index: one scan, then a sort.
-        order = [literal_column("+event.occurred_on").desc(), literal_column("+event.id").desc()]
+    if match.terms:
+        # Walking the day index in order and reading each row it points at is quick for a
+        # word most events hold, and for a word few hold reads every row at random (at
+        # 100,000 events: 200 ms on SQLite, 160 ms on PostgreSQL). An order the index
+        # cannot give makes it one scan and a sort of what matched (45 and 65 ms).
+        order = [literal_column(_OFF_INDEX[session.get_bind().dialect.name] % c).desc()
+                 for c in ("event.occurred_on", "event.id")]  # fmt: skip
     rows = list(
         session.execute(
             select(Event).where(*where).order_by(*order).offset(offset).limit(limit + 1)
@@ -151,20 +155,33 @@ def count(
     ).scalar_one()
 
 
+# The distinct values of an indexed column, one index seek each (a "loose index scan"):
+# milliseconds however many events share each value, where DISTINCT reads every row.
+_DISTINCT = """
+WITH RECURSIVE found(v, n) AS (
+  SELECT (SELECT min({col}) FROM event WHERE {col} > ''), 1
+  UNION ALL
+  SELECT (SELECT min({col}) FROM event WHERE {col} > found.v), n + 1
+  FROM found WHERE found.v IS NOT NULL AND n < :limit
+)
+SELECT v FROM found WHERE v IS NOT NULL
+"""
+
+
+def _distinct(session: Session, column: str, limit: int) -> list[str]:
+    assert column in ("source", "region")
+    query = text(_DISTINCT.format(col=column)).bindparams(limit=limit)
+    return [v for (v,) in session.execute(query)]
+
+
 def sources(session: Session, limit: int = 300) -> list[str]:
-    """The sources stored events name (for the filter), in alphabetical order."""
-    return list(
-        session.execute(
-            select(Event.source).distinct().where(Event.source != "").order_by(Event.source)
-            .limit(limit)
-        ).scalars()
-    )  # fmt: skip
+    """The sources stored events name (for the filter), in order."""
+    return _distinct(session, "source", limit)
 
 
 def regions(session: Session) -> list[str]:
     """International and China first, then any other region stored events have."""
-    stored = session.execute(select(Event.region).distinct().limit(100)).scalars()
-    return list(dict.fromkeys([*REGION_NAMES, *sorted(stored)]))
+    return list(dict.fromkeys([*REGION_NAMES, *_distinct(session, "region", 100)]))
 
 
 def by_ids(session: Session, ids: list[int]) -> list[Event]:

@@ -319,9 +319,13 @@ def test_browser_editor_works_the_events_list(
     expect(page.get_by_role("heading", name="Events")).to_be_visible()
     shoot(page, "events", screenshot_dir)
 
-    # search, then filter
-    page.get_by_label("Search").fill("人工智能法案")
-    page.get_by_role("button", name="Search").click()
+    # search, then filter (by keyboard: the box, the four filters, the button)
+    page.get_by_label("Search").focus()
+    page.keyboard.type("人工智能法案")
+    for _ in range(5):
+        page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Search")).to_be_focused()
+    page.keyboard.press("Enter")
     rows = page.locator("#events tbody tr")
     expect(rows).to_have_count(1)
     expect(rows).to_contain_text(EU)

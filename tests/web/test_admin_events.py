@@ -137,6 +137,9 @@ def test_search_filters_and_keyset_pages(client, engine, token, web_settings):
 def test_add_and_edit_refuse_bad_input_inline_and_store_nothing(client, engine, token):
     csrf = login(client, token)
     before = event_count(engine)
+    blank = client.get("/admin/events/new")
+    assert blank.status_code == 200 and "Add event</button>" in blank.text
+    assert 'name="topics" value="hardware"' in blank.text and "Waiting alerts" not in blank.text
     good = {"csrf_token": csrf, "title_en": "Chip startup opens a fab in Ohio",
             "title_zh": "芯片初创公司在俄亥俄州建厂", "summary_en": "A new fab for AI chips.",
             "url": "https://news.example.com/ohio-fab", "occurred_on": "2025-07-30",
@@ -280,6 +283,8 @@ def test_pin_toggle_and_a_viewer_sees_no_controls(client, web_settings, engine, 
     vcsrf = login(watcher, viewer)
     listed = watcher.get("/admin/events").text
     assert "Add an event" not in listed and "☆ Pin" not in listed and "/pin" not in listed
+    assert "Add event</button>" not in watcher.get("/admin/events/new").text
+    assert "Import</button>" not in watcher.get("/admin/events/import").text
     page = watcher.get(f"/admin/events/{eu}").text
     assert "Save event" not in page and "Yes, delete" not in page
     assert "A viewer token cannot change events" in page

@@ -44,6 +44,8 @@ class Event(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("url", name="uq_event_url"),
         UniqueConstraint("title_key", "occurred_on", name="uq_event_title_day"),
+        # the admin list: newest first, a page at a time (keyset on day and id)
+        Index("ix_event_day_id", "occurred_on", "id"),
     )
 
     id: int = Field(default=None, primary_key=True)
@@ -51,7 +53,7 @@ class Event(SQLModel, table=True):
     title: dict[str, str] = Field(sa_type=JSON)
     summary: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
     url: str = Field(max_length=2000)
-    source: str = Field(default="", max_length=200)
+    source: str = Field(default="", max_length=200, index=True)
     # the source's name per language, {"zh": "新华社", "en": "Xinhua"}; `source` is the
     # fallback for a language not given
     sources: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
@@ -67,6 +69,9 @@ class Event(SQLModel, table=True):
     manual_topics: bool = Field(default=False)
     feed_id: int | None = Field(default=None, foreign_key="feed.id", index=True)
     created_at: dt.datetime = Field(default_factory=utcnow, index=True)
+    # titles and summaries in every language, case-folded: what the admin search reads
+    # (kept by `ingest.events.search_text` whenever an event is written)
+    search_text: str = Field(default="", sa_type=Text, sa_column_kwargs={"server_default": ""})
 
 
 class EventTopic(SQLModel, table=True):

@@ -21,13 +21,13 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from newsletter.audience import endpoints, subscribers
-from newsletter.core.models import Subscriber, WebhookEndpoint
+from newsletter.core.models import Event, Subscriber, WebhookEndpoint
 from newsletter.core.settings import Settings
 from newsletter.delivery import outbox
 from newsletter.delivery.outbox import BULK_ROWS, refresh_statistics
 from newsletter.feedback import clicks
 from newsletter.ingest import feeds, files
-from newsletter.ingest.events import AddResult, EventIn, add_event
+from newsletter.ingest.events import AddResult, EventIn, add_event, delete_event
 from newsletter.ingest.files import ImportReport, Records
 from newsletter.planning import alerts, chat_digests, digests, send_times
 from newsletter.planning.digests import DigestRenderer, SendSummary, check_frequency
@@ -74,6 +74,16 @@ def ingest_event(
     if result.event is None:  # a duplicate
         return result, 0
     return result, queue_alerts(session=session, settings=settings, ids=[result.event.id])
+
+
+def remove_event(*, session: Session, event: Event) -> int:
+    """Delete an event: its alerts still waiting to be sent (queued, or held for a
+    disabled endpoint) are cancelled, in the same transaction. Returns how many. Sent
+    alerts and editions already rendered keep what they carried."""
+    waiting = outbox.waiting_alerts(session, event.id)
+    cancelled = outbox.cancel(session, ids=waiting) if waiting else 0
+    delete_event(session=session, event=event)
+    return cancelled
 
 
 def poll_feeds(

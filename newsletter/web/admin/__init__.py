@@ -1,10 +1,11 @@
 """The admin web UI under /admin (server-rendered).
 
-Pages: login/logout and the deliveries dashboard here; topics and events in
-`admin_topics`, the sharp take, digest preview and send-now in `admin_digests`,
-readers in `admin_subscribers` (their CSV import in `admin_subscriber_import`), teams
-(chat webhooks) in `admin_webhooks`, feeds in `admin_feeds`, admin tokens in
-`admin_tokens` (owners), the outbox in `admin_outbox`, the audit log in `admin_audit`.
+Pages: login/logout and the deliveries dashboard here; topics in `admin_topics`,
+events (search, add, edit, import, pin, delete) in `admin_events`, the sharp take,
+digest preview and send-now in `admin_digests`, readers in `admin_subscribers` (their
+CSV import in `admin_subscriber_import`), teams (chat webhooks) in `admin_webhooks`,
+feeds in `admin_feeds`, admin tokens in `admin_tokens` (owners), the outbox in
+`admin_outbox`, the audit log in `admin_audit`.
 Sessions and CSRF are in `admin_auth`.
 """
 
@@ -23,6 +24,7 @@ from newsletter.core.models import utcnow
 from newsletter.feedback.clicks import click_stats, per_reader, set_per_reader
 from newsletter.web.admin import audit as admin_audit
 from newsletter.web.admin import digests as admin_digests
+from newsletter.web.admin import events as admin_events
 from newsletter.web.admin import feeds as admin_feeds
 from newsletter.web.admin import outbox as admin_outbox
 from newsletter.web.admin import subscriber_import as admin_subscriber_import
@@ -161,6 +163,7 @@ def clicks_per_reader(admin: OwnerCsrfDep, session: SessionDep, on: Annotated[st
 
 
 router.include_router(admin_topics.router)
+router.include_router(admin_events.router)
 router.include_router(admin_digests.router)
 router.include_router(admin_subscriber_import.router)  # before /subscribers/{id}
 router.include_router(admin_subscribers.router)

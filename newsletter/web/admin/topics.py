@@ -1,4 +1,5 @@
-"""Admin pages for topics (rules, live match check, retag) and events (with their topics)."""
+"""Admin pages for topics (rules, live match check, retag); the events list is in
+`admin_events`."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sqlmodel import Session, select
 from newsletter.core import audit
 from newsletter.core.models import Event, Topic
 from newsletter.core.text import one_line
-from newsletter.ingest.events import latest_event_day, list_events, localised, retag, topic_matches
+from newsletter.ingest.events import localised, retag
 from newsletter.topics.catalogue import (
     TopicError,
     TopicIn,
@@ -52,7 +53,6 @@ from newsletter.web.deps import SessionDep
 router = APIRouter(route_class=AdminRoute)
 
 CHECK_LIMIT = 2000  # most recent events the live check looks at
-EVENTS_LIMIT = 500
 _SPLIT = re.compile(r"[\n,，]+")
 
 
@@ -462,43 +462,3 @@ def events_retag(
         {"examined": report.examined, "changed": report.changed, "kept": report.kept_manual}
     )
     return RedirectResponse(f"{target.split('?')[0]}?{query}", status_code=303)
-
-
-@router.get("/events")
-def events_page(
-    request: Request, admin: AdminDep, session: SessionDep, month: str = "", topic: str = ""
-):
-    month, topic = month.strip(), topic.strip()
-    if not month:
-        latest = latest_event_day(session=session)
-        month = f"{latest:%Y-%m}" if latest else "all"
-    error = ""
-    try:
-        events = list_events(
-            session=session, topic=topic or None, month=None if month == "all" else month
-        )
-    except ValueError as exc:  # a bad month or an unknown topic
-        error, events = str(exc), []
-    total = len(events)
-    rows = [
-        {
-            "event": e,
-            "title": localised(e.title, "en"),
-            "other_titles": [v for k, v in e.title.items() if k != "en"],
-            "matches": topic_matches(session=session, event=e),
-        }
-        for e in events[:EVENTS_LIMIT]
-    ]
-    return render(
-        request,
-        "events.html.j2",
-        admin=admin,
-        section="events",
-        rows=rows,
-        total=total,
-        limit=EVENTS_LIMIT,
-        month=month,
-        topic=topic,
-        topics=list_topics(session=session),
-        error=error,
-    )

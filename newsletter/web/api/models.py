@@ -247,6 +247,9 @@ class EventCreatedPublic(EventDetailPublic):
 
 class EventsPublic(Page):
     data: list[EventPublic]
+    next: str | None = Field(
+        default=None, description="Pass as `before` for the next page; null on the last one."
+    )
 
 
 class ImportProblemPublic(BaseModel):

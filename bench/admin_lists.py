@@ -1,11 +1,14 @@
-"""Page-load times of the admin console's lists at size: the subscriber search and the
-outbox filter, with a million readers and 100,000 deliveries.
+"""Page-load times of the admin console's lists at size: the subscriber search, the
+outbox filter and the events search, with a million readers, 100,000 deliveries and
+100,000 events.
 
 python bench/admin_lists.py [--subscribers 1000000] [--deliveries 100000]
-                            [--database-url URL] [--repeat 5] [--json]
+                            [--events 100000] [--database-url URL] [--repeat 5] [--json]
 
 Readers are loaded as `bench/imports.py` loads them (`newsletter subscribers import` of a
-generated CSV); one in fifty is then made pending and one in a hundred disabled.
+generated CSV); one in fifty is then made pending and one in a hundred disabled. Events
+too (`newsletter events import` of its generated JSON Lines file: English and Chinese
+titles over 2025, one in ten with topics chosen by hand).
 Deliveries (90% sent, 5% failed with an attempt, 5% queued; digests and alerts, to
 readers and to team endpoints, over 30 days) are inserted in bulk. Each page is fetched
 from the app in-process, logged in as an editor (routing, queries and template), once to
@@ -28,7 +31,7 @@ from pathlib import Path
 
 from common import fresh_database
 from fastapi.testclient import TestClient
-from imports import run_cli, write_subscribers
+from imports import run_cli, write_events, write_subscribers
 from sqlalchemy import func, insert, select, text
 from sqlmodel import Session
 
@@ -58,6 +61,14 @@ def load_readers(url: str, n: int, work: Path) -> float:
         conn.execute(text("UPDATE subscriber SET status = 'pending' WHERE id % 50 = 7"))
         conn.execute(text("UPDATE subscriber SET status = 'disabled' WHERE id % 100 = 13"))
     engine.dispose()
+    return seconds
+
+
+def load_events(url: str, n: int, work: Path) -> float:
+    path = work / "events.jsonl"
+    write_events(path, n)
+    seconds, _, _, summary = run_cli(url, "events", "import", str(path))
+    print(f"loaded events in {seconds:.1f} s: {summary}", flush=True)
     return seconds
 
 
@@ -121,7 +132,9 @@ def load_deliveries(url: str, n: int, seed: int = 5, batch: int = 10_000) -> Non
                 conn.execute(insert(DeliveryAttempt), attempts)
     if url.startswith("postgresql"):
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM ANALYZE subscriber, subscription, delivery")
+            conn.exec_driver_sql(
+                "VACUUM ANALYZE subscriber, subscription, delivery, event, eventtopic"
+            )
     else:
         with engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
@@ -150,7 +163,7 @@ def timed(client: TestClient, path: str, repeat: int) -> dict:
         r = client.get(path)
         times.append((time.perf_counter() - t0) * 1000)
         assert r.status_code == 200
-    rows = r.text.count("data-subscriber-id=") + r.text.count("data-delivery-id=")
+    rows = sum(r.text.count(f"data-{kind}-id=") for kind in ("subscriber", "delivery", "event"))
     return {"median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1),
             "rows": rows}  # fmt: skip
 
@@ -166,7 +179,13 @@ def pages(url: str) -> list[tuple[str, str]]:
         reader = s.execute(select(Subscriber.email).where(Subscriber.id == top // 2)).scalar_one()
         oldest = s.execute(select(func.min(Delivery.id))).scalar_one()
         mid = oldest + (s.execute(select(func.count()).select_from(Delivery)).scalar_one() // 2)
+        events = s.execute(select(func.count()).select_from(Event)).scalar_one()
+        deep_event = s.execute(
+            select(Event.occurred_on, Event.id).order_by(Event.occurred_on.desc(),
+                Event.id.desc()).offset(int(events * 0.9)).limit(1)
+        ).one()  # fmt: skip
     engine.dispose()
+    cursor = f"{deep_event[0].isoformat()}_{deep_event[1]}"
     week_ago = (dt.date.today() - dt.timedelta(days=7)).isoformat()
     return [
         ("subscribers: first page", "/admin/subscribers"),
@@ -185,6 +204,15 @@ def pages(url: str) -> list[tuple[str, str]]:
         ("outbox: channel slack, last 7 days", f"/admin/outbox?channel=slack&from={week_ago}"),
         ("outbox: one reader", f"/admin/outbox?recipient={reader}"),
         ("outbox: one team endpoint", "/admin/outbox?recipient=team-7"),
+        ("events: first page", "/admin/events"),
+        ("events: deep page (keyset, 90% in)", f"/admin/events?before={cursor}"),
+        ("events: search one story", "/admin/events?q=story+4242%3A"),
+        ("events: search a common word", "/admin/events?q=regulation"),
+        ("events: search Chinese", "/admin/events?q=%E7%AE%97%E5%8A%9B"),
+        ("events: search a word that is nowhere", "/admin/events?q=zeppelin"),
+        ("events: topic hardware + month", "/admin/events?topic=hardware&month=2025-07"),
+        ("events: search + topic, deep page",
+         f"/admin/events?q=regulation&topic=hardware&before={cursor}"),
     ]  # fmt: skip
 
 
@@ -192,6 +220,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--subscribers", type=int, default=1_000_000, help="readers to load")
     ap.add_argument("--deliveries", type=int, default=100_000, help="outbox rows to load")
+    ap.add_argument("--events", type=int, default=100_000, help="events to load")
     ap.add_argument("--database-url", default=None, help="an empty database (default SQLite)")
     ap.add_argument("--repeat", type=int, default=5, help="timed loads per page")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -202,13 +231,15 @@ def main() -> None:
     results = []
     try:
         load_readers(url, args.subscribers, work)
+        load_events(url, args.events, work)
         t0 = time.perf_counter()
         load_deliveries(url, args.deliveries)
         print(f"loaded deliveries in {time.perf_counter() - t0:.1f} s", flush=True)
         client = logged_in(url)
         for what, path in pages(url):
             got = {"page": what, "database": database, "subscribers": args.subscribers,
-                   "deliveries": args.deliveries, **timed(client, path, args.repeat)}  # fmt: skip
+                   "deliveries": args.deliveries, "events": args.events,
+                   **timed(client, path, args.repeat)}  # fmt: skip
             results.append(got)
             if not args.json:
                 print(f"{what:46} {got['median_ms']:8.1f} ms median {got['max_ms']:8.1f} ms max"

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, SQLModel
 from typer.testing import CliRunner
 
-from newsletter.core.db import make_engine, upgrade
+from newsletter.core.db import current_revision, head_revision, make_engine, upgrade
 from tests.support.env import BACKEND, PG_URL, ROOT, TEST_SECRET_KEY
 
 
@@ -22,11 +22,34 @@ def pytest_report_header(config):
     return f"database backend: {BACKEND}" + (f" ({PG_URL})" if BACKEND == "postgres" else "")
 
 
+BROWSER_FIXTURES = frozenset({"browser", "page"})
+
+
 def pytest_collection_modifyitems(config, items):
     # `pytest -m bad_input` runs the bad-input suite: every test_bad_input*.py (all in tests/bad_input/)
     for item in items:
         if item.path.name.startswith("test_bad_input"):
             item.add_marker(pytest.mark.bad_input)
+    # Chromium tests run last in each process, so the one browser it starts (`browser`,
+    # session-scoped) never holds Playwright's event loop while a later test calls
+    # asyncio.run(). The sort is stable: every xdist worker sees the same order.
+    items.sort(key=lambda item: bool(BROWSER_FIXTURES & set(item.fixturenames)))
+    if BACKEND == "postgres":
+        # the PostgreSQL pass repeats what depends on the database, not the rest
+        independent = pytest.mark.skip(
+            reason="does not use the database: runs in the SQLite pass only"
+        )
+        in_browser = pytest.mark.skip(
+            reason="Chromium checks what a page shows: SQLite pass only (the pages' "
+            "queries run on PostgreSQL in the TestClient and API tests)"
+        )
+        for item in items:
+            if "postgres" in item.keywords:
+                continue
+            if BROWSER_FIXTURES & set(item.fixturenames):
+                item.add_marker(in_browser)
+            elif "db_url" not in item.fixturenames:
+                item.add_marker(independent)
     if PG_URL:
         return
     skip = pytest.mark.skip(reason="needs PostgreSQL: set NEWSLETTER_TEST_POSTGRES_URL")
@@ -94,7 +117,8 @@ def db_url(request, tmp_path) -> str:
     if BACKEND == "postgres":
         url = request.getfixturevalue("pg_database")
         engine = make_engine(url)
-        upgrade(engine)
+        if current_revision(engine) != head_revision():  # Alembic only when needed
+            upgrade(engine)
         tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
         with engine.begin() as conn:
             # a connection an earlier test leaked must not block the reset (nor hang the run)
@@ -218,12 +242,14 @@ def live_server(web_settings, engine):
 CHROMIUM = "/usr/bin/chromium"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def browser():
-    """Headless Debian Chromium driven by Playwright (no browser download).
+    """Headless Debian Chromium driven by Playwright (no browser download), one per test
+    process: each test gets a fresh context (`page`), so no cookies or storage are shared.
 
-    Function-scoped: Playwright's sync API holds an event loop in this thread while it
-    runs, which would break asyncio.run() in the tests that follow.
+    Playwright's sync API holds an event loop in this thread while it runs, which would
+    break asyncio.run() in the tests that follow: pytest_collection_modifyitems runs the
+    browser tests last.
     """
     if not os.path.exists(CHROMIUM):
         pytest.skip("needs Debian's chromium (scripts/setup installs it)")

@@ -19,14 +19,19 @@ from newsletter.core.periods import FREQUENCIES
 from newsletter.core.settings import Settings
 from newsletter.core.ssrf import UnsafeURLError, check_url
 from newsletter.core.text import url_character_problem
-from newsletter.topics.catalogue import topics_by_slug
+from newsletter.topics.catalogue import TopicError, topics_by_slug
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 SIGNED = platforms.SIGNED
 
 
 class WebhookError(ValueError):
-    """A webhook request that cannot be carried out, with the reason."""
+    """A webhook request that cannot be carried out, with the reason; `field` names the
+    input at fault when there is one (a form shows the reason next to it)."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class EndpointIn(BaseModel):
@@ -59,9 +64,22 @@ class EndpointIn(BaseModel):
     @classmethod
     def _url(cls, v: str) -> str:
         v = v.strip(" \t\r\n")
+        if not v:
+            raise ValueError("give the webhook URL")
+        if len(v) > 2000:
+            raise ValueError(f"url is {len(v)} characters long; at most 2000 are allowed")
         problem = url_character_problem(v)
         if problem:  # e.g. U+202E, which shows an admin a URL other than the one called
             raise ValueError(f"url contains {problem}")
+        return v
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, v: str | None) -> str | None:
+        if v is not None and len(v) > 500:
+            raise ValueError(f"secret is {len(v)} characters long; at most 500 are allowed")
+        if v is not None and any(ord(c) < 32 or ord(c) == 127 for c in v):
+            raise ValueError("secret must not contain control characters (line breaks, tabs)")
         return v
 
     @field_validator("mode")
@@ -98,7 +116,9 @@ def check_secret(platform: str, secret: str | None) -> None:
     """A secret in the form the platform needs (a generic one is a whsec_... secret)."""
     entry = platforms.get(platform)
     if secret and entry.secret_prefix and not secret.startswith(entry.secret_prefix):
-        raise WebhookError(f"a {entry.label} webhook secret must be {entry.secret_format}")
+        raise WebhookError(
+            f"a {entry.label} webhook secret must be {entry.secret_format}", field="secret"
+        )
 
 
 def mask(secret: str | None) -> str:
@@ -132,7 +152,7 @@ def check_endpoint_url(settings: Settings, url: str) -> None:
             allow_networks=settings.webhook_allow_networks,
         )
     except UnsafeURLError as exc:
-        raise WebhookError(f"refusing webhook URL: {exc}") from exc
+        raise WebhookError(f"refusing webhook URL: {exc}", field="url") from exc
 
 
 def get_endpoint(*, session: Session, name: str) -> WebhookEndpoint:
@@ -165,14 +185,22 @@ def set_endpoint_topics(*, session: Session, endpoint: WebhookEndpoint, slugs: l
     session.flush()
 
 
+def check_topics(session: Session, slugs: list[str]) -> None:
+    """Every slug names a topic (an unknown one is a WebhookError on the topics field)."""
+    try:
+        topics_by_slug(session=session, slugs=slugs)
+    except TopicError as exc:
+        raise WebhookError(str(exc), field="topics") from exc
+
+
 def add_endpoint(
     *, session: Session, settings: Settings, ep_in: EndpointIn, source: str = "admin"
 ) -> WebhookEndpoint:
     if not ep_in.topics:
-        raise WebhookError("choose at least one topic")
-    topics_by_slug(session=session, slugs=ep_in.topics)
+        raise WebhookError("choose at least one topic", field="topics")
+    check_topics(session, ep_in.topics)
     if session.execute(select(WebhookEndpoint).where(WebhookEndpoint.name == ep_in.name)).scalar():
-        raise WebhookError(f"a webhook named {ep_in.name!r} exists already")
+        raise WebhookError(f"a webhook named {ep_in.name!r} exists already", field="name")
     if ep_in.secret_env is None:
         check_endpoint_url(settings, ep_in.url)
     secret = ep_in.secret
@@ -200,7 +228,8 @@ def add_endpoint(
 def update_endpoint(
     *, session: Session, settings: Settings, endpoint: WebhookEndpoint, changes: dict[str, Any]
 ) -> WebhookEndpoint:
-    """Apply the given fields (url, secret, topics, mode, language, timezone); others stay."""
+    """Apply the given fields (platform, url, secret, topics, mode, language, timezone);
+    others stay. A new platform must take the endpoint's secret (or a new one) as it is."""
     given = {k: v for k, v in changes.items() if v is not None}
     wanted = EndpointIn.model_validate(
         {
@@ -212,15 +241,25 @@ def update_endpoint(
             "language": endpoint.language,
             "timezone": endpoint.timezone,
             **given,
-            "topics": given.get("topics")
-            or [t.slug for t in endpoint_topics(session=session, endpoint=endpoint)],
+            "topics": given["topics"]
+            if "topics" in given
+            else [t.slug for t in endpoint_topics(session=session, endpoint=endpoint)],
         }
     )
+    if "topics" in given:
+        if not wanted.topics:
+            raise WebhookError("choose at least one topic", field="topics")
+        check_topics(session, wanted.topics)
     if "url" in given:
         check_endpoint_url(settings, wanted.url)
-    if "secret" in given:
-        check_secret(endpoint.platform, wanted.secret)
-    endpoint.url, endpoint.secret = wanted.url, wanted.secret
+    if "secret" in given or wanted.platform != endpoint.platform:
+        check_secret(wanted.platform, wanted.secret)
+    entry = platforms.get(wanted.platform)
+    if entry.secret_prefix and not wanted.secret and not endpoint.secret_env:
+        raise WebhookError(
+            f"a {entry.label} webhook needs its secret ({entry.secret_format})", field="secret"
+        )
+    endpoint.platform, endpoint.url, endpoint.secret = wanted.platform, wanted.url, wanted.secret
     endpoint.mode, endpoint.language, endpoint.timezone = (
         wanted.mode,
         wanted.language,
@@ -407,3 +446,29 @@ def endpoint_topic_slugs(session: Session) -> dict[int, tuple[str, ...]]:
     ):
         out.setdefault(ep_id, []).append(slug)
     return {k: tuple(v) for k, v in out.items()}
+
+
+def endpoint_state(*, session: Session, endpoint: WebhookEndpoint) -> dict[str, str]:
+    """What an admin may change, as the audit log describes it: the URL and the secret
+    masked, never in full."""
+    return {
+        "platform": endpoint.platform,
+        "url": mask_url(endpoint.url),
+        "secret": f"${endpoint.secret_env}" if endpoint.secret_env else mask(endpoint.secret),
+        "topics": ",".join(t.slug for t in endpoint_topics(session=session, endpoint=endpoint)),
+        "mode": endpoint.mode,
+        "language": endpoint.language,
+        "timezone": endpoint.timezone,
+    }
+
+
+def describe_change(
+    before: dict[str, str] | None, after: dict[str, str], *, secret_changed: bool = False
+) -> str:
+    """An audit detail: the whole (masked) state of a new endpoint, or which fields changed
+    and their new (masked) values (`secret_changed`: a new secret whose mask is the old
+    one's)."""
+    if before is None:
+        return "; ".join(f"{k} {v}" for k, v in after.items())
+    changed = [k for k in after if before.get(k) != after[k] or (k == "secret" and secret_changed)]
+    return "; ".join(f"{k} {after[k]}" for k in changed) or "nothing changed"

@@ -416,10 +416,28 @@ class RowProblem:
 
 
 @dataclass
+class RowOutcome:
+    """What became of one imported row: added, updated, unchanged or refused (why)."""
+
+    where: str
+    email: str
+    action: str
+    reason: str = ""
+
+    @property
+    def line(self) -> int:
+        """The line of a `where` of csv_rows ("line 7")."""
+        last = self.where.rsplit(" ", 1)[-1]
+        return int(last) if last.isdigit() else 0
+
+
+@dataclass
 class SubscriberImportReport:
     added: int = 0
     duplicate: int = 0
     invalid: list[RowProblem] = field(default_factory=list)
+    # each row's outcome, in file order, when the caller asks for it (a list to fill)
+    rows: list[RowOutcome] | None = None
 
     @property
     def ok(self) -> bool:
@@ -643,33 +661,41 @@ class _ImportBatch:
         existing = _existing_emails(session, [k for k in keys.values() if k])
         suppressed = _suppressed_hashes(session, [sub["email"] for _, sub in valid])
         subs, topic_ids, added = [], [], set()
+        outcomes: list[RowOutcome] = []
         for item in items:
             if isinstance(item, RowProblem):
                 invalid.append(item)
+                outcomes.append(RowOutcome(item.where, "", "refused", item.reason))
                 continue
             where, sub = item
             key = keys[where]
             if key is not None and (key in existing or key in added):
                 duplicate += 1
+                outcomes.append(RowOutcome(where, sub["email"], "unchanged", "already a reader"))
                 continue
             ids = self._topic_set(sub["topics"])
             if isinstance(ids, str):
                 invalid.append(RowProblem(where, ids))
+                outcomes.append(RowOutcome(where, sub["email"], "refused", ids))
                 continue
             email = sub["email"]
             if suppressed and address_hash(email) in suppressed:
                 # rare: the reason is looked up, to say it as `subscribers add` does
                 why = why_not_addable(session=session, email=email)
                 invalid.append(RowProblem(where, why or f"{email} is on the suppression list"))
+                outcomes.append(RowOutcome(where, email, "refused", invalid[-1].reason))
                 continue
             added.add(email)
             subs.append((email, sub["name"], sub["language"], sub["timezone"], sub["frequency"]))
             topic_ids.append(ids)
+            outcomes.append(RowOutcome(where, email, "added"))
         if subs:
             self._insert(subs, topic_ids)
         self.report.added += len(subs)
         self.report.duplicate += duplicate
         self.report.invalid += invalid
+        if self.report.rows is not None:
+            self.report.rows += outcomes
 
     def _topic_set(self, slugs: list[str]) -> tuple[int, ...] | str:
         """The sorted ids of a row's topics, or what is wrong with them (remembered)."""
@@ -701,22 +727,31 @@ class _ImportBatch:
     def _write_one_by_one(self, items: list[RowProblem | tuple[str, dict[str, Any]]]) -> None:
         from newsletter.topics.catalogue import TopicError
 
+        rows = self.report.rows
         for item in items:
             if isinstance(item, RowProblem):
                 self.report.invalid.append(item)
+                if rows is not None:
+                    rows.append(RowOutcome(item.where, "", "refused", item.reason))
                 continue
             where, fields = item
             sub_in = SubscriberIn.model_construct(**fields)  # validated already
             if get_subscriber(session=self.session, email=sub_in.email) is not None:
                 self.report.duplicate += 1
+                if rows is not None:
+                    rows.append(RowOutcome(where, sub_in.email, "unchanged", "already a reader"))
                 continue
             try:
                 with self.session.begin_nested():
                     add_subscriber(session=self.session, sub_in=sub_in, source="import")
             except (SubscriberError, TopicError) as exc:
                 self.report.invalid.append(RowProblem(where, str(exc)))
+                if rows is not None:
+                    rows.append(RowOutcome(where, sub_in.email, "refused", str(exc)))
                 continue
             self.report.added += 1
+            if rows is not None:
+                rows.append(RowOutcome(where, sub_in.email, "added"))
 
 
 def _lookup_key(email: str) -> str | None:

@@ -156,10 +156,12 @@ def remove_cmd(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Delete an endpoint (its queued messages are cancelled)."""
     with state(ctx).session() as session:
         try:
-            remove_endpoint(session=session, endpoint=get_endpoint(session=session, name=name))
+            cancelled = remove_endpoint(
+                session=session, endpoint=get_endpoint(session=session, name=name)
+            )
         except WebhookError as exc:
             fail(str(exc))
-    console.print(f"Removed webhook {name}.")
+    console.print(f"Removed webhook {name}; {cancelled} waiting message(s) cancelled.")
 
 
 @app.command("disable")

@@ -19,6 +19,7 @@ ADMIN_SESSION = "admin-session"
 READER_LINKS = "reader-links"
 CSRF = "csrf"
 RETURN_PATH = "return-path"
+CLICK_LINKS = "click-links"
 
 HOW_TO_SET = (
     "Set NEWSLETTER_SECRET_KEY to a long random value, e.g. "

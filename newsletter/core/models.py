@@ -44,6 +44,8 @@ class Event(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("url", name="uq_event_url"),
         UniqueConstraint("title_key", "occurred_on", name="uq_event_title_day"),
+        # the admin list: newest first, a page at a time (keyset on day and id)
+        Index("ix_event_day_id", "occurred_on", "id"),
     )
 
     id: int = Field(default=None, primary_key=True)
@@ -51,7 +53,7 @@ class Event(SQLModel, table=True):
     title: dict[str, str] = Field(sa_type=JSON)
     summary: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
     url: str = Field(max_length=2000)
-    source: str = Field(default="", max_length=200)
+    source: str = Field(default="", max_length=200, index=True)
     # the source's name per language, {"zh": "新华社", "en": "Xinhua"}; `source` is the
     # fallback for a language not given
     sources: dict[str, str] = Field(default_factory=dict, sa_type=JSON)
@@ -67,6 +69,9 @@ class Event(SQLModel, table=True):
     manual_topics: bool = Field(default=False)
     feed_id: int | None = Field(default=None, foreign_key="feed.id", index=True)
     created_at: dt.datetime = Field(default_factory=utcnow, index=True)
+    # titles and summaries in every language, case-folded: what the admin search reads
+    # (kept by `ingest.events.search_text` whenever an event is written)
+    search_text: str = Field(default="", sa_type=Text, sa_column_kwargs={"server_default": ""})
 
 
 class EventTopic(SQLModel, table=True):
@@ -209,6 +214,7 @@ class Feed(SQLModel, table=True):
     last_ok_at: dt.datetime | None = None
     last_error: str | None = Field(default=None, sa_type=Text)
     consecutive_failures: int = Field(default=0)
+    last_new_events: int | None = None  # how many new events the last poll brought
     next_poll_at: dt.datetime | None = None
     created_at: dt.datetime = Field(default_factory=utcnow)
 
@@ -354,6 +360,38 @@ class DigestRun(SQLModel, table=True):
     enqueued: int = Field(default=0)
     outcome: str = Field(default="running", max_length=16)  # running|done|skipped|failed
     note: str | None = Field(default=None, max_length=500)
+
+
+# --- clicks (only when NEWSLETTER_CLICK_TRACKING is on) ------------------------------------
+
+
+class ClickCount(SQLModel, table=True):
+    """Clicks on an event's link in emails, per topic section and day (UTC): a count only,
+    never who clicked or from where."""
+
+    event_id: int = Field(foreign_key="event.id", primary_key=True, ondelete="CASCADE")
+    # the section the link was in: a topic's slug, or "picks"
+    topic: str = Field(primary_key=True, max_length=64)
+    day: dt.date = Field(primary_key=True, index=True)
+    count: int = Field(default=0)
+
+
+class ReaderClick(SQLModel, table=True):
+    """Clicks per delivery (so per reader) and event: kept only while an owner has turned
+    per-reader counts on (the `clicks.per_reader` option)."""
+
+    delivery_id: int = Field(foreign_key="delivery.id", primary_key=True, ondelete="CASCADE")
+    event_id: int = Field(foreign_key="event.id", primary_key=True, ondelete="CASCADE", index=True)
+    count: int = Field(default=0)
+    last_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class Option(SQLModel, table=True):
+    """A setting changed at run time from the admin UI (owners), by name."""
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: str = Field(default="", max_length=500)
+    updated_at: dt.datetime = Field(default_factory=utcnow)
 
 
 # a stored object, or a plain result row of its columns: the worker reads rows, as

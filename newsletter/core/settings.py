@@ -300,6 +300,12 @@ class Settings(BaseSettings):
         default=None,
         description="When set, /metrics needs `Authorization: Bearer <token>`.",
     )
+    click_tracking: bool = Field(
+        default=False,
+        description="Count clicks on events' links in emails: links go through a signed "
+        "redirect on this site (/r/<token>) that keeps daily counts per event and topic, "
+        "never who clicked (unless an owner also turns on per-reader counts).",
+    )
 
     # outbox
     max_attempts: int = Field(default=8, ge=1, description="Tries before a message is dead.")

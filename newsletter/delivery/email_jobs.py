@@ -31,6 +31,7 @@ from newsletter.delivery.messages import (
 from newsletter.delivery.outbox import Outcome, crashed
 from newsletter.delivery.welcome import build_welcome_email
 from newsletter.ingest.events import slugs_by_event
+from newsletter.rendering.click_links import click_linker
 from newsletter.rendering.editions import alert_context, render_digest
 
 #: what building a reader's message reads of them (plain rows: nothing here changes them)
@@ -150,6 +151,7 @@ def build_alert_email(
         events=[(e, slugs[e.id]) for e in events],
         base_url=settings.base_url,
         day=utcnow().date(),
+        links=click_linker(session, settings, utcnow().date().isoformat()),
     )
     rendered = render_digest(env, context, kind="alert")
     edition = Edition(

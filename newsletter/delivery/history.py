@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlmodel import Session
 
 from newsletter.audience.subscribers import get_subscriber
@@ -24,7 +24,7 @@ from newsletter.core.models import (
     WebhookEndpoint,
 )
 from newsletter.core.periods import parse_period
-from newsletter.delivery.outbox import KINDS, DeliveryFilter
+from newsletter.delivery.outbox import KINDS, DeliveryFilter, DeliveryStatus
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -261,3 +261,54 @@ def _period_words(frequency: str, period: str) -> str:
         return parse_period(frequency, period).label("en")
     except ValueError:
         return period
+
+
+@dataclass(frozen=True)
+class EndpointHealth:
+    """How a team endpoint's messages fare, from its outbox rows (the endpoint itself keeps
+    its state, failure count and disabled reason)."""
+
+    last_success_at: dt.datetime | None  # when its latest message was delivered
+    queued: int  # waiting to be sent
+    held: int  # waiting for the endpoint to be enabled
+
+    @property
+    def waiting(self) -> int:
+        """What removing the endpoint cancels."""
+        return self.queued + self.held
+
+
+NO_HEALTH = EndpointHealth(last_success_at=None, queued=0, held=0)
+
+
+def endpoint_health(session: Session, endpoint_ids: Sequence[int]) -> dict[int, EndpointHealth]:
+    """Each endpoint's health in one grouped query (an endpoint without rows is absent:
+    use `NO_HEALTH`)."""
+    if not endpoint_ids:
+        return {}
+
+    def count(status: DeliveryStatus):
+        return func.sum(case((Delivery.status == status.value, 1), else_=0))
+
+    rows = session.execute(
+        select(
+            Delivery.endpoint_id,
+            func.max(case((Delivery.status == DeliveryStatus.SENT.value, Delivery.sent_at))),
+            count(DeliveryStatus.QUEUED),
+            count(DeliveryStatus.HELD),
+        )
+        .where(Delivery.endpoint_id.in_(sorted(set(endpoint_ids))))
+        .group_by(Delivery.endpoint_id)
+    ).all()
+    return {
+        ep_id: EndpointHealth(
+            last_success_at=_aware(last) if last is not None else None,
+            queued=int(queued or 0),
+            held=int(held or 0),
+        )
+        for ep_id, last, queued, held in rows
+    }
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

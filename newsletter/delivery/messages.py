@@ -28,6 +28,7 @@ from newsletter.delivery.return_path import (
     return_path,
     tag_headers,
 )
+from newsletter.rendering.click_links import reader_ref
 from newsletter.rendering.editions import inline_css, split_slots
 
 CRLF = "\r\n"
@@ -359,6 +360,8 @@ def build_digest_email(
         "preferences_url": links["preferences_url"],
         "email": subscriber.email,
     }
+    if settings.click_tracking:  # used only by editions made with per-reader clicks on
+        values["click_reader"] = "/" + reader_ref(settings.secret_key, delivery.id or 0)
     headers += [
         ("List-Id", list_id(settings, edition.language, edition.frequency, domain)),
         (

@@ -867,6 +867,20 @@ def cancel(
     return done
 
 
+def waiting_alerts(session: Session, event_id: int) -> list[int]:
+    """Ids of the alert deliveries that carry this event and wait to be sent (`queued`,
+    or `held` for a disabled endpoint): what `cancel` would take if it went."""
+    return list(
+        session.execute(
+            select(Delivery.id).where(
+                Delivery.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.HELD.value]),
+                Delivery.kind == "alert",
+                Delivery.period == f"event:{event_id}",
+            )
+        ).scalars()
+    )
+
+
 def retry(
     session: Session,
     *,

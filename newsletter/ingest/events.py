@@ -221,6 +221,7 @@ def add_event(
         title_key=key,
         manual_topics=bool(manual),
         feed_id=feed_id,
+        search_text=search_text(event_in.title, event_in.summary),
     )
     session.add(event)
     session.flush()
@@ -229,6 +230,66 @@ def add_event(
     else:
         tag_event(session=session, event=event, rules=rules or compiled_rules(session=session))
     return AddResult(event=event)
+
+
+def search_text(title: dict[str, str], summary: dict[str, str]) -> str:
+    """What the admin search looks in: every title and summary, case-folded."""
+    return "\n".join([*title.values(), *summary.values()]).casefold()
+
+
+class EventConflict(ValueError):
+    """An edit would make the event a duplicate of another one."""
+
+
+def update_event(*, session: Session, event: Event, event_in: EventIn) -> list[str]:
+    """An editor's change to a stored event; returns the names of the fields that changed.
+
+    Topics given are kept as chosen by hand (re-running the rules leaves them alone); no
+    topics given puts the event back in the rules' hands, on its new text. Raises
+    EventConflict (nothing written) if the new URL, or title and day, is another event's.
+    """
+    key = title_key(primary_title(event_in.title, event_in.language))
+    other = session.exec(
+        select(Event).where(
+            Event.id != event.id,
+            or_(
+                Event.url == event_in.url,
+                (Event.title_key == key) & (Event.occurred_on == event_in.occurred_on),
+            ),
+        )
+    ).first()
+    if other is not None:
+        same = "URL" if other.url == event_in.url else "title on the same day"
+        raise EventConflict(f"event {other.id} has the same {same}")
+    manual = topics_by_slug(session=session, slugs=event_in.topics) if event_in.topics else []
+    before = set(topic_slugs(session=session, event=event))
+    values = event_in.model_dump(exclude={"topics", "pinned"})
+    changed = [k for k, v in values.items() if getattr(event, k) != v]
+    for name, value in values.items():
+        setattr(event, name, value)
+    event.title_key = key
+    event.search_text = search_text(event.title, event.summary)
+    was_manual = event.manual_topics
+    session.add(event)
+    session.flush()
+    if manual:
+        set_manual_topics(session=session, event=event, topics=manual)
+    else:
+        event.manual_topics = False
+        session.add(event)
+        tag_event(session=session, event=event, rules=compiled_rules(session=session))
+    if set(topic_slugs(session=session, event=event)) != before or was_manual != bool(manual):
+        changed.append("topics")
+    return changed
+
+
+def delete_event(*, session: Session, event: Event) -> None:
+    """Remove a stored event and its topics (the outbox's rows are the caller's)."""
+    for match in session.exec(select(EventTopic).where(EventTopic.event_id == event.id)):
+        session.delete(match)
+    session.flush()
+    session.delete(event)
+    session.flush()
 
 
 def set_manual_topics(*, session: Session, event: Event, topics: list[Topic]) -> None:

@@ -18,7 +18,7 @@ from urllib.parse import urljoin
 import feedparser
 import httpx
 from pydantic import ValidationError
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, func, or_, select, update
 from sqlmodel import Session
 
 from newsletter.core.metrics import FEED_POLLS
@@ -34,7 +34,12 @@ MAX_REDIRECTS = 3
 
 
 class FeedError(ValueError):
-    """A feed request that cannot be carried out, with the reason."""
+    """A feed request that cannot be carried out, with the reason (and, when one field
+    is to blame, its name: url, name, region or language)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass
@@ -53,30 +58,100 @@ def html_to_text(value: str) -> str:
     return html.unescape(_TAGS.sub("", text)).strip()
 
 
-def add_feed(
-    *, session: Session, settings, url: str, name: str | None, region: str, language: str
-) -> Feed:
+# How often the scheduler looks for feeds that are due (its `feeds` job).
+CHECK_SECONDS = 60.0
+# Longest wait after errors, however many in a row.
+MAX_BACKOFF = dt.timedelta(hours=24)
+
+
+def poll_interval(settings, failures: int) -> dt.timedelta:
+    """How long after a poll the feed is due again: NEWSLETTER_FEED_POLL_MINUTES after a
+    good poll, doubling with each error in a row (up to 64 times, at most a day)."""
+    minutes = settings.feed_poll_minutes * (2 ** min(failures, 6) if failures else 1)
+    return min(dt.timedelta(minutes=minutes), MAX_BACKOFF)
+
+
+def _checked(
+    *, session: Session, settings, url: str, name: str | None, region: str, language: str,
+    feed: Feed | None = None,
+) -> dict[str, str]:  # fmt: skip
+    """The feed's fields cleaned, or FeedError naming what is wrong (nothing is stored)."""
+    from newsletter.ingest.events import LANGUAGE, REGION
+
     try:
+        if len(url) > 2000:
+            raise ValueError("url is longer than 2000 characters")
         url = normalise_url(url)
         check_url(url, allow_http=True, allow_networks=settings.webhook_allow_networks)
     except (ValueError, UnsafeURLError) as exc:
-        raise FeedError(f"refusing feed URL: {exc}") from exc
-    from newsletter.ingest.events import LANGUAGE, REGION
-
+        raise FeedError(f"refusing feed URL: {exc}", "url") from exc
     region, language = region.strip().lower(), language.strip().lower()
     if not REGION.match(region):
-        raise FeedError("region must be a lower-case code such as global or china")
+        raise FeedError("region must be a lower-case code such as global or china", "region")
     if not LANGUAGE.match(language):
-        raise FeedError(f"language {language!r} is not a language code such as zh or en")
+        raise FeedError(
+            f"language {language!r} is not a language code such as zh or en", "language"
+        )
     name = one_line(name or url.split("//", 1)[1].split("/", 1)[0])[:200]
-    if session.execute(select(Feed).where(or_(Feed.url == url, Feed.name == name))).scalar():
-        raise FeedError(f"a feed with this URL or the name {name!r} exists already")
-    feed = Feed(
-        url=url, name=name, region=region.strip().lower(), language=language.strip().lower()
+    if "/" in name:
+        raise FeedError("a feed name cannot contain '/'", "name")
+    others = select(Feed.name).where(Feed.id != feed.id) if feed else select(Feed.name)
+    same_url = session.execute(others.where(Feed.url == url)).scalar()
+    if same_url is not None:
+        raise FeedError(f"the feed {same_url!r} has this URL: it exists already", "url")
+    if session.execute(others.where(Feed.name == name)).scalar() is not None:
+        raise FeedError(f"a feed named {name!r} exists already", "name")
+    return {"url": url, "name": name, "region": region, "language": language}
+
+
+def add_feed(
+    *, session: Session, settings, url: str, name: str | None, region: str, language: str
+) -> Feed:
+    fields = _checked(
+        session=session, settings=settings, url=url, name=name, region=region, language=language
     )
+    feed = Feed(
+        url=fields["url"], name=fields["name"], region=fields["region"],
+        language=fields["language"],
+    )  # fmt: skip
     session.add(feed)
     session.flush()
     return feed
+
+
+def update_feed(
+    *,
+    session: Session,
+    settings,
+    feed: Feed,
+    url: str | None = None,
+    name: str | None = None,
+    region: str | None = None,
+    language: str | None = None,
+) -> list[str]:
+    """Change a feed (what is not given stays); the names of the fields that changed.
+
+    A new URL is another source: it is checked like a new feed's, its cache validators
+    and error count start afresh, and it is due at the scheduler's next check. Events
+    the feed brought keep their source name and region."""
+    fields = _checked(
+        session=session,
+        settings=settings,
+        url=feed.url if url is None else url,
+        name=feed.name if name is None else name,
+        region=feed.region if region is None else region,
+        language=feed.language if language is None else language,
+        feed=feed,
+    )
+    changed = [key for key, value in fields.items() if getattr(feed, key) != value]
+    for key in changed:
+        setattr(feed, key, fields[key])
+    if "url" in changed:
+        feed.etag = feed.last_modified = feed.last_error = feed.next_poll_at = None
+        feed.consecutive_failures = 0
+    session.add(feed)
+    session.flush()
+    return changed
 
 
 def get_feed(*, session: Session, name: str) -> Feed:
@@ -88,6 +163,16 @@ def get_feed(*, session: Session, name: str) -> Feed:
 
 def list_feeds(*, session: Session) -> list[Feed]:
     return list(session.execute(select(Feed).order_by(Feed.name)).scalars())
+
+
+def event_counts(*, session: Session) -> dict[int, int]:
+    """How many stored events each feed brought, by feed id (feeds with none are absent)."""
+    rows = session.execute(
+        select(Event.feed_id, func.count())
+        .where(Event.feed_id.is_not(None))
+        .group_by(Event.feed_id)
+    )
+    return {feed_id: count for feed_id, count in rows}
 
 
 def remove_feed(*, session: Session, feed: Feed) -> None:
@@ -189,14 +274,13 @@ def poll_feed(
     if result.status == "error":
         feed.consecutive_failures += 1
         feed.last_error = result.error
-        backoff = settings.feed_poll_minutes * 2 ** min(feed.consecutive_failures, 6)
-        feed.next_poll_at = now + dt.timedelta(minutes=min(backoff, 24 * 60))
         log.warning(
             "feed %s failed (%d in a row): %s", feed.name, feed.consecutive_failures, result.error
         )
     else:
         feed.consecutive_failures, feed.last_error, feed.last_ok_at = 0, None, now
-        feed.next_poll_at = now + dt.timedelta(minutes=settings.feed_poll_minutes)
+    feed.last_new_events = len(result.new_ids)
+    feed.next_poll_at = now + poll_interval(settings, feed.consecutive_failures)
     FEED_POLLS.labels(result.status).inc()
     session.add(feed)
     session.commit()

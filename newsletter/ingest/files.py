@@ -29,7 +29,7 @@ from newsletter.core.db import bulk_insert, reserve_ids, values_in
 from newsletter.core.errors import reason
 from newsletter.core.models import Event, EventTopic, utcnow
 from newsletter.core.text import title_key
-from newsletter.ingest.events import EventIn, add_event, primary_title
+from newsletter.ingest.events import EventIn, add_event, primary_title, search_text
 from newsletter.topics.catalogue import TopicError, compiled_rules, list_topics
 from newsletter.topics.matching import match_topics
 
@@ -304,6 +304,7 @@ class _EventBatch:
                     "manual_topics": bool(wanted),
                     "feed_id": None,
                     "created_at": now,
+                    "search_text": search_text(event_in.title, event_in.summary),
                 }
             )
             if wanted:

@@ -21,12 +21,13 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from newsletter.audience import endpoints, subscribers
-from newsletter.core.models import Subscriber, WebhookEndpoint
+from newsletter.core.models import Event, Subscriber, WebhookEndpoint
 from newsletter.core.settings import Settings
 from newsletter.delivery import outbox
 from newsletter.delivery.outbox import BULK_ROWS, refresh_statistics
+from newsletter.feedback import clicks
 from newsletter.ingest import feeds, files
-from newsletter.ingest.events import AddResult, EventIn, add_event
+from newsletter.ingest.events import AddResult, EventIn, add_event, delete_event
 from newsletter.ingest.files import ImportReport, Records
 from newsletter.planning import alerts, chat_digests, digests, proofs, send_times
 from newsletter.planning.digests import DigestRenderer, SendSummary, check_frequency
@@ -73,6 +74,16 @@ def ingest_event(
     if result.event is None:  # a duplicate
         return result, 0
     return result, queue_alerts(session=session, settings=settings, ids=[result.event.id])
+
+
+def remove_event(*, session: Session, event: Event) -> int:
+    """Delete an event: its alerts still waiting to be sent (queued, or held for a
+    disabled endpoint) are cancelled, in the same transaction. Returns how many. Sent
+    alerts and editions already rendered keep what they carried."""
+    waiting = outbox.waiting_alerts(session, event.id)
+    cancelled = outbox.cancel(session, ids=waiting) if waiting else 0
+    delete_event(session=session, event=event)
+    return cancelled
 
 
 def poll_feeds(
@@ -174,14 +185,17 @@ def enable_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> int:
     return outbox.resume_endpoint(session, endpoint.id)
 
 
-def remove_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> None:
-    """Delete a team's endpoint; its unsent rows are cancelled, its history kept."""
-    outbox.detach_endpoint(session, endpoint.id)
+def remove_endpoint(*, session: Session, endpoint: WebhookEndpoint) -> int:
+    """Delete a team's endpoint; its unsent rows are cancelled, its history kept.
+    Returns how many were cancelled."""
+    cancelled = outbox.detach_endpoint(session, endpoint.id)
     endpoints.remove_endpoint(session=session, endpoint=endpoint)
+    return cancelled
 
 
 def remove_subscriber(*, session: Session, subscriber: Subscriber, reason: str = "removed") -> None:
     """Delete a reader's personal data (the address stays suppressed); unsent rows are
-    cancelled, sent ones kept without the reader."""
+    cancelled, sent ones kept without the reader (and without per-reader click counts)."""
+    clicks.forget_reader(session, subscriber.id)
     outbox.detach_subscriber(session, subscriber.id)
     subscribers.remove_subscriber(session=session, subscriber=subscriber, reason=reason)

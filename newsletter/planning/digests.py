@@ -25,6 +25,7 @@ from newsletter.delivery.messages import build_digest_email
 from newsletter.delivery.outbox import enqueue_select
 from newsletter.ingest.takes import get_take
 from newsletter.planning.readers import ReaderQuery, events_for, period_events, reader_query
+from newsletter.rendering.click_links import click_linker
 from newsletter.rendering.editions import Rendered, Segment, digest_context, render_digest
 from newsletter.topics.catalogue import list_topics
 
@@ -70,6 +71,7 @@ class DigestRenderer:
         self.events = period_events(session=session, period=period)
         self.topics = list_topics(session=session)
         self._editions: dict[str, int] = {}
+        self.links = click_linker(session, settings, period.key)
         # a take not approved yet: in a reader's digest only as NEWSLETTER_TAKE_UNAPPROVED
         # says (omit by default); a proof shows it, being where an editor reads it first
         self.drafts = settings.take_unapproved == "include" if drafts is None else drafts
@@ -89,6 +91,7 @@ class DigestRenderer:
             events=events,
             take_markdown=self.take_for(segment.language),
             base_url=self.settings.base_url,
+            links=self.links,
         )
         return render_digest(self.env, context)
 
@@ -333,9 +336,12 @@ def reader_view(
     topics: list[str] | None = None,
     language: str = "en",
     drafts: bool | None = None,
+    count_clicks: bool = True,
 ) -> ReaderView:
     """The digest of the subscriber `email`, or of someone following `topics` in
-    `language` (every topic when `topics` is empty)."""
+    `language` (every topic when `topics` is empty). Without `count_clicks` its links
+    are the events' own even when click counting is on (a proof's clicks count for
+    nobody)."""
     period = check_frequency(frequency, period_key)
     if email:
         subscriber = get_subscriber(session=session, email=email)
@@ -357,6 +363,8 @@ def reader_view(
     renderer = DigestRenderer(
         session=session, env=env, settings=settings, period=period, drafts=drafts
     )
+    if not count_clicks:
+        renderer.links = None
     events = events_for(renderer.events, slugs, frequency)
     if not events:
         raise NothingToSend(f"{who} has no events in {period.key}: nothing would be sent")

@@ -2,7 +2,8 @@
 
 A proof goes through the normal email channel (SMTP, or the .eml folder) straight away,
 to the editor's address only. It is no delivery: no outbox row, nothing counted for the
-reader, and its unsubscribe and preference links lead nowhere (`messages.proof_links`).
+reader, its unsubscribe and preference links lead nowhere (`messages.proof_links`), and
+its event links are the events' own, so an editor's clicks are never counted.
 Its subject starts with "[Proof]", and it shows the sharp take even while that is a
 draft, as proofing the take is what it is for.
 """
@@ -151,6 +152,7 @@ def send_proof(
         topics=topics,
         language=language,
         drafts=True,
+        count_clicks=False,
     )
     deliver(settings, build_proofs(view, settings=settings, to=addresses))
     if email:

@@ -27,9 +27,13 @@ from newsletter.core.periods import Period
 from newsletter.ingest.events import PICKS_FREQUENCIES, is_pick, localised
 from newsletter.ingest.takes import markdown_to_html
 from newsletter.rendering import labels as i18n
+from newsletter.rendering.click_links import Linker
 
 SLOT = "\x1e"
-SLOTS = ("greeting", "unsubscribe_url", "preferences_url", "email")
+# click_reader: the per-reader part of click links (only in editions made while an owner
+# has per-reader click counts on): put in place of the link's random sentinel after
+# rendering (see click_links.Linker), as a slot inside a macro's output would not survive
+SLOTS = ("greeting", "unsubscribe_url", "preferences_url", "email", "click_reader")
 
 
 _MARKERS = {f"{SLOT}{name}{SLOT}" for name in SLOTS}
@@ -185,12 +189,15 @@ def digest_context(
     events: list[tuple[Event, list[str]]],
     take_markdown: str | None,
     base_url: str,
+    links: Linker | None = None,
 ) -> dict[str, Any]:
     """The digest's sections: the editor's picks first (monthly), then each followed topic.
 
     An event appears once: among the picks, else under the first of the segment's topics
     it has, with chips naming the other followed topics it belongs to. Within a section,
     most important first, then by date; a section mixing regions is grouped by region.
+    With `links` (click counting on), each event's link is a signed redirect naming the
+    event and its section.
     """
     lang = segment.language
     t = i18n.labels(lang)
@@ -202,12 +209,12 @@ def digest_context(
     def topic_name(slug: str) -> str:
         return by_slug[slug].name_zh if lang == "zh" else by_slug[slug].name_en
 
-    def item(event: Event, others: list[str]) -> dict[str, Any]:
+    def item(event: Event, others: list[str], section: str) -> dict[str, Any]:
         importance = event.importance or 0
         return {
             "title": localised(event.title, lang),
             "summary": localised(event.summary, lang) if event.summary else "",
-            "url": event.url,
+            "url": links(event.id, event.url, section) if links else event.url,
             "source": (event.sources or {}).get(lang) or event.source,
             "date": i18n.format_date(event.occurred_on, lang),
             "region": t.get(f"region.{event.region}", event.region),
@@ -223,9 +230,9 @@ def digest_context(
     for event, slugs in sorted(events, key=_importance_order):
         followed = [s for s in order if s in slugs]
         if with_picks and is_pick(event):
-            picks.append(item(event, followed))
+            picks.append(item(event, followed, "picks"))
         elif followed:
-            sections[followed[0]].append(item(event, followed[1:]))
+            sections[followed[0]].append(item(event, followed[1:], followed[0]))
     section_list: list[dict[str, Any]] = []
     if picks:
         section_list.append(
@@ -258,18 +265,31 @@ def digest_context(
         "intro": t["intro"].format(period=period_label),
         "why": t["why"].format(kind_lower=kind if lang == "zh" else kind.lower(), topics=names),
         "archive_url": base_url.rstrip("/") + "/archive",
+        "reader_sentinel": links.sentinel if links else "",
     }
 
 
 def alert_context(
-    *, language: str, topics: list[Topic], topic_slugs: tuple[str, ...], events, base_url: str, day
+    *,
+    language: str,
+    topics: list[Topic],
+    topic_slugs: tuple[str, ...],
+    events,
+    base_url: str,
+    day,
+    links: Linker | None = None,
 ) -> dict[str, Any]:
     """An instant alert email: the digest layout, for the events that just arrived."""
     from newsletter.core.periods import period_containing
 
     segment = Segment("email", "daily", period_containing("daily", day), language, topic_slugs)
     context = digest_context(
-        segment=segment, topics=topics, events=events, take_markdown=None, base_url=base_url
+        segment=segment,
+        topics=topics,
+        events=events,
+        take_markdown=None,
+        base_url=base_url,
+        links=links,
     )
     t = context["t"]
     n = context["event_count"]
@@ -305,6 +325,10 @@ def render_digest(env: Environment, context: dict[str, Any], kind: str = "digest
     html = env.get_template(f"email/{kind}.html.j2").render(context)
     html = inline_css(html)
     text = env.get_template(f"email/{kind}.txt.j2").render(context)
+    sentinel = context.get("reader_sentinel")
+    if sentinel:  # per-reader click links: their reader part is filled in per message
+        marker = slot("click_reader")
+        html, text = html.replace(sentinel, marker), text.replace(sentinel, marker)
     digest = hashlib.sha256(
         json.dumps([context["subject"], html, text], ensure_ascii=False).encode()
     ).hexdigest()

@@ -20,6 +20,7 @@ from sqlmodel import Session
 from newsletter import pipeline
 from newsletter.core.settings import Settings
 from newsletter.feedback import mailbox
+from newsletter.ingest.feeds import CHECK_SECONDS as FEED_CHECK_SECONDS
 from newsletter.rendering.editions import make_environment
 
 log = logging.getLogger("newsletter.service.scheduler")
@@ -151,7 +152,7 @@ def build_scheduler(engine: Engine, settings: Settings) -> ResilientScheduler:
         jobstore_retry_interval=ResilientScheduler.retry_seconds,
     )
     for job_id, (func, setting) in JOBS.items():
-        seconds = getattr(settings, setting) if setting else 60.0
+        seconds = getattr(settings, setting) if setting else FEED_CHECK_SECONDS
         scheduler.add_job(
             func,
             "interval",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
@@ -120,6 +121,38 @@ def subscriber_count(*, session: Session, topic: Topic) -> tuple[int, int]:
         select(func.count()).select_from(WebhookTopic).where(WebhookTopic.topic_id == topic.id)
     ).one()
     return subs, hooks
+
+
+@dataclass(frozen=True)
+class RemovalImpact:
+    """What removing a topic does: who follows it and which events have it, and how
+    many of each have nothing else (such a reader or webhook gets no digests or alerts
+    until it follows another topic; such an event is in no digest until a retag or an
+    admin gives it a topic)."""
+
+    readers: int
+    webhooks: int
+    events: int
+    readers_only: int
+    webhooks_only: int
+    events_only: int
+
+
+def removal_impact(*, session: Session, topic: Topic) -> RemovalImpact:
+    def counts(model, owner) -> tuple[int, int]:
+        mine = select(owner).where(model.topic_id == topic.id)
+        total = session.exec(select(func.count()).select_from(mine.subquery())).one()
+        if not total:
+            return 0, 0
+        lonely = (
+            select(owner).where(owner.in_(mine)).group_by(owner).having(func.count() == 1)
+        ).subquery()
+        return total, session.exec(select(func.count()).select_from(lonely)).one()
+
+    readers, readers_only = counts(Subscription, Subscription.subscriber_id)
+    hooks, hooks_only = counts(WebhookTopic, WebhookTopic.endpoint_id)
+    events, events_only = counts(EventTopic, EventTopic.event_id)
+    return RemovalImpact(readers, hooks, events, readers_only, hooks_only, events_only)
 
 
 def delete_topic(*, session: Session, topic: Topic, force: bool = False) -> None:

@@ -42,13 +42,14 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.env = make_environment(settings.templates_dir)
 
     from newsletter.web import admin, api, hooks
-    from newsletter.web.public import embed, issues, reader
+    from newsletter.web.public import clicks, embed, issues, reader
     from newsletter.web.public import pages as public
 
     app.include_router(public.router)
     app.include_router(reader.router)
     app.include_router(issues.router)
     app.include_router(embed.router)
+    app.include_router(clicks.router)
     app.include_router(hooks.router)
     app.include_router(api.router, prefix="/api/v1")
     app.include_router(admin.router, prefix="/admin")

@@ -41,8 +41,11 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-# commit before the response goes out, so a 2xx means the change is stored
-SessionDep = Annotated[Session, Depends(get_session)]
+# commit before the response goes out, so a 2xx means the change is stored: scope
+# "function" ends the dependency when the endpoint returns (FastAPI's default, "request",
+# would commit after the response is sent, and a failed commit would follow a 2xx).
+# Streamed responses open their own sessions.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 EnvDep = Annotated[Environment, Depends(get_env)]
 
 bearer = HTTPBearer(

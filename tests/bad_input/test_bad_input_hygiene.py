@@ -484,7 +484,6 @@ def test_no_admin_page_fails_on_a_far_dated_stored_event(engine, web_settings, s
     csrf = csrf_of(client.get("/admin/").text)
     pages = ADMIN_PAGES + [
         "/admin/take?period=9999-12",
-        "/admin/events?month=9999-12",
         "/admin/events?month=all",
         "/admin/send?frequency=daily&period=9999-12-31",
         "/admin/send?frequency=weekly&period=9999-W52",
@@ -494,6 +493,9 @@ def test_no_admin_page_fails_on_a_far_dated_stored_event(engine, web_settings, s
     for page in pages:
         r = client.get(page)
         assert r.status_code == 200, (page, r.status_code)
+    # a month outside the window is a bad filter, said as the other lists say one
+    far = client.get("/admin/events?month=9999-12")
+    assert far.status_code == 400 and 'role="alert"' in far.text
     # the default period is the newest month within the window, not 9999-12
     assert 'value="2025-07"' in client.get("/admin/take").text
     assert 'value="2025-07"' in client.get("/admin/send").text

@@ -16,8 +16,9 @@ from newsletter.web.app import create_app
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 # every page of the admin UI a signed-in editor can open
-ADMIN_PAGES = ["/admin/", "/admin/topics", "/admin/topics/hardware", "/admin/events", "/admin/take",
-               "/admin/subscribers", "/admin/outbox", "/admin/audit",
+ADMIN_PAGES = ["/admin/", "/admin/topics", "/admin/topics/hardware", "/admin/events", "/admin/feeds",
+               "/admin/take", "/admin/subscribers", "/admin/subscribers/import", "/admin/webhooks",
+               "/admin/outbox", "/admin/audit",
                "/admin/preview", "/admin/send"]  # fmt: skip
 
 

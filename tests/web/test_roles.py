@@ -14,7 +14,15 @@ from newsletter.web.app import create_app
 from tests.support.web import api_client, csrf_of
 
 READ_ONLY_POSTS = {"/api/v1/topics/match"}
-OWNER_ONLY = {("delete", "/api/v1/subscribers/{email}")}
+OWNER_ONLY = {
+    ("delete", "/api/v1/subscribers/{email}"),
+    ("get", "/api/v1/tokens"),
+    ("post", "/api/v1/tokens"),
+    ("patch", "/api/v1/tokens/{name}"),
+    ("delete", "/api/v1/tokens/{name}"),
+    ("put", "/api/v1/clicks/per-reader"),
+    ("get", "/api/v1/clicks/readers"),
+}
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
 """The admin web UI under /admin (server-rendered).
 
-Pages: login/logout and the deliveries dashboard here; topics and events in
-`admin_topics`, the sharp take, digest preview and send-now in `admin_digests`,
-readers in `admin_subscribers`, the outbox in `admin_outbox`, the audit log in
-`admin_audit`.
+Pages: login/logout and the deliveries dashboard here; topics in `admin_topics`,
+events (search, add, edit, import, pin, delete) in `admin_events`, the sharp take,
+digest preview and send-now in `admin_digests`, readers in `admin_subscribers` (their
+CSV import in `admin_subscriber_import`), teams (chat webhooks) in `admin_webhooks`,
+feeds in `admin_feeds`, admin tokens in `admin_tokens` (owners), the outbox in
+`admin_outbox`, the audit log in `admin_audit`.
 Sessions and CSRF are in `admin_auth`.
 """
 
@@ -13,21 +15,29 @@ import hmac
 import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 
+from newsletter.core import audit as audit_log
 from newsletter.core.admin_tokens import end_session, verify_token
 from newsletter.core.models import utcnow
+from newsletter.feedback.clicks import click_stats, per_reader, set_per_reader
 from newsletter.web.admin import audit as admin_audit
 from newsletter.web.admin import digests as admin_digests
+from newsletter.web.admin import events as admin_events
+from newsletter.web.admin import feeds as admin_feeds
 from newsletter.web.admin import outbox as admin_outbox
+from newsletter.web.admin import subscriber_import as admin_subscriber_import
 from newsletter.web.admin import subscribers as admin_subscribers
+from newsletter.web.admin import tokens as admin_tokens
 from newsletter.web.admin import topics as admin_topics
+from newsletter.web.admin import webhooks as admin_webhooks
 from newsletter.web.admin.auth import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
     AdminDep,
     AdminRoute,
+    OwnerCsrfDep,
     ReadFormDep,
     load_session,
     login_csrf_for,
@@ -110,19 +120,56 @@ def logout(admin: ReadFormDep, session: SessionDep):
 
 
 @router.get("/")
-def dashboard(request: Request, admin: AdminDep):
+def dashboard(request: Request, admin: AdminDep, session: SessionDep, clicks_saved: str = ""):
+    return _dashboard(request, admin, session, saved=clicks_saved)
+
+
+def _dashboard(request: Request, admin, session, *, saved: str = ""):
     return render(
         request,
         "dashboard.html.j2",
         admin=admin,
         section="dashboard",
         waiting=admin_digests.waiting_notes(request),
+        clicks=click_stats(session, days=CLICK_DAYS),
+        click_tracking=request.app.state.settings.click_tracking,
+        per_reader=per_reader(session),
+        clicks_saved=CLICK_MESSAGES.get(saved, ""),
         **dashboard_data(engine=request.app.state.engine),
     )
 
 
+CLICK_DAYS = 30
+CLICK_MESSAGES = {
+    "on": "Per-reader click counts are on.",
+    "off": "Per-reader click counts are off, and the ones kept were deleted.",
+}
+
+
+@router.post("/clicks/per-reader")
+def clicks_per_reader(admin: OwnerCsrfDep, session: SessionDep, on: Annotated[str, Form()] = ""):
+    """The owner's switch for per-reader click counts (off deletes them)."""
+    if on not in ("0", "1"):
+        raise HTTPException(400, "on must be 0 or 1")
+    deleted = set_per_reader(session, on == "1")
+    audit_log.record(
+        session=session,
+        who=admin.token.name,
+        action="clicks.per_reader",
+        target="per-reader click counts",
+        detail="on" if on == "1" else f"off; {deleted} per-reader counts deleted",
+    )
+    state = "on" if on == "1" else "off"
+    return RedirectResponse(f"/admin/?clicks_saved={state}#clicks", status_code=303)
+
+
 router.include_router(admin_topics.router)
+router.include_router(admin_events.router)
 router.include_router(admin_digests.router)
+router.include_router(admin_subscriber_import.router)  # before /subscribers/{id}
 router.include_router(admin_subscribers.router)
+router.include_router(admin_webhooks.router)
 router.include_router(admin_outbox.router)
 router.include_router(admin_audit.router)
+router.include_router(admin_feeds.router)
+router.include_router(admin_tokens.router)

@@ -20,6 +20,7 @@ from newsletter.audience.subscribers import (
     LANGUAGES,
     SubscriberError,
     SubscriberIn,
+    address_key,
     subscriber_topics,
     suppression_reason,
     update_subscriber,
@@ -32,9 +33,9 @@ from newsletter.delivery import history
 from newsletter.delivery.outbox import MAX_ID, DeliveryFilter
 from newsletter.feedback import sources
 from newsletter.feedback.reenable import ReenableError, enable_reader
-from newsletter.pipeline import readers
+from newsletter.pipeline import readers, remove_subscriber
 from newsletter.topics.catalogue import list_topics
-from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, render
+from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, OwnerCsrfDep, render
 from newsletter.web.deps import SessionDep
 
 router = APIRouter(route_class=AdminRoute)
@@ -55,6 +56,12 @@ DONE = {
     "lifted": "The suppression is lifted.",
     "enabled": "Re-enabled: their bounce score is reset and they are mailed again from the "
     "next send.",
+}
+
+# what the list says after an action on a reader who is no longer there
+LIST_DONE = {
+    "erased": "The reader's personal data is deleted; their address is kept only as a hash "
+    "on the suppression list, so it is never mailed again.",
 }
 
 #: how much of a reader's bounce history their page shows (the API and CLI show more)
@@ -82,6 +89,7 @@ def subscribers_page(
     frequency: str = "",
     language: str = "",
     after: str = "",
+    done: str = "",
 ):
     match = _filter(q, status, topic, frequency, language)
     error, page, code = "", None, 200
@@ -111,6 +119,7 @@ def subscribers_page(
         frequencies=FREQUENCIES,
         languages=LANGUAGES,
         filtered=bool(params),
+        done=LIST_DONE.get(done, ""),
         next_url=(
             "/admin/subscribers?" + urlencode({**params, "after": page.next_after})
             if page and page.next_after
@@ -163,6 +172,7 @@ def _detail(
     *,
     form: dict | None = None,
     error: str = "",
+    erase_error: str = "",
     done: str = "",
     before: int | None = None,
     status: int = 200,
@@ -188,6 +198,7 @@ def _detail(
         form=form or current,
         current=current,
         error=error,
+        erase_error=erase_error,
         done=DONE.get(done, ""),
         suppressed=suppression_reason(session=session, email=sub.email),
         deliveries=sent,
@@ -336,3 +347,24 @@ def subscriber_enable(
     audit.record(session=session, who=who, action="subscriber.enabled", target=sub.email,
                  detail=done)  # fmt: skip
     return _back(sub, "enabled")
+
+
+@router.post("/subscribers/{subscriber_id}/erase")
+def subscriber_erase(
+    request: Request,
+    subscriber_id: int,
+    admin: OwnerCsrfDep,
+    session: SessionDep,
+    confirm_email: Annotated[str, Form()] = "",
+):
+    """GDPR erasure, as the API's DELETE /subscribers/{email} (owners only): the same
+    `pipeline.remove_subscriber`, the same audit entry (which names no address)."""
+    sub = _subscriber_or_404(session, subscriber_id)
+    if not confirm_email.strip() or address_key(confirm_email) != address_key(sub.email):
+        return _detail(request, admin, session, sub, status=422,
+                       erase_error="Type the reader's address exactly to confirm.")  # fmt: skip
+    remove_subscriber(session=session, subscriber=sub)
+    audit.record(session=session, who=admin.token.name, action="subscriber.remove",
+                 target=f"subscriber {sub.id}", detail="personal data deleted")  # fmt: skip
+    session.commit()  # before the redirect: the list the browser asks for next is without them
+    return RedirectResponse("/admin/subscribers?done=erased", status_code=303)

@@ -1,4 +1,5 @@
-"""Admin pages for topics (rules, live match check, retag) and events (with their topics)."""
+"""Admin pages for topics (rules, live match check, retag); the events list is in
+`admin_events`."""
 
 from __future__ import annotations
 
@@ -12,15 +13,20 @@ from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 from sqlmodel import Session, select
 
+from newsletter.core import audit
 from newsletter.core.models import Event, Topic
 from newsletter.core.text import one_line
-from newsletter.ingest.events import latest_event_day, list_events, localised, retag, topic_matches
+from newsletter.ingest.events import localised, retag
 from newsletter.topics.catalogue import (
     TopicError,
+    TopicIn,
     TopicUpdate,
+    create_topic,
+    delete_topic,
     event_counts,
     get_topic,
     list_topics,
+    removal_impact,
     subscriber_count,
     update_topic,
 )
@@ -47,7 +53,6 @@ from newsletter.web.deps import SessionDep
 router = APIRouter(route_class=AdminRoute)
 
 CHECK_LIMIT = 2000  # most recent events the live check looks at
-EVENTS_LIMIT = 500
 _SPLIT = re.compile(r"[\n,，]+")
 
 
@@ -140,14 +145,23 @@ def _topic_or_404(session: Session, slug: str) -> Topic:
         raise HTTPException(404, str(exc)) from exc
 
 
-@router.get("/topics")
-def topics_page(
+NEW_FIELDS = ("slug", "name_en", "name_zh", "description", "description_zh")
+# the live check of the "New topic" form: not a slug (slugs start with a letter or digit)
+NEW_CHECK = "/admin/topics/_new/check"
+
+
+def _topics_page(
     request: Request,
-    admin: AdminDep,
-    session: SessionDep,
-    examined: int | None = None,
-    changed: int | None = None,
-    kept: int | None = None,
+    admin,
+    session: Session,
+    *,
+    new: dict[str, str] | None = None,
+    form: RulesForm | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+    retagged: dict | None = None,
+    created: Topic | None = None,
+    deleted: str = "",
 ):
     topics = list_topics(session=session)
     counts = event_counts(session=session)
@@ -166,14 +180,117 @@ def topics_page(
                 "regex": rules.get("regex") or "",
             }
         )
+    form = form or RulesForm()
+    check = None
+    if errors is not None:  # the form came back: show what its rules would match
+        check = check_rules(session, _unsaved((new or {}).get("slug", "")), form)
     return render(
         request,
         "topics.html.j2",
         admin=admin,
         section="topics",
+        status=status,
         rows=rows,
-        retagged=_report(examined, changed, kept),
+        retagged=retagged,
+        new=new or dict.fromkeys(NEW_FIELDS, ""),
+        form=form,
+        errors=errors or {},
+        check=check,
+        new_check=NEW_CHECK,
+        created=created,
+        deleted=deleted,
     )
+
+
+def _unsaved(slug: str) -> Topic:
+    """The topic being created, for the live check (not stored: no event has it yet)."""
+    return Topic(slug=slug.strip()[:64] or "new", name_en="", name_zh="")
+
+
+@router.get("/topics")
+def topics_page(
+    request: Request,
+    admin: AdminDep,
+    session: SessionDep,
+    examined: int | None = None,
+    changed: int | None = None,
+    kept: int | None = None,
+    created: str = "",
+    deleted: str = "",
+):
+    made = (
+        session.exec(select(Topic).where(Topic.slug == created[:64])).first() if created else None
+    )
+    return _topics_page(
+        request,
+        admin,
+        session,
+        retagged=_report(examined, changed, kept),
+        created=made,
+        deleted=deleted[:64],
+    )
+
+
+@router.post("/topics")
+def topic_create(
+    request: Request,
+    admin: CsrfDep,
+    session: SessionDep,
+    slug: Annotated[str, Form()] = "",
+    name_en: Annotated[str, Form()] = "",
+    name_zh: Annotated[str, Form()] = "",
+    description: Annotated[str, Form()] = "",
+    description_zh: Annotated[str, Form()] = "",
+    include: Annotated[str, Form()] = "",
+    exclude: Annotated[str, Form()] = "",
+    regex: Annotated[str, Form()] = "",
+):
+    new = {
+        "slug": slug.strip(),
+        "name_en": name_en,
+        "name_zh": name_zh,
+        "description": description,
+        "description_zh": description_zh,
+    }
+    form = RulesForm(include=include, exclude=exclude, regex=regex)
+    errors = form.errors()
+    if not new["slug"]:
+        errors["slug"] = "a slug is required: lower-case letters, digits and hyphens"
+    for key in ("name_en", "name_zh"):
+        if not one_line(new[key]):
+            errors[key] = "a name is required"
+    topic = None
+    if not errors:
+        try:
+            topic = create_topic(session=session, topic_in=TopicIn(**new, rules=form.rules()))
+        except ValidationError as exc:
+            for err in exc.errors():
+                key = str(err["loc"][0]) if err["loc"] else "rules"
+                errors[key] = err["msg"].removeprefix("Value error, ")
+        except TopicError as exc:  # the slug is taken
+            errors["slug"] = str(exc)
+    if topic is None:  # the form again with what was typed; nothing is stored
+        session.rollback()
+        return _topics_page(request, admin, session, new=new, form=form, errors=errors, status=422)
+    audit.record(session=session, who=admin.token.name, action="topic.create",
+                 target=topic.slug, detail=topic.name_en)  # fmt: skip
+    session.commit()  # stored before the browser follows the redirect
+    return RedirectResponse(f"/admin/topics?{urlencode({'created': topic.slug})}", status_code=303)
+
+
+@router.post("/topics/_new/check")
+def new_topic_check(
+    request: Request,
+    admin: ReadFormDep,
+    session: SessionDep,
+    slug: Annotated[str, Form()] = "",
+    include: Annotated[str, Form()] = "",
+    exclude: Annotated[str, Form()] = "",
+    regex: Annotated[str, Form()] = "",
+):
+    form = RulesForm(include=include, exclude=exclude, regex=regex)
+    topic = _unsaved(slug)
+    return fragment(request, "topic_check.html.j2", check=check_rules(session, topic, form))
 
 
 def _report(examined: int | None, changed: int | None, kept: int | None) -> dict | None:
@@ -183,8 +300,9 @@ def _report(examined: int | None, changed: int | None, kept: int | None) -> dict
 
 
 def _edit_page(
-    request, admin, session, topic, *, names, form, errors, status=200, saved=False, retagged=None
-):
+    request, admin, session, topic, *, names, form, errors, status=200, saved=False,
+    retagged=None, delete_error="",
+):  # fmt: skip
     return render(
         request,
         "topic_edit.html.j2",
@@ -199,6 +317,8 @@ def _edit_page(
         retagged=retagged,
         check=check_rules(session, topic, form),
         suggestions=suggest_keywords(session=session, topic=topic),
+        impact=removal_impact(session=session, topic=topic),
+        delete_error=delete_error,
     )
 
 
@@ -291,6 +411,43 @@ def topic_check(
     return fragment(request, "topic_check.html.j2", check=check_rules(session, topic, form))
 
 
+@router.post("/topics/{slug}/delete")
+def topic_delete(
+    request: Request,
+    slug: str,
+    admin: CsrfDep,
+    session: SessionDep,
+    followed: Annotated[str, Form()] = "",
+):
+    """Delete a topic. While readers or webhooks follow it the domain refuses, unless the
+    editor ticked the box that says it is dropped from their subscriptions."""
+    topic = _topic_or_404(session, slug)
+    impact = removal_impact(session=session, topic=topic)
+    try:
+        delete_topic(session=session, topic=topic, force=followed == "drop")
+    except TopicError:
+        session.rollback()
+        topic = _topic_or_404(session, slug)
+        return _edit_page(
+            request, admin, session, topic,
+            names={k: getattr(topic, k) for k in NEW_FIELDS[1:]},
+            form=RulesForm.of(topic), errors={}, status=409,
+            delete_error="Nothing was deleted: tick the box to confirm that the topic is "
+            "dropped from the subscriptions of those who follow it.",
+        )  # fmt: skip
+    if impact.readers or impact.webhooks:
+        detail = (
+            f"dropped from the subscriptions of {impact.readers} reader(s) and "
+            f"{impact.webhooks} webhook(s); {impact.events} event(s) lost the topic"
+        )
+    else:
+        detail = f"nobody followed it; {impact.events} event(s) lost the topic"
+    audit.record(session=session, who=admin.token.name, action="topic.delete",
+                 target=slug, detail=detail)  # fmt: skip
+    session.commit()  # stored before the browser follows the redirect
+    return RedirectResponse(f"/admin/topics?{urlencode({'deleted': slug})}", status_code=303)
+
+
 @router.post("/events/retag")
 def events_retag(
     admin: CsrfDep,
@@ -305,43 +462,3 @@ def events_retag(
         {"examined": report.examined, "changed": report.changed, "kept": report.kept_manual}
     )
     return RedirectResponse(f"{target.split('?')[0]}?{query}", status_code=303)
-
-
-@router.get("/events")
-def events_page(
-    request: Request, admin: AdminDep, session: SessionDep, month: str = "", topic: str = ""
-):
-    month, topic = month.strip(), topic.strip()
-    if not month:
-        latest = latest_event_day(session=session)
-        month = f"{latest:%Y-%m}" if latest else "all"
-    error = ""
-    try:
-        events = list_events(
-            session=session, topic=topic or None, month=None if month == "all" else month
-        )
-    except ValueError as exc:  # a bad month or an unknown topic
-        error, events = str(exc), []
-    total = len(events)
-    rows = [
-        {
-            "event": e,
-            "title": localised(e.title, "en"),
-            "other_titles": [v for k, v in e.title.items() if k != "en"],
-            "matches": topic_matches(session=session, event=e),
-        }
-        for e in events[:EVENTS_LIMIT]
-    ]
-    return render(
-        request,
-        "events.html.j2",
-        admin=admin,
-        section="events",
-        rows=rows,
-        total=total,
-        limit=EVENTS_LIMIT,
-        month=month,
-        topic=topic,
-        topics=list_topics(session=session),
-        error=error,
-    )

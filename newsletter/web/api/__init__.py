@@ -13,11 +13,14 @@ from fastapi.routing import APIRoute
 
 from newsletter.web.api import audit as api_audit
 from newsletter.web.api import bounces as api_bounces
+from newsletter.web.api import clicks as api_clicks
 from newsletter.web.api import digests as api_digests
 from newsletter.web.api import events as api_events
 from newsletter.web.api import feeds as api_feeds
 from newsletter.web.api import outbox as api_outbox
+from newsletter.web.api import subscriber_import as api_subscriber_import
 from newsletter.web.api import subscribers as api_subscribers
+from newsletter.web.api import tokens as api_tokens
 from newsletter.web.api import topics as api_topics
 from newsletter.web.api import webhooks as api_webhooks
 from newsletter.web.deps import role_needed
@@ -33,6 +36,7 @@ router = APIRouter(generate_unique_id_function=operation_id)
 PARTS = (
     api_topics.router,
     api_events.router,
+    api_subscriber_import.router,
     api_subscribers.router,
     api_webhooks.router,
     api_digests.takes,
@@ -41,6 +45,8 @@ PARTS = (
     api_outbox.router,
     api_bounces.router,
     api_audit.router,
+    api_clicks.router,
+    api_tokens.router,
 )
 for part in PARTS:
     # every operation states the role it needs (checked by deps.require_admin)

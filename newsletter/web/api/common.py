@@ -56,6 +56,7 @@ _DESCRIPTIONS = {
     404: "Not found",
     409: "Conflicts with what is stored",
     413: "Request body too large",
+    415: "A content type the operation does not take",
     422: "Invalid input; each error names its field",
     502: "The chat platform refused the test message",
 }

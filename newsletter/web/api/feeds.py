@@ -6,19 +6,28 @@ from typing import Annotated
 
 from fastapi import HTTPException, Path, Request, Response
 
+from newsletter.core import audit
 from newsletter.core.models import Feed
 from newsletter.ingest.feeds import (
     FeedError,
     PollResult,
     add_feed,
+    event_counts,
     get_feed,
     list_feeds,
     remove_feed,
+    update_feed,
 )
 from newsletter.pipeline import poll_feeds
 from newsletter.web.api.common import admin_router, errors, status_on
-from newsletter.web.api.models import FeedCreate, FeedPublic, FeedsPublic, PollResultPublic
-from newsletter.web.deps import SessionDep, SettingsDep
+from newsletter.web.api.models import (
+    FeedChange,
+    FeedCreate,
+    FeedPublic,
+    FeedsPublic,
+    PollResultPublic,
+)
+from newsletter.web.deps import AdminDep, SessionDep, SettingsDep
 
 router = admin_router("/feeds", "feeds")
 
@@ -40,9 +49,27 @@ def poll_public(result: PollResult) -> PollResultPublic:
     )
 
 
+def poll_summary(result: PollResult) -> str:
+    """One line for the audit log and the admin page."""
+    if result.status == "error":
+        return f"error: {result.error}"
+    if result.status == "not-modified":
+        return "not modified since the last poll: 0 new events"
+    new = len(result.new_ids)
+    return f"{new} new event{'s' if new != 1 else ''}, {result.duplicates} already stored" + (
+        f", {result.invalid} unusable" if result.invalid else ""
+    )
+
+
 def feed_or_404(session, name: str) -> Feed:
     with status_on(404, FeedError):
         return get_feed(session=session, name=name)
+
+
+def refused(exc: FeedError) -> HTTPException:
+    """A name or URL that is taken is a 409, any other refusal (a URL the SSRF guard
+    refuses, a bad region or language) a 400."""
+    return HTTPException(409 if "exists already" in str(exc) else 400, str(exc))
 
 
 @router.get("", response_model=FeedsPublic, summary="List feeds with their last poll and error")
@@ -58,11 +85,15 @@ def read_feeds(session: SessionDep) -> FeedsPublic:
     summary="Add a feed (polled on the schedule, or now with POST /feeds/{name}/poll)",
     responses=errors(400, 409, 422),
 )
-def create_feed(session: SessionDep, settings: SettingsDep, feed_in: FeedCreate) -> FeedPublic:
+def create_feed(
+    session: SessionDep, settings: SettingsDep, admin: AdminDep, feed_in: FeedCreate
+) -> FeedPublic:
     try:
         feed = add_feed(session=session, settings=settings, **feed_in.model_dump())
-    except FeedError as exc:  # a refused URL (400), or the name or URL is taken (409)
-        raise HTTPException(409 if "exists already" in str(exc) else 400, str(exc)) from exc
+    except FeedError as exc:
+        raise refused(exc) from exc
+    audit.record(session=session, who=admin.name, action="feed.add", target=feed.name,
+                 detail=feed.url)  # fmt: skip
     return feed_public(feed)
 
 
@@ -86,14 +117,48 @@ def read_feed(session: SessionDep, name: FeedName) -> FeedPublic:
     return feed_public(feed_or_404(session, name))
 
 
+@router.patch(
+    "/{name}",
+    response_model=FeedPublic,
+    summary="Change a feed's URL, name, region or language",
+    description="Only the fields given change. A new URL is checked like a new feed's "
+    "(public addresses only) and is polled at the scheduler's next check; the events "
+    "the feed brought stay as they are.",
+    responses=errors(400, 404, 409, 422),
+)
+def change_feed(
+    session: SessionDep,
+    settings: SettingsDep,
+    admin: AdminDep,
+    name: FeedName,
+    change: FeedChange,
+) -> FeedPublic:
+    feed = feed_or_404(session, name)
+    before = feed.name
+    try:
+        changed = update_feed(session=session, settings=settings, feed=feed,
+                              **change.model_dump(exclude_none=True))  # fmt: skip
+    except FeedError as exc:
+        raise refused(exc) from exc
+    if changed:
+        detail = ", ".join(f"{key}: {getattr(feed, key)}" for key in changed)
+        audit.record(session=session, who=admin.name, action="feed.edit", target=before,
+                     detail=detail)  # fmt: skip
+    return feed_public(feed)
+
+
 @router.delete(
     "/{name}",
     status_code=204,
     summary="Stop polling a feed (its events stay)",
     responses=errors(404, 422),
 )
-def delete_feed(session: SessionDep, name: FeedName) -> Response:
-    remove_feed(session=session, feed=feed_or_404(session, name))
+def delete_feed(session: SessionDep, admin: AdminDep, name: FeedName) -> Response:
+    feed = feed_or_404(session, name)
+    events = event_counts(session=session).get(feed.id, 0)
+    remove_feed(session=session, feed=feed)
+    audit.record(session=session, who=admin.name, action="feed.remove", target=feed.name,
+                 detail=f"{feed.url}; its {events} events stay")  # fmt: skip
     return Response(status_code=204)
 
 
@@ -104,9 +169,11 @@ def delete_feed(session: SessionDep, name: FeedName) -> Response:
     responses=errors(404, 422),
 )
 def poll_one(
-    request: Request, session: SessionDep, settings: SettingsDep, name: FeedName
+    request: Request, session: SessionDep, settings: SettingsDep, admin: AdminDep, name: FeedName
 ) -> PollResultPublic:
     feed = feed_or_404(session, name)
     session.commit()  # polling writes in its own transaction
     (result,) = poll_feeds(engine=request.app.state.engine, settings=settings, only=feed.name)
+    audit.record(session=session, who=admin.name, action="feed.poll", target=feed.name,
+                 detail=poll_summary(result))  # fmt: skip
     return poll_public(result)

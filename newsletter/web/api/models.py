@@ -247,6 +247,9 @@ class EventCreatedPublic(EventDetailPublic):
 
 class EventsPublic(Page):
     data: list[EventPublic]
+    next: str | None = Field(
+        default=None, description="Pass as `before` for the next page; null on the last one."
+    )
 
 
 class ImportProblemPublic(BaseModel):
@@ -367,6 +370,10 @@ class WebhookChange(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    platform: Platform | None = Field(
+        default=None,
+        description="A new platform must take the endpoint's secret (or a new one) as it is.",
+    )
     url: str | None = Field(default=None, max_length=2000, pattern=HTTP_URL)
     secret: str | None = Field(default=None, max_length=500, pattern=NO_CONTROL)
     topics: list[Slug] | None = Field(default=None, min_length=1, max_length=50)
@@ -389,6 +396,14 @@ class WebhookPublic(BaseModel):
     disabled_reason: str | None
     consecutive_failures: int
     first_failure_at: dt.datetime | None
+    last_success_at: dt.datetime | None = Field(
+        description="When its latest message was delivered (null: none yet)."
+    )
+    queued: int = Field(description="Messages waiting to be sent (removing it cancels them).")
+    held: int = Field(
+        description="Messages held while it is disabled: queued again when it is enabled "
+        "(removing it cancels them)."
+    )
     source: str
     created_at: dt.datetime
     generated_secret: str | None = Field(
@@ -446,6 +461,19 @@ class FeedCreate(BaseModel):
     language: str = Field(default="en", pattern=LANGUAGE_PATTERN)
 
 
+class FeedChange(BaseModel):
+    """Only the fields given change; a new URL is checked like a new feed's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(default=None, max_length=2000, pattern=HTTP_URL)
+    name: str | None = Field(
+        default=None, min_length=1, max_length=200, pattern=r"^[^/\x00-\x1f\x7f]+$"
+    )
+    region: str | None = Field(default=None, pattern=REGION_PATTERN)
+    language: str | None = Field(default=None, pattern=LANGUAGE_PATTERN)
+
+
 class FeedPublic(BaseModel):
     id: int
     name: str
@@ -455,8 +483,14 @@ class FeedPublic(BaseModel):
     last_polled_at: dt.datetime | None
     last_ok_at: dt.datetime | None
     last_error: str | None
+    last_new_events: int | None = Field(
+        description="New events the last poll brought (null before the first poll)"
+    )
     consecutive_failures: int
-    next_poll_at: dt.datetime | None
+    next_poll_at: dt.datetime | None = Field(
+        description="When the feed is due; the scheduler polls due feeds every minute "
+        "(null: at its next check)"
+    )
     created_at: dt.datetime
 
 

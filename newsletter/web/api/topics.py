@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Path, Query, Response
 from sqlmodel import Session
 
+from newsletter.core import audit
 from newsletter.core.models import Topic
 from newsletter.ingest.events import list_events
 from newsletter.topics.catalogue import (
@@ -36,7 +37,7 @@ from newsletter.web.api.models import (
     TopicPublic,
     TopicsPublic,
 )
-from newsletter.web.deps import SessionDep, role
+from newsletter.web.deps import AdminDep, SessionDep, role
 
 router = admin_router("/topics", "topics")
 
@@ -75,9 +76,11 @@ def read_topics(session: SessionDep) -> TopicsPublic:
     summary="Create a topic",
     responses=errors(409, 422),
 )
-def add_topic(session: SessionDep, topic_in: TopicCreate) -> TopicPublic:
+def add_topic(session: SessionDep, admin: AdminDep, topic_in: TopicCreate) -> TopicPublic:
     with status_on(409, TopicError):  # the only refusal: the slug is taken
         topic = create_topic(session=session, topic_in=topic_in)
+    audit.record(session=session, who=admin.name, action="topic.create", target=topic.slug,
+                 detail=topic.name_en)  # fmt: skip
     return topic_public(session, topic, 0)
 
 
@@ -156,10 +159,24 @@ def change_topic(session: SessionDep, slug: SlugPath, change: TopicChange) -> To
 )
 def remove_topic(
     session: SessionDep,
+    admin: AdminDep,
     slug: SlugPath,
     force: Annotated[bool, Query(description="Remove even if followed.")] = False,
 ) -> Response:
     topic = topic_or_404(session, slug)
+    readers, hooks = subscriber_count(session=session, topic=topic)
     with status_on(409, TopicError):  # the only refusal: still followed
         delete_topic(session=session, topic=topic, force=force)
+    audit.record(session=session, who=admin.name, action="topic.delete", target=topic.slug,
+                 detail=deleted_detail(readers, hooks))  # fmt: skip
     return Response(status_code=204)
+
+
+def deleted_detail(readers: int, hooks: int) -> str:
+    """What a topic's removal did to those who followed it, for the audit log."""
+    if not readers and not hooks:
+        return "nobody followed it"
+    return (
+        f"dropped from the subscriptions of {readers} reader(s) and {hooks} webhook(s); "
+        "its events stay"
+    )

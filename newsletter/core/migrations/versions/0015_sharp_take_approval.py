@@ -3,7 +3,7 @@
 Takes written before approval existed were sent as they were, so they count as approved.
 
 Revision ID: 0015
-Revises: 0011
+Revises: 0014 (after main's 0013, 0016, 0014)
 Create Date: 2026-12-07
 """
 from alembic import op
@@ -12,7 +12,7 @@ import sqlmodel
 
 
 revision = '0015'
-down_revision = '0011'
+down_revision = '0014'
 branch_labels = None
 depends_on = None
 

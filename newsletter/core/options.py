@@ -1,0 +1,29 @@
+"""Settings an owner changes at run time from the admin UI, stored in the `option` table.
+
+Environment settings (settings.py) say what a deployment allows; an option is a choice
+made within that, recorded with the admin change that made it (audit log).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from newsletter.core.models import Option, utcnow
+
+# per-reader click counts (clicks are counted at all only with NEWSLETTER_CLICK_TRACKING)
+CLICKS_PER_READER = "clicks.per_reader"
+
+
+def get_flag(session: Session, name: str) -> bool:
+    value = session.execute(select(Option.value).where(Option.name == name)).scalar()
+    return value == "1"
+
+
+def set_flag(session: Session, name: str, on: bool) -> None:
+    row = session.get(Option, name)
+    if row is None:
+        row = Option(name=name)
+    row.value = "1" if on else "0"
+    row.updated_at = utcnow()
+    session.add(row)

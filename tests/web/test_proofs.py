@@ -334,3 +334,23 @@ def test_cli_digest_proof(cli, smtp_server, monkeypatch):
     assert received.rcpt_tos == [EDITOR]
     r = cli("digest", "proof", "--period", "2025-07", "--to", "bad\x07@example.org")
     assert r.exit_code == 1 and "control characters" in r.stderr
+
+
+def test_a_proof_with_click_counting_on_links_to_the_events_themselves(
+    web_settings, engine, token, smtp_server
+):
+    settings = web_settings.model_copy(update={"click_tracking": True})
+    api = api_client(settings, engine, name="desk", role="editor")
+    preview = api.get(
+        "/api/v1/digests/preview",
+        params={"frequency": "monthly", "period": "2025-07", "email": "reader.en@example.com"},
+    ).json()
+    assert "/r/" in preview["html"]  # what the reader gets: counted redirects
+    r = api.post(
+        "/api/v1/digests/proof",
+        json={"period": "2025-07", "email": "reader.en@example.com", "to": [EDITOR]},
+    )
+    assert r.status_code == 200, r.text
+    html, text = parts(smtp_server.recorder.received[0].message)
+    assert "/r/" not in html and "/r/" not in text  # an editor's clicks count for nobody
+    assert "https://" in html

@@ -181,3 +181,16 @@ def test_no_wait_when_the_deadline_is_zero(readers, make_settings, smtp_server):
     assert smtp_server.recorder.received == []  # no proof addresses, no proof
     drain(readers, settings)
     assert "Zanzibar" not in reader_text(smtp_server, "ada@example.com")
+
+
+def test_proof_addresses_in_the_settings_are_checked_at_start():
+    from pydantic import ValidationError
+
+    settings = Settings(proof_to="Editor@Example.org, desk@bücher.example")
+    assert settings.proof_to == ["editor@example.org", "desk@bücher.example"]
+    assert Settings(proof_to='["a@example.org"]').proof_to == ["a@example.org"]
+    for bad in ("editor@example.org\x07", "not-an-address", "a@example.org,b@exa mple.org"):
+        with pytest.raises(ValidationError):
+            Settings(proof_to=bad)
+    with pytest.raises(ValidationError):
+        Settings(take_unapproved="maybe")

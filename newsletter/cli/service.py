@@ -151,13 +151,22 @@ JOB_LABELS = {
 @schedule_app.command("show")
 def schedule_show(ctx: typer.Context) -> None:
     """The next digest of each frequency and time zone, and how often the scheduler checks."""
-    from newsletter.planning.send_times import next_sends
+    from newsletter.planning.send_times import next_sends, waiting_sends
     from newsletter.service.scheduler import describe
 
     st = state(ctx)
     with st.session() as session:
         upcoming = next_sends(session=session, settings=st.settings)
+        waiting = waiting_sends(session=session, settings=st.settings)
     console.print(f"Digests go out at {st.settings.digest_send_time} in each reader's time zone.")
+    for w in waiting:
+        console.print(
+            f"  the monthly digest {w.period} ({w.timezone}) is waiting for the sharp take"
+            f" ({', '.join(w.languages)}) to be approved; it goes out at"
+            f" {w.deadline:%Y-%m-%d %H:%M} UTC"
+            f" {'without it' if w.unapproved == 'omit' else 'with the draft'}"
+            f" (approve: newsletter take approve {w.period} LANGUAGE)"
+        )
     for due in upcoming:
         console.print(
             f"  next {due.frequency} digest: {local_moment(due.due_at, due.timezone)} "

@@ -354,3 +354,20 @@ def test_a_proof_with_click_counting_on_links_to_the_events_themselves(
     html, text = parts(smtp_server.recorder.received[0].message)
     assert "/r/" not in html and "/r/" not in text  # an editor's clicks count for nobody
     assert "https://" in html
+
+
+def test_cli_schedule_show_names_a_send_waiting_for_its_take(cli, monkeypatch, tmp_path):
+    due, period = latest_monthly_due("Europe/London")
+    hours = (utcnow() - due).total_seconds() / 3600 + 48
+    monkeypatch.setenv("NEWSLETTER_TAKE_DEADLINE_HOURS", str(hours))
+    cli("sample", "load", "--with-readers")
+    take = tmp_path / "take.md"
+    take.write_text("Not approved yet.", encoding="utf-8")
+    cli("take", "set", period, "--language", "en", "--file", str(take))
+    shown = cli("schedule", "show").output
+    assert (
+        f"the monthly digest {period} (Europe/London) is waiting for the sharp take (en)" in shown
+    )
+    assert f"newsletter take approve {period} LANGUAGE" in shown
+    cli("take", "approve", period, "en")
+    assert "is waiting" not in cli("schedule", "show").output

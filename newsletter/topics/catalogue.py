@@ -71,6 +71,18 @@ class TopicUpdate(BaseModel):
         return validate_rules(v) if v is not None else None
 
 
+def rules_summary(rules: dict[str, Any], limit: int = 400) -> str:
+    """A topic's rules in one line for the audit log: what an edit left behind."""
+    parts = []
+    for key in ("include", "exclude", "regex"):
+        value = rules.get(key)
+        if value:
+            words = value if isinstance(value, list) else [value]
+            parts.append(f"{key}: " + ", ".join(str(w) for w in words))
+    text = "; ".join(parts) or "no rules"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def list_topics(*, session: Session) -> list[Topic]:
     return list(session.exec(select(Topic).order_by(Topic.position, Topic.slug)))
 

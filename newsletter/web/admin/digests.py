@@ -467,4 +467,7 @@ def send_now(
         return _send_page(
             request, admin, frequency=frequency, period=period, error=str(exc), status=422
         )
+    audit.record(session=session, who=admin.token.name, action="digest.send",
+                 target=f"{result.frequency} {result.period}",
+                 detail=f"{result.enqueued} queued for {result.recipients} readers")  # fmt: skip
     return _send_page(request, admin, frequency=frequency, period=result.period, result=result)

@@ -27,6 +27,7 @@ from newsletter.topics.catalogue import (
     get_topic,
     list_topics,
     removal_impact,
+    rules_summary,
     subscriber_count,
     update_topic,
 )
@@ -393,6 +394,8 @@ def topic_save(
             request, admin, session, topic, names=names, form=form, errors=errors, status=422
         )
     update_topic(session=session, topic=topic, topic_in=update)
+    audit.record(session=session, who=admin.token.name, action="topic.edit",
+                 target=topic.slug, detail=rules_summary(topic.rules))  # fmt: skip
     return RedirectResponse(f"/admin/topics/{topic.slug}?saved=1", status_code=303)
 
 
@@ -455,6 +458,8 @@ def events_retag(
     back: Annotated[str, Form()] = "",
 ):
     report = retag(session=session)
+    audit.record(session=session, who=admin.token.name, action="events.retag",
+                 detail=f"{report.examined} examined, {report.changed} changed")  # fmt: skip
     target = safe_next(back)
     if target == "/admin/":
         target = "/admin/topics"

@@ -181,7 +181,7 @@ def proof(
     responses=errors(422),
 )
 def send_now(
-    session: SessionDep, env: EnvDep, settings: SettingsDep, send: DigestSendIn
+    session: SessionDep, admin: AdminDep, env: EnvDep, settings: SettingsDep, send: DigestSendIn
 ) -> DigestSendPublic:
     summary = plan_period(
         session=session,
@@ -191,6 +191,9 @@ def send_now(
         period_key=send.period,
         dry_run=send.dry_run,
     )
+    if not send.dry_run:
+        note(session, admin, "digest.send", f"{summary.frequency} {summary.period}",
+             f"{summary.enqueued} queued for {summary.recipients} readers")  # fmt: skip
     return DigestSendPublic(
         frequency=summary.frequency,
         period=summary.period,

@@ -220,11 +220,14 @@ def import_events(
 )
 def retag_events(
     session: SessionDep,
+    admin: AdminDep,
     include_manual: Annotated[
         bool, Query(description="Also retag events whose topics were chosen by hand.")
     ] = False,
 ) -> RetagPublic:
     report = retag(session=session, include_manual=include_manual)
+    audit.record(session=session, who=admin.name, action="events.retag",
+                 detail=f"{report.examined} examined, {report.changed} changed")  # fmt: skip
     return RetagPublic(
         examined=report.examined, changed=report.changed, kept_manual=report.kept_manual
     )

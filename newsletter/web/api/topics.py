@@ -17,6 +17,7 @@ from newsletter.topics.catalogue import (
     event_counts,
     get_topic,
     list_topics,
+    rules_summary,
     subscriber_count,
     update_topic,
 )
@@ -144,8 +145,12 @@ def read_suggestions(session: SessionDep, slug: SlugPath) -> SuggestionsPublic:
     summary="Change a topic (run POST /events/retag after changing rules)",
     responses=errors(404, 422),
 )
-def change_topic(session: SessionDep, slug: SlugPath, change: TopicChange) -> TopicPublic:
+def change_topic(
+    session: SessionDep, admin: AdminDep, slug: SlugPath, change: TopicChange
+) -> TopicPublic:
     topic = update_topic(session=session, topic=topic_or_404(session, slug), topic_in=change)
+    audit.record(session=session, who=admin.name, action="topic.edit", target=topic.slug,
+                 detail=rules_summary(topic.rules))  # fmt: skip
     return topic_public(session, topic)
 
 

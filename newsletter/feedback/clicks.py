@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -49,6 +50,11 @@ def target(session: Session, token: ClickToken) -> str:
         raise ClickError("the event is gone")
     if url_hash(url) != token.url_hash:
         raise ClickError("the link is not the event's")
+    # stored URLs are checked on input; a row that escaped the check (written before it,
+    # or by hand) must still not make a signed link lead to a script, a file or an app
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise ClickError("the event's URL is not a web page")
     return url
 
 

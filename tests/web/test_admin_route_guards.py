@@ -7,12 +7,13 @@ from __future__ import annotations
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
-from sqlmodel import Session, select
+from sqlmodel import Session, SQLModel, select
 
 from newsletter.core.admin_tokens import create_token
 from newsletter.core.models import AdminAudit, Event, Feed, Subscriber
 from newsletter.pipeline.sample import add_demo_readers, load_sample
 from newsletter.web.app import create_app
+from tests.support.web import ADMIN_PAGES
 from tests.web.test_roles import ui_login
 
 # forms that only read: logging out, the take's preview, the live checks of topic rules
@@ -145,3 +146,43 @@ def test_no_admin_form_is_taken_without_the_csrf_token(web_settings, sampled):
             assert response.status_code == 403, (path, response.status_code)
             assert "security token" in response.text, path
     assert counts(sampled) == before
+
+
+def snapshot(engine) -> dict[str, list]:
+    """Every row of every table, but for what a login itself writes."""
+    got = {}
+    with engine.connect() as conn:
+        for name, table in SQLModel.metadata.tables.items():
+            if name == "adminwebsession":
+                continue
+            cols = [c for c in table.columns if c.name != "last_used_at"]
+            got[name] = sorted(map(repr, conn.execute(select(*cols)).all()))
+    return got
+
+
+def test_a_viewer_changes_nothing_by_opening_pages(web_settings, sampled):
+    client, _ = session_of(web_settings, sampled, "analyst", "viewer")
+    with Session(sampled) as s:
+        email = s.exec(select(Subscriber.email).order_by(Subscriber.id)).first()
+    before = snapshot(sampled)
+    pages = [p for p in ADMIN_PAGES] + [
+        concrete(p, sampled)
+        for p in ("/admin/events/{event_id}", "/admin/subscribers/{subscriber_id}",
+                  "/admin/tokens",
+                  "/admin/events/new", "/admin/events/import")  # fmt: skip
+    ]
+    pages += [
+        f"/admin/preview?frequency=monthly&period=2025-07&email={email}",
+        "/admin/preview?frequency=weekly&period=2025-W28&email=" + email,
+        "/admin/send?frequency=monthly&period=2025-07",
+        "/admin/send?frequency=weekly&period=2025-W28",
+        "/admin/take?period=2025-07",
+        "/admin/subscribers/export.csv",
+        "/admin/?clicks_saved=on",
+    ]
+    for path in pages:
+        assert client.get(path).status_code in (200, 403), path
+    preview = client.get(pages[-7]).text
+    assert "Stay ahead" in preview or "preview" in preview.lower()
+    assert len(before["event"]) > 5 and len(before["subscriber"]) >= 2
+    assert snapshot(sampled) == before

@@ -89,7 +89,7 @@ def test_the_admin_ui_has_only_post_forms(web_settings, engine):
     assert len(routes) > 40
     assert {m for m, _ in routes} == {"POST"}, routes
     paths = {p for _, p in routes}
-    assert READ_ONLY_FORMS <= paths and OWNER_ONLY_FORMS <= paths
+    assert paths >= READ_ONLY_FORMS | OWNER_ONLY_FORMS
 
 
 def test_a_viewer_session_is_refused_every_changing_form(web_settings, sampled):
@@ -167,9 +167,13 @@ def test_a_viewer_changes_nothing_by_opening_pages(web_settings, sampled):
     before = snapshot(sampled)
     pages = [p for p in ADMIN_PAGES] + [
         concrete(p, sampled)
-        for p in ("/admin/events/{event_id}", "/admin/subscribers/{subscriber_id}",
-                  "/admin/tokens",
-                  "/admin/events/new", "/admin/events/import")  # fmt: skip
+        for p in (
+            "/admin/events/{event_id}",
+            "/admin/subscribers/{subscriber_id}",
+            "/admin/tokens",
+            "/admin/events/new",
+            "/admin/events/import",
+        )  # fmt: skip
     ]
     pages += [
         f"/admin/preview?frequency=monthly&period=2025-07&email={email}",

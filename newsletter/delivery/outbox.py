@@ -755,9 +755,21 @@ def detach_subscriber(session: Session, subscriber_id: int) -> int:
         .where(Delivery.subscriber_id == subscriber_id, Delivery.status == DeliveryStatus.QUEUED)
         .values(status=DeliveryStatus.CANCELLED.value),
     )
+    # the kept rows' keys name the reader's id no more: on SQLite a later reader may be
+    # given the same id, and planning would take these keys for theirs (already served)
     _bulk(
         session,
-        update(Delivery).where(Delivery.subscriber_id == subscriber_id).values(subscriber_id=None),
+        update(Delivery)
+        .where(Delivery.subscriber_id == subscriber_id)
+        .values(
+            subscriber_id=None,
+            idempotency_key=literal("erased:")
+            + cast(Delivery.id, String)
+            + literal("|")
+            + Delivery.kind
+            + literal("|")
+            + Delivery.period,
+        ),
     )
     return cancelled
 

@@ -34,3 +34,26 @@ def test_a_reader_added_after_an_erasure_gets_the_digest(web_settings, engine):
         ).all()
     assert got == ["queued"]
     assert len(kept) == 1 and not kept[0].startswith(f"subscriber:{new.id}|")
+
+
+def test_a_team_added_after_one_was_removed_gets_the_digest(sample, db_url, chat_receiver):
+    from newsletter.pipeline import remove_endpoint
+    from tests.delivery.test_webhooks import add, settings_for
+
+    settings = settings_for(db_url)
+    with Session(sample) as s:
+        first = add(s, settings, chat_receiver, "slack", name="ops")
+        s.commit()
+        first_id = first.id
+    assert plan(sample, settings).endpoint_rows >= 1
+    with Session(sample) as s:
+        remove_endpoint(session=s, endpoint=s.get(type(first), first_id))
+        s.commit()
+    with Session(sample) as s:
+        later = add(s, settings, chat_receiver, "slack", name="desk")
+        s.commit()
+        later_id = later.id
+    plan(sample, settings)
+    with Session(sample) as s:
+        got = s.exec(select(Delivery.status).where(Delivery.endpoint_id == later_id)).all()
+    assert got and set(got) == {"queued"}

@@ -1,0 +1,45 @@
+"""A subscribers CSV that is all wrong, or of countless tiny rows, within the 5 MB cap:
+the web process must answer with a bounded page, not build one row of report per line
+(a 5 MB file of two-byte lines is 2.6 million rows: gigabytes of report)."""
+
+from __future__ import annotations
+
+from newsletter.audience.imports import MAX_ROWS
+from tests.support.web import api_client
+from tests.web.test_admin_people_ui import client_as, reader, sampled  # noqa: F401
+from newsletter.web.admin.subscriber_import import REFUSED_LISTED
+
+
+def test_the_import_report_lists_a_bounded_number_of_refused_rows(web_settings, sampled):  # noqa: F811
+    editor, csrf = client_as(web_settings, sampled, "desk", "editor")
+    bad = REFUSED_LISTED + 250
+    body = b"email,topics\nok@example.org,hardware\n" + b"not-an-address,hardware\n" * bad
+    got = editor.post(
+        "/admin/subscribers/import",
+        data={"csrf_token": csrf},
+        files={"file": ("mixed.csv", body, "text/csv")},
+    )
+    assert got.status_code == 200, got.text[:300]
+    assert f'<dd id="count-refused">{bad}</dd>' in got.text
+    assert got.text.count('data-outcome="refused"') == REFUSED_LISTED
+    assert "250 more refused rows are not listed" in got.text
+    assert got.text.count('data-outcome="added"') == 1
+    assert reader(sampled, "ok@example.org") is not None
+
+
+def test_a_file_of_more_rows_than_the_import_takes_is_refused_whole(web_settings, sampled):  # noqa: F811
+    editor, csrf = client_as(web_settings, sampled, "desk", "editor")
+    body = b"email,topics\nfirst@example.org,hardware\n" + b"x\n" * MAX_ROWS
+    page = editor.post(
+        "/admin/subscribers/import",
+        data={"csrf_token": csrf},
+        files={"file": ("tiny-rows.csv", body, "text/csv")},
+    )
+    assert page.status_code == 422
+    assert f"more than {MAX_ROWS:,} rows" in page.text
+    api = api_client(web_settings, sampled, name="robot", role="editor")
+    answer = api.post(
+        "/api/v1/subscribers/import", content=body, headers={"Content-Type": "text/csv"}
+    )
+    assert answer.status_code == 400 and f"more than {MAX_ROWS:,} rows" in answer.json()["detail"]
+    assert reader(sampled, "first@example.org") is None

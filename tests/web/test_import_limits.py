@@ -5,9 +5,9 @@ the web process must answer with a bounded page, not build one row of report per
 from __future__ import annotations
 
 from newsletter.audience.imports import MAX_ROWS
+from newsletter.web.admin.subscriber_import import REFUSED_LISTED
 from tests.support.web import api_client
 from tests.web.test_admin_people_ui import client_as, reader, sampled  # noqa: F401
-from newsletter.web.admin.subscriber_import import REFUSED_LISTED
 
 
 def test_the_import_report_lists_a_bounded_number_of_refused_rows(web_settings, sampled):  # noqa: F811

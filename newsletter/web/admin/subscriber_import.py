@@ -74,8 +74,15 @@ def _page(request: Request, admin, session, *, status: int = 200, **context):
         status=status,
         topics=list_topics(session=session),
         max_mb=MAX_BYTES // 2**20,
-        **{"result": None, "error": "", "chosen": [], "listed": [], "hidden": 0,
-           "hidden_refused": 0, **context},  # fmt: skip
+        **{
+            "result": None,
+            "error": "",
+            "chosen": [],
+            "listed": [],
+            "hidden": 0,
+            "hidden_refused": 0,
+            **context,
+        },  # fmt: skip
     )
 
 

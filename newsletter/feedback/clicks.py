@@ -80,7 +80,11 @@ def count_click(
     )
     if delivery_id is None or not get_flag(session, CLICKS_PER_READER):
         return
-    if session.execute(select(Delivery.id).where(Delivery.id == delivery_id)).scalar() is None:
+    # a delivery kept without its reader (erased) counts for nobody
+    still_theirs = select(Delivery.id).where(
+        Delivery.id == delivery_id, Delivery.subscriber_id.is_not(None)
+    )
+    if session.execute(still_theirs).scalar() is None:
         return
     stmt = insert(ReaderClick).values(
         delivery_id=delivery_id, event_id=token.event_id, count=1, last_at=utcnow()

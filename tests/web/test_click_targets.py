@@ -16,6 +16,7 @@ from newsletter.rendering.click_links import make_token
 from newsletter.web.app import create_app
 from tests.support.env import TEST_SECRET_KEY
 from tests.support.settings import mail_settings
+from tests.web.test_clicks import world  # noqa: F401
 
 
 @pytest.mark.parametrize(
@@ -46,3 +47,31 @@ def test_a_signed_link_never_leads_to_anything_but_a_web_page(engine, db_url, ur
         assert "location" not in got.headers
     with Session(engine) as s:
         assert s.execute(select(func.count()).select_from(ClickCount)).scalar_one() == 0
+
+
+def test_an_erased_readers_old_links_count_nothing_per_reader(world, db_url, smtp_server):  # noqa: F811
+    from newsletter.audience.subscribers import get_subscriber
+    from newsletter.core.models import ReaderClick
+    from newsletter.core.options import CLICKS_PER_READER, set_flag
+    from newsletter.pipeline import remove_subscriber
+    from tests.support.planning import plan
+    from tests.support.workers import drain
+    from tests.web.test_clicks import CLICK, SITE, clicks_total, mailed
+
+    settings = mail_settings(db_url, smtp_server.url, click_tracking=True)
+    with Session(world) as s:
+        set_flag(s, CLICKS_PER_READER, True)
+        s.commit()
+    plan(world, settings)
+    drain(world, settings)
+    _, text, _ = mailed(smtp_server, "ada@example.com")
+    link = CLICK.findall(text)[0].removeprefix(SITE)
+    client = TestClient(create_app(settings=settings, engine=world))
+    with Session(world) as s:
+        remove_subscriber(session=s, subscriber=get_subscriber(session=s, email="ada@example.com"))
+        s.commit()
+    # the link still leads to the source and adds to the daily count, but to no reader's
+    assert client.get(link, follow_redirects=False).status_code == 302
+    assert clicks_total(world) == 1
+    with Session(world) as s:
+        assert s.execute(select(func.count()).select_from(ReaderClick)).scalar_one() == 0

@@ -66,3 +66,16 @@ def test_no_route_reads_a_body_beyond_the_app_limit(web_settings, sampled):  # n
     small = editor.post("/admin/events/import", data={"csrf_token": csrf},
                         files={"file": ("e.json", b"[]", "application/json")})  # fmt: skip
     assert small.status_code in (200, 400) and "Content Too Large" not in small.text
+
+
+def test_the_events_import_page_lists_a_bounded_number_of_refused_records(web_settings, sampled):  # noqa: F811
+    from newsletter.web.admin.events import REFUSED_LISTED as EVENTS_LISTED
+
+    editor, csrf = client_as(web_settings, sampled, "desk", "editor")
+    body = b'{"title": "no date, no link"}\n' * (EVENTS_LISTED + 40)
+    got = editor.post("/admin/events/import", data={"csrf_token": csrf, "format": "jsonl"},
+                      files={"file": ("bad.jsonl", body, "application/x-ndjson")})  # fmt: skip
+    assert got.status_code == 200, got.text[:300]
+    assert f"{EVENTS_LISTED + 40} refused" in got.text
+    assert got.text.count('class="err"') == EVENTS_LISTED
+    assert "40 more refused records are not listed" in got.text

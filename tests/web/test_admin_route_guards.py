@@ -190,3 +190,27 @@ def test_a_viewer_changes_nothing_by_opening_pages(web_settings, sampled):
     assert "Stay ahead" in preview or "preview" in preview.lower()
     assert len(before["event"]) > 5 and len(before["subscriber"]) >= 2
     assert snapshot(sampled) == before
+
+
+def test_a_nul_byte_in_any_admin_input_is_bad_input_not_a_fault(web_settings, sampled):
+    """PostgreSQL refuses NUL in text: a query or form holding one must answer 4xx."""
+    client, csrf = session_of(web_settings, sampled, "boss", "owner")
+    gets = ["/admin/events?topic=%00&q=%00", "/admin/events?region=%00&source=%00",
+            "/admin/topics/%00", "/admin/subscribers?q=%00", "/admin/outbox?recipient=%00",
+            "/admin/tokens?done=role&name=%00"]  # fmt: skip
+    posts = {"/admin/tokens": {"name": "a\x00b", "role": "viewer"},
+             "/admin/tokens/role": {"name": "\x00", "role": "viewer"},
+             "/admin/tokens/revoke": {"name": "\x00"},
+             "/admin/events/new": {"title_en": "a\x00", "url": "https://x.example/\x00",
+                                   "occurred_on": "2025-07-01", "region": "\x00"},
+             "/admin/topics": {"slug": "a\x00", "name_en": "\x00"},
+             "/admin/webhooks": {"name": "\x00", "url": "\x00"},
+             "/admin/feeds": {"url": "https://x.example/\x00", "name": "\x00"}}  # fmt: skip
+    for path in gets:
+        got = client.get(path, follow_redirects=False)
+        assert got.status_code < 500, (path, got.status_code)
+    for path, data in posts.items():
+        got = client.post(path, data={"csrf_token": csrf, **data}, follow_redirects=False)
+        assert got.status_code < 500, (path, got.status_code)
+    # still signed in and working afterwards
+    assert client.get("/admin/", follow_redirects=False).status_code == 200

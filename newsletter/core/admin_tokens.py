@@ -116,14 +116,16 @@ def set_role(*, session: Session, name: str, role: str) -> AdminToken:
 
 
 def _keep_an_owner(*, session: Session, leaving: AdminToken) -> None:
-    others = session.execute(
-        select(AdminToken.id).where(
-            AdminToken.role == "owner",
-            AdminToken.revoked_at.is_(None),
-            AdminToken.id != leaving.id,
-        )
-    ).first()
-    if others is None:
+    # every live owner's row is locked, in id order, until this change commits (on
+    # PostgreSQL; SQLite has one writer at a time): two owners stepping down at once
+    # would otherwise each see the other still an owner, and leave none
+    owners = session.execute(
+        select(AdminToken.id)
+        .where(AdminToken.role == "owner", AdminToken.revoked_at.is_(None))
+        .order_by(AdminToken.id)
+        .with_for_update()
+    ).scalars()
+    if not any(owner != leaving.id for owner in owners):
         raise TokenAdminError(f"{leaving.name!r} is the last owner token: make another owner first")
 
 

@@ -15,6 +15,23 @@ from newsletter.core.models import Option, utcnow
 CLICKS_PER_READER = "clicks.per_reader"
 
 
+# SQLite only: the highest id of a deleted event (see ingest.events.add_event)
+EVENTS_HIGHEST_DELETED = "events.highest_deleted_id"
+
+
+def get_value(session: Session, name: str) -> str | None:
+    return session.execute(select(Option.value).where(Option.name == name)).scalar()
+
+
+def set_value(session: Session, name: str, value: str) -> None:
+    row = session.get(Option, name)
+    if row is None:
+        row = Option(name=name)
+    row.value = value
+    row.updated_at = utcnow()
+    session.add(row)
+
+
 def get_flag(session: Session, name: str) -> bool:
     value = session.execute(select(Option.value).where(Option.name == name)).scalar()
     return value == "1"

@@ -741,9 +741,25 @@ def detach_endpoint(session: Session, endpoint_id: int) -> int:
     )
     _bulk(
         session,
-        update(Delivery).where(Delivery.endpoint_id == endpoint_id).values(endpoint_id=None),
+        update(Delivery)
+        .where(Delivery.endpoint_id == endpoint_id)
+        .values(endpoint_id=None, idempotency_key=_detached_key()),
     )
     return cancelled
+
+
+def _detached_key():
+    """The key of a row kept as history once its recipient is gone: it names the
+    recipient's id no more. On SQLite a later reader or endpoint may be given the same
+    id, and planning would take the old keys for theirs (already served)."""
+    return (
+        literal("detached:")
+        + cast(Delivery.id, String)
+        + literal("|")
+        + Delivery.kind
+        + literal("|")
+        + Delivery.period
+    )
 
 
 def detach_subscriber(session: Session, subscriber_id: int) -> int:
@@ -757,7 +773,9 @@ def detach_subscriber(session: Session, subscriber_id: int) -> int:
     )
     _bulk(
         session,
-        update(Delivery).where(Delivery.subscriber_id == subscriber_id).values(subscriber_id=None),
+        update(Delivery)
+        .where(Delivery.subscriber_id == subscriber_id)
+        .values(subscriber_id=None, idempotency_key=_detached_key()),
     )
     return cancelled
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -49,6 +50,11 @@ def target(session: Session, token: ClickToken) -> str:
         raise ClickError("the event is gone")
     if url_hash(url) != token.url_hash:
         raise ClickError("the link is not the event's")
+    # stored URLs are checked on input; a row that escaped the check (written before it,
+    # or by hand) must still not make a signed link lead to a script, a file or an app
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise ClickError("the event's URL is not a web page")
     return url
 
 
@@ -74,7 +80,11 @@ def count_click(
     )
     if delivery_id is None or not get_flag(session, CLICKS_PER_READER):
         return
-    if session.execute(select(Delivery.id).where(Delivery.id == delivery_id)).scalar() is None:
+    # a delivery kept without its reader (erased) counts for nobody
+    still_theirs = select(Delivery.id).where(
+        Delivery.id == delivery_id, Delivery.subscriber_id.is_not(None)
+    )
+    if session.execute(still_theirs).scalar() is None:
         return
     stmt = insert(ReaderClick).values(
         delivery_id=delivery_id, event_id=token.event_id, count=1, last_at=utcnow()

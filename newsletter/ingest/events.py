@@ -12,6 +12,7 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, select
 
 from newsletter.core.models import Event, EventTopic, Topic
+from newsletter.core.options import EVENTS_HIGHEST_DELETED, get_value, set_value
 from newsletter.core.periods import check_date, date_window, parse_period
 from newsletter.core.text import clean_block, normalise_url, one_line, title_key
 from newsletter.topics.catalogue import compiled_rules, topics_by_slug
@@ -223,6 +224,9 @@ def add_event(
         feed_id=feed_id,
         search_text=search_text(event_in.title, event_in.summary),
     )
+    fresh = _id_never_used(session)
+    if fresh is not None:
+        event.id = fresh
     session.add(event)
     session.flush()
     if manual:
@@ -285,11 +289,34 @@ def update_event(*, session: Session, event: Event, event_in: EventIn) -> list[s
 
 def delete_event(*, session: Session, event: Event) -> None:
     """Remove a stored event and its topics (the outbox's rows are the caller's)."""
+    if _reuses_ids(session):
+        highest = int(get_value(session, EVENTS_HIGHEST_DELETED) or 0)
+        set_value(session, EVENTS_HIGHEST_DELETED, str(max(highest, event.id)))
     for match in session.exec(select(EventTopic).where(EventTopic.event_id == event.id)):
         session.delete(match)
     session.flush()
     session.delete(event)
     session.flush()
+
+
+def _reuses_ids(session: Session) -> bool:
+    """SQLite gives a new row the highest id + 1, so the id of the newest event, once
+    deleted, would go to the next one (PostgreSQL's sequences never go back)."""
+    return session.get_bind().dialect.name == "sqlite"
+
+
+def _id_never_used(session: Session) -> int | None:
+    """The id for a new event when the database would reuse a deleted one, else None.
+    Alerts (`event:<id>` in their idempotency keys), the outbox history and the audit
+    log name events by id: a reused id would inherit them (readers who had the deleted
+    event's alert would never be alerted to the new one)."""
+    if not _reuses_ids(session):
+        return None
+    highest = int(get_value(session, EVENTS_HIGHEST_DELETED) or 0)
+    if not highest:
+        return None
+    stored = session.execute(select(func.max(Event.id))).scalar() or 0
+    return highest + 1 if highest >= stored else None
 
 
 def set_manual_topics(*, session: Session, event: Event, topics: list[Topic]) -> None:

@@ -22,6 +22,11 @@ from newsletter.web.docs import add_docs
 from newsletter.web.public.errors import PageError
 from newsletter.web.public.pages import page_language
 
+# No request body may be larger, whatever the route (uploads have their own, lower caps:
+# 5 MB files, 6 MB API bodies). Forms are parsed before the login and CSRF checks run, so
+# without this anyone could make a form route spool an unbounded upload to disk first.
+MAX_BODY_BYTES = 8 * 2**20
+
 
 def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
     """The app; raises keys.SecretKeyError when the secret key is missing or weak."""
@@ -34,6 +39,7 @@ def create_app(*, settings: Settings, engine: Engine | None = None) -> FastAPI:
         docs_url=None,  # served by web/docs.py, with local assets
         redoc_url=None,
         openapi_url="/openapi.json",
+        max_body_size=MAX_BODY_BYTES,
     )
     app.state.settings = settings
     # the service never creates its database: only `newsletter db upgrade` does

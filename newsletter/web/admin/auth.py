@@ -24,6 +24,7 @@ from fastapi import Depends, Form, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy.exc import DataError
 from sqlmodel import Session
 
 from newsletter.core.admin_tokens import allows, session_token, start_session
@@ -57,6 +58,14 @@ class AdminRoute(APIRoute):
                 return await handler(request)
             except LoginRequired:
                 return login_redirect(request)
+            except DataError as exc:
+                # what the database cannot store or compare, e.g. a NUL byte in text on
+                # PostgreSQL: the request's fault (the session was rolled back already)
+                raise HTTPException(
+                    400,
+                    "the request holds a character that cannot be used here, such as "
+                    "a NUL byte; remove it and try again",
+                ) from exc
 
         return route_handler
 

@@ -40,6 +40,9 @@ from newsletter.web.deps import SessionDep, SettingsDep
 router = APIRouter(route_class=AdminRoute)
 
 MAX_ID = event_search.MAX_ID
+#: refused records an import's page lists (a file that is all wrong must not make a page
+#: of millions of rows)
+REFUSED_LISTED = 5000
 DONE = {
     "added": "Added.",
     "saved": "Saved.",
@@ -310,6 +313,7 @@ def _import_page(request, admin, *, report=None, error="", fmt="", name="", stat
         name=name,
         formats=FORMATS,
         max_mb=MAX_UPLOAD_BYTES // 2**20,
+        refused_listed=REFUSED_LISTED,
     )
 
 

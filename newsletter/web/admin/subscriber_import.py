@@ -21,8 +21,10 @@ from newsletter.web.deps import SessionDep
 
 # the form around the file: its other fields and the multipart boundaries
 FORM_ALLOWANCE = 64 * 1024
-#: how many rows that were not refused the page lists (every refused row is listed)
+#: how many rows that were not refused the page lists, and how many refused ones (a
+#: file that is all wrong must not make a page of millions of rows)
 LISTED = 1000
+REFUSED_LISTED = 5000
 
 
 def _too_large() -> HTTPException:
@@ -72,7 +74,15 @@ def _page(request: Request, admin, session, *, status: int = 200, **context):
         status=status,
         topics=list_topics(session=session),
         max_mb=MAX_BYTES // 2**20,
-        **{"result": None, "error": "", "chosen": [], "listed": [], "hidden": 0, **context},
+        **{
+            "result": None,
+            "error": "",
+            "chosen": [],
+            "listed": [],
+            "hidden": 0,
+            "hidden_refused": 0,
+            **context,
+        },  # fmt: skip
     )
 
 
@@ -105,6 +115,7 @@ def import_upload(
     session.commit()  # the report shows what is stored
     refused = [r for r in result.rows if r.action == "refused"]
     others = [r for r in result.rows if r.action != "refused"]
-    listed = sorted(refused + others[:LISTED], key=lambda r: r.line)
+    listed = sorted(refused[:REFUSED_LISTED] + others[:LISTED], key=lambda r: r.line)
     return _page(request, admin, session, result=result, chosen=chosen, listed=listed,
-                 hidden=len(result.rows) - len(listed), filename=name)  # fmt: skip
+                 hidden=max(0, len(others) - LISTED), filename=name,
+                 hidden_refused=max(0, len(refused) - REFUSED_LISTED))  # fmt: skip

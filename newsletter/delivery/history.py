@@ -173,6 +173,14 @@ def get(session: Session, delivery_id: int) -> DeliveryLine | None:
     return lines[0] if lines else None
 
 
+def named(session: Session, delivery_ids: Sequence[int]) -> dict[int, DeliveryLine]:
+    """Deliveries by id, each named for people as on the outbox page."""
+    if not delivery_ids:
+        return {}
+    rows = session.execute(_query().where(Delivery.id.in_(set(delivery_ids)))).all()
+    return {line.id: line for line in _lines(session, rows)}
+
+
 def attempts(session: Session, delivery_id: int) -> list[AttemptLine]:
     """Every try of one delivery, oldest first."""
     rows = session.execute(

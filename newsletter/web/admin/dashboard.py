@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, func, select
+from sqlmodel import Session
 
 from newsletter.core.metrics import FEEDBACK_DAYS, feedback_counts
 from newsletter.core.models import Delivery, utcnow
+from newsletter.delivery import history
 from newsletter.delivery import stats as delivery_stats
 from newsletter.delivery.outbox import DeliveryStatus, last_errors, status_counts
 
@@ -157,6 +159,20 @@ def build_chart(days: dict[dt.date, dict[str, int]], today: dt.date) -> Chart:
     return chart
 
 
+def failed_attempts(engine: Engine, limit: int = 8) -> list[tuple[int, str, str, str | None]]:
+    """The newest failed attempts, each delivery named by its recipient and what it
+    carries (as on the outbox page), never by its internal key."""
+    errors = last_errors(engine, limit=limit)
+    with Session(engine) as session:
+        lines = history.named(session, [delivery_id for delivery_id, *_ in errors])
+    out = []
+    for delivery_id, _key, outcome, message in errors:
+        line = lines.get(delivery_id)
+        name = f"{line.carries} to {line.recipient}" if line else "a removed delivery"
+        out.append((delivery_id, name, outcome, message))
+    return out
+
+
 def dashboard_data(*, engine: Engine) -> dict[str, Any]:
     now = utcnow()
     today = now.date()
@@ -174,7 +190,7 @@ def dashboard_data(*, engine: Engine) -> dict[str, Any]:
         "totals": totals,
         "chart": build_chart(days, today),
         "range_label": f"{first:%d %b} – {today:%d %b %Y} (UTC)",
-        "errors": last_errors(engine, limit=8),
+        "errors": failed_attempts(engine),
         "feedback_columns": FEEDBACK_COLUMNS,
         "feedback": feedback,
         "feedback_days": FEEDBACK_DAYS,

@@ -288,7 +288,8 @@ def test_outbox_bad_input_is_refused_with_the_reason(client):
 
 def test_changes_are_in_the_audit_log_with_their_token(sent_and_failed, engine):
     client = sent_and_failed
-    assert client.get("/api/v1/audit").json() == {"data": [], "next_before": None}
+    start = client.get("/api/v1/audit").json()["data"]
+    assert [(e["action"], e["target"]) for e in start] == [("digest.send", "monthly 2025-07")]
     client.put("/api/v1/subscribers/ok@example.com/suppression")
     client.patch("/api/v1/subscribers/ok@example.com", json={"frequency": "weekly"})
     client.post("/api/v1/outbox/retry", json={"recipient": "gone@example.com"})
@@ -303,6 +304,7 @@ def test_changes_are_in_the_audit_log_with_their_token(sent_and_failed, engine):
         ("tests", "outbox.retry"),
         ("tests", "subscriber.edit"),
         ("tests", "subscriber.suppressed"),
+        ("tests", "digest.send"),  # the fixture's send
     ]
     assert log[0]["detail"] == "0 cancelled"
     assert log[2]["detail"] == "1 queued again, 0 held"

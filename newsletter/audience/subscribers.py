@@ -7,6 +7,7 @@ import csv
 import functools
 import inspect
 import io
+import itertools
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -448,9 +449,14 @@ def csv_rows(text: str | Iterable[str]) -> Iterator[tuple[str, dict[str, str]]]:
     """(where, row) of a subscribers CSV, given as text or as lines (see `file_lines`).
 
     Read as csv.DictReader reads it (blank lines skipped, cells past the header dropped,
-    missing cells empty), without its per-row cost."""
-    lines = io.StringIO(text, newline="") if isinstance(text, str) else text
-    reader = csv.reader(lines)
+    missing cells empty), without its per-row cost. The cells are separated by what the
+    header line uses: a comma, a semicolon (spreadsheets in many European locales) or a
+    tab; a header that shows none of them is read as comma-separated."""
+    lines = iter(io.StringIO(text, newline="") if isinstance(text, str) else text)
+    first = next(lines, None)
+    if first is None:
+        raise SubscriberError("CSV header needs an email column")
+    reader = csv.reader(itertools.chain([first], lines), delimiter=header_delimiter(first))
     header = next(reader, None)
     if not header or "email" not in [f.strip().lower() for f in header]:
         raise SubscriberError("CSV header needs an email column")
@@ -466,6 +472,17 @@ def csv_rows(text: str | Iterable[str]) -> Iterator[tuple[str, dict[str, str]]]:
         line = reader.line_num
         n = len(row)
         yield where, {name: csv_value(row[i].strip()) if i < n else "" for i, name in wanted}
+
+
+CSV_DELIMITERS = ",;\t"
+
+
+def header_delimiter(header: str) -> str:
+    """The delimiter a CSV header line uses: comma, semicolon or tab (comma if unsure)."""
+    try:
+        return csv.Sniffer().sniff(header, delimiters=CSV_DELIMITERS).delimiter
+    except csv.Error:
+        return ","
 
 
 class FileReadError(ValueError):

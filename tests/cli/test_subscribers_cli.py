@@ -82,6 +82,26 @@ def test_import_reports_rows_and_export_round_trips(cli, tmp_path):
     ]
 
 
+def test_import_reads_a_semicolon_separated_file(cli, tmp_path):
+    """As spreadsheets in European locales save it (semicolons, CRLF, a BOM)."""
+    cli("sample", "load")
+    path = tmp_path / "people.csv"
+    path.write_bytes(
+        "\ufeffemail;name;frequency;topics\r\n"
+        'a@example.com;"Dupont; A";weekly;"governance,capital"\r\n'
+        "b@example.com;B;daily;hardware\r\n".encode()
+    )
+    r = cli("subscribers", "import", str(path))
+    assert r.exit_code == 0, r.stderr
+    assert "2 added, 0 duplicate, 0 invalid" in r.output
+    readers = subs(cli)
+    assert (readers["a@example.com"]["name"], readers["a@example.com"]["frequency"]) == (
+        "Dupont; A",
+        "weekly",
+    )
+    assert readers["b@example.com"]["topics"] == ["hardware"]
+
+
 def test_remove_deletes_and_suppresses_forever(cli):
     cli("sample", "load")
     cli("subscribers", "add", "gone@example.com", "--topics", "capital")

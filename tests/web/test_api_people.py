@@ -262,3 +262,41 @@ def test_import_reads_utf16_and_leaves_readers_who_are_not_active_alone(web_sett
         headers={"Content-Type": "text/csv"},
     )
     assert garbage.status_code == 400 and "CSV UTF-8" in garbage.json()["detail"]
+
+
+def test_import_reads_semicolon_and_tab_separated_files(web_settings, sampled):
+    """Spreadsheets in European locales save CSV with semicolons; some tools use tabs."""
+    editor = api_client(web_settings, sampled, name="desk", role="editor")
+    semicolon = "\r\n".join(
+        [
+            "email;name;language;topics",
+            'semi@example.org;"Müller; Anna";en;"governance,capital"',
+            "",
+        ]
+    )
+    response = editor.post(
+        "/api/v1/subscribers/import",
+        content=semicolon.encode("cp1252"),
+        headers={"Content-Type": "text/csv"},
+    )
+    assert response.status_code == 200, response.text
+    assert [(r["email"], r["action"]) for r in response.json()["rows"]] == [
+        ("semi@example.org", "added")
+    ]
+    semi = editor.get("/api/v1/subscribers/semi@example.org").json()
+    assert (semi["name"], semi["topics"]) == ("Müller; Anna", ["governance", "capital"])
+
+    tab = "email\tname\ttopics\ntab@example.org\tTab, Reader\thardware\n"
+    response = editor.post(
+        "/api/v1/subscribers/import", content=tab.encode(), headers={"Content-Type": "text/csv"}
+    )
+    assert response.status_code == 200, response.text
+    assert editor.get("/api/v1/subscribers/tab@example.org").json()["name"] == "Tab, Reader"
+
+    # a header that names no email column is still refused as a whole, whatever it uses
+    no_email = editor.post(
+        "/api/v1/subscribers/import",
+        content=b"name;topics\nAda;hardware\n",
+        headers={"Content-Type": "text/csv"},
+    )
+    assert no_email.status_code == 400 and "email column" in no_email.json()["detail"]

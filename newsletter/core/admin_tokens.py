@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import unicodedata
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm.attributes import set_committed_value
@@ -59,11 +60,40 @@ def has_live_owner(*, session: Session) -> bool:
     )
 
 
+# Characters that break the token's address, /api/v1/tokens/{name}: a path separator
+# (a backslash is one to browsers), the start of a query or fragment, a percent-escape.
+NAME_URL_CHARACTERS = "/\\?#%"
+# Invisible characters that make two different names look the same (zero-width spaces,
+# direction marks and overrides, control characters), and lone surrogates.
+NAME_HIDDEN_CATEGORIES = ("Cc", "Cf", "Cs")
+
+
+def check_token_name(name: str) -> None:
+    """Refuse a new token name that cannot be used in its API address or hides characters.
+
+    Only new names are checked: existing tokens keep theirs."""
+    bad = sorted({c for c in name if c in NAME_URL_CHARACTERS})
+    if bad:
+        shown = " ".join(f"'{c}'" for c in bad)
+        raise TokenAdminError(
+            f"a token name cannot contain {shown}: the name is part of the token's "
+            "address /api/v1/tokens/{name} (use letters, digits, '-', '_', '.' or spaces)"
+        )
+    hidden = sorted({c for c in name if unicodedata.category(c) in NAME_HIDDEN_CATEGORIES})
+    if hidden:
+        shown = ", ".join(f"U+{ord(c):04X} {unicodedata.name(c, 'control')}" for c in hidden)
+        raise TokenAdminError(
+            f"a token name cannot contain invisible or control characters ({shown}): "
+            "two names would look the same"
+        )
+
+
 def create_token(*, session: Session, name: str, role: str = "owner") -> tuple[AdminToken, str]:
     name = name.strip()
     role = check_role(role)
     if not name or len(name) > 100 or any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise TokenAdminError("a token needs a name of 1-100 printable characters")
+    check_token_name(name)
     if session.execute(select(AdminToken).where(AdminToken.name == name)).scalar():
         raise TokenAdminError(f"a token named {name!r} exists already")
     token = PREFIX + secrets.token_urlsafe(32)

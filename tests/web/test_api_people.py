@@ -300,3 +300,32 @@ def test_import_reads_semicolon_and_tab_separated_files(web_settings, sampled):
         headers={"Content-Type": "text/csv"},
     )
     assert no_email.status_code == 400 and "email column" in no_email.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("ops/night", "cannot contain '/'"),
+        ("what?", "cannot contain '?'"),
+        ("team#2", "cannot contain '#'"),
+        ("100%", "cannot contain '%'"),
+        ("back\\slash", "cannot contain '\\'"),
+        ("ana\u200blyst", "U+200B ZERO WIDTH SPACE"),
+        ("ad\u202emin", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+        ("be\u0085ll", "invisible or control characters"),
+    ],
+)
+def test_a_token_name_that_breaks_its_address_or_hides_characters_is_refused(
+    web_settings, sampled, name, says
+):
+    owner = api_client(web_settings, sampled, name="boss", role="owner")
+    response = owner.post("/api/v1/tokens", json={"name": name, "role": "viewer"})
+    assert response.status_code == 400, response.text
+    assert says in response.json()["detail"]
+    with Session(sampled) as s:
+        assert s.exec(select(AdminToken).where(AdminToken.name == name)).first() is None
+    # a name with spaces, dots and letters of any script is fine, and reachable by its address
+    fine = owner.post("/api/v1/tokens", json={"name": "Zoë night.ops 值班", "role": "viewer"})
+    assert fine.status_code == 201, fine.text
+    changed = owner.patch("/api/v1/tokens/Zoë night.ops 值班", json={"role": "editor"})
+    assert changed.status_code == 200 and changed.json()["role"] == "editor", changed.text

@@ -108,7 +108,8 @@ def read_tokens(session: SessionDep) -> TokensPublic:
     status_code=201,
     summary="Create a token (returned this once)",
     description="409 when a token of that name exists (also a revoked one); 400 for a name "
-    "that is not 1-100 printable characters.",
+    "that is not 1-100 printable characters, or that holds a character which breaks its "
+    "address /api/v1/tokens/{name} (/ \\ ? # %) or an invisible one (Unicode Cc, Cf).",
     openapi_extra=OWNER,
     responses=errors(400, 409, 422),
 )

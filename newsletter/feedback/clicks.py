@@ -126,6 +126,17 @@ def reader_clicks(session: Session, subscriber_id: int) -> int:
     )
 
 
+def event_clicks(session: Session, event_id: int) -> int:
+    """All clicks counted on one event (every section and day): they go with the event."""
+    return int(
+        session.execute(
+            select(func.coalesce(func.sum(ClickCount.count), 0)).where(
+                ClickCount.event_id == event_id
+            )
+        ).scalar_one()
+    )
+
+
 def top_readers(session: Session, *, limit: int = 50) -> list[tuple[str, int]]:
     """(address, clicks) of the readers with the most per-reader clicks (erased readers'
     are gone with them)."""

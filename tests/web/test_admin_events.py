@@ -262,6 +262,34 @@ def test_delete_states_and_cancels_the_waiting_alerts(client, engine, token, web
         assert EU in row.target and row.detail.startswith("1 waiting alert")
 
 
+def test_delete_states_the_click_counts_that_go_with_the_event(client, engine, token):
+    from newsletter.core.models import ClickCount
+    from newsletter.feedback.clicks import count_click
+    from newsletter.rendering.click_links import ClickToken
+
+    csrf = login(client, token)
+    eu = event_id(engine, EU)
+    page = client.get(f"/admin/events/{eu}")
+    assert "counted click" not in page.text  # nothing counted: nothing said
+    with Session(engine) as s:
+        for day, topic in [(1, "governance"), (1, "governance"), (2, "picks")]:
+            count_click(s, ClickToken(eu, topic, "", ""), day=dt.date(2025, 7, day))
+        s.commit()
+    page = client.get(f"/admin/events/{eu}")
+    effect = re.sub(r"\s+", " ", page.text)
+    assert "Its click counts go with it: <strong>3 counted clicks</strong>" in effect
+    done = client.post(f"/admin/events/{eu}/delete", data={"csrf_token": csrf,
+                       "back": "/admin/events?q=EU"})  # fmt: skip
+    assert (
+        f"Event {eu} deleted; 0 waiting alerts cancelled; its 3 counted clicks deleted with it."
+        in done.text
+    )
+    with Session(engine) as s:
+        assert s.exec(select(ClickCount).where(ClickCount.event_id == eu)).first() is None
+        row = s.exec(select(AdminAudit).where(AdminAudit.action == "event.delete")).one()
+        assert row.detail.endswith("3 counted clicks deleted")
+
+
 def test_pin_toggle_and_a_viewer_sees_no_controls(client, web_settings, engine, token):
     csrf = login(client, token)
     eu = event_id(engine, EU)

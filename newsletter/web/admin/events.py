@@ -19,6 +19,7 @@ from newsletter.core import audit
 from newsletter.core.models import Event
 from newsletter.core.text import title_key
 from newsletter.delivery import outbox
+from newsletter.feedback import clicks
 from newsletter.ingest import event_search
 from newsletter.ingest.event_search import REGION_NAMES, EventFilter, SearchError
 from newsletter.ingest.events import (
@@ -50,7 +51,10 @@ DONE = {
     "unpinned": "Unpinned: it is no longer an editor's pick.",
 }
 # what the list may say after a deletion (nothing else from the query string is shown)
-_DELETED = re.compile(r"Event [0-9]+ deleted; [0-9]+ waiting alerts? cancelled\.")
+_DELETED = re.compile(
+    r"Event [0-9]+ deleted; [0-9]+ waiting alerts? cancelled"
+    r"(; its [0-9]+ counted clicks? deleted with it)?\."
+)
 FIELDS = ("title_en", "title_zh", "summary_en", "summary_zh", "url", "occurred_on",
           "region", "source_en", "source_zh", "language", "importance")  # fmt: skip
 # which form fields a validation error of a record's key is shown next to
@@ -226,6 +230,7 @@ def _edit_page(request, admin, session, *, event, form, errors, done="", status=
         errors=errors,
         done=DONE.get(done, ""),
         waiting=len(waiting),
+        clicked=clicks.event_clicks(session, event.id) if event else 0,
         topics=list_topics(session=session),
         regions=event_search.regions(session),
         region_names=REGION_NAMES,
@@ -451,11 +456,15 @@ def event_delete(
 ):
     event = _event_or_404(session, event_id)
     target = _target(event)
+    clicked = clicks.event_clicks(session, event.id)  # they cascade with the event
     cancelled = pipeline.remove_event(session=session, event=event)
+    gone = (f"; its {clicked} counted click{'' if clicked == 1 else 's'} deleted with it"
+            if clicked else "")  # fmt: skip
     message = (f"Event {event_id} deleted; {cancelled} waiting "
-               f"alert{'' if cancelled == 1 else 's'} cancelled.")  # fmt: skip
+               f"alert{'' if cancelled == 1 else 's'} cancelled{gone}.")  # fmt: skip
     audit.record(session=session, who=admin.token.name, action="event.delete", target=target,
-                 detail=f"{cancelled} waiting alert deliveries cancelled")  # fmt: skip
+                 detail=f"{cancelled} waiting alert deliveries cancelled"
+                 + (f"; {clicked} counted clicks deleted" if clicked else ""))  # fmt: skip
     list_url = _back_to_list(back)
     sep = "&" if "?" in list_url else "?"
     return RedirectResponse(list_url + sep + urlencode({"done": message}), status_code=303)

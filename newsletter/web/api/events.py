@@ -276,7 +276,9 @@ def change_event(
     summary="Delete an event",
     description="Its alerts still waiting in the outbox (queued, or held for a disabled "
     "endpoint) are cancelled and never sent; the `X-Alerts-Cancelled` header says how many. "
-    "Alerts already sent and digests already planned keep it.",
+    "Alerts already sent and digests already planned keep it. Its click counts (from "
+    "click counting, per section and day, and per reader when those are on) are deleted "
+    "with it, and leave the click statistics.",
     responses=errors(404, 422),
 )
 def delete_event(session: SessionDep, admin: AdminDep, event_id: EventId) -> Response:

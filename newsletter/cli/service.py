@@ -17,6 +17,7 @@ from newsletter.ingest.feeds import (
     get_feed,
     list_feeds,
     remove_feed,
+    update_feed,
 )
 from newsletter.pipeline import poll_feeds
 
@@ -235,9 +236,47 @@ def feeds_add(
     console.print(f"Added feed {feed.name}.", markup=False)  # once committed
 
 
+@feeds_app.command("edit")
+def feeds_edit(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The feed's name (or URL)."),
+    url: str | None = typer.Option(None, "--url", help="A new RSS or Atom URL."),
+    new_name: str | None = typer.Option(None, "--new-name"),
+    region: str | None = typer.Option(None, "--region"),
+    language: str | None = typer.Option(None, "--language"),
+) -> None:
+    """Change a feed's URL, name, region or language (what is not given stays).
+
+    A new URL is checked like a new feed's and polled at the scheduler's next check;
+    the events the feed brought stay as they are."""
+    if url is None and new_name is None and region is None and language is None:
+        fail("nothing to change: give --url, --new-name, --region or --language")
+    st = state(ctx)
+    with st.session() as session:
+        try:
+            feed = get_feed(session=session, name=name)
+            changed = update_feed(
+                session=session,
+                settings=st.settings,
+                feed=feed,
+                url=url,
+                name=new_name,
+                region=region,
+                language=language,
+            )
+        except FeedError as exc:
+            fail(str(exc))
+        what = ", ".join(f"{key} {getattr(feed, key)}" for key in changed)
+        final = feed.name
+    if changed:  # once committed
+        console.print(f"Updated feed {final}: {what}.", markup=False)
+    else:
+        console.print(f"Feed {final} unchanged.", markup=False)
+
+
 @feeds_app.command("list")
 def feeds_list(ctx: typer.Context) -> None:
-    """Feeds with their last poll and error."""
+    """Feeds with their last poll (new events it brought) and error."""
 
     with state(ctx).session() as session:
         feeds = list_feeds(session=session)
@@ -245,7 +284,15 @@ def feeds_list(ctx: typer.Context) -> None:
             say_empty("feeds", "newsletter feeds add https://example.com/ai.rss --name wire")
             return
         table = Table(
-            "name", "url", "region", "lang", "last ok", "failures", "last error", "next poll"
+            "name",
+            "url",
+            "region",
+            "lang",
+            "last ok",
+            "last new",
+            "failures",
+            "last error",
+            "next poll",
         )
         for f in feeds:
             table.add_row(
@@ -254,6 +301,7 @@ def feeds_list(ctx: typer.Context) -> None:
                 f.region,
                 f.language,
                 str(f.last_ok_at or "-")[:19],
+                "-" if f.last_new_events is None else str(f.last_new_events),
                 str(f.consecutive_failures),
                 (f.last_error or "")[:60],
                 str(f.next_poll_at or "now")[:19],

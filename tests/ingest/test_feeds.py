@@ -137,3 +137,63 @@ def test_feed_cli_and_ssrf(engine, cli, feed_server, monkeypatch):
     assert bad.exit_code == 1 and "HTTP 500" in bad.output
     assert "wire" in cli("feeds", "list").output
     assert cli("feeds", "remove", "bad").exit_code == 0
+
+
+def feed_row(engine, name: str) -> Feed | None:
+    with Session(engine) as s:
+        return s.execute(select(Feed).where(Feed.name == name)).scalar()
+
+
+def test_feeds_edit_cli_changes_what_is_given_and_refuses_bad_input(
+    engine, cli, feed_server, monkeypatch
+):
+    cli("sample", "load")
+    monkeypatch.setenv("NEWSLETTER_WEBHOOK_ALLOW_NETWORKS", json.dumps(["127.0.0.0/8"]))
+    assert cli("feeds", "add", feed_server.url + "/rss.xml", "--name", "wire").exit_code == 0
+    assert cli("feeds", "add", feed_server.url + "/atom.xml", "--name", "cn").exit_code == 0
+    assert cli("feeds", "poll", "wire").exit_code == 0
+    # the list shows what the last poll brought: 2 new events for wire, not polled yet for cn
+    listed = cli("feeds", "list").output
+    header = " ".join("".join(c.strip() for c in line.split("┃")) for line in listed.splitlines())
+    assert "new" in header
+    cells = {
+        row[1]: row[6]  # name -> last new
+        for line in listed.splitlines()
+        if len(row := [c.strip() for c in line.split("│")]) > 6 and row[1]
+    }
+    assert cells == {"cn": "-", "wire": "2"}, listed
+
+    done = cli("feeds", "edit", "wire", "--new-name", "ai-wire", "--region", "China")
+    assert done.exit_code == 0, done.stderr
+    assert "Updated feed ai-wire: name ai-wire, region china." in done.output
+    feed = feed_row(engine, "ai-wire")
+    assert feed is not None and (feed.region, feed.language) == ("china", "en")
+    assert feed.url == feed_server.url + "/rss.xml"
+    assert cli("feeds", "edit", "ai-wire", "--region", "china").output.startswith(
+        "Feed ai-wire unchanged."
+    )
+    # a new URL: checked like a new feed's, polled afresh
+    moved = cli("feeds", "edit", "ai-wire", "--url", feed_server.url + "/rss.xml?v=2")
+    assert moved.exit_code == 0 and feed_row(engine, "ai-wire").etag is None, moved.stderr
+
+    bad = [  # (arguments, what the error says)
+        (["nope", "--region", "eu"], "no feed named 'nope'"),
+        (["ai-wire"], "nothing to change"),
+        (["ai-wire", "--new-name", "x", "--language", "english!"], "language 'english!'"),
+        (["ai-wire", "--new-name", "cn"], "a feed named 'cn' exists already"),
+        (["ai-wire", "--new-name", "a/b"], "cannot contain '/'"),
+        (["ai-wire", "--url", "ftp://example.com/feed", "--new-name", "x"], "refusing feed URL"),
+        (["ai-wire", "--url", feed_server.url + "/atom.xml"], "the feed 'cn' has this URL"),
+        (["ai-wire", "--region", "Not a region"], "region must be"),
+    ]
+    for args, says in bad:
+        r = cli("feeds", "edit", *args)
+        assert r.exit_code == 1 and says in r.stderr, (args, r.stderr)
+    # nothing stored by any of them
+    feed = feed_row(engine, "ai-wire")
+    assert (feed.url, feed.region, feed.language) == (
+        feed_server.url + "/rss.xml?v=2",
+        "china",
+        "en",
+    )
+    assert feed_row(engine, "x") is None

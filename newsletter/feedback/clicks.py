@@ -137,6 +137,47 @@ def event_clicks(session: Session, event_id: int) -> int:
     )
 
 
+@dataclass
+class ReaderEventClicks:
+    event_id: int
+    title: str
+    clicks: int
+    last_at: dt.datetime
+
+
+READER_EVENTS = 50
+
+
+def reader_event_clicks(
+    session: Session, subscriber_id: int, *, limit: int = READER_EVENTS
+) -> list[ReaderEventClicks]:
+    """One reader's per-reader counts by event (summed over their deliveries), most
+    clicked first; empty when per-reader counts were never on for them."""
+    total = func.sum(ReaderClick.count)
+    theirs = (
+        select(
+            ReaderClick.event_id,
+            total.label("clicks"),
+            func.max(ReaderClick.last_at).label("last_at"),
+        )
+        .join(Delivery, Delivery.id == ReaderClick.delivery_id)
+        .where(Delivery.subscriber_id == subscriber_id)
+        .group_by(ReaderClick.event_id)
+        .order_by(total.desc(), ReaderClick.event_id.desc())
+        .limit(limit)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Event.id, Event.title, theirs.c.clicks, theirs.c.last_at)
+        .join(theirs, theirs.c.event_id == Event.id)
+        .order_by(theirs.c.clicks.desc(), Event.id.desc())
+    ).all()
+    return [
+        ReaderEventClicks(event_id=i, title=localised(title, "en"), clicks=int(n), last_at=at)
+        for i, title, n, at in rows
+    ]
+
+
 def top_readers(session: Session, *, limit: int = 50) -> list[tuple[str, int]]:
     """(address, clicks) of the readers with the most per-reader clicks (erased readers'
     are gone with them)."""

@@ -371,3 +371,117 @@ def test_instant_alerts_carry_counted_links_too(engine, db_url, smtp_server):
     with Session(engine) as s:
         rows = s.execute(select(ClickCount.topic, ClickCount.count)).all()
     assert sorted(rows) == [("hardware", 1), ("hardware", 1)]
+
+
+def test_the_reader_page_shows_their_clicks_per_event_while_per_reader_counts_are_on(
+    world, db_url, smtp_server
+):
+    from markupsafe import escape
+
+    from newsletter.audience.subscribers import get_subscriber
+
+    settings = mail_settings(db_url, smtp_server.url, click_tracking=True)
+    with Session(world) as s:
+        _, owner = create_token(session=s, name="boss", role="owner")
+        _, editor = create_token(session=s, name="desk", role="editor")
+        _, viewer = create_token(session=s, name="watch", role="viewer")
+        ada = get_subscriber(session=s, email="ada@example.com").id
+        li = get_subscriber(session=s, email="li@example.com").id
+        s.commit()
+    app = create_app(settings=settings.model_copy(update={"base_url": "http://testserver"}),
+                     engine=world)  # fmt: skip
+    boss, desk, watch = TestClient(app), TestClient(app), TestClient(app)
+    csrf = owner_session(boss, owner)
+    owner_session(desk, editor)
+    owner_session(watch, viewer)
+    # off: no clicks section for anyone
+    assert 'id="reader-clicks"' not in boss.get(f"/admin/subscribers/{ada}").text
+    boss.post("/admin/clicks/per-reader", data={"csrf_token": csrf, "on": "1"})
+
+    plan(world, settings)
+    drain(world, settings)
+    _, text, _ = mailed(smtp_server, "ada@example.com")
+    links = list(dict.fromkeys(CLICK.findall(text)))  # in the mail's order, once each
+    for link in [links[0], links[0], links[1]]:
+        assert boss.get(link.removeprefix(SITE), follow_redirects=False).status_code == 302
+    with Session(world) as s:
+        counted = dict(
+            s.execute(
+                select(ReaderClick.event_id, func.sum(ReaderClick.count)).group_by(
+                    ReaderClick.event_id
+                )
+            ).all()
+        )
+        titles = {i: s.get(Event, i).title["en"] for i in counted}
+    assert sorted(counted.values()) == [1, 2]
+    most = max(counted, key=counted.get)
+
+    for client in (boss, desk):
+        page = client.get(f"/admin/subscribers/{ada}").text
+        assert "Their clicks" in page
+        rows = re.findall(
+            r'<tr data-event-id="(\d+)">\s*<td data-label="Event"><a href="/admin/events/\d+">'
+            r'([^<]*)</a></td>\s*<td data-label="Clicks" class="num">(\d+)</td>',
+            page,
+        )
+        assert [(int(i), int(n)) for i, _, n in rows] == sorted(
+            counted.items(), key=lambda kv: -kv[1]
+        )
+        assert rows[0][0] == str(most)
+        assert {int(i): t for i, t, _ in rows} == {i: str(escape(t)) for i, t in titles.items()}
+    # another reader's page has none of Ada's clicks
+    assert "No clicks counted for them." in boss.get(f"/admin/subscribers/{li}").text
+    # a viewer never sees per-reader counts
+    assert 'id="reader-clicks"' not in watch.get(f"/admin/subscribers/{ada}").text
+
+    # turned off: the section is gone (and the counts with it)
+    boss.post("/admin/clicks/per-reader", data={"csrf_token": csrf, "on": "0"})
+    page = boss.get(f"/admin/subscribers/{ada}").text
+    assert 'id="reader-clicks"' not in page and "Their clicks" not in page
+
+
+def test_reader_clicks_in_chromium_fit_a_phone_and_a_desktop(
+    page, world, db_url, smtp_server, screenshot_dir
+):
+    from newsletter.audience.subscribers import get_subscriber
+    from newsletter.feedback.clicks import set_per_reader
+
+    port = free_port()
+    settings = mail_settings(
+        db_url, smtp_server.url, click_tracking=True, base_url=f"http://127.0.0.1:{port}"
+    )
+    with Session(world) as s:
+        _, token = create_token(session=s, name="desk", role="editor")
+        set_per_reader(s, True)
+        ada = get_subscriber(session=s, email="ada@example.com").id
+        s.commit()
+    plan(world, settings)
+    drain(world, settings)
+    _, text, _ = mailed(smtp_server, "ada@example.com")
+    links = list(dict.fromkeys(re.findall(rf"http://127\.0\.0\.1:{port}/r/\S+/\S+", text)))
+    assert len(links) >= 2
+    with serving(create_app(settings=settings, engine=world), port):
+        with httpx.Client(follow_redirects=False) as http:
+            for link in [links[0], links[0], links[1]]:
+                assert http.get(link).status_code == 302
+        page.goto(f"http://127.0.0.1:{port}/admin/")
+        page.fill("#token", token)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"http://127.0.0.1:{port}/admin/")
+        page.goto(f"http://127.0.0.1:{port}/admin/subscribers/{ada}")
+        card = page.locator("section[aria-labelledby=clicks-h]")
+        expect(card.locator("h2")).to_have_text("Their clicks")
+        rows = card.locator("#reader-clicks tbody tr")
+        expect(rows).to_have_count(2)
+        expect(rows.nth(0).locator("td.num")).to_have_text("2")
+        expect(rows.nth(1).locator("td.num")).to_have_text("1")
+        for width in (390, 1200):
+            page.set_viewport_size({"width": width, "height": 900})
+            wider = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert wider <= 0, (width, wider)
+            card.scroll_into_view_if_needed()
+            shot = screenshot_dir / f"admin-reader-clicks-{width}.png"
+            card.screenshot(path=str(shot))
+            assert shot.stat().st_size > 5_000

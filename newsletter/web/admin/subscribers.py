@@ -31,7 +31,7 @@ from newsletter.core.models import Subscriber
 from newsletter.core.periods import FREQUENCIES
 from newsletter.delivery import history
 from newsletter.delivery.outbox import MAX_ID, DeliveryFilter
-from newsletter.feedback import sources
+from newsletter.feedback import clicks, sources
 from newsletter.feedback.reenable import ReenableError, enable_reader
 from newsletter.pipeline import readers, remove_subscriber
 from newsletter.topics.catalogue import list_topics
@@ -188,6 +188,12 @@ def _detail(
     bounces = sources.recent(
         session, dt.datetime(1970, 1, 1, tzinfo=dt.UTC), limit=HISTORY_SIZE, subscriber_id=sub.id
     )
+    # per-reader click counts: only while an owner has them on, and not for viewers
+    clicked = (
+        clicks.reader_event_clicks(session, sub.id)
+        if admin.can["edit"] and clicks.per_reader(session)
+        else None
+    )
     return render(
         request,
         "subscriber.html.j2",
@@ -205,6 +211,8 @@ def _detail(
         bounced=sources.on_deliveries(session, [d.id for d in sent.rows]),
         bounces=bounces,
         history_size=HISTORY_SIZE,
+        clicked=clicked,
+        clicked_limit=clicks.READER_EVENTS,
         topics=list_topics(session=session),
         frequencies=FREQUENCIES,
         languages=LANGUAGES,

@@ -9,7 +9,6 @@ from typing import Annotated
 from fastapi import Query, Request
 from pydantic import BaseModel, Field
 
-from newsletter.core import audit
 from newsletter.feedback.clicks import (
     MAX_DAYS,
     click_stats,
@@ -17,7 +16,7 @@ from newsletter.feedback.clicks import (
     set_per_reader,
     top_readers,
 )
-from newsletter.web.api.common import admin_router, errors
+from newsletter.web.api.common import admin_router, errors, note
 from newsletter.web.deps import AdminDep, SessionDep, role
 
 router = admin_router("/clicks", "clicks")
@@ -121,11 +120,11 @@ def read_reader_clicks(
 )
 def put_per_reader(session: SessionDep, admin: AdminDep, body: PerReaderIn) -> PerReaderPublic:
     deleted = set_per_reader(session, body.on)
-    audit.record(
-        session=session,
-        who=admin.name,
-        action="clicks.per_reader",
-        target="per-reader click counts",
-        detail=("on" if body.on else f"off; {deleted} per-reader counts deleted"),
+    note(
+        session,
+        admin,
+        "clicks.per_reader",
+        "per-reader click counts",
+        "on" if body.on else f"off; {deleted} per-reader counts deleted",
     )
     return PerReaderPublic(per_reader=body.on, deleted=deleted)

@@ -27,8 +27,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlmodel import Session
 from starlette.types import Message
 
+from newsletter.core import audit
+from newsletter.core.models import AdminToken
 from newsletter.web.deps import require_admin
 
 # Upper bound for any request body under /api/v1, checked before the body is read.
@@ -71,6 +74,16 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         }
         for code in codes
     }
+
+
+def note(
+    session: Session, admin_token: AdminToken, action: str, target: str, detail: str = ""
+) -> None:
+    """Record a change in the audit log under the token that made it (same transaction).
+
+    Pass secrets and URLs already masked: what is given here is stored as is.
+    """
+    audit.record(session=session, who=admin_token.name, action=action, target=target, detail=detail)
 
 
 def invalid(loc: tuple[str | int, ...], message: str) -> RequestValidationError:

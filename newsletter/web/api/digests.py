@@ -12,7 +12,7 @@ from newsletter.ingest.takes import TakeError, approve_take, get_take, markdown_
 from newsletter.pipeline import plan_period
 from newsletter.planning.digests import DigestError, NothingToSend, preview_digest
 from newsletter.planning.proofs import ProofSendError, send_proof
-from newsletter.web.api.common import admin_router, errors, invalid, status_on
+from newsletter.web.api.common import admin_router, errors, invalid, note, status_on
 from newsletter.web.api.models import (
     MONTH_PATTERN,
     PERIOD_PATTERN,
@@ -26,7 +26,7 @@ from newsletter.web.api.models import (
     TakeIn,
     TakePublic,
 )
-from newsletter.web.api.subscribers import note, subscriber_or_404
+from newsletter.web.api.subscribers import subscriber_or_404
 from newsletter.web.deps import AdminDep, EnvDep, SessionDep, SettingsDep
 
 takes = admin_router("/takes", "takes")

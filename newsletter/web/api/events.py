@@ -11,7 +11,6 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from newsletter import pipeline
-from newsletter.core import audit
 from newsletter.core.models import Event
 from newsletter.core.settings import Settings
 from newsletter.ingest import event_search
@@ -32,7 +31,7 @@ from newsletter.ingest.files import (
     decode,
     detect_format,
 )
-from newsletter.web.api.common import admin_router, errors
+from newsletter.web.api.common import admin_router, errors, note
 from newsletter.web.api.models import (
     MONTH_PATTERN,
     REGION_PATTERN,
@@ -82,7 +81,7 @@ def import_upload(
 
 def _note(session: Session, admin, action: str, event: Event, detail: str = "") -> None:
     target = f"event {event.id}: {localised(event.title, 'en')}"[:500]
-    audit.record(session=session, who=admin.name, action=action, target=target, detail=detail)
+    note(session, admin, action, target, detail)
 
 
 def event_public(session: Session, event: Event) -> EventPublic:
@@ -198,10 +197,14 @@ def import_events(
     except ImportFileError as exc:
         raise HTTPException(400, str(exc)) from exc
     report, alerts = ingested.report, ingested.alerts
-    audit.record(session=session, who=admin.name, action="event.import",
-                 target=(file.filename or "upload")[:200],
-                 detail=f"{report.new} new, {report.duplicate} duplicate, "
-                 f"{len(report.invalid)} invalid; {alerts} alert(s) queued")  # fmt: skip
+    note(
+        session,
+        admin,
+        "event.import",
+        (file.filename or "upload")[:200],
+        f"{report.new} new, {report.duplicate} duplicate, "
+        f"{len(report.invalid)} invalid; {alerts} alert(s) queued",
+    )
     return ImportReportPublic(
         format=fmt,
         new=report.new,
@@ -226,8 +229,9 @@ def retag_events(
     ] = False,
 ) -> RetagPublic:
     report = retag(session=session, include_manual=include_manual)
-    audit.record(session=session, who=admin.name, action="events.retag",
-                 detail=f"{report.examined} examined, {report.changed} changed")  # fmt: skip
+    note(
+        session, admin, "events.retag", "", f"{report.examined} examined, {report.changed} changed"
+    )
     return RetagPublic(
         examined=report.examined, changed=report.changed, kept_manual=report.kept_manual
     )
@@ -287,6 +291,5 @@ def delete_event(session: SessionDep, admin: AdminDep, event_id: EventId) -> Res
         raise HTTPException(404, f"no event {event_id}")
     target = f"event {event.id}: {localised(event.title, 'en')}"[:500]
     cancelled = pipeline.remove_event(session=session, event=event)
-    audit.record(session=session, who=admin.name, action="event.delete", target=target,
-                 detail=f"{cancelled} waiting alert deliveries cancelled")  # fmt: skip
+    note(session, admin, "event.delete", target, f"{cancelled} waiting alert deliveries cancelled")
     return Response(status_code=204, headers={"X-Alerts-Cancelled": str(cancelled)})

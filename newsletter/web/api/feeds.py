@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import HTTPException, Path, Request, Response
 
-from newsletter.core import audit
 from newsletter.core.models import Feed
 from newsletter.ingest.feeds import (
     FeedError,
@@ -19,7 +18,7 @@ from newsletter.ingest.feeds import (
     update_feed,
 )
 from newsletter.pipeline import poll_feeds
-from newsletter.web.api.common import admin_router, errors, status_on
+from newsletter.web.api.common import admin_router, errors, note, status_on
 from newsletter.web.api.models import (
     FeedChange,
     FeedCreate,
@@ -92,8 +91,7 @@ def create_feed(
         feed = add_feed(session=session, settings=settings, **feed_in.model_dump())
     except FeedError as exc:
         raise refused(exc) from exc
-    audit.record(session=session, who=admin.name, action="feed.add", target=feed.name,
-                 detail=feed.url)  # fmt: skip
+    note(session, admin, "feed.add", feed.name, feed.url)
     return feed_public(feed)
 
 
@@ -142,8 +140,7 @@ def change_feed(
         raise refused(exc) from exc
     if changed:
         detail = ", ".join(f"{key}: {getattr(feed, key)}" for key in changed)
-        audit.record(session=session, who=admin.name, action="feed.edit", target=before,
-                     detail=detail)  # fmt: skip
+        note(session, admin, "feed.edit", before, detail)
     return feed_public(feed)
 
 
@@ -157,8 +154,7 @@ def delete_feed(session: SessionDep, admin: AdminDep, name: FeedName) -> Respons
     feed = feed_or_404(session, name)
     events = event_counts(session=session).get(feed.id, 0)
     remove_feed(session=session, feed=feed)
-    audit.record(session=session, who=admin.name, action="feed.remove", target=feed.name,
-                 detail=f"{feed.url}; its {events} events stay")  # fmt: skip
+    note(session, admin, "feed.remove", feed.name, f"{feed.url}; its {events} events stay")
     return Response(status_code=204)
 
 
@@ -174,6 +170,5 @@ def poll_one(
     feed = feed_or_404(session, name)
     session.commit()  # polling writes in its own transaction
     (result,) = poll_feeds(engine=request.app.state.engine, settings=settings, only=feed.name)
-    audit.record(session=session, who=admin.name, action="feed.poll", target=feed.name,
-                 detail=poll_summary(result))  # fmt: skip
+    note(session, admin, "feed.poll", feed.name, poll_summary(result))
     return poll_public(result)

@@ -10,11 +10,10 @@ from fastapi import HTTPException, Path, Query, Request
 from sqlalchemy import Engine
 
 from newsletter.audience.endpoints import get_endpoint
-from newsletter.core import audit
 from newsletter.core.models import utcnow
 from newsletter.delivery import history, outbox, stats
 from newsletter.delivery.outbox import MAX_ID, STATUSES, last_errors, status_counts
-from newsletter.web.api.common import admin_router, errors
+from newsletter.web.api.common import admin_router, errors, note
 from newsletter.web.api.models import (
     NO_CONTROL,
     AttemptPublic,
@@ -89,8 +88,7 @@ def retry_failed(session: SessionDep, admin: AdminDep, body: OutboxRetryIn) -> O
         match=None if match.empty else match,
     )
     target = body.model_dump_json(exclude_defaults=True)
-    audit.record(session=session, who=admin.name, action="outbox.retry", target=target[:500],
-                 detail=f"{got.total} queued again, {got.held} held")  # fmt: skip
+    note(session, admin, "outbox.retry", target[:500], f"{got.total} queued again, {got.held} held")
     return OutboxRetryPublic(requeued=got.total, held=got.held)
 
 
@@ -116,8 +114,7 @@ def cancel_waiting(
     )
     n = outbox.cancel(session, ids=body.ids, match=None if match.empty else match)
     target = body.model_dump_json(exclude_defaults=True)
-    audit.record(session=session, who=admin.name, action="outbox.cancel", target=target[:500],
-                 detail=f"{n} cancelled")  # fmt: skip
+    note(session, admin, "outbox.cancel", target[:500], f"{n} cancelled")
     return OutboxCancelPublic(cancelled=n)
 
 

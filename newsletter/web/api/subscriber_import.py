@@ -10,8 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from newsletter.audience.imports import MAX_BYTES, ImportFileError, import_csv
-from newsletter.core import audit
-from newsletter.web.api.common import admin_router, errors
+from newsletter.web.api.common import admin_router, errors, note
 from newsletter.web.deps import AdminDep, SessionDep
 
 router = admin_router("/subscribers", "subscribers")
@@ -101,8 +100,7 @@ async def import_subscribers_csv(
             result = import_csv(session=session, data=data, default_topics=defaults)
         except ImportFileError as exc:
             raise HTTPException(400, str(exc)) from exc
-        audit.record(session=session, who=admin.name, action="subscribers.import",
-                     target="csv", detail=result.summary())  # fmt: skip
+        note(session, admin, "subscribers.import", "csv", result.summary())
         return ImportReportPublic(
             **result.counts,
             encoding=result.encoding,

@@ -21,14 +21,13 @@ from newsletter.audience.subscribers import (
     update_subscriber,
     why_not_addable,
 )
-from newsletter.core import audit
 from newsletter.core.models import Subscriber
 from newsletter.delivery import history
 from newsletter.delivery.outbox import MAX_ID, DeliveryFilter
 from newsletter.feedback.reenable import ReenableError, enable_reader
 from newsletter.feedback.sources import recent
 from newsletter.pipeline import readers, remove_subscriber
-from newsletter.web.api.common import admin_router, errors, status_on
+from newsletter.web.api.common import admin_router, errors, note, status_on
 from newsletter.web.api.models import (
     SLUG_PATTERN,
     BouncePublic,
@@ -55,10 +54,6 @@ EmailPath = Annotated[str, Path(max_length=320, examples=["ada@example.com"])]
 def subscriber_public(session: Session, sub: Subscriber) -> SubscriberPublic:
     topics = [t.slug for t in subscriber_topics(session=session, subscriber=sub)]
     return SubscriberPublic(**sub.model_dump(), topics=topics)
-
-
-def note(session: Session, admin, action: str, target: str, detail: str = "") -> None:
-    audit.record(session=session, who=admin.name, action=action, target=target, detail=detail)
 
 
 def subscriber_or_404(session: Session, email: str) -> Subscriber:

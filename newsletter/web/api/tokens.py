@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlmodel import Session
 
-from newsletter.core import audit
 from newsletter.core.admin_tokens import (
     TokenAdminError,
     create_token,
@@ -25,7 +24,7 @@ from newsletter.core.admin_tokens import (
     set_role,
 )
 from newsletter.core.models import AdminToken
-from newsletter.web.api.common import admin_router, errors
+from newsletter.web.api.common import admin_router, errors, note
 from newsletter.web.deps import AdminDep, SessionDep, role
 
 router = admin_router("/tokens", "tokens")
@@ -86,10 +85,6 @@ def token_or_404(session: Session, name: str) -> AdminToken:
     if row is None:
         raise HTTPException(404, f"no token named {name!r}")
     return row
-
-
-def note(session: Session, admin: AdminToken, action: str, target: str, detail: str = "") -> None:
-    audit.record(session=session, who=admin.name, action=action, target=target, detail=detail)
 
 
 @router.get(

@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import Path, Query, Response
 from sqlmodel import Session
 
-from newsletter.core import audit
 from newsletter.core.models import Topic
 from newsletter.ingest.events import list_events
 from newsletter.topics.catalogue import (
@@ -24,7 +23,7 @@ from newsletter.topics.catalogue import (
 from newsletter.topics.dry_run import dry_run
 from newsletter.topics.matching import TopicRules
 from newsletter.topics.suggestions import suggest_keywords
-from newsletter.web.api.common import admin_router, errors, status_on
+from newsletter.web.api.common import admin_router, errors, note, status_on
 from newsletter.web.api.models import (
     SLUG_PATTERN,
     RuleMatchPublic,
@@ -80,8 +79,7 @@ def read_topics(session: SessionDep) -> TopicsPublic:
 def add_topic(session: SessionDep, admin: AdminDep, topic_in: TopicCreate) -> TopicPublic:
     with status_on(409, TopicError):  # the only refusal: the slug is taken
         topic = create_topic(session=session, topic_in=topic_in)
-    audit.record(session=session, who=admin.name, action="topic.create", target=topic.slug,
-                 detail=topic.name_en)  # fmt: skip
+    note(session, admin, "topic.create", topic.slug, topic.name_en)
     return topic_public(session, topic, 0)
 
 
@@ -149,8 +147,7 @@ def change_topic(
     session: SessionDep, admin: AdminDep, slug: SlugPath, change: TopicChange
 ) -> TopicPublic:
     topic = update_topic(session=session, topic=topic_or_404(session, slug), topic_in=change)
-    audit.record(session=session, who=admin.name, action="topic.edit", target=topic.slug,
-                 detail=rules_summary(topic.rules))  # fmt: skip
+    note(session, admin, "topic.edit", topic.slug, rules_summary(topic.rules))
     return topic_public(session, topic)
 
 
@@ -172,8 +169,7 @@ def remove_topic(
     readers, hooks = subscriber_count(session=session, topic=topic)
     with status_on(409, TopicError):  # the only refusal: still followed
         delete_topic(session=session, topic=topic, force=force)
-    audit.record(session=session, who=admin.name, action="topic.delete", target=topic.slug,
-                 detail=deleted_detail(readers, hooks))  # fmt: skip
+    note(session, admin, "topic.delete", topic.slug, deleted_detail(readers, hooks))
     return Response(status_code=204)
 
 

@@ -21,7 +21,7 @@ from newsletter.audience.endpoints import (
     mask_url,
     update_endpoint,
 )
-from newsletter.core import audit, platforms
+from newsletter.core import platforms
 from newsletter.core.models import WebhookEndpoint
 from newsletter.delivery import history
 from newsletter.delivery.channels.base import DeliveryError
@@ -29,7 +29,7 @@ from newsletter.delivery.chat_check import send_test
 from newsletter.delivery.history import EndpointHealth
 from newsletter.pipeline import disable_endpoint, enable_endpoint, remove_endpoint
 from newsletter.rendering.cards import PayloadError
-from newsletter.web.api.common import admin_router, errors, status_on
+from newsletter.web.api.common import admin_router, errors, note, status_on
 from newsletter.web.api.models import (
     WEBHOOK_NAME_PATTERN,
     WebhookChange,
@@ -61,10 +61,6 @@ def webhook_public(
         queued=health.queued,
         held=health.held,
     )
-
-
-def note(session: Session, admin, action: str, name: str, detail: str = "") -> None:
-    audit.record(session=session, who=admin.name, action=action, target=name, detail=detail)
 
 
 def endpoint_or_404(session: Session, name: str) -> WebhookEndpoint:

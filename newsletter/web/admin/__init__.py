@@ -18,7 +18,6 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 
-from newsletter.core import audit as audit_log
 from newsletter.core.admin_tokens import end_session, verify_token
 from newsletter.core.models import utcnow
 from newsletter.feedback.clicks import click_stats, per_reader, set_per_reader
@@ -41,6 +40,7 @@ from newsletter.web.admin.auth import (
     ReadFormDep,
     load_session,
     login_csrf_for,
+    note,
     open_session,
     render,
     safe_next,
@@ -152,12 +152,12 @@ def clicks_per_reader(admin: OwnerCsrfDep, session: SessionDep, on: Annotated[st
     if on not in ("0", "1"):
         raise HTTPException(400, "on must be 0 or 1")
     deleted = set_per_reader(session, on == "1")
-    audit_log.record(
-        session=session,
-        who=admin.token.name,
-        action="clicks.per_reader",
-        target="per-reader click counts",
-        detail="on" if on == "1" else f"off; {deleted} per-reader counts deleted",
+    note(
+        session,
+        admin,
+        "clicks.per_reader",
+        "per-reader click counts",
+        "on" if on == "1" else f"off; {deleted} per-reader counts deleted",
     )
     state = "on" if on == "1" else "off"
     return RedirectResponse(f"/admin/?clicks_saved={state}#clicks", status_code=303)

@@ -27,6 +27,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.exc import DataError
 from sqlmodel import Session
 
+from newsletter.core import audit
 from newsletter.core.admin_tokens import allows, session_token, start_session
 from newsletter.core.keys import ADMIN_SESSION, CSRF, derive_key
 from newsletter.core.models import AdminToken
@@ -152,6 +153,18 @@ class AdminSession:
     def can(self) -> dict[str, bool]:
         """What the pages may offer this token: `can.edit` (editor), `can.own` (owner)."""
         return {"edit": allows(self.token.role, "editor"), "own": allows(self.token.role, "owner")}
+
+
+def note(
+    session: Session, admin_session: AdminSession, action: str, target: str, detail: str = ""
+) -> None:
+    """Record a change in the audit log under the session's token (same transaction).
+
+    Pass secrets and URLs already masked: what is given here is stored as is.
+    """
+    audit.record(
+        session=session, who=admin_session.token.name, action=action, target=target, detail=detail
+    )
 
 
 def load_session(request: Request, session: Session) -> AdminSession | None:

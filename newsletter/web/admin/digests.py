@@ -13,7 +13,6 @@ from markupsafe import Markup
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from newsletter.core import audit
 from newsletter.core.models import Delivery, Subscriber
 from newsletter.core.periods import DIGEST_FREQUENCIES, PeriodError, parse_period
 from newsletter.ingest.events import latest_event_day
@@ -30,7 +29,15 @@ from newsletter.planning.digests import Preview, SendSummary, digest_kind, previ
 from newsletter.planning.proofs import send_proof
 from newsletter.planning.send_times import Waiting, waiting_sends
 from newsletter.topics.catalogue import list_topics
-from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, ReadFormDep, fragment, render
+from newsletter.web.admin.auth import (
+    AdminDep,
+    AdminRoute,
+    CsrfDep,
+    ReadFormDep,
+    fragment,
+    note,
+    render,
+)
 from newsletter.web.deps import EnvDep, SessionDep, SettingsDep
 
 router = APIRouter(route_class=AdminRoute)
@@ -144,13 +151,7 @@ def take_save(
             status=422,
         )
     if was != (take.body_markdown, take.state):
-        audit.record(
-            session=session,
-            who=admin.token.name,
-            action="take.edit",
-            target=f"{period} {language}",
-            detail="saved as a draft",
-        )
+        note(session, admin, "take.edit", f"{period} {language}", "saved as a draft")
     query = urlencode({"period": period, "language": language, "saved": 1})
     return RedirectResponse(f"/admin/take?{query}", status_code=303)
 
@@ -179,13 +180,7 @@ def take_approve(
             status=422 if not isinstance(exc, TakeError) else 404,
         )
     if before != "approved":
-        audit.record(
-            session=session,
-            who=admin.token.name,
-            action="take.approve",
-            target=f"{period} {language}",
-            detail="approved",
-        )
+        note(session, admin, "take.approve", f"{period} {language}", "approved")
     query = urlencode({"period": take.period, "language": take.language, "approved": 1})
     return RedirectResponse(f"/admin/take?{query}", status_code=303)
 
@@ -337,13 +332,7 @@ def digest_proof(
         return _preview_page(
             request, admin, session, settings, env, proof_error=str(exc), status=422, **page
         )
-    audit.record(
-        session=session,
-        who=admin.token.name,
-        action="digest.proof",
-        target=period.strip(),
-        detail=f"{sent.view} to {', '.join(sent.to)}",
-    )
+    note(session, admin, "digest.proof", period.strip(), f"{sent.view} to {', '.join(sent.to)}")
     return _preview_page(
         request,
         admin,
@@ -467,7 +456,11 @@ def send_now(
         return _send_page(
             request, admin, frequency=frequency, period=period, error=str(exc), status=422
         )
-    audit.record(session=session, who=admin.token.name, action="digest.send",
-                 target=f"{result.frequency} {result.period}",
-                 detail=f"{result.enqueued} queued for {result.recipients} readers")  # fmt: skip
+    note(
+        session,
+        admin,
+        "digest.send",
+        f"{result.frequency} {result.period}",
+        f"{result.enqueued} queued for {result.recipients} readers",
+    )
     return _send_page(request, admin, frequency=frequency, period=result.period, result=result)

@@ -15,7 +15,6 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from newsletter import pipeline
-from newsletter.core import audit
 from newsletter.core.models import Event
 from newsletter.core.text import title_key
 from newsletter.delivery import outbox
@@ -33,7 +32,7 @@ from newsletter.ingest.events import (
 )
 from newsletter.ingest.files import FORMATS, ImportFileError
 from newsletter.topics.catalogue import TopicError, list_topics, topics_by_slug
-from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, render
+from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, note, render
 from newsletter.web.api.events import MAX_UPLOAD_BYTES, import_upload
 from newsletter.web.api.models import EventCreate
 from newsletter.web.deps import SessionDep, SettingsDep
@@ -288,8 +287,7 @@ def event_add(
                           status=422)  # fmt: skip
     event = result.event
     assert event is not None, "a duplicate was refused above"
-    audit.record(session=session, who=admin.token.name, action="event.add",
-                 target=_target(event), detail=f"{alerts} instant alert(s) queued")  # fmt: skip
+    note(session, admin, "event.add", _target(event), f"{alerts} instant alert(s) queued")
     return RedirectResponse(f"/admin/events/{event.id}?done=added", status_code=303)
 
 
@@ -350,8 +348,9 @@ def events_import(
         return _import_page(request, admin, error=str(exc), fmt=format, name=name, status=code)
     report = ingested.report
     summary = f"{report.new} new, {report.duplicate} duplicate, {len(report.invalid)} invalid"
-    audit.record(session=session, who=admin.token.name, action="event.import",
-                 target=name[:200], detail=f"{summary}; {ingested.alerts} alert(s) queued")  # fmt: skip
+    note(
+        session, admin, "event.import", name[:200], f"{summary}; {ingested.alerts} alert(s) queued"
+    )
     new = event_search.by_ids(session, report.new_ids[:50])
     return _import_page(
         request,
@@ -419,8 +418,7 @@ def event_save(
         return _edit_page(request, admin, session, event=event, form=form, errors=errors,
                           status=422)  # fmt: skip
     if changed:
-        audit.record(session=session, who=admin.token.name, action="event.edit",
-                     target=_target(event), detail="changed: " + ", ".join(changed))  # fmt: skip
+        note(session, admin, "event.edit", _target(event), "changed: " + ", ".join(changed))
     return RedirectResponse(f"/admin/events/{event.id}?done=saved", status_code=303)
 
 
@@ -438,8 +436,7 @@ def event_pin(
     wanted = pinned == "1"
     if event.pinned != wanted:
         set_pinned(session=session, event=event, pinned=wanted)
-        audit.record(session=session, who=admin.token.name,
-                     action="event.pin" if wanted else "event.unpin", target=_target(event))  # fmt: skip
+        note(session, admin, "event.pin" if wanted else "event.unpin", _target(event))
     if back.startswith(f"/admin/events/{event.id}"):
         done = "pinned" if wanted else "unpinned"
         return RedirectResponse(f"/admin/events/{event.id}?done={done}", status_code=303)
@@ -462,9 +459,8 @@ def event_delete(
             if clicked else "")  # fmt: skip
     message = (f"Event {event_id} deleted; {cancelled} waiting "
                f"alert{'' if cancelled == 1 else 's'} cancelled{gone}.")  # fmt: skip
-    audit.record(session=session, who=admin.token.name, action="event.delete", target=target,
-                 detail=f"{cancelled} waiting alert deliveries cancelled"
-                 + (f"; {clicked} counted clicks deleted" if clicked else ""))  # fmt: skip
+    note(session, admin, "event.delete", target, f"{cancelled} waiting alert deliveries cancelled"
+         + (f"; {clicked} counted clicks deleted" if clicked else ""))  # fmt: skip
     list_url = _back_to_list(back)
     sep = "&" if "?" in list_url else "?"
     return RedirectResponse(list_url + sep + urlencode({"done": message}), status_code=303)

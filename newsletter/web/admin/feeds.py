@@ -11,7 +11,6 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 from sqlmodel import Session
 
-from newsletter.core import audit
 from newsletter.core.models import Feed, utcnow
 from newsletter.ingest.feeds import (
     CHECK_SECONDS,
@@ -24,7 +23,7 @@ from newsletter.ingest.feeds import (
     update_feed,
 )
 from newsletter.pipeline import poll_feeds
-from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, render
+from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, note, render
 from newsletter.web.deps import SessionDep, SettingsDep
 
 router = APIRouter(route_class=AdminRoute)
@@ -174,8 +173,7 @@ def feed_add(
         session.rollback()
         errors = _form_errors(exc)
         return _list_page(request, admin, session, settings, form=form, errors=errors, status=422)
-    audit.record(session=session, who=admin.token.name, action="feed.add", target=feed.name,
-                 detail=feed.url)  # fmt: skip
+    note(session, admin, "feed.add", feed.name, feed.url)
     session.commit()  # stored before the browser follows the redirect
     return RedirectResponse(f"/admin/feeds?{urlencode({'added': feed.id})}#feed-{feed.id}",
                             status_code=303)  # fmt: skip
@@ -241,8 +239,7 @@ def feed_save(
                           form=form, errors=errors, status=422)  # fmt: skip
     if changed:
         detail = ", ".join(f"{key}: {getattr(feed, key)}" for key in changed)
-        audit.record(session=session, who=admin.token.name, action="feed.edit", target=before,
-                     detail=detail)  # fmt: skip
+        note(session, admin, "feed.edit", before, detail)
     session.commit()  # stored before the browser follows the redirect
     return RedirectResponse(f"/admin/feeds/{feed.id}?saved=1", status_code=303)
 
@@ -263,8 +260,7 @@ def feed_poll(
         detail = f"error: {result.error}"
     else:
         detail = f"{len(result.new_ids)} new, {result.duplicates} already stored"
-    audit.record(session=session, who=admin.token.name, action="feed.poll", target=feed.name,
-                 detail=detail)  # fmt: skip
+    note(session, admin, "feed.poll", feed.name, detail)
     session.commit()  # stored before the browser follows the redirect
     if back == "feed":
         return RedirectResponse(f"/admin/feeds/{feed.id}?polled=1", status_code=303)
@@ -276,8 +272,7 @@ def feed_remove(feed_id: int, admin: CsrfDep, session: SessionDep):
     feed = _feed_or_404(session, feed_id)
     kept = event_counts(session=session).get(feed.id, 0)
     remove_feed(session=session, feed=feed)
-    audit.record(session=session, who=admin.token.name, action="feed.remove", target=feed.name,
-                 detail=f"{feed.url}; its {kept} events stay")  # fmt: skip
+    note(session, admin, "feed.remove", feed.name, f"{feed.url}; its {kept} events stay")
     query = urlencode({"removed": feed.name, "kept": kept})
     session.commit()  # stored before the browser follows the redirect
     return RedirectResponse(f"/admin/feeds?{query}", status_code=303)

@@ -14,11 +14,11 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from newsletter.core import audit, platforms
+from newsletter.core import platforms
 from newsletter.core.models import Delivery
 from newsletter.delivery import history, outbox
 from newsletter.delivery.outbox import MAX_ID, STATUSES, DeliveryFilter
-from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, render
+from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, note, render
 from newsletter.web.deps import SessionDep
 
 router = APIRouter(route_class=AdminRoute)
@@ -146,7 +146,7 @@ def outbox_retry_filtered(
         got = outbox.retry(session, match=match, everything=True)
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from exc
-    _note(session, admin, "outbox.retry", _described(form), _retried(got))
+    note(session, admin, "outbox.retry", _described(form), _retried(got))
     return _back(back, _retried(got))
 
 
@@ -171,17 +171,12 @@ def outbox_cancel_filtered(
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from exc
     message = f"{n} queued deliver{'y' if n == 1 else 'ies'} cancelled."
-    _note(session, admin, "outbox.cancel", _described(form), message)
+    note(session, admin, "outbox.cancel", _described(form), message)
     return _back(back, message)
 
 
 def _described(form: dict[str, str]) -> str:
     return "; ".join(f"{k} {v}" for k, v in form.items() if v) or "every delivery"
-
-
-def _note(session: Session, admin, action: str, target: str, detail: str) -> None:
-    audit.record(session=session, who=admin.token.name, action=action, target=target,
-                 detail=detail)  # fmt: skip
 
 
 def _retried(got: outbox.Retried) -> str:
@@ -221,8 +216,8 @@ def delivery_retry(
     if line.status != "failed":
         raise HTTPException(409, f"only a failed delivery is retried; this one is {line.status}")
     got = outbox.retry(session, ids=[delivery_id])
-    _note(session, admin, "outbox.retry", f"delivery {delivery_id}: {line.carries} to "
-          f"{line.recipient}", _retried(got))  # fmt: skip
+    note(session, admin, "outbox.retry", f"delivery {delivery_id}: {line.carries} to "
+         f"{line.recipient}", _retried(got))  # fmt: skip
     return _back(back or f"/admin/outbox/{delivery_id}", _retried(got))
 
 
@@ -234,6 +229,6 @@ def delivery_cancel(
     if line.status not in ("queued", "held"):
         raise HTTPException(409, f"only a queued delivery is cancelled; this one is {line.status}")
     n = outbox.cancel(session, ids=[delivery_id])
-    _note(session, admin, "outbox.cancel", f"delivery {delivery_id}: {line.carries} to "
-          f"{line.recipient}", f"{n} queued delivery cancelled.")  # fmt: skip
+    note(session, admin, "outbox.cancel", f"delivery {delivery_id}: {line.carries} to "
+         f"{line.recipient}", f"{n} queued delivery cancelled.")  # fmt: skip
     return _back(back or f"/admin/outbox/{delivery_id}", f"{n} queued delivery cancelled.")

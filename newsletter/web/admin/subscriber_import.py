@@ -14,9 +14,8 @@ from fastapi import APIRouter, Form, HTTPException, Request, Response, UploadFil
 from starlette.types import Message
 
 from newsletter.audience.imports import MAX_BYTES, ImportFileError, import_csv
-from newsletter.core import audit
 from newsletter.topics.catalogue import list_topics
-from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, render
+from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, note, render
 from newsletter.web.deps import SessionDep
 
 # the form around the file: its other fields and the multipart boundaries
@@ -110,8 +109,7 @@ def import_upload(
     except ImportFileError as exc:
         session.rollback()
         return _page(request, admin, session, status=422, chosen=chosen, error=f"{exc}.")
-    audit.record(session=session, who=admin.token.name, action="subscribers.import",
-                 target=name[:200], detail=result.summary())  # fmt: skip
+    note(session, admin, "subscribers.import", name[:200], result.summary())
     session.commit()  # the report shows what is stored
     refused = [r for r in result.rows if r.action == "refused"]
     others = [r for r in result.rows if r.action != "refused"]

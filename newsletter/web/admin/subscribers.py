@@ -25,7 +25,6 @@ from newsletter.audience.subscribers import (
     suppression_reason,
     update_subscriber,
 )
-from newsletter.core import audit
 from newsletter.core.errors import reason
 from newsletter.core.models import Subscriber
 from newsletter.core.periods import FREQUENCIES
@@ -35,7 +34,7 @@ from newsletter.feedback import clicks, sources
 from newsletter.feedback.reenable import ReenableError, enable_reader
 from newsletter.pipeline import readers, remove_subscriber
 from newsletter.topics.catalogue import list_topics
-from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, OwnerCsrfDep, render
+from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, OwnerCsrfDep, note, render
 from newsletter.web.deps import SessionDep
 
 router = APIRouter(route_class=AdminRoute)
@@ -263,8 +262,7 @@ def subscriber_save(
         try:
             wanted = SubscriberIn.model_validate({"email": sub.email, **form})
             if update_subscriber(session=session, subscriber=sub, sub_in=wanted):
-                audit.record(session=session, who=admin.token.name, action="subscriber.edit",
-                             target=sub.email, detail=_prefs(wanted))  # fmt: skip
+                note(session, admin, "subscriber.edit", sub.email, _prefs(wanted))
         except (ValidationError, ValueError) as exc:
             error = reason(exc)
     if error:
@@ -285,8 +283,7 @@ def _act(request: Request, admin, session: Session, subscriber_id: int, action) 
         session.rollback()
         return _detail(request, admin, session, sub, error=str(exc), status=409)
     if done != "confirmation-again":
-        audit.record(session=session, who=admin.token.name, action=f"subscriber.{done}",
-                     target=sub.email)  # fmt: skip
+        note(session, admin, f"subscriber.{done}", sub.email)
     return _back(sub, done)
 
 
@@ -352,8 +349,7 @@ def subscriber_enable(
     except ReenableError as exc:
         session.rollback()
         return _detail(request, admin, session, sub, error=str(exc), status=409)
-    audit.record(session=session, who=who, action="subscriber.enabled", target=sub.email,
-                 detail=done)  # fmt: skip
+    note(session, admin, "subscriber.enabled", sub.email, done)
     return _back(sub, "enabled")
 
 
@@ -372,7 +368,6 @@ def subscriber_erase(
         return _detail(request, admin, session, sub, status=422,
                        erase_error="Type the reader's address exactly to confirm.")  # fmt: skip
     remove_subscriber(session=session, subscriber=sub)
-    audit.record(session=session, who=admin.token.name, action="subscriber.remove",
-                 target=f"subscriber {sub.id}", detail="personal data deleted")  # fmt: skip
+    note(session, admin, "subscriber.remove", f"subscriber {sub.id}", "personal data deleted")
     session.commit()  # before the redirect: the list the browser asks for next is without them
     return RedirectResponse("/admin/subscribers?done=erased", status_code=303)

@@ -14,7 +14,6 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 from sqlmodel import Session
 
-from newsletter.core import audit
 from newsletter.core.admin_tokens import (
     ROLE_WORDS,
     ROLES,
@@ -25,7 +24,7 @@ from newsletter.core.admin_tokens import (
     set_role,
 )
 from newsletter.core.models import AdminToken
-from newsletter.web.admin.auth import AdminDep, AdminRoute, OwnerCsrfDep, render
+from newsletter.web.admin.auth import AdminDep, AdminRoute, OwnerCsrfDep, note, render
 from newsletter.web.deps import SessionDep, refuse_role
 
 router = APIRouter(route_class=AdminRoute)
@@ -73,11 +72,6 @@ def _owner(admin) -> None:
         raise refused
 
 
-def _note(session: Session, admin, action: str, target: str, detail: str) -> None:
-    audit.record(session=session, who=admin.token.name, action=action, target=target,
-                 detail=detail)  # fmt: skip
-
-
 @router.get("/tokens")
 def tokens_page(
     request: Request, admin: AdminDep, session: SessionDep, done: str = "", name: str = ""
@@ -107,7 +101,7 @@ def token_create(
             error = str(exc)
     if error:
         return _page(request, admin, session, create_error=error, form=form, status=422)
-    _note(session, admin, "token.create", row.name, f"role {row.role}")
+    note(session, admin, "token.create", row.name, f"role {row.role}")
     session.commit()  # stored before the token is shown (see `_done`)
     return render(
         request,
@@ -156,7 +150,7 @@ def token_role(
         session.rollback()
         return _page(request, admin, session, error=str(exc), status=409)
     if row.role != before:
-        _note(session, admin, "token.role", row.name, f"{before} -> {row.role}")
+        note(session, admin, "token.role", row.name, f"{before} -> {row.role}")
     if row.id == admin.token.id and row.role != "owner":
         session.commit()  # an owner who stepped down cannot see the tokens page any more
         return RedirectResponse("/admin/", status_code=303)
@@ -176,7 +170,7 @@ def token_revoke(
     except TokenAdminError as exc:
         session.rollback()
         return _page(request, admin, session, error=str(exc), status=409)
-    _note(session, admin, "token.revoke", row.name, f"role {row.role}")
+    note(session, admin, "token.revoke", row.name, f"role {row.role}")
     if row.id == admin.token.id:  # this session ended with it
         session.commit()
         return RedirectResponse("/admin/login", status_code=303)

@@ -13,7 +13,6 @@ from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 from sqlmodel import Session, select
 
-from newsletter.core import audit
 from newsletter.core.models import Event, Topic
 from newsletter.core.text import one_line
 from newsletter.ingest.events import localised, retag
@@ -46,6 +45,7 @@ from newsletter.web.admin.auth import (
     CsrfDep,
     ReadFormDep,
     fragment,
+    note,
     render,
     safe_next,
 )
@@ -273,8 +273,7 @@ def topic_create(
     if topic is None:  # the form again with what was typed; nothing is stored
         session.rollback()
         return _topics_page(request, admin, session, new=new, form=form, errors=errors, status=422)
-    audit.record(session=session, who=admin.token.name, action="topic.create",
-                 target=topic.slug, detail=topic.name_en)  # fmt: skip
+    note(session, admin, "topic.create", topic.slug, topic.name_en)
     session.commit()  # stored before the browser follows the redirect
     return RedirectResponse(f"/admin/topics?{urlencode({'created': topic.slug})}", status_code=303)
 
@@ -394,8 +393,7 @@ def topic_save(
             request, admin, session, topic, names=names, form=form, errors=errors, status=422
         )
     update_topic(session=session, topic=topic, topic_in=update)
-    audit.record(session=session, who=admin.token.name, action="topic.edit",
-                 target=topic.slug, detail=rules_summary(topic.rules))  # fmt: skip
+    note(session, admin, "topic.edit", topic.slug, rules_summary(topic.rules))
     return RedirectResponse(f"/admin/topics/{topic.slug}?saved=1", status_code=303)
 
 
@@ -445,8 +443,7 @@ def topic_delete(
         )
     else:
         detail = f"nobody followed it; {impact.events} event(s) lost the topic"
-    audit.record(session=session, who=admin.token.name, action="topic.delete",
-                 target=slug, detail=detail)  # fmt: skip
+    note(session, admin, "topic.delete", slug, detail)
     session.commit()  # stored before the browser follows the redirect
     return RedirectResponse(f"/admin/topics?{urlencode({'deleted': slug})}", status_code=303)
 
@@ -458,8 +455,9 @@ def events_retag(
     back: Annotated[str, Form()] = "",
 ):
     report = retag(session=session)
-    audit.record(session=session, who=admin.token.name, action="events.retag",
-                 detail=f"{report.examined} examined, {report.changed} changed")  # fmt: skip
+    note(
+        session, admin, "events.retag", "", f"{report.examined} examined, {report.changed} changed"
+    )
     target = safe_next(back)
     if target == "/admin/":
         target = "/admin/topics"

@@ -27,7 +27,7 @@ from newsletter.audience.endpoints import (
     mask_url,
     update_endpoint,
 )
-from newsletter.core import audit, platforms
+from newsletter.core import platforms
 from newsletter.core.models import WebhookEndpoint
 from newsletter.core.periods import FREQUENCIES
 from newsletter.delivery import history, outbox
@@ -37,7 +37,7 @@ from newsletter.delivery.outbox import DeliveryFilter
 from newsletter.pipeline import disable_endpoint, enable_endpoint, remove_endpoint
 from newsletter.rendering.cards import PayloadError
 from newsletter.topics.catalogue import list_topics
-from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, render
+from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, note, render
 from newsletter.web.admin.subscribers import TIMEZONES
 from newsletter.web.api.models import WEBHOOK_NAME_PATTERN
 from newsletter.web.deps import EnvDep, SessionDep, SettingsDep
@@ -77,11 +77,6 @@ def _endpoint_or_404(session: Session, name: str) -> WebhookEndpoint:
         return get_endpoint(session=session, name=name)
     except WebhookError as exc:
         raise HTTPException(404, str(exc)) from exc
-
-
-def _note(session: Session, admin, action: str, target: str, detail: str = "") -> None:
-    audit.record(session=session, who=admin.token.name, action=action, target=target,
-                 detail=detail)  # fmt: skip
 
 
 def _row(ep: WebhookEndpoint, topics: list[str], health: history.EndpointHealth) -> dict:
@@ -185,8 +180,8 @@ def webhook_add(
     except (ValidationError, ValueError) as exc:
         session.rollback()  # nothing of it is stored
         return _list_page(request, admin, session, form=form, errors=_errors(exc), status=422)
-    _note(session, admin, "webhook.add", ep.name,
-          describe_change(None, endpoint_state(session=session, endpoint=ep)))  # fmt: skip
+    note(session, admin, "webhook.add", ep.name,
+         describe_change(None, endpoint_state(session=session, endpoint=ep)))  # fmt: skip
     if platforms.get(ep.platform).new_secret and not ep_in.secret and ep.secret:
         # a generated signing secret: shown this once, for the receiver to verify with
         session.commit()
@@ -283,7 +278,7 @@ def webhook_save(
     after = endpoint_state(session=session, endpoint=ep)
     if after != before or ep.secret != old_secret:
         detail = describe_change(before, after, secret_changed=ep.secret != old_secret)
-        _note(session, admin, "webhook.edit", ep.name, detail)
+        note(session, admin, "webhook.edit", ep.name, detail)
     return _back(ep.name, "saved")
 
 
@@ -318,7 +313,7 @@ def webhook_disable(
     why = " ".join(reason.split())[:500] or "disabled by an admin"
     disable_endpoint(session=session, endpoint=ep, reason=why)
     held = history.endpoint_health(session, [ep.id]).get(ep.id, history.NO_HEALTH).held
-    _note(session, admin, "webhook.disable", ep.name, why)
+    note(session, admin, "webhook.disable", ep.name, why)
     return _back(ep.name, "disabled", held)
 
 
@@ -326,7 +321,7 @@ def webhook_disable(
 def webhook_enable(name: NamePath, admin: CsrfDep, session: SessionDep):
     ep = _endpoint_or_404(session, name)
     released = enable_endpoint(session=session, endpoint=ep)
-    _note(session, admin, "webhook.enable", ep.name, f"{_messages(released)} released")
+    note(session, admin, "webhook.enable", ep.name, f"{_messages(released)} released")
     return _back(ep.name, "enabled", released)
 
 
@@ -334,8 +329,8 @@ def webhook_enable(name: NamePath, admin: CsrfDep, session: SessionDep):
 def webhook_cancel_held(name: NamePath, admin: CsrfDep, session: SessionDep):
     ep = _endpoint_or_404(session, name)
     n = outbox.cancel(session, match=DeliveryFilter(statuses=("held",), endpoint_id=ep.id))
-    _note(session, admin, "outbox.cancel", f"held messages for team {ep.name}",
-          f"{_messages(n)} cancelled")  # fmt: skip
+    note(session, admin, "outbox.cancel", f"held messages for team {ep.name}",
+         f"{_messages(n)} cancelled")  # fmt: skip
     return _back(ep.name, "cancelled", n)
 
 
@@ -343,5 +338,5 @@ def webhook_cancel_held(name: NamePath, admin: CsrfDep, session: SessionDep):
 def webhook_remove(name: NamePath, admin: CsrfDep, session: SessionDep):
     ep = _endpoint_or_404(session, name)
     cancelled = remove_endpoint(session=session, endpoint=ep)
-    _note(session, admin, "webhook.remove", name, f"{_messages(cancelled)} waiting cancelled")
+    note(session, admin, "webhook.remove", name, f"{_messages(cancelled)} waiting cancelled")
     return RedirectResponse(f"/admin/webhooks?done=removed&n={cancelled}", status_code=303)

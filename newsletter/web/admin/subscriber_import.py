@@ -11,11 +11,11 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request, Response, UploadFile
-from starlette.types import Message
 
 from newsletter.audience.imports import MAX_BYTES, ImportFileError, import_csv
 from newsletter.topics.catalogue import list_topics
 from newsletter.web.admin.auth import AdminDep, AdminRoute, CsrfDep, note, render
+from newsletter.web.api.common import limit_body
 from newsletter.web.deps import SessionDep
 
 # the form around the file: its other fields and the multipart boundaries
@@ -42,21 +42,7 @@ class UploadRoute(AdminRoute):
         limit = MAX_BYTES + FORM_ALLOWANCE
 
         async def limited(request: Request) -> Response:
-            length = request.headers.get("content-length", "")
-            if length.isdigit() and int(length) > limit:
-                raise _too_large()
-            receive, seen = request.receive, 0
-
-            async def receive_limited() -> Message:
-                nonlocal seen
-                message = await receive()
-                if message["type"] == "http.request":
-                    seen += len(message.get("body", b""))
-                    if seen > limit:
-                        raise _too_large()
-                return message
-
-            return await handler(Request(request.scope, receive_limited))
+            return await handler(limit_body(request, limit, _too_large))
 
         return limited
 

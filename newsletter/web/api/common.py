@@ -113,15 +113,15 @@ def _too_large() -> HTTPException:
     return HTTPException(413, f"the request body is larger than {MAX_REQUEST_BYTES // 2**20} MB")
 
 
-def _limited(request: Request) -> Request:
-    """The request, refused with 413 as soon as its body exceeds MAX_REQUEST_BYTES.
+def limit_body(request: Request, limit: int, too_large: Callable[[], HTTPException]) -> Request:
+    """The request, refused with `too_large()` as soon as its body exceeds `limit` bytes.
 
     Checked before anything is read when there is a Content-Length, and while reading
     otherwise (chunked uploads), so no body is parsed or spooled beyond the limit.
     """
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_REQUEST_BYTES:
-        raise _too_large()
+    if length.isdigit() and int(length) > limit:
+        raise too_large()
     receive, seen = request.receive, 0
 
     async def receive_limited() -> Message:
@@ -129,8 +129,8 @@ def _limited(request: Request) -> Request:
         message = await receive()
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
-            if seen > MAX_REQUEST_BYTES:
-                raise _too_large()
+            if seen > limit:
+                raise too_large()
         return message
 
     return Request(request.scope, receive_limited)
@@ -144,7 +144,7 @@ class ApiRoute(APIRoute):
 
         async def guarded(request: Request) -> Response:
             try:
-                return await handler(_limited(request))
+                return await handler(limit_body(request, MAX_REQUEST_BYTES, _too_large))
             except ValidationError as exc:  # a domain model built inside an endpoint
                 raise _as_request_error(exc) from exc
             except IntegrityError as exc:

@@ -9,7 +9,7 @@ import re
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy import func, select
 from sqlmodel import Session
@@ -129,18 +129,27 @@ def _back(back: str, message: str) -> RedirectResponse:
     return RedirectResponse(target + sep + urlencode({"done": message}), status_code=303)
 
 
-@router.post("/outbox/retry")
-def outbox_retry_filtered(
-    admin: CsrfDep,
-    session: SessionDep,
+def _filter_form(
     status: Annotated[str, Form()] = "",
     channel: Annotated[str, Form()] = "",
     recipient: Annotated[str, Form()] = "",
     from_: Annotated[str, Form(alias="from")] = "",
     to: Annotated[str, Form()] = "",
+) -> dict[str, str]:
+    """The outbox filter posted with a retry-all or cancel-all form, as `_match` reads it."""
+    return {"status": status, "channel": channel, "recipient": recipient, "from": from_, "to": to}
+
+
+FilterForm = Annotated[dict[str, str], Depends(_filter_form)]
+
+
+@router.post("/outbox/retry")
+def outbox_retry_filtered(
+    admin: CsrfDep,
+    session: SessionDep,
+    form: FilterForm,
     back: Annotated[str, Form()] = "",
 ):
-    form = {"status": status, "channel": channel, "recipient": recipient, "from": from_, "to": to}
     try:
         match = _match(session, form)
         got = outbox.retry(session, match=match, everything=True)
@@ -154,14 +163,9 @@ def outbox_retry_filtered(
 def outbox_cancel_filtered(
     admin: CsrfDep,
     session: SessionDep,
-    status: Annotated[str, Form()] = "",
-    channel: Annotated[str, Form()] = "",
-    recipient: Annotated[str, Form()] = "",
-    from_: Annotated[str, Form(alias="from")] = "",
-    to: Annotated[str, Form()] = "",
+    form: FilterForm,
     back: Annotated[str, Form()] = "",
 ):
-    form = {"status": status, "channel": channel, "recipient": recipient, "from": from_, "to": to}
     try:
         match = _match(session, form)
         if match.empty:

@@ -9,7 +9,7 @@ import re
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 from sqlmodel import Session
@@ -245,17 +245,7 @@ def _form_fields(**fields: Any) -> dict[str, Any]:
 EventField = Annotated[str, Form()]
 
 
-@router.get("/events/new")
-def event_new(request: Request, admin: AdminDep, session: SessionDep):
-    return _edit_page(request, admin, session, event=None, form=_blank_form(), errors={})
-
-
-@router.post("/events/new")
-def event_add(
-    request: Request,
-    admin: CsrfDep,
-    session: SessionDep,
-    settings: SettingsDep,
+def _posted_form(
     title_en: EventField = "",
     title_zh: EventField = "",
     summary_en: EventField = "",
@@ -268,8 +258,27 @@ def event_add(
     language: EventField = "en",
     importance: EventField = "",
     topics: Annotated[list[str] | None, Form()] = None,
+) -> dict[str, Any]:
+    """The add and edit forms' fields as posted (the same on both pages)."""
+    return _form_fields(**{k: v for k, v in locals().items() if k in FIELDS}, topics=topics)
+
+
+EventForm = Annotated[dict[str, Any], Depends(_posted_form)]
+
+
+@router.get("/events/new")
+def event_new(request: Request, admin: AdminDep, session: SessionDep):
+    return _edit_page(request, admin, session, event=None, form=_blank_form(), errors={})
+
+
+@router.post("/events/new")
+def event_add(
+    request: Request,
+    admin: CsrfDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    form: EventForm,
 ):
-    form = _form_fields(**{k: v for k, v in locals().items() if k in FIELDS}, topics=topics)
     errors: dict[str, str] = {}
     try:
         event_in = _validated(session, form, errors)
@@ -388,21 +397,9 @@ def event_save(
     event_id: int,
     admin: CsrfDep,
     session: SessionDep,
-    title_en: EventField = "",
-    title_zh: EventField = "",
-    summary_en: EventField = "",
-    summary_zh: EventField = "",
-    url: EventField = "",
-    occurred_on: EventField = "",
-    region: EventField = "global",
-    source_en: EventField = "",
-    source_zh: EventField = "",
-    language: EventField = "en",
-    importance: EventField = "",
-    topics: Annotated[list[str] | None, Form()] = None,
+    form: EventForm,
 ):
     event = _event_or_404(session, event_id)
-    form = _form_fields(**{k: v for k, v in locals().items() if k in FIELDS}, topics=topics)
     errors: dict[str, str] = {}
     changed: list[str] = []
     try:

@@ -9,7 +9,7 @@ import datetime as dt
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import ValidationError
 from sqlmodel import Session
@@ -67,7 +67,10 @@ LIST_DONE = {
 HISTORY_SIZE = 50
 
 
-def _filter(q: str, status: str, topic: str, frequency: str, language: str) -> SubscriberFilter:
+def _filter(
+    q: str = "", status: str = "", topic: str = "", frequency: str = "", language: str = ""
+) -> SubscriberFilter:
+    """The list's filter from the query string (the list page and its CSV export)."""
     return SubscriberFilter(
         q=q.strip(),
         status=status or None,
@@ -77,20 +80,18 @@ def _filter(q: str, status: str, topic: str, frequency: str, language: str) -> S
     )
 
 
+FilterQuery = Annotated[SubscriberFilter, Depends(_filter)]
+
+
 @router.get("/subscribers")
 def subscribers_page(
     request: Request,
     admin: AdminDep,
     session: SessionDep,
-    q: str = "",
-    status: str = "",
-    topic: str = "",
-    frequency: str = "",
-    language: str = "",
+    match: FilterQuery,
     after: str = "",
     done: str = "",
 ):
-    match = _filter(q, status, topic, frequency, language)
     error, page, code = "", None, 200
     try:
         start = int(after) if after else None
@@ -134,13 +135,8 @@ def subscribers_export(
     request: Request,
     admin: AdminDep,
     session: SessionDep,
-    q: str = "",
-    status: str = "",
-    topic: str = "",
-    frequency: str = "",
-    language: str = "",
+    match: FilterQuery,
 ):
-    match = _filter(q, status, topic, frequency, language)
     try:
         directory.conditions(session, match)
     except DirectoryError as exc:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 from sqlmodel import Session, select
@@ -232,12 +232,15 @@ def topics_page(
     )
 
 
-@router.post("/topics")
-def topic_create(
-    request: Request,
-    admin: CsrfDep,
-    session: SessionDep,
-    slug: Annotated[str, Form()] = "",
+@dataclass
+class PostedTopic:
+    """A topic's names and rules as posted by the create and edit forms."""
+
+    names: dict[str, str]
+    rules: RulesForm
+
+
+def _posted_topic(
     name_en: Annotated[str, Form()] = "",
     name_zh: Annotated[str, Form()] = "",
     description: Annotated[str, Form()] = "",
@@ -245,15 +248,38 @@ def topic_create(
     include: Annotated[str, Form()] = "",
     exclude: Annotated[str, Form()] = "",
     regex: Annotated[str, Form()] = "",
-):
-    new = {
-        "slug": slug.strip(),
+) -> PostedTopic:
+    names = {
         "name_en": name_en,
         "name_zh": name_zh,
         "description": description,
         "description_zh": description_zh,
     }
-    form = RulesForm(include=include, exclude=exclude, regex=regex)
+    return PostedTopic(names, RulesForm(include=include, exclude=exclude, regex=regex))
+
+
+TopicForm = Annotated[PostedTopic, Depends(_posted_topic)]
+
+
+def _field_errors(exc: ValidationError) -> dict[str, str]:
+    """A model's validation errors by form field (the rules' own ones under "rules")."""
+    errors: dict[str, str] = {}
+    for err in exc.errors():
+        key = str(err["loc"][0]) if err["loc"] else "rules"
+        errors[key] = err["msg"].removeprefix("Value error, ")
+    return errors
+
+
+@router.post("/topics")
+def topic_create(
+    request: Request,
+    admin: CsrfDep,
+    session: SessionDep,
+    posted: TopicForm,
+    slug: Annotated[str, Form()] = "",
+):
+    new = {"slug": slug.strip(), **posted.names}
+    form = posted.rules
     errors = form.errors()
     if not new["slug"]:
         errors["slug"] = "a slug is required: lower-case letters, digits and hyphens"
@@ -265,9 +291,7 @@ def topic_create(
         try:
             topic = create_topic(session=session, topic_in=TopicIn(**new, rules=form.rules()))
         except ValidationError as exc:
-            for err in exc.errors():
-                key = str(err["loc"][0]) if err["loc"] else "rules"
-                errors[key] = err["msg"].removeprefix("Value error, ")
+            errors.update(_field_errors(exc))
         except TopicError as exc:  # the slug is taken
             errors["slug"] = str(exc)
     if topic is None:  # the form again with what was typed; nothing is stored
@@ -359,22 +383,10 @@ def topic_save(
     slug: str,
     admin: CsrfDep,
     session: SessionDep,
-    name_en: Annotated[str, Form()] = "",
-    name_zh: Annotated[str, Form()] = "",
-    description: Annotated[str, Form()] = "",
-    description_zh: Annotated[str, Form()] = "",
-    include: Annotated[str, Form()] = "",
-    exclude: Annotated[str, Form()] = "",
-    regex: Annotated[str, Form()] = "",
+    posted: TopicForm,
 ):
     topic = _topic_or_404(session, slug)
-    names = {
-        "name_en": name_en,
-        "name_zh": name_zh,
-        "description": description,
-        "description_zh": description_zh,
-    }
-    form = RulesForm(include=include, exclude=exclude, regex=regex)
+    names, form = posted.names, posted.rules
     errors = form.errors()
     for key in ("name_en", "name_zh"):
         if not one_line(names[key]):
@@ -384,9 +396,7 @@ def topic_save(
         try:
             update = TopicUpdate(**names, rules=form.rules())
         except ValidationError as exc:
-            for err in exc.errors():
-                key = str(err["loc"][0]) if err["loc"] else "rules"
-                errors[key] = err["msg"].removeprefix("Value error, ")
+            errors.update(_field_errors(exc))
     if update is None:
         # the form is shown again with what was typed; nothing is stored
         return _edit_page(

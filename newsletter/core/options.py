@@ -33,14 +33,8 @@ def set_value(session: Session, name: str, value: str) -> None:
 
 
 def get_flag(session: Session, name: str) -> bool:
-    value = session.execute(select(Option.value).where(Option.name == name)).scalar()
-    return value == "1"
+    return get_value(session, name) == "1"
 
 
 def set_flag(session: Session, name: str, on: bool) -> None:
-    row = session.get(Option, name)
-    if row is None:
-        row = Option(name=name)
-    row.value = "1" if on else "0"
-    row.updated_at = utcnow()
-    session.add(row)
+    set_value(session, name, "1" if on else "0")
